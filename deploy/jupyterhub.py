@@ -1,0 +1,29 @@
+"""Turn the inventory's hosts into JupyterHub servers that give each user a container (and a GPU).
+
+    pyinfra -y inventories/local.py deploy/jupyterhub.py
+
+Every host's inventory data is validated before any host is changed.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyinfra import host  # noqa: E402
+
+from roles import docker_engine, images, network, preflight, secrets, services, tls  # noqa: E402
+
+target = preflight.check()
+docker_engine.ensure_engine(target)
+network.ensure_network(target)
+built = images.ensure_images(target)
+hub_secrets = secrets.ensure_secrets(target)
+certificate = tls.ensure_certificate(target)
+services.ensure_services(target, built, certificate, hub_secrets)
+
+host.log(
+    f"JupyterHub will answer at https://{target.names[0]}:{target.settings.https_port}/ "
+    f"(admins {', '.join(target.settings.admin_users)} sign up at /hub/signup; "
+    f"the local CA is {certificate.ca})"
+)

@@ -1,0 +1,10 @@
+"""This very machine, deployed to without SSH (run pyinfra as root on it, e.g. inside WSL2)."""
+
+local = [
+    (
+        "@local",
+        {
+            # Settings: see the table in README.md. The defaults suit a WSL2 desktop or a LAN host.
+        },
+    )
+]

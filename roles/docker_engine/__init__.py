@@ -1,0 +1,93 @@
+"""Ensure a running Docker engine with Compose v2: leave a working one alone, else install and start one."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import StringCommand, deploy, operation
+from pyinfra.operations import apt, files, systemd
+
+from roles.docker_engine.compose_binary import compose_binary
+from roles.facts import DockerServerVersion
+from roles.preflight import Target
+
+CE_PACKAGES = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
+CLI_PLUGINS = "/usr/local/lib/docker/cli-plugins"
+
+
+@operation(is_idempotent=True)
+def engine_running(use_systemd: bool, timeout: int = 60):
+    """
+    Start the Docker engine if it does not answer: with systemd where PID 1 is systemd,
+    with the package's init script where it is not (WSL without systemd, containers).
+    """
+    version = host.get_fact(DockerServerVersion)
+    if version:
+        host.noop(f"Docker engine {version} is running")
+        return
+    if use_systemd:
+        yield "systemctl enable --now docker"
+    else:
+        yield "/etc/init.d/docker start"
+    yield StringCommand(
+        f"for i in $(seq {timeout}); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; "
+        f"echo 'the Docker engine did not answer within {timeout}s' >&2; exit 1"
+    )
+
+
+@deploy("Docker engine")
+def ensure_engine(target: Target):
+    profile = target.profile
+    if profile.docker_server:
+        where = "Docker Desktop's engine" if profile.docker_desktop else f"Docker engine {profile.docker_server}"
+        host.log(f"{where} already answers; leaving it as it is")
+    elif target.settings.docker_source == "docker-ce":
+        _docker_ce_repository(target)
+        apt.packages(name="Install Docker CE", packages=CE_PACKAGES)
+    else:
+        apt.update(name="Update apt lists for docker.io", cache_time=3600)
+        # iptables: dockerd needs it to wire its bridges, and Debian only recommends it.
+        apt.packages(name="Install docker.io", packages=["docker.io", "iptables"])
+
+    if profile.systemd and not profile.docker_desktop:
+        systemd.service(name="Docker engine enabled and running", service="docker", running=True, enabled=True)
+    elif not profile.docker_desktop:
+        engine_running(name="Docker engine running", use_systemd=False)
+
+    _ensure_compose_v2(target)
+
+
+def _docker_ce_repository(target: Target) -> None:
+    profile = target.profile
+    base = f"{target.settings.docker_ce_repo_url.rstrip('/')}/{profile.os_id}"
+    keyring = "/etc/apt/keyrings/docker.asc"
+    files.directory(name="apt keyrings directory", path="/etc/apt/keyrings", mode="755")
+    files.download(name="Docker's apt key", src=f"{base}/gpg", dest=keyring, mode="644")
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(profile.arch, profile.arch)
+    repo = apt.repo(
+        name="Docker's apt repository",
+        src=f"deb [arch={arch} signed-by={keyring}] {base} {profile.os_codename} stable",
+        filename="docker",
+    )
+    apt.update(name="Update apt lists for Docker's repository", _if=repo.did_change)
+
+
+def _ensure_compose_v2(target: Target) -> None:
+    profile = target.profile
+    if profile.compose:
+        host.log(f"Docker Compose {profile.compose} is available")
+        return
+    if target.settings.docker_source == "docker-ce":
+        return  # docker-compose-plugin is among CE_PACKAGES
+    if profile.os_id == "ubuntu" or profile.os_version not in ("11", "12"):
+        # Ubuntu calls it docker-compose-v2; Debian 13 ships v2 as docker-compose.
+        package = "docker-compose-v2" if profile.os_id == "ubuntu" else "docker-compose"
+        apt.packages(name="Install Docker Compose v2", packages=[package])
+        return
+    # Debian 12 packages only Compose v1: bring the static v2 plugin from the controller.
+    files.directory(name="Docker CLI plugins directory", path=CLI_PLUGINS, mode="755")
+    files.put(
+        name="Install the Docker Compose v2 plugin",
+        src=compose_binary(profile.arch),
+        dest=f"{CLI_PLUGINS}/docker-compose",
+        mode="755",
+    )

@@ -1,0 +1,142 @@
+"""Facts about a target host that the roles decide on, each gathered in one round trip."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pyinfra.api import FactBase
+
+_PROFILE_SCRIPT = r"""
+. /etc/os-release 2>/dev/null
+echo "os_id=${ID:-}"
+echo "os_like=${ID_LIKE:-}"
+echo "os_version=${VERSION_ID:-}"
+echo "os_codename=${VERSION_CODENAME:-${UBUNTU_CODENAME:-}}"
+echo "arch=$(uname -m)"
+echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
+echo "hostname=$(cat /proc/sys/kernel/hostname)"
+if grep -qi microsoft /proc/sys/kernel/osrelease 2>/dev/null; then echo wsl=1; else echo wsl=0; fi
+if command -v docker >/dev/null 2>&1; then
+  echo docker_cli=1
+  echo "docker_server=$(docker info --format '{{.ServerVersion}}' 2>/dev/null)"
+  echo "docker_os=$(docker info --format '{{.OperatingSystem}}' 2>/dev/null)"
+  echo "compose=$(docker compose version --short 2>/dev/null)"
+fi
+if command -v ip >/dev/null 2>&1; then
+  ip -4 -o addr show 2>/dev/null | awk '{print "ipv4=" $2 " " $4}'
+fi
+grep -h -E '^[[:space:]]*(deb[[:space:]]|URIs:)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+  /etc/apt/sources.list.d/*.sources 2>/dev/null | sed 's/^/apt_source=/'
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  echo "ca_bundle_sha256=$(sha256sum /etc/ssl/certs/ca-certificates.crt | cut -d' ' -f1)"
+fi
+"""
+
+# Interfaces Docker makes; their addresses change when networks come and go, so a
+# certificate that named them would be re-issued on every run.
+_DOCKER_INTERFACE_PREFIXES = ("docker", "br-", "veth", "lo")
+
+
+@dataclass(frozen=True)
+class HostProfile:
+    os_id: str = ""
+    os_like: str = ""
+    os_version: str = ""
+    os_codename: str = ""
+    arch: str = ""
+    pid1: str = ""
+    hostname: str = ""
+    wsl: bool = False
+    docker_cli: bool = False
+    docker_server: str = ""
+    docker_os: str = ""
+    compose: str = ""
+    ipv4: tuple[str, ...] = ()
+    apt_mirrors: tuple[str, ...] = ()
+    ca_bundle_sha256: str = ""
+
+    @property
+    def systemd(self) -> bool:
+        return self.pid1 == "systemd"
+
+    @property
+    def docker_desktop(self) -> bool:
+        return self.docker_os == "Docker Desktop"
+
+    @property
+    def debian_family(self) -> bool:
+        return self.os_id in ("debian", "ubuntu") or "debian" in self.os_like.split()
+
+
+def parse_profile(lines: list[str]) -> HostProfile:
+    values: dict = {"ipv4": [], "apt_mirrors": []}
+    for line in lines:
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if key == "ipv4":
+            interface, _, cidr = value.partition(" ")
+            if not interface.startswith(_DOCKER_INTERFACE_PREFIXES):
+                values["ipv4"].append(cidr.split("/")[0])
+        elif key == "apt_source":
+            uri = _first_uri(value)
+            if uri and "security" not in uri and uri not in values["apt_mirrors"]:
+                values["apt_mirrors"].append(uri)
+        elif key in ("wsl", "docker_cli"):
+            values[key] = value == "1"
+        elif key in HostProfile.__dataclass_fields__:
+            values[key] = value
+    values["ipv4"] = tuple(values["ipv4"])
+    values["apt_mirrors"] = tuple(values["apt_mirrors"])
+    return HostProfile(**values)
+
+
+def _first_uri(source_line: str) -> str | None:
+    words = source_line.replace("URIs:", "").split()
+    for word in words:
+        if word.startswith(("http://", "https://")):
+            return word.rstrip("/")
+    return None
+
+
+class TargetProfile(FactBase):
+    """OS, WSL, init system, Docker engine and Compose, addresses and apt mirrors of the host."""
+
+    def command(self) -> str:
+        return _PROFILE_SCRIPT
+
+    def process(self, output) -> HostProfile:
+        return parse_profile(list(output))
+
+
+class DockerServerVersion(FactBase):
+    """The version of the Docker engine that answers, or None."""
+
+    def command(self) -> str:
+        return "docker info --format '{{.ServerVersion}}' 2>/dev/null || true"
+
+    def process(self, output):
+        version = "".join(output).strip()
+        return version or None
+
+
+class ComposeServices(FactBase):
+    """State of each service of a Compose project: {service: state}, from `docker compose ps`."""
+
+    @staticmethod
+    def default() -> dict:
+        return {}
+
+    def command(self, project_directory: str) -> str:
+        return f"docker compose --project-directory {project_directory} ps --all --format json 2>/dev/null || true"
+
+    def process(self, output):
+        services = {}
+        for line in output:
+            line = line.strip()
+            if not line:
+                continue
+            parsed = json.loads(line)
+            for entry in parsed if isinstance(parsed, list) else [parsed]:
+                services[entry["Service"]] = entry.get("Health") or entry["State"]
+        return services

@@ -1,0 +1,77 @@
+"""Validate a host's inventory data and learn what the host is, before anything changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from pyinfra import host
+
+from roles.facts import HostProfile, TargetProfile
+from roles.settings import HubSettings, InventoryError, from_host_data
+
+SUPPORTED = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
+# The distribution's own archive, for the debootstrap fallback when apt sources name none.
+DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://archive.ubuntu.com/ubuntu"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A validated host: its settings, what it is, and what follows from both."""
+
+    settings: HubSettings
+    profile: HostProfile
+
+    @property
+    def install_dir(self) -> PurePosixPath:
+        return PurePosixPath(self.settings.install_dir)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        if self.settings.hub_names:
+            return tuple(self.settings.hub_names)
+        return tuple(dict.fromkeys([self.profile.hostname.lower(), "localhost"]))
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        if self.settings.hub_addresses:
+            return tuple(self.settings.hub_addresses)
+        return tuple(dict.fromkeys(self.profile.ipv4 + ("127.0.0.1",)))
+
+    @property
+    def base_image(self) -> str:
+        if self.settings.base_image:
+            return self.settings.base_image
+        suffix = "-slim" if self.profile.os_id == "debian" else ""
+        return f"{self.profile.os_id}:{self.profile.os_codename}{suffix}"
+
+    @property
+    def base_tag(self) -> str:
+        """Local name of the base image, whether it was pulled or built with debootstrap."""
+        return "jupyterhub-gpu/base:" + self.base_image.replace("/", "-").replace(":", "-").replace("@", "-")
+
+    @property
+    def debootstrap_mirror(self) -> str:
+        if self.settings.debootstrap_mirror:
+            return self.settings.debootstrap_mirror
+        own = [m for m in self.profile.apt_mirrors if self.profile.os_id in m]
+        return (own or list(self.profile.apt_mirrors) or [DEFAULT_MIRRORS[self.profile.os_id]])[0]
+
+    @property
+    def debootstrap_components(self) -> str:
+        # Ubuntu keeps configurable-http-proxy in universe.
+        return "main,universe" if self.profile.os_id == "ubuntu" else "main"
+
+
+def check() -> Target:
+    """Return the validated target, or raise InventoryError naming what is wrong."""
+    settings = from_host_data(host.name, host.data.dict())
+    profile: HostProfile = host.get_fact(TargetProfile)
+    supported = SUPPORTED.get(profile.os_id)
+    if supported is None or profile.os_version not in supported:
+        allowed = ", ".join(f"{os} {' / '.join(versions)}" for os, versions in SUPPORTED.items())
+        raise InventoryError(
+            f"host {host.name} runs {profile.os_id or 'an unknown OS'} {profile.os_version}; "
+            f"supported are {allowed} (nothing was changed)"
+        )
+    return Target(settings=settings, profile=profile)

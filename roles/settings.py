@@ -1,0 +1,236 @@
+"""The inventory settings of a JupyterHub GPU host: declared once, validated once.
+
+Every key a user may put in an inventory's host or group data is a field of
+``HubSettings`` with its type, default and help text. ``from_host_data`` is the one
+place that turns pyinfra host data into settings, and the README's settings table is
+generated from this model (``python -m roles.settings``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+# Keys that belong to pyinfra itself or to its connectors, not to this deploy.
+PYINFRA_KEY_PREFIXES = ("ssh_", "docker_", "winrm_", "local_", "chroot_", "_", "vagrant_", "terraform_")
+
+DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+COMPOSE_PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+JUPYTER_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# Docker image references: [registry[:port]/]path[:tag][@digest], lower-case path.
+IMAGE_REF = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?(==|>=|<=|~=|!=|<|>)[A-Za-z0-9.*+!_-]+$")
+
+
+def _dns_name(value: str) -> str:
+    value = value.lower().rstrip(".")
+    if len(value) > 253 or not all(DNS_LABEL.match(label) for label in value.split(".")):
+        raise ValueError(f"{value!r} is not a valid DNS name (letters, digits and '-' in dot-separated labels)")
+    return value
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+def _pattern(regex: re.Pattern, allowed: str):
+    def check(value: str) -> str:
+        if not regex.match(value):
+            raise ValueError(f"{value!r} is not allowed: {allowed}")
+        return value
+
+    return check
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/") or ".." in value.split("/"):
+        raise ValueError(f"{value!r} is not allowed: an absolute path without '..'")
+    return value.rstrip("/") or "/"
+
+
+def _pinned_requirement(value: str) -> str:
+    if not PIP_REQUIREMENT.match(value):
+        raise ValueError(f"{value!r} is not allowed: a pip requirement with a version, like 'jupyterlab==4.6.6'")
+    return value
+
+
+DnsName = Annotated[str, AfterValidator(_dns_name)]
+IpAddress = Annotated[str, AfterValidator(_ip_address)]
+DockerName = Annotated[str, AfterValidator(_pattern(DOCKER_NAME, "letters, digits, '_', '.', '-', starting with a letter or digit"))]
+ImageRef = Annotated[str, AfterValidator(_pattern(IMAGE_REF, "a Docker image reference like 'quay.io/jupyter/base-notebook:2025-01-06'"))]
+Username = Annotated[str, AfterValidator(_pattern(JUPYTER_USERNAME, "lower-case letters, digits, '.', '_', '-'"))]
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+PinnedRequirement = Annotated[str, AfterValidator(_pinned_requirement)]
+
+
+class HubSettings(BaseModel):
+    """What one target host should run. Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hub_names: list[DnsName] = Field(
+        default_factory=list,
+        description="DNS names users reach the hub by; they become the TLS certificate's names. "
+        "Empty: the host's own hostname and `localhost`.",
+    )
+    hub_addresses: list[IpAddress] = Field(
+        default_factory=list,
+        description="IP addresses put in the certificate besides the names. "
+        "Empty: every IPv4 address of the host except Docker's bridges.",
+    )
+    https_port: int = Field(
+        default=443, ge=1, le=65535, description="Port on the host where the hub answers over HTTPS."
+    )
+    network_name: DockerName = Field(
+        default="jupyternet",
+        description="User-defined Docker bridge network shared by the hub and user containers.",
+    )
+    install_dir: AbsolutePath = Field(
+        default="/opt/jupyterhub-gpu",
+        description="Directory on the host with the Compose project, build contexts, secrets and certificates.",
+    )
+    compose_project: str = Field(
+        default="jupyterhub-gpu",
+        pattern=COMPOSE_PROJECT.pattern,
+        description="Docker Compose project name; `docker compose -p NAME ps` shows the hub.",
+    )
+    docker_source: Literal["distro", "docker-ce"] = Field(
+        default="distro",
+        description="Where to install the Docker engine from when the host has no working one: "
+        "the distribution's `docker.io` or Docker's `docker-ce` repository. "
+        "An engine that already answers (Docker Desktop's included) is left alone.",
+    )
+    docker_ce_repo_url: str = Field(
+        default="https://download.docker.com/linux",
+        pattern=r"^https?://[^\s/$.?#][^\s]*$",
+        description="Base URL of Docker's apt repository (or a mirror of it), for `docker_source: docker-ce`.",
+    )
+    base_image: ImageRef | None = Field(
+        default=None,
+        description="Image the hub and single-user images are built from. Empty: the host's own distribution "
+        "and release (`debian:bookworm-slim`, `ubuntu:noble`, ...).",
+    )
+    base_image_fallback: Literal["debootstrap", "none"] = Field(
+        default="debootstrap",
+        description="What to do when `base_image` cannot be pulled: `debootstrap` builds it from the host's "
+        "own distribution mirror and imports it (air-gapped sites); `none` stops with an error.",
+    )
+    debootstrap_mirror: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/$.?#][^\s]*$",
+        description="Mirror for the debootstrap fallback. Empty: the first mirror in the host's apt sources.",
+    )
+    build_trust_host_ca: bool = Field(
+        default=True,
+        description="Image builds (and the images) trust the host's CA store, so a TLS-inspecting proxy "
+        "does not break `pip install` inside them.",
+    )
+    build_extra_ca_certs: list[Path] = Field(
+        default_factory=list,
+        description="PEM files on the controller with more CA certificates for image builds and images.",
+    )
+    singleuser_image: ImageRef | None = Field(
+        default=None,
+        description="Image to pull for user servers (for example a CUDA notebook image). "
+        "Empty: build one on the host from `base_image` with `singleuser_packages`.",
+    )
+    singleuser_packages: list[PinnedRequirement] = Field(
+        default_factory=lambda: ["jupyterlab==4.6.6"],
+        description="Pinned pip packages of the built single-user image, besides `jupyterhub` itself.",
+    )
+    admin_users: list[Username] = Field(
+        default_factory=lambda: ["admin"],
+        description="Hub admins. With the native authenticator an admin signs up at `/hub/signup` "
+        "under this name and approves other users at `/hub/authorize`.",
+    )
+    open_signup: bool = Field(
+        default=False,
+        description="Let new users sign up without an admin's approval.",
+    )
+    hub_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="JupyterHub's log level."
+    )
+    user_mem_limit: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+[KMGT]?$",
+        description="Memory limit of each user container, like `8G`. Empty: no limit.",
+    )
+    hub_ready_timeout: int = Field(
+        default=300,
+        ge=10,
+        le=3600,
+        description="Seconds the deploy waits for the hub to answer after (re)starting it.",
+    )
+
+    @field_validator("build_extra_ca_certs")
+    @classmethod
+    def _pem_files_exist(cls, paths: list[Path]) -> list[Path]:
+        for path in paths:
+            if not path.is_file():
+                raise ValueError(f"{str(path)!r} is not a file on the controller")
+            if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
+                raise ValueError(f"{str(path)!r} holds no PEM certificate")
+        return paths
+
+
+class InventoryError(ValueError):
+    """Inventory data that cannot be deployed; raised before any change."""
+
+
+def _is_own_key(key: str) -> bool:
+    return not key.startswith(PYINFRA_KEY_PREFIXES)
+
+
+def from_host_data(host_name: str, data: dict) -> HubSettings:
+    """Validate one host's inventory data; the error names each bad key, its value and what is allowed."""
+    own = {key: value for key, value in data.items() if _is_own_key(key)}
+    try:
+        return HubSettings(**own)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            key = ".".join(str(part) for part in item["loc"]) or "?"
+            top = str(item["loc"][0]) if item["loc"] else key
+            if item["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(top, HubSettings.model_fields, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else "; see the settings table in README.md"
+                problems.append(f"  {key}: unknown setting{hint}")
+                continue
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(f"  {key} = {own.get(top)!r}: {message}")
+        raise InventoryError(
+            f"invalid inventory data for host {host_name} (nothing was changed):\n" + "\n".join(problems)
+        ) from None
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from the model."""
+    rows = ["| setting | default | what it does |", "| --- | --- | --- |"]
+    for name, field in HubSettings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "empty" if default in (None, []) else f"`{default}`"
+        rows.append(f"| `{name}` | {shown} | {field.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())
