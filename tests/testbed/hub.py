@@ -1,0 +1,76 @@
+"""A client of a deployed hub over HTTPS, verifying its certificate, with the ops service's token."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import requests
+
+
+class Hub:
+    def __init__(self, url: str, ca_file: Path, token: str | None = None):
+        self.url = url.rstrip("/")
+        self.ca_file = str(ca_file)
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"token {token}"
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        # verify per request: a session's verify loses to $REQUESTS_CA_BUNDLE.
+        return self.session.request(method, self.url + path, timeout=30, verify=self.ca_file, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        return self.request(method, f"/hub/api{path}", **kwargs)
+
+    def version(self) -> str:
+        response = self.api("GET", "/")
+        response.raise_for_status()
+        return response.json()["version"]
+
+    def ensure_user(self, name: str) -> None:
+        response = self.api("POST", f"/users/{name}")
+        if response.status_code not in (201, 409):
+            response.raise_for_status()
+
+    def user(self, name: str) -> dict | None:
+        response = self.api("GET", f"/users/{name}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def start_server(self, name: str, timeout: float = 180) -> dict:
+        response = self.api("POST", f"/users/{name}/server")
+        if response.status_code not in (201, 202, 400):  # 400: already running
+            response.raise_for_status()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server = (self.user(name) or {}).get("servers", {}).get("")
+            if server and server.get("ready"):
+                return server
+            time.sleep(1)
+        raise TimeoutError(f"server of {name} not ready within {timeout}s")
+
+    def stop_server(self, name: str, timeout: float = 60) -> None:
+        self.api("DELETE", f"/users/{name}/server")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not (self.user(name) or {}).get("servers"):
+                return
+            time.sleep(1)
+        raise TimeoutError(f"server of {name} still up after {timeout}s")
+
+    def write_file(self, user: str, path: str, text: str) -> None:
+        response = self.request(
+            "PUT", f"/user/{user}/api/contents/{path}", json={"type": "file", "format": "text", "content": text}
+        )
+        response.raise_for_status()
+
+    def read_file(self, user: str, path: str) -> str:
+        response = self.request("GET", f"/user/{user}/api/contents/{path}", params={"content": 1})
+        response.raise_for_status()
+        return response.json()["content"]

@@ -1,0 +1,125 @@
+"""CI smoke deploy: throwaway targets, the real deploy twice (the second must change nothing),
+each hub checked over HTTPS through the proxy with a real user server, then torn down.
+
+    bin/ci-smoke [--targets N] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+from tests.testbed import engine as testbed_engine
+from tests.testbed.deploy import DeployRun, run_deploy
+from tests.testbed.hub import Hub
+from tests.testbed.targets import STATE, TargetHost, remove_targets, start_targets, write_inventory_file
+
+INSTALL_DIR = "/opt/jupyterhub-gpu"
+
+
+class SmokeFailure(AssertionError):
+    pass
+
+
+@dataclass
+class Deployment:
+    engine: docker.DockerClient
+    targets: list[TargetHost]
+    targets_file: Path
+    runs: list[DeployRun]
+
+    def read(self, target: TargetHost, path: str) -> bytes:
+        code, output = self.engine.containers.get(target.container_id).exec_run(["cat", path])
+        if code != 0:
+            raise FileNotFoundError(f"{target.name}:{path}: {output.decode(errors='replace')}")
+        return output
+
+    def hub(self, target: TargetHost) -> Hub:
+        ca_file = STATE / "ca" / f"{target.name}.crt"
+        ca_file.parent.mkdir(parents=True, exist_ok=True)
+        ca_file.write_bytes(self.read(target, f"{INSTALL_DIR}/tls/ca.crt"))
+        token = self.read(target, f"{INSTALL_DIR}/secrets/ops_api_token").decode().strip()
+        port = target.data.get("https_port", 443)
+        return Hub(f"https://{target.address}:{port}", ca_file, token)
+
+    def deploy(self, **kwargs) -> DeployRun:
+        run = run_deploy(self.targets_file, **kwargs)
+        self.runs.append(run)
+        return run
+
+    def redeploy_with(self, **settings) -> DeployRun:
+        for target in self.targets:
+            target.data.update(settings)
+        write_inventory_file(self.targets, self.targets_file)
+        return self.deploy()
+
+
+def start(count: int, data: dict | None = None, prefix: str = "smoke") -> Deployment:
+    engine = testbed_engine.client()
+    targets = start_targets(engine, count, prefix=prefix)
+    for target in targets:
+        target.data.update(data or {})
+    targets_file = write_inventory_file(targets, STATE / f"targets-{uuid.uuid4().hex[:8]}.json")
+    return Deployment(engine, targets, targets_file, [])
+
+
+def deploy_twice(deployment: Deployment) -> tuple[DeployRun, DeployRun]:
+    first = deployment.deploy()
+    if first.returncode != 0:
+        raise SmokeFailure(f"first deploy failed ({first.returncode}):\n{first.log[-6000:]}")
+    second = deployment.deploy()
+    if second.returncode != 0:
+        raise SmokeFailure(f"second deploy failed ({second.returncode}):\n{second.log[-6000:]}")
+    if second.totals.get("success") or second.totals.get("error"):
+        raise SmokeFailure(f"second deploy changed something: {second.changed_operations()}")
+    return first, second
+
+
+def check_hub(deployment: Deployment, target: TargetHost, user: str = "smoke") -> str:
+    """The hub answers over verified HTTPS; a user's server starts and keeps a file through the proxy."""
+    hub = deployment.hub(target)
+    version = hub.version()
+    hub.ensure_user(user)
+    hub.start_server(user)
+    text = f"written through the proxy on {target.name}"
+    hub.write_file(user, "smoke.txt", text)
+    if hub.read_file(user, "smoke.txt") != text:
+        raise SmokeFailure(f"{target.name}: file read back differs")
+    hub.stop_server(user)
+    return version
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", type=int, default=2, help="how many throwaway targets (default 2)")
+    parser.add_argument("--keep", action="store_true", help="leave the targets running afterwards")
+    args = parser.parse_args(argv)
+
+    deployment = start(args.targets)
+    try:
+        first, second = deploy_twice(deployment)
+        print(f"first deploy: {first.seconds:.0f}s, {first.totals['success']} changes on {len(deployment.targets)} hosts")
+        print(f"second deploy: {second.seconds:.0f}s, 0 changes")
+        for target in deployment.targets:
+            version = check_hub(deployment, target)
+            print(f"{target.name} ({target.address}): JupyterHub {version} over HTTPS, user server OK")
+        print("smoke: passed")
+        return 0
+    except SmokeFailure as failure:
+        print(f"smoke: FAILED: {failure}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            print(f"kept: {[t.name for t in deployment.targets]} (inventory data in {deployment.targets_file})")
+        else:
+            remove_targets(deployment.engine, deployment.targets)
+            deployment.targets_file.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Throwaway target hosts: docker-in-docker containers with sshd, reached by pyinfra over SSH."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from tests.testbed.images import ensure_target_image
+
+REPO = Path(__file__).resolve().parents[2]
+STATE = REPO / ".testbed"
+LABEL = "jupyterhub-gpu-testbed"
+
+
+@dataclass
+class TargetHost:
+    name: str
+    address: str
+    container_id: str
+    data: dict = field(default_factory=dict)
+
+    def inventory_entry(self, ssh_key: Path) -> dict:
+        return {"name": self.address, "ssh_key": str(ssh_key), "data": self.data, "container": self.name}
+
+
+def ssh_key() -> Path:
+    """The test bed's SSH key, made once."""
+    key = STATE / "ssh" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", LABEL, "-f", str(key)], check=True)
+    return key
+
+
+def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target") -> list[TargetHost]:
+    """Start ``count`` fresh hosts that can run their own Docker engine (see shared/TESTBED.md §5)."""
+    image = ensure_target_image(engine)
+    public_key = ssh_key().with_suffix(".pub")
+    run = uuid.uuid4().hex[:6]
+    hosts = []
+    for index in range(count):
+        name = f"{LABEL}-{prefix}{index}-{run}"
+        # The docker CLI, not docker-py: `systempaths=unconfined` is a CLI-side option.
+        container_id = subprocess.run(
+            ["docker", "run", "--detach", "--name", name, "--hostname", f"{prefix}{index}",
+             "--label", f"{LABEL}={run}",
+             "--cap-add=ALL", "--cap-drop=SYS_RESOURCE",
+             "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+             "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
+             "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+             "--volume", f"{public_key}:/root/.ssh/authorized_keys:ro",
+             # An anonymous volume: the inner engine needs a real filesystem for overlay2.
+             "--volume", "/var/lib/docker",
+             image],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()
+        container = engine.containers.get(container_id)
+        container.reload()
+        address = container.attrs["NetworkSettings"]["IPAddress"]
+        hosts.append(TargetHost(name=name, address=address, container_id=container.id))
+    for target in hosts:
+        _wait_for_port(target.address, 22)
+    return hosts
+
+
+def _wait_for_port(address: str, port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{address}:{port} did not open within {timeout}s")
+
+
+def write_inventory_file(targets: list[TargetHost], path: Path) -> Path:
+    """The file inventories/ci.py reads (named by JUPYTERHUB_GPU_TARGETS)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = ssh_key()
+    path.write_text(json.dumps([target.inventory_entry(key) for target in targets], indent=2))
+    return path
+
+
+def remove_targets(engine: docker.DockerClient, targets: list[TargetHost]) -> None:
+    for target in targets:
+        try:
+            engine.containers.get(target.container_id).remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def remove_all(engine: docker.DockerClient) -> int:
+    """Remove every test bed target left behind by an interrupted run."""
+    leftovers = engine.containers.list(all=True, filters={"label": LABEL})
+    for container in leftovers:
+        container.remove(force=True, v=True)
+    return len(leftovers)
+
+
