@@ -113,16 +113,16 @@ class HubSettings(BaseModel):
         pattern=COMPOSE_PROJECT.pattern,
         description="Docker Compose project name; `docker compose -p NAME ps` shows the hub.",
     )
-    docker_source: Literal["distro", "docker-ce"] = Field(
+    engine_source: Literal["distro", "docker-ce"] = Field(
         default="distro",
         description="Where to install the Docker engine from when the host has no working one: "
         "the distribution's `docker.io` or Docker's `docker-ce` repository. "
         "An engine that already answers (Docker Desktop's included) is left alone.",
     )
-    docker_ce_repo_url: str = Field(
+    engine_repo_url: str = Field(
         default="https://download.docker.com/linux",
         pattern=r"^https?://[^\s/$.?#][^\s]*$",
-        description="Base URL of Docker's apt repository (or a mirror of it), for `docker_source: docker-ce`.",
+        description="Base URL of Docker's apt repository (or a mirror of it), for `engine_source: docker-ce`.",
     )
     base_image: ImageRef | None = Field(
         default=None,
@@ -232,5 +232,14 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
+def write_readme_table(readme: Path) -> None:
+    """Replace the table between the README's settings markers with a freshly generated one."""
+    start, end = "<!-- settings table: generated, do not edit -->\n", "\n<!-- end of settings table -->"
+    text = readme.read_text()
+    before, _, rest = text.partition(start)
+    _, _, after = rest.partition(end)
+    readme.write_text(before + start + settings_table() + end + after)
+
+
 if __name__ == "__main__":
-    print(settings_table())
+    write_readme_table(Path(__file__).resolve().parents[1] / "README.md")

@@ -45,7 +45,7 @@ def ensure_engine(target: Target):
     if profile.docker_server:
         where = "Docker Desktop's engine" if profile.docker_desktop else f"Docker engine {profile.docker_server}"
         host.log(f"{where} already answers; leaving it as it is")
-    elif target.settings.docker_source == "docker-ce":
+    elif target.settings.engine_source == "docker-ce":
         _docker_ce_repository(target)
         apt.packages(name="Install Docker CE", packages=CE_PACKAGES)
     else:
@@ -63,7 +63,7 @@ def ensure_engine(target: Target):
 
 def _docker_ce_repository(target: Target) -> None:
     profile = target.profile
-    base = f"{target.settings.docker_ce_repo_url.rstrip('/')}/{profile.os_id}"
+    base = f"{target.settings.engine_repo_url.rstrip('/')}/{profile.os_id}"
     keyring = "/etc/apt/keyrings/docker.asc"
     files.directory(name="apt keyrings directory", path="/etc/apt/keyrings", mode="755")
     files.download(name="Docker's apt key", src=f"{base}/gpg", dest=keyring, mode="644")
@@ -81,7 +81,7 @@ def _ensure_compose_v2(target: Target) -> None:
     if profile.compose:
         host.log(f"Docker Compose {profile.compose} is available")
         return
-    if target.settings.docker_source == "docker-ce":
+    if target.settings.engine_source == "docker-ce":
         return  # docker-compose-plugin is among CE_PACKAGES
     if profile.os_id == "ubuntu" or profile.os_version not in ("11", "12"):
         # Ubuntu calls it docker-compose-v2; Debian 13 ships v2 as docker-compose.

@@ -26,7 +26,7 @@ def compose_binary(arch: str) -> str:
     if arch != "x86_64":
         raise InventoryError(
             f"no Docker Compose v2 package for this host ({arch}); install docker-compose-plugin "
-            "or set docker_source: docker-ce"
+            "or set engine_source: docker-ce"
         )
     binary = CACHE / f"docker-compose-{VERSION}"
     if binary.exists():

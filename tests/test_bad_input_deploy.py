@@ -1,0 +1,55 @@
+"""A real pyinfra run with bad inventory data stops before changing any host, naming the bad key."""
+
+import pytest
+
+from tests.testbed.deploy import run_deploy
+from tests.testbed.targets import remove_targets, start_targets, write_inventory_file
+
+pytestmark = pytest.mark.slow
+
+BAD_VALUES = [
+    ({"netwrok_name": "jupyternet"}, "netwrok_name: unknown setting; did you mean 'network_name'?"),
+    ({"network_name": "no spaces allowed"}, "network_name = 'no spaces allowed'"),
+    ({"https_port": 70000}, "https_port = 70000"),
+    ({"hub_names": ["hub..example.com"]}, "hub_names.0"),
+    ({"engine_source": "snap"}, "engine_source = 'snap'"),
+    ({"install_dir": "opt/hub"}, "install_dir = 'opt/hub'"),
+]
+
+
+def _untouched(engine, target) -> list[str]:
+    container = engine.containers.get(target.container_id)
+    changes = []
+    if container.exec_run(["test", "-e", "/opt/jupyterhub-gpu"]).exit_code == 0:
+        changes.append("/opt/jupyterhub-gpu exists")
+    if container.exec_run(["dpkg-query", "-W", "docker.io"]).exit_code == 0:
+        changes.append("docker.io is installed")
+    if container.exec_run(["sh", "-c", "ls /var/lib/apt/lists/*_Packages"]).exit_code == 0:
+        changes.append("apt lists were updated")
+    return changes
+
+
+@pytest.mark.parametrize(("data", "expected"), BAD_VALUES, ids=[next(iter(d)) for d, _ in BAD_VALUES])
+def test_bad_value_fails_before_any_change(engine, fresh_target, data, expected, tmp_path):
+    fresh_target.data.update(data)
+    targets_file = write_inventory_file([fresh_target], tmp_path / "targets.json")
+    run = run_deploy(targets_file)
+    assert run.returncode != 0
+    assert expected in run.log
+    assert "nothing was changed" in run.log
+    assert _untouched(engine, fresh_target) == []
+
+
+def test_one_bad_host_stops_every_host(engine, tmp_path):
+    """Validation runs for all hosts before any operation: a valid host is not changed either."""
+
+    good, bad = start_targets(engine, 2, prefix="pair")
+    try:
+        bad.data["https_port"] = "https"
+        run = run_deploy(write_inventory_file([good, bad], tmp_path / "targets.json"))
+        assert run.returncode != 0
+        assert "https_port = 'https'" in run.log
+        assert _untouched(engine, good) == []
+        assert _untouched(engine, bad) == []
+    finally:
+        remove_targets(engine, [good, bad])

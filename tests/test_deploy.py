@@ -1,0 +1,109 @@
+"""The real deploy onto two throwaway targets over SSH, checked through the hub's proxy over HTTPS."""
+
+from __future__ import annotations
+
+import ssl
+import time
+
+import pytest
+
+from tests.testbed.smoke import check_hub
+
+pytestmark = pytest.mark.slow
+
+
+def _inner(deployment, target, *command) -> str:
+    """Run a command on the target host (outside the deploy's own code) and return its output."""
+    code, output = deployment.engine.containers.get(target.container_id).exec_run(list(command))
+    assert code == 0, output.decode(errors="replace")
+    return output.decode().strip()
+
+
+def _hub_container_id(deployment, target) -> str:
+    return _inner(deployment, target, "docker", "inspect", "--format", "{{.Id}}", "jupyterhub")
+
+
+def test_first_deploy_changed_both_hosts(deployment):
+    first = deployment.runs[0]
+    assert first.returncode == 0
+    changed_hosts = {host for op in first.results["operations"] for host in op["success"]}
+    assert changed_hosts == {target.address for target in deployment.targets}
+
+
+def test_second_deploy_reports_no_change_on_either_host(deployment):
+    second = deployment.runs[1]
+    assert second.returncode == 0
+    assert second.totals["success"] == 0, second.changed_operations()
+    assert second.totals["error"] == 0
+    per_host = {target.address: 0 for target in deployment.targets}
+    for op in second.results["operations"]:
+        for host in op["no_change"]:
+            per_host[host] += 1
+    assert all(count > 20 for count in per_host.values()), per_host
+
+
+def test_each_hub_answers_over_verified_https(deployment):
+    for target in deployment.targets:
+        hub = deployment.hub(target)
+        assert hub.version() == "6.1.1"
+        pem = ssl.get_server_certificate((target.address, 443))
+        assert "BEGIN CERTIFICATE" in pem
+        # The hub's login page is served through configurable-http-proxy.
+        assert "Sign in" in hub.get("/hub/login").text or "Login" in hub.get("/hub/login").text
+
+
+def test_secrets_are_private_to_root_on_the_host(deployment):
+    target = deployment.targets[0]
+    modes = _inner(deployment, target, "sh", "-c", "stat -c '%a %U %n' /opt/jupyterhub-gpu/secrets/*")
+    assert [line.split()[:2] for line in modes.splitlines()] == [["600", "root"]] * 3
+    for run in deployment.runs:
+        token = _inner(deployment, target, "cat", "/opt/jupyterhub-gpu/secrets/ops_api_token")
+        assert token not in run.log
+
+
+def test_user_server_keeps_a_file_written_through_the_proxy(deployment):
+    for target in deployment.targets:
+        check_hub(deployment, target, user="alice")
+
+
+def test_hub_restart_leaves_user_servers_running(deployment):
+    target = deployment.targets[0]
+    hub = deployment.hub(target)
+    hub.ensure_user("bob")
+    hub.start_server("bob")
+    hub.write_file("bob", "before-restart.txt", "still here")
+    user_container = _inner(deployment, target, "docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}", "jupyter-bob")
+
+    _inner(deployment, target, "docker", "restart", "jupyterhub")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if hub.version():
+                break
+        except Exception:
+            time.sleep(1)
+    assert _inner(deployment, target, "docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}", "jupyter-bob") == user_container
+    assert hub.user("bob")["servers"][""]["ready"]
+    assert hub.read_file("bob", "before-restart.txt") == "still here"
+
+
+def test_redeploy_with_changed_setting_keeps_users_and_files(deployment):
+    target = deployment.targets[1]
+    hub = deployment.hub(target)
+    hub.ensure_user("carol")
+    hub.start_server("carol")
+    hub.write_file("carol", "notes.txt", "carol's work")
+    hub.stop_server("carol")
+    hub_before = _hub_container_id(deployment, target)
+
+    changed = deployment.redeploy_with(hub_log_level="DEBUG")
+    assert changed.returncode == 0, changed.log[-4000:]
+    assert any("Hub configuration" in name for name in changed.changed_operations())
+    assert _hub_container_id(deployment, target) != hub_before, "the hub container should be recreated"
+
+    assert hub.user("carol") is not None
+    hub.start_server("carol")
+    assert hub.read_file("carol", "notes.txt") == "carol's work"
+
+    again = deployment.deploy()
+    assert again.totals["success"] == 0, again.changed_operations()

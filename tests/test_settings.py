@@ -1,0 +1,63 @@
+"""Inventory data is validated in one place, and each error names the key, the value and what is allowed."""
+
+from pathlib import Path
+
+import pytest
+
+from roles.settings import HubSettings, InventoryError, from_host_data, settings_table
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"netwrok_name": "x"}, "netwrok_name: unknown setting; did you mean 'network_name'?"),
+        ({"network_name": "bad name!"}, "network_name = 'bad name!': 'bad name!' is not allowed"),
+        ({"https_port": 70000}, "https_port = 70000: Input should be less than or equal to 65535"),
+        ({"https_port": 0}, "https_port = 0: Input should be greater than or equal to 1"),
+        ({"hub_names": ["hub.example.com", "bad_name"]}, "hub_names.1 = ['hub.example.com', 'bad_name']"),
+        ({"hub_addresses": ["10.0.0.300"]}, "'10.0.0.300' is not an IPv4 or IPv6 address"),
+        ({"install_dir": "relative/dir"}, "install_dir = 'relative/dir': 'relative/dir' is not allowed: an absolute path"),
+        ({"engine_source": "snap"}, "engine_source = 'snap': Input should be 'distro' or 'docker-ce'"),
+        ({"singleuser_image": "Not An Image"}, "singleuser_image = 'Not An Image'"),
+        ({"singleuser_packages": ["jupyterlab"]}, "a pip requirement with a version"),
+        ({"admin_users": ["Root User"]}, "admin_users.0"),
+        ({"build_extra_ca_certs": ["/nonexistent.pem"]}, "'/nonexistent.pem' is not a file on the controller"),
+        ({"user_mem_limit": "lots"}, "user_mem_limit = 'lots'"),
+    ],
+)
+def test_bad_value_is_refused_with_its_key(data, expected):
+    with pytest.raises(InventoryError) as error:
+        from_host_data("host1", data)
+    assert expected in str(error.value)
+    assert "host1" in str(error.value)
+    assert "nothing was changed" in str(error.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(InventoryError) as error:
+        from_host_data("host1", {"https_port": -1, "network_name": "", "open_signup": "perhaps"})
+    message = str(error.value)
+    assert "https_port" in message and "network_name" in message and "open_signup" in message
+
+
+def test_pyinfra_connector_keys_are_not_settings():
+    settings = from_host_data("host1", {"ssh_user": "root", "_sudo": True, "docker_image": "x", "https_port": 8443})
+    assert settings.https_port == 8443
+
+
+def test_defaults_suit_a_single_host():
+    settings = HubSettings()
+    assert (settings.network_name, settings.https_port, settings.engine_source) == ("jupyternet", 443, "distro")
+
+
+def test_extra_ca_certs_must_hold_a_certificate(tmp_path):
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("hello")
+    with pytest.raises(InventoryError, match="holds no PEM certificate"):
+        from_host_data("host1", {"build_extra_ca_certs": [str(not_pem)]})
+
+
+def test_readme_settings_table_is_generated_from_the_model():
+    assert settings_table() in README.read_text(), "regenerate it: python -m roles.settings"
