@@ -1,0 +1,56 @@
+"""Plan a role for a host described only by facts: the operations it declares and the commands each
+would run, without connecting anywhere. For distributions the test bed cannot boot (Ubuntu, WSL)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pyinfra.api import Config, Inventory, State
+from pyinfra.api.deploy import add_deploy
+from pyinfra.api.host import Host
+from pyinfra.api.state import StateStage
+from pyinfra.context import ctx_host, ctx_state
+
+
+class UnknownFact(KeyError):
+    pass
+
+
+def plan(monkeypatch, facts: dict[type, Any], deploy: Callable, *args) -> list[tuple[str, list[str]]]:
+    """Run ``deploy(*args)`` against fake ``facts`` ({FactClass: value, or callable(**fact kwargs)}).
+
+    Returns (operation name, commands) for every operation, commands empty where it is a no-op.
+    A fact the role asks for and the test did not give fails the test.
+    """
+
+    def get_fact(self, cls, *fact_args, **fact_kwargs):
+        if cls not in facts:
+            raise UnknownFact(f"{cls.__name__}({fact_kwargs}) was not given to plan()")
+        value = facts[cls]
+        return value(**fact_kwargs) if callable(value) else value
+
+    monkeypatch.setattr(Host, "get_fact", get_fact)
+    inventory = Inventory((["@local"], {}))
+    state = State(inventory, Config())
+    state.set_stage(StateStage.Prepare)
+    host = inventory.get_host("@local")
+    state.activate_host(host)
+    add_deploy(state, deploy, *args, host=host)
+    planned = []
+    with ctx_state.use(state), ctx_host.use(host):
+        for op_hash in state.get_op_order():
+            name = ", ".join(sorted(state.op_meta[op_hash].names))
+            commands = state.get_op_data_for_host(host, op_hash).command_generator()
+            planned.append((name, [_text(command) for command in commands]))
+    return planned
+
+
+def commands_of(planned) -> list[str]:
+    return [command for _, commands in planned for command in commands]
+
+
+def _text(command) -> str:
+    if hasattr(command, "get_raw_value"):
+        return command.get_raw_value()
+    return repr(command)

@@ -1,0 +1,91 @@
+"""What the Docker engine role would run on hosts the test bed cannot boot: Ubuntu 22.04 and 24.04,
+WSL2 with and without systemd, Docker Desktop, Docker's own repository; and that a converged host
+yields no command at all."""
+
+import pytest
+from pyinfra.facts.apt import AptSources
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import Directory, File, FindInFile
+from pyinfra.facts.server import TmpDir, Which
+from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
+
+from roles.docker_engine import ensure_engine
+from roles.facts import DockerServerVersion, HostProfile
+from roles.preflight import Target
+from roles.settings import HubSettings
+from tests.plan import commands_of, plan
+
+UBUNTU_24 = dict(os_id="ubuntu", os_version="24.04", os_codename="noble", arch="x86_64", hostname="gpu1")
+UBUNTU_22 = dict(UBUNTU_24, os_version="22.04", os_codename="jammy")
+DEBIAN_12 = dict(os_id="debian", os_version="12", os_codename="bookworm", arch="x86_64", hostname="gpu2")
+
+
+def fresh_facts(overrides=None):
+    facts = {
+        DockerServerVersion: None,
+        DebPackages: {},
+        AptSources: [],
+        FindInFile: lambda **kwargs: [],
+        File: None,
+        Directory: None,
+        TmpDir: "/tmp",
+        Which: lambda command: f"/usr/bin/{command}",
+        SystemdStatus: {"docker.service": False},
+        SystemdEnabled: {"docker.service": False},
+    }
+    facts.update(overrides or {})
+    return facts
+
+
+def target(profile: dict, **settings) -> Target:
+    return Target(HubSettings(**settings), HostProfile(**profile))
+
+
+def test_ubuntu_24_with_systemd_gets_docker_io_compose_v2_and_a_systemd_unit(monkeypatch):
+    commands = commands_of(plan(monkeypatch, fresh_facts(), ensure_engine, target(dict(UBUNTU_24, pid1="systemd"))))
+    assert "apt-get update" in commands
+    assert any(c.endswith("install docker.io iptables") for c in commands)
+    assert "systemctl start docker.service" in commands and "systemctl enable docker.service" in commands
+    assert any(c.endswith("install docker-compose-v2") for c in commands)
+
+
+def test_wsl_without_systemd_starts_the_engine_with_its_init_script(monkeypatch):
+    wsl = target(dict(UBUNTU_22, pid1="init", wsl=True))
+    commands = commands_of(plan(monkeypatch, fresh_facts(), ensure_engine, wsl))
+    assert not any(c.startswith("systemctl") for c in commands)
+    assert any(c.startswith("/etc/init.d/docker start") for c in commands)
+
+
+def test_debian_12_gets_the_compose_v2_plugin_from_the_controller(monkeypatch):
+    planned = plan(monkeypatch, fresh_facts(), ensure_engine, target(dict(DEBIAN_12, pid1="sshd")))
+    names = [name for name, commands in planned if commands]
+    assert "Docker engine | Install the Docker Compose v2 plugin" in names
+    assert any(c.endswith("install docker.io iptables") for c in commands_of(planned))
+
+
+def test_docker_desktop_engine_is_left_alone(monkeypatch):
+    desktop = target(dict(UBUNTU_24, pid1="init", wsl=True, docker_cli=True, docker_server="28.4.0",
+                          docker_os="Docker Desktop", compose="2.39.1"))
+    assert plan(monkeypatch, fresh_facts({DockerServerVersion: "28.4.0"}), ensure_engine, desktop) == []
+
+
+def test_converged_systemd_host_yields_no_command(monkeypatch):
+    converged = target(dict(UBUNTU_24, pid1="systemd", docker_cli=True, docker_server="26.1.3", compose="2.27.1"))
+    facts = fresh_facts({SystemdStatus: {"docker.service": True}, SystemdEnabled: {"docker.service": True}})
+    planned = plan(monkeypatch, facts, ensure_engine, converged)
+    assert planned and commands_of(planned) == []
+
+
+def test_converged_host_without_systemd_yields_no_command(monkeypatch):
+    converged = target(dict(DEBIAN_12, pid1="sshd", docker_cli=True, docker_server="20.10.24", compose="2.40.3"))
+    planned = plan(monkeypatch, fresh_facts({DockerServerVersion: "20.10.24"}), ensure_engine, converged)
+    assert commands_of(planned) == []
+
+
+def test_docker_ce_source_adds_dockers_repository_with_signed_by(monkeypatch):
+    ce = target(dict(UBUNTU_24, pid1="systemd"), engine_source="docker-ce",
+                engine_repo_url="https://mirror.example.com/docker/linux")
+    commands = commands_of(plan(monkeypatch, fresh_facts(), ensure_engine, ce))
+    repo_line = "deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] https://mirror.example.com/docker/linux/ubuntu noble stable"
+    assert any(repo_line in c for c in commands), commands
+    assert any("docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin" in c for c in commands)

@@ -1,0 +1,67 @@
+"""What preflight learns from a host's profile, and what it derives from it."""
+
+from roles.facts import parse_profile
+from roles.preflight import Target
+from roles.settings import HubSettings
+
+UBUNTU_WSL_OUTPUT = """os_id=ubuntu
+os_like=debian
+os_version=24.04
+os_codename=noble
+arch=x86_64
+pid1=init
+hostname=DESKTOP-42
+wsl=1
+docker_cli=1
+docker_server=28.4.0
+docker_os=Docker Desktop
+compose=2.39.1
+ipv4=lo 127.0.0.1/8
+ipv4=eth0 172.28.144.5/20
+ipv4=docker0 172.17.0.1/16
+ipv4=br-5e1f0a 172.18.0.1/16
+apt_source=deb http://archive.ubuntu.com/ubuntu/ noble main restricted
+apt_source=deb http://security.ubuntu.com/ubuntu/ noble-security main
+ca_bundle_sha256=ab12""".splitlines()
+
+DEBIAN_SOURCES_OUTPUT = """os_id=debian
+os_version=12
+os_codename=bookworm
+pid1=systemd
+hostname=gpu-server
+wsl=0
+ipv4=enp3s0 192.0.2.10/24
+apt_source=URIs: http://mirror.example.net/debian
+apt_source=URIs: http://deb.debian.org/debian-security""".splitlines()
+
+
+def test_profile_of_a_wsl_host_with_docker_desktop():
+    profile = parse_profile(UBUNTU_WSL_OUTPUT)
+    assert profile.wsl and not profile.systemd
+    assert profile.docker_desktop and profile.compose == "2.39.1"
+    # Docker's bridges come and go; a certificate naming them would be re-issued on every run.
+    assert profile.ipv4 == ("172.28.144.5",)
+    assert profile.apt_mirrors == ("http://archive.ubuntu.com/ubuntu",)
+
+
+def test_ubuntu_base_image_and_debootstrap_fallback_follow_the_host():
+    target = Target(HubSettings(), parse_profile(UBUNTU_WSL_OUTPUT))
+    assert target.base_image == "ubuntu:noble"
+    assert target.base_tag == "jupyterhub-gpu/base:ubuntu-noble"
+    assert target.debootstrap_mirror == "http://archive.ubuntu.com/ubuntu"
+    assert target.debootstrap_components == "main,universe"
+    assert target.names == ("desktop-42", "localhost")
+    assert target.addresses == ("172.28.144.5", "127.0.0.1")
+
+
+def test_debian_deb822_sources_give_the_mirror_and_settings_override():
+    profile = parse_profile(DEBIAN_SOURCES_OUTPUT)
+    assert profile.systemd and not profile.docker_cli
+    target = Target(HubSettings(), profile)
+    assert (target.base_image, target.debootstrap_mirror) == ("debian:bookworm-slim", "http://mirror.example.net/debian")
+    chosen = Target(
+        HubSettings(hub_names=["hub.example.org"], hub_addresses=["192.0.2.10"], base_image="python:3.12-slim"),
+        profile,
+    )
+    assert chosen.names == ("hub.example.org",) and chosen.addresses == ("192.0.2.10",)
+    assert chosen.base_tag == "jupyterhub-gpu/base:python-3.12-slim"
