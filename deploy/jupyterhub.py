@@ -23,7 +23,7 @@ certificate = tls.ensure_certificate(target)
 services.ensure_services(target, built, certificate, hub_secrets)
 
 host.log(
-    f"JupyterHub will answer at https://{target.names[0]}:{target.settings.https_port}/ "
+    f"when this deploy has finished, JupyterHub answers at https://{target.names[0]}:{target.settings.https_port}/ "
     f"(admins {', '.join(target.settings.admin_users)} sign up at /hub/signup; "
     f"the local CA is {certificate.ca})"
 )

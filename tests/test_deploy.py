@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-import time
 
 import pytest
 
@@ -69,19 +68,11 @@ def test_user_server_keeps_a_file_written_through_the_proxy(deployment):
 def test_hub_restart_leaves_user_servers_running(deployment):
     target = deployment.targets[0]
     hub = deployment.hub(target)
-    hub.ensure_user("bob")
-    hub.start_server("bob")
-    hub.write_file("bob", "before-restart.txt", "still here")
+    hub.user_server_with_file("bob", "before-restart.txt", "still here")
     user_container = _inner(deployment, target, "docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}", "jupyter-bob")
 
     _inner(deployment, target, "docker", "restart", "jupyterhub")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if hub.version():
-                break
-        except Exception:
-            time.sleep(1)
+    hub.wait_until_answering()
     assert _inner(deployment, target, "docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}", "jupyter-bob") == user_container
     assert hub.user("bob")["servers"][""]["ready"]
     assert hub.read_file("bob", "before-restart.txt") == "still here"
@@ -90,9 +81,7 @@ def test_hub_restart_leaves_user_servers_running(deployment):
 def test_redeploy_with_changed_setting_keeps_users_and_files(deployment):
     target = deployment.targets[1]
     hub = deployment.hub(target)
-    hub.ensure_user("carol")
-    hub.start_server("carol")
-    hub.write_file("carol", "notes.txt", "carol's work")
+    hub.user_server_with_file("carol", "notes.txt", "carol's work")
     hub.stop_server("carol")
     hub_before = _hub_container_id(deployment, target)
 

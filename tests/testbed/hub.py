@@ -31,6 +31,22 @@ class Hub:
         response.raise_for_status()
         return response.json()["version"]
 
+    def wait_until_answering(self, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.version()
+            except requests.RequestException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def user_server_with_file(self, user: str, path: str, text: str) -> None:
+        """Create ``user``, start their server and write ``path`` through the proxy."""
+        self.ensure_user(user)
+        self.start_server(user)
+        self.write_file(user, path, text)
+
     def ensure_user(self, name: str) -> None:
         response = self.api("POST", f"/users/{name}")
         if response.status_code not in (201, 409):

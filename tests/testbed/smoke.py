@@ -84,10 +84,8 @@ def check_hub(deployment: Deployment, target: TargetHost, user: str = "smoke") -
     """The hub answers over verified HTTPS; a user's server starts and keeps a file through the proxy."""
     hub = deployment.hub(target)
     version = hub.version()
-    hub.ensure_user(user)
-    hub.start_server(user)
     text = f"written through the proxy on {target.name}"
-    hub.write_file(user, "smoke.txt", text)
+    hub.user_server_with_file(user, "smoke.txt", text)
     if hub.read_file(user, "smoke.txt") != text:
         raise SmokeFailure(f"{target.name}: file read back differs")
     hub.stop_server(user)
