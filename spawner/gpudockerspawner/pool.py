@@ -7,11 +7,12 @@ reservation that follows it cannot be interleaved with another spawn.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 # nvidia-smi's UUIDs: GPU-<uuid> and MIG-<uuid> (or the older MIG-GPU-<uuid>/<gi>/<ci>).
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 GPU_ID = re.compile(rf"^(?:[0-9]+|GPU-{_UUID}|MIG-{_UUID}|MIG-GPU-{_UUID}/[0-9]+/[0-9]+)$")
+UNRESOLVED = ("all", "auto")
 
 
 class PoolError(ValueError):
@@ -22,6 +23,8 @@ def parse_gpu_ids(value: str | Iterable[str]) -> list[str]:
     """Accept a list, ``"0,1,2"``, or the legacy one-character-per-GPU form ``"012"``."""
     if isinstance(value, str):
         text = value.strip()
+        if text.lower() in UNRESOLVED:
+            raise PoolError(f"gpu_ids {text!r} must be resolved to the host's GPU ids before the hub starts")
         if not text:
             return []
         if "," in text or " " in text:
@@ -34,9 +37,7 @@ def parse_gpu_ids(value: str | Iterable[str]) -> list[str]:
         ids = [str(part).strip() for part in value]
     bad = [gpu for gpu in ids if not GPU_ID.match(gpu)]
     if bad:
-        raise PoolError(
-            f"malformed GPU ids {bad}: use device indexes (0, 1, ...) or UUIDs (GPU-..., MIG-...)"
-        )
+        raise PoolError(f"malformed GPU ids {bad}: use device indexes (0, 1, ...) or UUIDs (GPU-..., MIG-...)")
     duplicates = sorted({gpu for gpu in ids if ids.count(gpu) > 1})
     if duplicates:
         raise PoolError(f"GPU ids listed more than once: {duplicates}")
@@ -51,44 +52,80 @@ class GPUPool:
             raise PoolError(f"users_per_gpu must be at least 1, not {users_per_gpu}")
         self.ids = list(ids)
         self.users_per_gpu = users_per_gpu
+        self._order = {gpu: index for index, gpu in enumerate(self.ids)}
         self._holders: dict[str, list[str]] = {gpu: [] for gpu in self.ids}
+        self._held: dict[str, list[str]] = {}
 
     def held_by(self, owner: str) -> list[str]:
-        return [gpu for gpu in self.ids if owner in self._holders[gpu]]
+        return list(self._held.get(owner, ()))
+
+    def owners(self) -> dict[str, list[str]]:
+        return {owner: list(ids) for owner, ids in self._held.items()}
 
     def free_slots(self) -> int:
         return sum(self.users_per_gpu - len(owners) for owners in self._holders.values())
 
     def allocate(self, owner: str, count: int) -> list[str] | None:
         """Reserve ``count`` GPUs for ``owner``, least loaded first, ties in pool order; None if too few."""
-        held = self.held_by(owner)
-        if held:
-            return held
+        if owner in self._held:
+            return self.held_by(owner)
         candidates = [gpu for gpu in self.ids if len(self._holders[gpu]) < self.users_per_gpu]
         if len(candidates) < count:
             return None
-        order = {gpu: index for index, gpu in enumerate(self.ids)}
-        chosen = sorted(candidates, key=lambda gpu: (len(self._holders[gpu]), order[gpu]))[:count]
-        for gpu in chosen:
-            self._holders[gpu].append(owner)
-        return sorted(chosen, key=order.__getitem__)
+        chosen = sorted(candidates, key=lambda gpu: (len(self._holders[gpu]), self._order[gpu]))[:count]
+        return self._record(owner, chosen)
 
     def claim(self, owner: str, ids: Iterable[str]) -> list[str]:
         """Record GPUs that ``owner`` already holds (after a hub restart); return the ids that could not be."""
-        refused = []
-        for gpu in ids:
+        accepted, refused = [], []
+        for gpu in dict.fromkeys(ids):
             owners = self._holders.get(gpu)
             if owners is None or (owner not in owners and len(owners) >= self.users_per_gpu):
                 refused.append(gpu)
             elif owner not in owners:
-                owners.append(owner)
+                accepted.append(gpu)
+        if accepted:
+            self._record(owner, self.held_by(owner) + accepted)
         return refused
 
     def release(self, owner: str) -> list[str]:
-        released = self.held_by(owner)
+        released = self._held.pop(owner, [])
         for gpu in released:
             self._holders[gpu].remove(owner)
         return released
 
     def table(self) -> dict[str, list[str]]:
         return {gpu: list(owners) for gpu, owners in self._holders.items()}
+
+    def _record(self, owner: str, ids: list[str]) -> list[str]:
+        ids = sorted(set(ids), key=self._order.__getitem__)
+        for gpu in ids:
+            if owner not in self._holders[gpu]:
+                self._holders[gpu].append(owner)
+        self._held[owner] = ids
+        return list(ids)
+
+
+def rebuild(ids: Iterable[str], users_per_gpu: int, running: Mapping[str, Iterable[str]]) -> tuple[GPUPool, list[str]]:
+    """The pool at hub start, from what the labels of running containers say; with a message to log
+    for each GPU that a running container holds but the pool cannot give it."""
+    pool = GPUPool(ids, users_per_gpu)
+    problems = []
+    for owner in sorted(running):
+        refused = pool.claim(owner, running[owner])
+        if refused:
+            problems.append(
+                f"{owner}: running container holds GPUs {refused} that are not in the pool or are "
+                f"already taken by another running container; stop one of them"
+            )
+    return pool, problems
+
+
+def disagreement(pool: GPUPool, owner: str, recorded: Iterable[str]) -> str | None:
+    """How the hub database's record of ``owner``'s GPUs differs from the pool (what is running)."""
+    recorded, live = sorted(recorded), sorted(pool.held_by(owner))
+    if recorded == live:
+        return None
+    if not live:
+        return f"{owner}: hub database records GPUs {recorded} but no running container of theirs holds any"
+    return f"{owner}: hub database records GPUs {recorded}, the running container holds {live}; keeping {live}"

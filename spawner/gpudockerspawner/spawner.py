@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from dockerspawner import DockerSpawner
-from traitlets import Enum, Int, List, Unicode, Union, default, validate
+import html
 
-from gpudockerspawner.pool import GPUPool, parse_gpu_ids
+from dockerspawner import DockerSpawner
+from tornado.web import HTTPError
+from traitlets import Bool, Enum, Int, List, Unicode, Union, default, validate
+
+from gpudockerspawner.pool import GPUPool, disagreement, parse_gpu_ids, rebuild
+
+OWNER_LABEL = "gpudockerspawner.owner"
+GPUS_LABEL = "gpudockerspawner.gpus"
+POOL_LABEL = "gpudockerspawner.pool"
 
 
 class GPUDockerSpawner(DockerSpawner):
@@ -18,27 +25,57 @@ class GPUDockerSpawner(DockerSpawner):
         help="""GPU device indexes or UUIDs (GPU-..., MIG-...) to hand out.
 
         A list, a comma-separated string ("0,1,2"), or the legacy one-character-per-GPU
-        string ("012"). Empty (the default): every container is CPU-only.
+        string ("012"). Empty (the default): every container is CPU-only. "all"/"auto" must
+        be resolved to real ids by whoever writes the configuration (the deploy does).
         Duplicates and malformed ids are refused when the hub starts.
         """,
     )
-    gpus_per_user = Int(1, config=True, help="How many GPUs each user container gets (default 1).")
+    gpus_per_user = Int(1, config=True, help="How many GPUs each GPU container gets (default 1).")
     users_per_gpu = Int(
         1,
         config=True,
         help="How many user containers may share one GPU: 1 (the default) is exclusive; "
-        "with more, the least-loaded GPU is chosen first.",
+        "with more, the least-loaded GPU is chosen first, ties in pool order.",
     )
     on_exhausted = Enum(
         ["refuse", "cpu"],
         default_value="refuse",
         config=True,
-        help="When no GPU is free: 'refuse' the spawn with a message to the user, "
+        help="When no GPU is free: 'refuse' the spawn with a message to the user (the default), "
         "or start a CPU-only container ('cpu').",
+    )
+    gpu_images = List(
+        Unicode(),
+        config=True,
+        help="Images (as users pick them from allowed_images, or the resolved names) whose containers get "
+        "GPUs. Empty (the default): every image does.",
+    )
+    gpu_groups = List(
+        Unicode(),
+        config=True,
+        help="JupyterHub groups whose members may have GPUs. Empty (the default): every user may.",
+    )
+    offer_cpu_only = Bool(
+        True,
+        config=True,
+        help="Let users who may have a GPU choose a CPU-only server in the spawn form.",
+    )
+    devices_filtered = Bool(
+        True,
+        config=True,
+        help="""Whether the container runtime shows a container only its own GPUs (NVIDIA's runtime on Linux
+        does; WSL2 does not). With index ids, CUDA_VISIBLE_DEVICES is then 0..n-1 inside the container;
+        otherwise, and always for UUIDs, it names the assigned GPUs themselves.""",
+    )
+    pool_label = Unicode(
+        "default",
+        config=True,
+        help="Labels this hub's containers, so that hubs sharing one Docker engine keep separate pools.",
     )
 
     assigned_gpus = List(Unicode(), help="GPUs the current container holds; persisted in the spawner state.")
 
+    # One pool per hub process and configuration, rebuilt at hub start from running containers' labels.
     _pools: dict[tuple, GPUPool] = {}
 
     @validate("gpu_ids")
@@ -51,29 +88,59 @@ class GPUDockerSpawner(DockerSpawner):
             raise ValueError(f"{proposal.trait.name} must be at least 1, not {proposal.value}")
         return proposal.value
 
+    # Configured extra_host_config / extra_create_kwargs keep working: ours are merged into theirs.
     @default("extra_host_config")
-    def _gpu_host_config(self):
-        return _device_requests
+    def _default_extra_host_config(self):
+        return _with_gpu_host_config({})
+
+    @validate("extra_host_config")
+    def _merge_extra_host_config(self, proposal):
+        value = proposal.value
+        return value if getattr(value, "_gpu_merged", False) else _with_gpu_host_config(value)
+
+    @default("extra_create_kwargs")
+    def _default_extra_create_kwargs(self):
+        return _with_gpu_labels({})
+
+    @validate("extra_create_kwargs")
+    def _merge_extra_create_kwargs(self, proposal):
+        value = proposal.value
+        return value if getattr(value, "_gpu_merged", False) else _with_gpu_labels(value)
 
     @property
     def pool(self) -> GPUPool:
-        """The pool shared by every spawner of this hub process with the same configuration."""
-        key = (tuple(self.gpu_ids), self.users_per_gpu)
+        key = (self.pool_label, tuple(self.gpu_ids), self.users_per_gpu)
         if key not in self._pools:
-            self._pools[key] = GPUPool(self.gpu_ids, self.users_per_gpu)
+            self._pools[key] = self._rebuild_pool()
         return self._pools[key]
 
+    def _rebuild_pool(self) -> GPUPool:
+        running = {}
+        for container in self.client.containers(filters={"label": [f"{POOL_LABEL}={self.pool_label}", OWNER_LABEL]}):
+            labels = container["Labels"]
+            ids = [gpu for gpu in labels.get(GPUS_LABEL, "").split(",") if gpu]
+            if ids:
+                running[labels[OWNER_LABEL]] = ids
+        pool, problems = rebuild(self.gpu_ids, self.users_per_gpu, running)
+        for problem in problems:
+            self.log.error("GPU pool %s: %s", self.pool_label, problem)
+        self.log.info("GPU pool %s rebuilt from %d running containers: %s", self.pool_label, len(running), pool.table())
+        return pool
+
     @property
-    def _owner(self) -> str:
-        return f"{self.user.name}/{self.name}" if self.name else self.user.name
+    def owner(self) -> str:
+        return f"{self.user.name}/{self.name}"
 
     def load_state(self, state):
         super().load_state(state)
-        self.assigned_gpus = list(state.get("gpus", []))
-        if self.assigned_gpus:
-            refused = self.pool.claim(self._owner, self.assigned_gpus)
-            if refused:
-                self.log.warning("%s: GPUs %s from the hub database are not in the pool", self._owner, refused)
+        recorded = list(state.get("gpus", []))
+        if not self.gpu_ids:
+            self.assigned_gpus = []
+            return
+        problem = disagreement(self.pool, self.owner, recorded)
+        if problem:
+            self.log.warning("GPU pool %s: %s", self.pool_label, problem)
+        self.assigned_gpus = self.pool.held_by(self.owner)
 
     def get_state(self):
         state = super().get_state()
@@ -87,19 +154,69 @@ class GPUDockerSpawner(DockerSpawner):
 
     def get_env(self):
         env = super().get_env()
-        visible = ",".join(self.assigned_gpus)
-        env["NVIDIA_VISIBLE_DEVICES"] = visible or "void"
-        if visible:
-            env["CUDA_VISIBLE_DEVICES"] = visible
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(self.assigned_gpus) or "void"
+        if self.assigned_gpus:
+            env["CUDA_VISIBLE_DEVICES"] = self._cuda_visible_devices()
         return env
 
+    def _cuda_visible_devices(self) -> str:
+        if self.devices_filtered and all(gpu.isdigit() for gpu in self.assigned_gpus):
+            return ",".join(str(index) for index in range(len(self.assigned_gpus)))
+        return ",".join(self.assigned_gpus)
+
+    def may_use_gpu(self) -> bool:
+        if not self.gpu_ids:
+            return False
+        if not self.gpu_groups:
+            return True
+        return any(group.name in self.gpu_groups for group in self.user.groups)
+
+    @default("options_form")
+    def _gpu_options_form(self):
+        def form(spawner):
+            images = DockerSpawner._default_options_form(spawner)
+            if not (spawner.may_use_gpu() and spawner.offer_cpu_only):
+                return images
+            count = spawner.gpus_per_user
+            choice = (
+                '<label for="gpu">Hardware:</label>'
+                '<select class="form-control" name="gpu">'
+                f'<option value="gpu" selected>{count} GPU{"s" if count > 1 else ""}</option>'
+                '<option value="cpu">CPU only</option></select>'
+            )
+            return images + choice
+
+        return form
+
+    @default("options_from_form")
+    def _gpu_options_from_form(self):
+        image_options = DockerSpawner._default_options_from_form(self)
+
+        def options_from_form(formdata):
+            options = image_options(formdata)
+            if "gpu" in formdata:
+                options["gpu"] = formdata["gpu"][0]
+            return options
+
+        return options_from_form
+
     async def start(self):
-        self._reserve()
+        image = self.user_options.get("image")
+        image = await self.check_allowed(image) if image else self.image
+        # No await between the pool check and the reservation: atomic in the hub's event loop.
+        self._reserve(wants_gpu=self._wants_gpu(image))
         try:
+            await self._remove_container_with_other_gpus()
             return await super().start()
         except BaseException:
             self._release()
             raise
+
+    async def stop(self, now=False):
+        try:
+            await super().stop(now=now)
+        finally:
+            self._release()
 
     async def poll(self):
         status = await super().poll()
@@ -107,40 +224,92 @@ class GPUDockerSpawner(DockerSpawner):
             self._release()
         return status
 
-    def _reserve(self) -> None:
-        # No await between the pool check and the reservation: atomic in the hub's event loop.
+    def _wants_gpu(self, image: str) -> bool:
+        if not self.may_use_gpu():
+            return False
+        if self.gpu_images and image not in self.gpu_images:
+            return False
+        if self.user_options.get("gpu") == "cpu":
+            if not self.offer_cpu_only:
+                raise HTTPError(400, "CPU-only servers are not offered here")
+            return False
+        return True
+
+    def _reserve(self, wants_gpu: bool) -> None:
         self._release()
-        if not self.gpu_ids:
+        if not wants_gpu:
             return
-        chosen = self.pool.allocate(self._owner, self.gpus_per_user)
+        chosen = self.pool.allocate(self.owner, self.gpus_per_user)
         if chosen is None:
             message = (
-                f"all {len(self.gpu_ids)} GPUs are in use "
-                f"({self.users_per_gpu} user(s) per GPU); try again later or ask an admin"
+                f"All {len(self.gpu_ids)} GPUs are in use"
+                + (f" ({self.users_per_gpu} users per GPU)" if self.users_per_gpu > 1 else "")
+                + "; try again later, or start a CPU-only server."
             )
             if self.on_exhausted == "refuse":
-                raise _user_error(message)
-            self.log.warning("%s: %s; starting CPU-only", self._owner, message)
+                error = HTTPError(503, log_message=message)
+                error.jupyterhub_message = message
+                error.jupyterhub_html_message = html.escape(message)
+                raise error
+            self.log.warning("%s: %s Starting it CPU-only.", self.owner, message)
             return
         self.assigned_gpus = chosen
+        self.log.info("%s: assigned GPUs %s (pool %s)", self.owner, chosen, self.pool_label)
 
     def _release(self) -> None:
         if self.assigned_gpus:
-            self.pool.release(self._owner)
+            released = self.pool.release(self.owner)
+            self.log.info("%s: released GPUs %s", self.owner, released)
             self.assigned_gpus = []
 
+    async def _remove_container_with_other_gpus(self) -> None:
+        """A kept (not removed) container was created with some GPU assignment; never restart it with another."""
+        if self.remove:
+            return  # DockerSpawner removes any leftover container itself
+        container = await self.get_object()
+        if container is None:
+            return
+        created_with = container["Config"].get("Labels", {}).get(GPUS_LABEL, "")
+        if created_with != ",".join(self.assigned_gpus):
+            self.log.info("%s: removing container created with GPUs %r", self.owner, created_with)
+            await self.remove_object()
+            self.object_id = ""
 
-def _device_requests(spawner: GPUDockerSpawner) -> dict:
-    if not spawner.assigned_gpus:
-        return {}
-    return {"device_requests": [{"driver": "", "device_ids": list(spawner.assigned_gpus), "capabilities": [["gpu"]]}]}
+
+def _merged(extra, spawner: GPUDockerSpawner, ours: dict) -> dict:
+    theirs = extra(spawner) if callable(extra) else extra
+    merged = dict(theirs or {})
+    for key, value in ours.items():
+        if isinstance(value, dict):
+            merged[key] = {**merged.get(key, {}), **value}
+        elif isinstance(value, list):
+            merged[key] = list(merged.get(key, [])) + value
+        else:
+            merged[key] = value
+    return merged
 
 
-def _user_error(message: str) -> Exception:
-    """An error JupyterHub shows to the user as it is, rather than as an internal error."""
-    from tornado.web import HTTPError
+def _with_gpu_host_config(extra):
+    def host_config(spawner: GPUDockerSpawner) -> dict:
+        ours = {}
+        if spawner.assigned_gpus:
+            ours["device_requests"] = [
+                {"driver": "", "device_ids": list(spawner.assigned_gpus), "capabilities": [["gpu"]]}
+            ]
+        return _merged(extra, spawner, ours)
 
-    error = HTTPError(503, log_message=message)
-    error.jupyterhub_message = message
-    return error
+    host_config._gpu_merged = True
+    return host_config
 
+
+def _with_gpu_labels(extra):
+    def create_kwargs(spawner: GPUDockerSpawner) -> dict:
+        labels = {
+            POOL_LABEL: spawner.pool_label,
+            OWNER_LABEL: spawner.owner,
+            GPUS_LABEL: ",".join(spawner.assigned_gpus),
+        }
+        return _merged(extra, spawner, {"labels": labels})
+
+    create_kwargs._gpu_merged = True
+    return create_kwargs

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.testbed import REPO
+
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 
 

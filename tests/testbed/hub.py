@@ -9,9 +9,9 @@ import requests
 
 
 class Hub:
-    def __init__(self, url: str, ca_file: Path, token: str | None = None):
+    def __init__(self, url: str, ca_file: Path | None, token: str | None = None):
         self.url = url.rstrip("/")
-        self.ca_file = str(ca_file)
+        self.ca_file = str(ca_file) if ca_file else True
         self.session = requests.Session()
         if token:
             self.session.headers["Authorization"] = f"token {token}"

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import docker
 
+from tests.testbed.nvidia import HOOK_NAME, STUB
+
 BASE = "jupyterhub-gpu-testbed/debian:bookworm"
 MIRROR = "http://deb.debian.org/debian"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
+STUB_SHELL = STUB.replace("\n", "\\n")
 TARGET_DOCKERFILE = f"""FROM {BASE}
 RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
@@ -24,6 +27,8 @@ RUN apt-get update \\
  && mkdir -p /run/sshd /root/.ssh && chmod 700 /root/.ssh && ssh-keygen -A
 # Like a workstation behind a TLS-inspecting proxy: the host trusts the proxy's CA.
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+# Like a host with NVIDIA's container toolkit: the engine the deploy starts runs GPU device requests.
+RUN printf '{STUB_SHELL}' > /usr/local/bin/{HOOK_NAME} && chmod 755 /usr/local/bin/{HOOK_NAME}
 EXPOSE 22
 CMD ["/usr/sbin/sshd", "-D", "-e"]
 """
@@ -46,11 +51,36 @@ def ensure_base(engine: docker.DockerClient) -> str:
     return BASE
 
 
+SINGLEUSER_DOCKERFILE = f"""FROM {BASE}
+COPY ca-certificates.crt /etc/ssl/testbed-ca.pem
+ENV PIP_CERT=/etc/ssl/testbed-ca.pem PATH=/opt/venv/bin:$PATH
+RUN apt-get update \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv \\
+ && rm -rf /var/lib/apt/lists/* \\
+ && python3 -m venv /opt/venv \\
+ && pip install --no-cache-dir jupyterhub==6.1.1 jupyter_server==2.21.1 \\
+ && useradd --create-home --uid 1000 jovyan
+USER jovyan
+WORKDIR /home/jovyan
+CMD ["jupyterhub-singleuser"]
+"""
+
+
 def ensure_target_image(engine: docker.DockerClient) -> str:
-    """A fresh Debian 12 host with sshd, tagged by a hash of its Dockerfile and CA bundle."""
+    """A fresh Debian 12 host with sshd."""
+    return _built(engine, "jupyterhub-gpu-testbed/target", TARGET_DOCKERFILE)
+
+
+def ensure_singleuser_image(engine: docker.DockerClient) -> str:
+    """A small single-user server image (jupyter_server, no JupyterLab) for spawner tests."""
+    return _built(engine, "jupyterhub-gpu-testbed/singleuser", SINGLEUSER_DOCKERFILE)
+
+
+def _built(engine: docker.DockerClient, name: str, dockerfile: str) -> str:
+    """Build ``dockerfile`` (with the host's CA bundle beside it) once, tagged by a hash of both."""
     ensure_base(engine)
     bundle = HOST_CA_BUNDLE.read_bytes()
-    tag = "jupyterhub-gpu-testbed/target:" + hashlib.sha256(TARGET_DOCKERFILE.encode() + bundle).hexdigest()[:12]
+    tag = f"{name}:" + hashlib.sha256(dockerfile.encode() + bundle).hexdigest()[:12]
     try:
         engine.images.get(tag)
         return tag
@@ -58,8 +88,8 @@ def ensure_target_image(engine: docker.DockerClient) -> str:
         pass
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as archive:
-        for name, data in (("Dockerfile", TARGET_DOCKERFILE.encode()), ("ca-certificates.crt", bundle)):
-            info = tarfile.TarInfo(name)
+        for filename, data in (("Dockerfile", dockerfile.encode()), ("ca-certificates.crt", bundle)):
+            info = tarfile.TarInfo(filename)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     context.seek(0)

@@ -17,7 +17,8 @@ import docker
 from tests.testbed import engine as testbed_engine
 from tests.testbed.deploy import DeployRun, run_deploy
 from tests.testbed.hub import Hub
-from tests.testbed.targets import STATE, TargetHost, remove_targets, start_targets, write_inventory_file
+from tests.testbed import STATE
+from tests.testbed.targets import TargetHost, remove_targets, start_targets, write_inventory_file
 
 INSTALL_DIR = "/opt/jupyterhub-gpu"
 

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import docker
 
+from tests.testbed import STATE
 from tests.testbed.images import ensure_target_image
 
-REPO = Path(__file__).resolve().parents[2]
-STATE = REPO / ".testbed"
 LABEL = "jupyterhub-gpu-testbed"
 
 

@@ -1,0 +1,107 @@
+"""Who holds which GPU, for admins without Docker access: a JupyterHub service.
+
+Run it as a hub-managed service::
+
+    c.JupyterHub.services.append(gpudockerspawner.service.hub_service())
+    c.JupyterHub.load_roles.append(gpudockerspawner.service.hub_role())
+
+Admins (and tokens with ``access:services!service=gpus``) then read
+``/services/gpus/`` (a table) and ``/services/gpus/api/assignments`` (JSON). The service reads
+the assignment from each server's state in the hub database, one of the three records that
+GPUDockerSpawner keeps in agreement (database, container label, in-process pool).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import sys
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.utils import url_path_join
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.ioloop import IOLoop
+
+NAME = "gpus"
+PORT = 10101
+
+
+def hub_service(name: str = NAME, port: int = PORT) -> dict:
+    return {
+        "name": name,
+        "url": f"http://127.0.0.1:{port}",
+        "command": [sys.executable, "-m", "gpudockerspawner.service"],
+        "oauth_no_confirm": True,
+        "display": True,
+    }
+
+
+def hub_role(name: str = NAME) -> dict:
+    # The service's own token reads users and their servers' state (where the assignment is kept).
+    return {"name": f"{name}-service", "scopes": ["list:users", "read:users", "read:servers", "admin:server_state"], "services": [name]}
+
+
+async def assignments() -> dict:
+    """{"gpus": {gpu: [owner, ...]}, "servers": [{"user", "server", "gpus", "ready"}]} from the hub API."""
+    api_url = os.environ["JUPYTERHUB_API_URL"]
+    request = HTTPRequest(
+        url_path_join(api_url, "users") + "?state=active",
+        headers={"Authorization": f"token {os.environ['JUPYTERHUB_API_TOKEN']}"},
+    )
+    response = await AsyncHTTPClient().fetch(request)
+    servers, gpus = [], {}
+    for user in json.loads(response.body):
+        for server_name, server in (user.get("servers") or {}).items():
+            held = (server.get("state") or {}).get("gpus", [])
+            servers.append({"user": user["name"], "server": server_name, "gpus": held, "ready": server.get("ready")})
+            for gpu in held:
+                gpus.setdefault(gpu, []).append(f"{user['name']}/{server_name}")
+    return {"gpus": dict(sorted(gpus.items())), "servers": sorted(servers, key=lambda s: (s["user"], s["server"]))}
+
+
+class AssignmentsAPI(HubOAuthenticated, web.RequestHandler):
+    @web.authenticated
+    async def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps(await assignments()))
+
+
+class AssignmentsPage(HubOAuthenticated, web.RequestHandler):
+    @web.authenticated
+    async def get(self):
+        data = await assignments()
+        rows = "".join(
+            f"<tr><td>{html.escape(s['user'])}</td><td>{html.escape(s['server'] or '(default)')}</td>"
+            f"<td>{html.escape(', '.join(s['gpus']) or 'CPU only')}</td><td>{'yes' if s['ready'] else 'starting'}</td></tr>"
+            for s in data["servers"]
+        )
+        self.write(
+            "<!doctype html><title>GPU assignments</title><h1>GPU assignments</h1>"
+            "<table border=1 cellpadding=4><tr><th>user</th><th>server</th><th>GPUs</th><th>ready</th></tr>"
+            f"{rows or '<tr><td colspan=4>no running servers</td></tr>'}</table>"
+        )
+
+
+def make_app() -> web.Application:
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{NAME}/")
+    return web.Application(
+        [
+            (prefix, AssignmentsPage),
+            (url_path_join(prefix, "api/assignments"), AssignmentsAPI),
+            (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
+        ],
+        cookie_secret=os.urandom(32),
+    )
+
+
+def main() -> None:
+    url = os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{PORT}")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    make_app().listen(port, address="127.0.0.1")
+    IOLoop.current().start()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""GPUDockerSpawner in a real JupyterHub on the real Docker engine, whose device requests run through
+the stand-in NVIDIA hook: what each container holds is read from Docker and from inside the container."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.testbed.images import ensure_singleuser_image
+from tests.testbed.localhub import LocalHub
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def singleuser_image(engine):
+    return ensure_singleuser_image(engine)
+
+
+@pytest.fixture
+def make_hub(engine, singleuser_image, tmp_path):
+    hubs = []
+
+    def make(extra_config: str = "", **spawner) -> LocalHub:
+        hub = LocalHub(tmp_path / f"hub{len(hubs)}", engine, singleuser_image, spawner, extra_config)
+        hubs.append(hub)
+        hub.start()
+        return hub
+
+    yield make
+    for hub in hubs:
+        hub.cleanup()
+
+
+def spawn(hub: LocalHub, user: str, **options) -> None:
+    hub.api.ensure_user(user)
+    response = hub.api.api("POST", f"/users/{user}/server", json=options or None)
+    assert response.status_code in (201, 202), response.text
+    hub.api.start_server(user)
+
+
+def refused_spawn(hub: LocalHub, user: str) -> str:
+    """Start a server that must fail; return what the hub told the user."""
+    hub.api.ensure_user(user)
+    response = hub.api.api("POST", f"/users/{user}/server")
+    if response.status_code >= 400:
+        return response.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        events = hub.api.get(f"/hub/api/users/{user}/server/progress").text
+        if '"failed": true' in events:
+            return events
+        time.sleep(0.5)
+    raise AssertionError(f"spawn of {user} did not fail")
+
+
+def held(hub: LocalHub, users) -> dict[str, list[str]]:
+    return {user: hub.gpus_of(user)["device_requests"] for user in users}
+
+
+def test_three_gpus_four_users_exclusive_then_freed(make_hub):
+    hub = make_hub(gpu_ids=["0", "1", "2"])
+    for user in ("ann", "ben", "cat"):
+        spawn(hub, user)
+    for user in ("ann", "ben", "cat"):
+        seen = hub.gpus_of(user)
+        assert len(seen["device_requests"]) == 1
+        assert seen["visible"] == seen["label"] == seen["device_requests"][0]
+    assert sorted(gpu for gpus in held(hub, ["ann", "ben", "cat"]).values() for gpu in gpus) == ["0", "1", "2"]
+
+    message = refused_spawn(hub, "dan")
+    assert "All 3 GPUs are in use" in message
+
+    freed = hub.gpus_of("ben")["device_requests"]
+    hub.api.stop_server("ben")
+    spawn(hub, "dan")
+    assert hub.gpus_of("dan")["device_requests"] == freed
+
+
+def test_exhausted_pool_falls_back_to_cpu_only(make_hub):
+    hub = make_hub(gpu_ids="0", on_exhausted="cpu")
+    spawn(hub, "ann")
+    spawn(hub, "ben")
+    assert hub.gpus_of("ann")["device_requests"] == ["0"]
+    assert hub.gpus_of("ben") == {"device_requests": [], "visible": "void", "label": ""}
+
+
+def test_hub_restart_keeps_every_assignment_and_hands_out_no_taken_gpu(make_hub):
+    hub = make_hub(gpu_ids="0,1,2")
+    spawn(hub, "ann")
+    spawn(hub, "ben")
+    before = held(hub, ["ann", "ben"])
+    containers = {c.name: c.id for c in hub.containers()}
+    assert hub.assignments()["gpus"] == {gpus[0]: [f"{user}/"] for user, gpus in before.items()}
+
+    hub.stop()
+    hub.start()
+
+    assert {c.name: c.id for c in hub.containers()} == containers
+    assert held(hub, ["ann", "ben"]) == before
+    spawn(hub, "cat")
+    (free,) = {"0", "1", "2"} - {gpus[0] for gpus in before.values()}
+    assert hub.gpus_of("cat")["device_requests"] == [free]
+    assert "All 3 GPUs are in use" in refused_spawn(hub, "dan")
+
+
+def test_ten_concurrent_spawns_never_double_book(make_hub):
+    hub = make_hub(gpu_ids=["0", "1", "2", "3"], on_exhausted="cpu")
+    users = [f"user{i}" for i in range(10)]
+    with ThreadPoolExecutor(len(users)) as pool:
+        list(pool.map(lambda user: spawn(hub, user), users))
+    holdings = held(hub, users)
+    given = [gpu for gpus in holdings.values() for gpu in gpus]
+    assert sorted(given) == ["0", "1", "2", "3"]
+    assert sum(1 for user in users if hub.gpus_of(user)["visible"] == "void") == 6
+
+
+def test_cpu_only_server_after_a_gpu_server_sees_no_gpu(make_hub):
+    hub = make_hub(gpu_ids=["0"])
+    spawn(hub, "ann")
+    assert hub.gpus_of("ann")["device_requests"] == ["0"]
+    hub.api.stop_server("ann")
+    spawn(hub, "ann", gpu="cpu")
+    assert hub.gpus_of("ann") == {"device_requests": [], "visible": "void", "label": ""}
+    spawn(hub, "ben")  # the GPU ann gave back
+    assert hub.gpus_of("ben")["device_requests"] == ["0"]
+
+
+def test_failed_start_gives_the_gpu_back(make_hub):
+    # Docker refuses to create ann's container (a memory limit under its minimum), after her GPU was reserved.
+    broken = "c.GPUDockerSpawner.mem_limit = lambda spawner: '1K' if spawner.user.name == 'ann' else None\n"
+    hub = make_hub(extra_config=broken, gpu_ids=["0"])
+    refused_spawn(hub, "ann")
+    spawn(hub, "ben")
+    assert hub.gpus_of("ben")["device_requests"] == ["0"]

@@ -1,0 +1,149 @@
+"""A real JupyterHub process on the test machine with GPUDockerSpawner, spawning on the test bed's engine.
+
+The hub and configurable-http-proxy run here; user containers run on a bridge network of their
+own and reach the hub at that network's gateway. Stop and start it again to test hub restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+
+from tests.testbed.hub import Hub
+
+NETWORK = "jupyterhub-gpu-testbed-spawner"
+TOKEN_SCOPES = ["admin:users", "admin:servers", "access:servers", "admin:server_state", "list:users",
+                "read:users", "access:services"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ensure_network(engine: docker.DockerClient) -> str:
+    """The spawner tests' bridge network; returns its gateway, where containers reach the hub."""
+    try:
+        network = engine.networks.get(NETWORK)
+    except docker.errors.NotFound:
+        network = engine.networks.create(NETWORK, driver="bridge")
+    network.reload()
+    return network.attrs["IPAM"]["Config"][0]["Gateway"]
+
+
+class LocalHub:
+    def __init__(self, workdir: Path, engine: docker.DockerClient, image: str, spawner: dict, extra_config: str = ""):
+        self.workdir = workdir
+        self.engine = engine
+        self.pool_label = f"t{secrets.token_hex(4)}"
+        self.token = secrets.token_hex(16)
+        self.proxy_port, self.api_port, self.hub_port = _free_port(), _free_port(), _free_port()
+        self.gateway = ensure_network(engine)
+        self.image = image
+        self.spawner = spawner
+        self.extra_config = extra_config
+        self.process: subprocess.Popen | None = None
+        self.api = Hub(f"http://127.0.0.1:{self.proxy_port}", None, self.token)
+
+    def _config(self) -> str:
+        spawner = {
+            "image": self.image,
+            "network_name": NETWORK,
+            "use_internal_ip": True,
+            "remove": True,
+            "pull_policy": "skip",
+            "prefix": f"jupyterhub-gpu-testbed-{self.pool_label}",
+            "pool_label": self.pool_label,
+            "start_timeout": 120,
+            "http_timeout": 120,
+            **self.spawner,
+        }
+        lines = [
+            "from gpudockerspawner import service",
+            "c = get_config()",
+            f"c.JupyterHub.bind_url = 'http://127.0.0.1:{self.proxy_port}'",
+            f"c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{self.api_port}'",
+            f"c.JupyterHub.hub_bind_url = 'http://{self.gateway}:{self.hub_port}'",
+            "c.JupyterHub.cleanup_servers = False",
+            "c.JupyterHub.authenticator_class = 'null'",
+            "c.JupyterHub.spawner_class = 'gpudockerspawner.GPUDockerSpawner'",
+            f"c.JupyterHub.services = [{{'name': 'tests', 'api_token': {self.token!r}}}, service.hub_service()]",
+            f"c.JupyterHub.load_roles = [{{'name': 'tests', 'scopes': {TOKEN_SCOPES!r}, 'services': ['tests']}},"
+            " service.hub_role()]",
+        ]
+        lines += [f"c.GPUDockerSpawner.{key} = {value!r}" for key, value in spawner.items()]
+        return "\n".join(lines) + "\n" + self.extra_config
+
+    def start(self, timeout: float = 60) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "jupyterhub_config.py").write_text(self._config())
+        log = (self.workdir / "jupyterhub.log").open("ab")
+        jupyterhub = str(Path(sys.executable).with_name("jupyterhub"))
+        self.process = subprocess.Popen(
+            [jupyterhub, "-f", "jupyterhub_config.py"], cwd=self.workdir, stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+            # Debian's configurable-http-proxy finds its modules there, also under a non-Debian node.
+            env={**os.environ, "NODE_PATH": "/usr/share/nodejs"},
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"jupyterhub exited {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                self.api.version()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        """Stop the hub (and its proxy); with cleanup_servers off, user containers keep running."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+    def log(self) -> str:
+        return (self.workdir / "jupyterhub.log").read_text(errors="replace")
+
+    def containers(self) -> list:
+        return self.engine.containers.list(all=True, filters={"label": f"gpudockerspawner.pool={self.pool_label}"})
+
+    def container_of(self, user: str):
+        (container,) = [c for c in self.containers() if c.labels.get("gpudockerspawner.owner") == f"{user}/"]
+        return container
+
+    def gpus_of(self, user: str) -> dict:
+        """What Docker and the container say a user's server holds, read without the spawner's help."""
+        container = self.container_of(user)
+        container.reload()
+        requests = container.attrs["HostConfig"].get("DeviceRequests") or []
+        code, output = container.exec_run(["printenv", "NVIDIA_VISIBLE_DEVICES"])
+        return {
+            "device_requests": [gpu for request in requests for gpu in request["DeviceIDs"]],
+            "visible": output.decode().strip() if code == 0 else None,
+            "label": container.labels.get("gpudockerspawner.gpus"),
+        }
+
+    def assignments(self) -> dict:
+        response = self.api.get("/services/gpus/api/assignments")
+        response.raise_for_status()
+        return response.json()
+
+    def cleanup(self) -> None:
+        self.stop()
+        for container in self.containers():
+            container.remove(force=True, v=True)
+
+    def __repr__(self) -> str:
+        return f"LocalHub({self.pool_label}, {json.dumps(self.spawner)})"
