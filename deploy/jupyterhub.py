@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyinfra import host  # noqa: E402
+from pyinfra import host, logger  # noqa: E402
 
 from roles import docker_engine, images, network, preflight, secrets, services, tls  # noqa: E402
 
@@ -21,6 +21,13 @@ built = images.ensure_images(target)
 hub_secrets = secrets.ensure_secrets(target)
 certificate = tls.ensure_certificate(target)
 services.ensure_services(target, built, certificate, hub_secrets)
+
+if target.profile.wsl and len(target.settings.gpu_ids) > 1:
+    host.log(
+        f"this is a WSL2 host with {len(target.settings.gpu_ids)} GPUs: WSL2 shows every container every GPU, "
+        "so which GPU a user holds is advisory here (see README, GPUs)",
+        log_func=logger.warning,
+    )
 
 host.log(
     f"when this deploy has finished, JupyterHub answers at https://{target.names[0]}:{target.settings.https_port}/ "

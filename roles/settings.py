@@ -9,6 +9,8 @@ generated from this model (``python -m roles.settings``).
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
 import ipaddress
 import re
 from pathlib import Path
@@ -181,6 +183,28 @@ class HubSettings(BaseModel):
         description="Seconds the deploy waits for the hub to answer after (re)starting it.",
     )
 
+    gpu_ids: list[str] = Field(
+        default_factory=list,
+        description="GPUs handed to user containers, one per user by default: device indexes or UUIDs "
+        "(`GPU-...`, `MIG-...`); `\"0,1,2\"` and the legacy `\"012\"` are read too. Empty: CPU-only containers.",
+    )
+    gpus_per_user: int = Field(default=1, ge=1, le=64, description="GPUs each GPU container gets.")
+    users_per_gpu: int = Field(
+        default=1, ge=1, le=64, description="Containers that may share one GPU; 1 is exclusive."
+    )
+    gpu_on_exhausted: Literal["refuse", "cpu"] = Field(
+        default="refuse",
+        description="When every GPU is taken: `refuse` the spawn with a message, or start a CPU-only server (`cpu`).",
+    )
+
+    @field_validator("gpu_ids", mode="before")
+    @classmethod
+    def _gpu_ids(cls, value):
+        try:
+            return _pool().parse_gpu_ids(value)
+        except _pool().PoolError as error:
+            raise ValueError(str(error)) from None
+
     @field_validator("build_extra_ca_certs")
     @classmethod
     def _pem_files_exist(cls, paths: list[Path]) -> list[Path]:
@@ -190,6 +214,16 @@ class HubSettings(BaseModel):
             if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
                 raise ValueError(f"{str(path)!r} holds no PEM certificate")
         return paths
+
+
+@functools.cache
+def _pool():
+    """The spawner's own GPU id parser (a module without dependencies), so both read ids alike."""
+    path = Path(__file__).resolve().parents[1] / "spawner" / "gpudockerspawner" / "pool.py"
+    spec = importlib.util.spec_from_file_location("gpudockerspawner_pool", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class InventoryError(ValueError):

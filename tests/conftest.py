@@ -18,8 +18,9 @@ def engine():
 
 @pytest.fixture(scope="session")
 def deployment(engine):
-    """Two fresh targets with the hub deployed by the CI smoke path: deployed, then deployed again."""
-    deployment = smoke.start(2, prefix="hub")
+    """Two fresh targets with the hub deployed by the CI smoke path: deployed, then deployed again.
+    Their engines run GPU device requests (the target image carries the stand-in NVIDIA hook)."""
+    deployment = smoke.start(2, data={"gpu_ids": ["0", "1"]}, prefix="hub")
     try:
         smoke.deploy_twice(deployment)
         yield deployment

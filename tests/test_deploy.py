@@ -65,6 +65,28 @@ def test_user_server_keeps_a_file_written_through_the_proxy(deployment):
         check_hub(deployment, target, user="alice")
 
 
+def test_two_users_hold_different_gpus(deployment):
+    target = deployment.targets[0]
+    hub = deployment.hub(target)
+    for user in ("dora", "eve"):
+        hub.ensure_user(user)
+        hub.start_server(user)
+    held = {}
+    for user in ("dora", "eve"):
+        requests = _inner(deployment, target, "docker", "inspect", "--format",
+                          "{{range .HostConfig.DeviceRequests}}{{join .DeviceIDs \",\"}}{{end}}", f"jupyter-{user}")
+        visible = _inner(deployment, target, "docker", "exec", f"jupyter-{user}", "printenv", "NVIDIA_VISIBLE_DEVICES")
+        assert requests == visible
+        held[user] = requests
+    assert sorted(held.values()) == ["0", "1"]
+    # Admins read the same without Docker access, through the proxy.
+    response = hub.get("/services/gpus/api/assignments")
+    response.raise_for_status()
+    assert response.json()["gpus"] == {gpu: [f"{user}/"] for user, gpu in held.items()}
+    for user in ("dora", "eve"):
+        hub.stop_server(user)
+
+
 def test_hub_restart_leaves_user_servers_running(deployment):
     target = deployment.targets[0]
     hub = deployment.hub(target)
