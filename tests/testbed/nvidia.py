@@ -10,7 +10,7 @@ NVIDIA_VISIBLE_DEVICES for the devices it asked for. No GPU is touched.
 from pathlib import Path
 
 HOOK_NAME = "nvidia-container-runtime-hook"
-STUB = "#!/bin/sh\n# Test bed stand-in for NVIDIA's hook: accept the prestart call, touch no device.\ncat >/dev/null\nexit 0\n"
+STUB = "#!/bin/sh\n# Test bed stand-in for the NVIDIA hook: accept the prestart call, touch no device.\ncat >/dev/null\nexit 0\n"
 
 
 def stub_dir(root: Path) -> Path:
