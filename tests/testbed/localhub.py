@@ -42,7 +42,8 @@ def ensure_network(engine: docker.DockerClient) -> str:
 
 
 class LocalHub:
-    def __init__(self, workdir: Path, engine: docker.DockerClient, image: str, spawner: dict, extra_config: str = ""):
+    def __init__(self, workdir: Path, engine: docker.DockerClient, image: str, spawner: dict, extra_config: str = "",
+                 spawner_class: str = "gpudockerspawner.GPUDockerSpawner"):
         self.workdir = workdir
         self.engine = engine
         self.pool_label = f"t{secrets.token_hex(4)}"
@@ -52,6 +53,8 @@ class LocalHub:
         self.image = image
         self.spawner = spawner
         self.extra_config = extra_config
+        self.spawner_class = spawner_class
+        self.prefix = f"jupyterhub-gpu-testbed-{self.pool_label}"
         self.process: subprocess.Popen | None = None
         self.api = Hub(f"http://127.0.0.1:{self.proxy_port}", None, self.token)
 
@@ -62,8 +65,7 @@ class LocalHub:
             "use_internal_ip": True,
             "remove": True,
             "pull_policy": "skip",
-            "prefix": f"jupyterhub-gpu-testbed-{self.pool_label}",
-            "pool_label": self.pool_label,
+            "prefix": self.prefix,
             "start_timeout": 120,
             "http_timeout": 120,
             **self.spawner,
@@ -76,13 +78,21 @@ class LocalHub:
             f"c.JupyterHub.hub_bind_url = 'http://{self.gateway}:{self.hub_port}'",
             "c.JupyterHub.cleanup_servers = False",
             "c.JupyterHub.authenticator_class = 'null'",
-            "c.JupyterHub.spawner_class = 'gpudockerspawner.GPUDockerSpawner'",
+            f"c.JupyterHub.spawner_class = {self.spawner_class!r}",
+            f"c.GPUDockerSpawner.pool_label = {self.pool_label!r}",
             f"c.JupyterHub.services = [{{'name': 'tests', 'api_token': {self.token!r}}}, service.hub_service()]",
             f"c.JupyterHub.load_roles = [{{'name': 'tests', 'scopes': {TOKEN_SCOPES!r}, 'services': ['tests']}},"
             " service.hub_role()]",
         ]
-        lines += [f"c.GPUDockerSpawner.{key} = {value!r}" for key, value in spawner.items()]
+        # DockerSpawner's settings apply to GPUDockerSpawner too; the GPU ones only to it.
+        lines += [f"c.{self._owner_class(key)}.{key} = {value!r}" for key, value in spawner.items()]
         return "\n".join(lines) + "\n" + self.extra_config
+
+    @staticmethod
+    def _owner_class(setting: str) -> str:
+        from dockerspawner import DockerSpawner
+
+        return "DockerSpawner" if DockerSpawner.class_traits().get(setting) else "GPUDockerSpawner"
 
     def start(self, timeout: float = 60) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -117,11 +127,10 @@ class LocalHub:
         return (self.workdir / "jupyterhub.log").read_text(errors="replace")
 
     def containers(self) -> list:
-        return self.engine.containers.list(all=True, filters={"label": f"gpudockerspawner.pool={self.pool_label}"})
+        return self.engine.containers.list(all=True, filters={"name": f"^{self.prefix}-"})
 
     def container_of(self, user: str):
-        (container,) = [c for c in self.containers() if c.labels.get("gpudockerspawner.owner") == f"{user}/"]
-        return container
+        return self.engine.containers.get(f"{self.prefix}-{user}")
 
     def gpus_of(self, user: str) -> dict:
         """What Docker and the container say a user's server holds, read without the spawner's help."""
