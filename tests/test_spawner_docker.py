@@ -117,13 +117,16 @@ def test_ten_concurrent_spawns_never_double_book(make_hub):
     assert sum(1 for user in users if hub.gpus_of(user)["visible"] == "void") == 6
 
 
-def test_cpu_only_server_after_a_gpu_server_sees_no_gpu(make_hub):
-    hub = make_hub(gpu_ids=["0"])
+@pytest.mark.parametrize("remove", [True, False], ids=["removed-on-stop", "kept-on-stop"])
+def test_cpu_only_server_after_a_gpu_server_sees_no_gpu(make_hub, remove):
+    hub = make_hub(gpu_ids=["0"], remove=remove)
     spawn(hub, "ann")
     assert hub.gpus_of("ann")["device_requests"] == ["0"]
+    gpu_container = hub.container_of("ann").id
     hub.api.stop_server("ann")
     spawn(hub, "ann", gpu="cpu")
     assert hub.gpus_of("ann") == {"device_requests": [], "visible": "void", "label": ""}
+    assert hub.container_of("ann").id != gpu_container
     spawn(hub, "ben")  # the GPU ann gave back
     assert hub.gpus_of("ben")["device_requests"] == ["0"]
 
@@ -135,3 +138,14 @@ def test_failed_start_gives_the_gpu_back(make_hub):
     refused_spawn(hub, "ann")
     spawn(hub, "ben")
     assert hub.gpus_of("ben")["device_requests"] == ["0"]
+
+
+def test_gpu_groups_limit_who_gets_a_gpu(make_hub):
+    hub = make_hub(gpu_ids=["0", "1"], gpu_groups=["gpu-users"])
+    hub.api.ensure_user("ann")
+    hub.api.ensure_user("ben")
+    assert hub.api.api("POST", "/groups/gpu-users", json={"users": ["ann"]}).status_code in (201, 409)
+    spawn(hub, "ann")
+    spawn(hub, "ben")
+    assert hub.gpus_of("ann")["device_requests"] == ["0"]
+    assert hub.gpus_of("ben")["visible"] == "void"

@@ -6,9 +6,9 @@ import html
 
 from dockerspawner import DockerSpawner
 from tornado.web import HTTPError
-from traitlets import Bool, Enum, Int, List, Unicode, Union, default, validate
+from traitlets import Bool, Enum, Int, List, TraitError, Unicode, Union, default, validate
 
-from gpudockerspawner.pool import GPUPool, disagreement, parse_gpu_ids, rebuild
+from gpudockerspawner.pool import GPUPool, PoolError, disagreement, parse_gpu_ids, rebuild
 
 OWNER_LABEL = "gpudockerspawner.owner"
 GPUS_LABEL = "gpudockerspawner.gpus"
@@ -80,12 +80,15 @@ class GPUDockerSpawner(DockerSpawner):
 
     @validate("gpu_ids")
     def _valid_gpu_ids(self, proposal):
-        return parse_gpu_ids(proposal.value)
+        try:
+            return parse_gpu_ids(proposal.value)
+        except PoolError as error:
+            raise TraitError(f"GPUDockerSpawner.gpu_ids: {error}") from None
 
     @validate("gpus_per_user", "users_per_gpu")
     def _at_least_one(self, proposal):
         if proposal.value < 1:
-            raise ValueError(f"{proposal.trait.name} must be at least 1, not {proposal.value}")
+            raise TraitError(f"GPUDockerSpawner.{proposal.trait.name} must be at least 1, not {proposal.value}")
         return proposal.value
 
     # Configured extra_host_config / extra_create_kwargs keep working: ours are merged into theirs.

@@ -21,7 +21,7 @@ import docker
 from tests.testbed.hub import Hub
 
 NETWORK = "jupyterhub-gpu-testbed-spawner"
-TOKEN_SCOPES = ["admin:users", "admin:servers", "access:servers", "admin:server_state", "list:users",
+TOKEN_SCOPES = ["admin:users", "admin:groups", "admin:servers", "access:servers", "admin:server_state", "list:users",
                 "read:users", "access:services"]
 
 

@@ -1,0 +1,66 @@
+"""GPUDockerSpawner's configuration surface: validation, the spawn form, and the hooks it fills in."""
+
+from types import SimpleNamespace
+
+import pytest
+from traitlets import TraitError
+
+from gpudockerspawner import GPUDockerSpawner
+
+UUID = "GPU-5f1b0c2e-8a4d-4f3e-9b1a-0c2d3e4f5a6b"
+
+
+def spawner(groups=(), **config) -> GPUDockerSpawner:
+    user = SimpleNamespace(name="ann", groups=[SimpleNamespace(name=g) for g in groups], url="/user/ann/", id=1)
+    return GPUDockerSpawner(user=user, **config)
+
+
+def test_bad_pools_are_refused_when_the_hub_starts():
+    with pytest.raises(TraitError, match="more than once"):
+        spawner(gpu_ids="0,1,1")
+    with pytest.raises(TraitError, match="must be resolved"):
+        spawner(gpu_ids="auto")
+    with pytest.raises(TraitError, match="at least 1"):
+        spawner(gpus_per_user=0)
+
+
+def test_spawn_form_offers_cpu_only_to_users_who_may_have_a_gpu():
+    form = spawner(gpu_ids=["0", "1"], gpus_per_user=2).options_form
+    text = form(spawner(gpu_ids=["0", "1"], gpus_per_user=2))
+    assert '<option value="gpu" selected>2 GPUs</option>' in text and '<option value="cpu">CPU only</option>' in text
+    s = spawner(gpu_ids=["0"])
+    assert s.options_from_form({"gpu": ["cpu"]}) == {"gpu": "cpu"}
+
+
+def test_no_gpu_choice_outside_the_gpu_groups():
+    outsider = spawner(gpu_ids=["0"], gpu_groups=["gpu-users"], groups=["students"])
+    member = spawner(gpu_ids=["0"], gpu_groups=["gpu-users"], groups=["gpu-users"])
+    assert not outsider.may_use_gpu() and outsider.options_form(outsider) == ""
+    assert member.may_use_gpu() and "CPU only" in member.options_form(member)
+
+
+def test_cuda_visible_devices_follow_the_runtime():
+    filtered = spawner(gpu_ids=["2", "3"], gpus_per_user=2)
+    filtered.assigned_gpus = ["2", "3"]
+    assert filtered._cuda_visible_devices() == "0,1"  # NVIDIA's runtime renumbers what it shows
+    wsl = spawner(gpu_ids=["2", "3"], devices_filtered=False)
+    wsl.assigned_gpus = ["3"]
+    assert wsl._cuda_visible_devices() == "3"
+    uuids = spawner(gpu_ids=[UUID])
+    uuids.assigned_gpus = [UUID]
+    assert uuids._cuda_visible_devices() == UUID
+
+
+def test_configured_extra_hooks_are_kept_beside_the_gpu_ones():
+    s = spawner(
+        gpu_ids=["0"],
+        extra_host_config={"shm_size": "1g"},
+        extra_create_kwargs=lambda sp: {"labels": {"team": "vision"}},
+    )
+    s.assigned_gpus = ["0"]
+    host = s.extra_host_config(s)
+    assert host["shm_size"] == "1g"
+    assert host["device_requests"] == [{"driver": "", "device_ids": ["0"], "capabilities": [["gpu"]]}]
+    labels = s.extra_create_kwargs(s)["labels"]
+    assert labels["team"] == "vision" and labels["gpudockerspawner.gpus"] == "0"
+    assert labels["gpudockerspawner.owner"] == "ann/"
