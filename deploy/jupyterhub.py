@@ -12,19 +12,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyinfra import host, logger  # noqa: E402
 
-from roles import docker_engine, images, network, preflight, secrets, services, tls  # noqa: E402
+from roles import docker_engine, images, network, nvidia_toolkit, preflight, secrets, services, tls  # noqa: E402
 
 target = preflight.check()
 docker_engine.ensure_engine(target)
+nvidia_toolkit.ensure_toolkit(target)
 network.ensure_network(target)
 built = images.ensure_images(target)
+nvidia_toolkit.verify_gpus(target, target.base_tag)
 hub_secrets = secrets.ensure_secrets(target)
 certificate = tls.ensure_certificate(target)
 services.ensure_services(target, built, certificate, hub_secrets)
 
-if target.profile.wsl and len(target.settings.gpu_ids) > 1:
+if target.profile.wsl and len(target.gpu_pool) > 1:
     host.log(
-        f"this is a WSL2 host with {len(target.settings.gpu_ids)} GPUs: WSL2 shows every container every GPU, "
+        f"this is a WSL2 host with {len(target.gpu_pool)} GPUs: WSL2 shows every container every GPU, "
         "so which GPU a user holds is advisory here (see README, GPUs)",
         log_func=logger.warning,
     )

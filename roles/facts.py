@@ -140,3 +140,55 @@ class ComposeServices(FactBase):
             for entry in parsed if isinstance(parsed, list) else [parsed]:
                 services[entry["Service"]] = entry.get("Health") or entry["State"]
         return services
+
+
+# nvidia-smi comes with the driver: on PATH on Linux, in /usr/lib/wsl/lib on WSL2 (from Windows).
+_NVIDIA_SMI_SCRIPT = """
+smi=$(command -v nvidia-smi || true)
+[ -z "$smi" ] && [ -x /usr/lib/wsl/lib/nvidia-smi ] && smi=/usr/lib/wsl/lib/nvidia-smi
+[ -z "$smi" ] && exit 0
+echo "smi=$smi"
+"$smi" --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits 2>&1 | sed 's/^/gpu=/'
+"""
+
+
+@dataclass(frozen=True)
+class GPU:
+    index: str
+    uuid: str
+    name: str
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class GPUInventory:
+    nvidia_smi: str = ""
+    gpus: tuple[GPU, ...] = ()
+    error: str = ""
+
+
+class NvidiaGPUs(FactBase):
+    """The GPUs the driver's nvidia-smi reports: index, UUID, name and memory."""
+
+    def command(self) -> str:
+        return _NVIDIA_SMI_SCRIPT
+
+    @staticmethod
+    def default() -> GPUInventory:
+        return GPUInventory()
+
+    def process(self, output) -> GPUInventory:
+        smi, gpus, errors = "", [], []
+        for line in output:
+            key, _, value = line.partition("=")
+            if key == "smi":
+                smi = value.strip()
+            elif key == "gpu":
+                fields = [part.strip() for part in value.split(",")]
+                if len(fields) == 4 and fields[0].isdigit():
+                    memory = int(fields[3]) if fields[3].isdigit() else 0
+                    gpus.append(GPU(fields[0], fields[1], fields[2], memory))
+                else:
+                    errors.append(value.strip())
+        return GPUInventory(smi, tuple(gpus), " ".join(errors))
+

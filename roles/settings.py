@@ -37,6 +37,8 @@ IMAGE_REF = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
+# apt's $(ARCH) may stand in a repository URL.
+HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~$()%+-]*)*$")
 PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?(==|>=|<=|~=|!=|<|>)[A-Za-z0-9.*+!_-]+$")
 
 
@@ -69,6 +71,12 @@ def _absolute_path(value: str) -> str:
     return value.rstrip("/") or "/"
 
 
+def _http_url(value: str) -> str:
+    if not HTTP_URL.match(value):
+        raise ValueError(f"{value!r} is not allowed: an http:// or https:// URL")
+    return value
+
+
 def _pinned_requirement(value: str) -> str:
     if not PIP_REQUIREMENT.match(value):
         raise ValueError(f"{value!r} is not allowed: a pip requirement with a version, like 'jupyterlab==4.6.6'")
@@ -82,6 +90,7 @@ ImageRef = Annotated[str, AfterValidator(_pattern(IMAGE_REF, "a Docker image ref
 Username = Annotated[str, AfterValidator(_pattern(JUPYTER_USERNAME, "lower-case letters, digits, '.', '_', '-'"))]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 PinnedRequirement = Annotated[str, AfterValidator(_pinned_requirement)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class HubSettings(BaseModel):
@@ -121,9 +130,8 @@ class HubSettings(BaseModel):
         "the distribution's `docker.io` or Docker's `docker-ce` repository. "
         "An engine that already answers (Docker Desktop's included) is left alone.",
     )
-    engine_repo_url: str = Field(
+    engine_repo_url: HttpUrl = Field(
         default="https://download.docker.com/linux",
-        pattern=r"^https?://[^\s/$.?#][^\s]*$",
         description="Base URL of Docker's apt repository (or a mirror of it), for `engine_source: docker-ce`.",
     )
     base_image: ImageRef | None = Field(
@@ -136,9 +144,8 @@ class HubSettings(BaseModel):
         description="What to do when `base_image` cannot be pulled: `debootstrap` builds it from the host's "
         "own distribution mirror and imports it (air-gapped sites); `none` stops with an error.",
     )
-    debootstrap_mirror: str | None = Field(
+    debootstrap_mirror: HttpUrl | None = Field(
         default=None,
-        pattern=r"^https?://[^\s/$.?#][^\s]*$",
         description="Mirror for the debootstrap fallback. Empty: the first mirror in the host's apt sources.",
     )
     build_trust_host_ca: bool = Field(
@@ -183,10 +190,29 @@ class HubSettings(BaseModel):
         description="Seconds the deploy waits for the hub to answer after (re)starting it.",
     )
 
-    gpu_ids: list[str] = Field(
-        default_factory=list,
-        description="GPUs handed to user containers, one per user by default: device indexes or UUIDs "
-        "(`GPU-...`, `MIG-...`); `\"0,1,2\"` and the legacy `\"012\"` are read too. Empty: CPU-only containers.",
+    gpu_ids: Literal["auto", "none"] | list[str] = Field(
+        default="auto",
+        description="GPUs handed to user containers: `auto` (every GPU the host's nvidia-smi reports; none "
+        "found means CPU-only), `none`, or device indexes or UUIDs (`GPU-...`, `MIG-...`) that must exist "
+        "on the host; `\"0,1,2\"` and the legacy `\"012\"` are read too.",
+    )
+    nvidia_repo_url: HttpUrl = Field(
+        default="https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)",
+        description="NVIDIA Container Toolkit apt repository (a mirror for air-gapped hosts); "
+        "`$(ARCH)` is apt's architecture.",
+    )
+    nvidia_key_url: HttpUrl = Field(
+        default="https://nvidia.github.io/libnvidia-container/gpgkey",
+        description="The key that signs `nvidia_repo_url`, dearmored into a keyring for its `signed-by`.",
+    )
+    nvidia_toolkit_version: str | None = Field(
+        default=None,
+        pattern=r"^[0-9][0-9A-Za-z.+~-]*$",
+        description="Pin all four toolkit packages to this version, like `1.17.8-1`. Empty: the newest.",
+    )
+    nvidia_cdi: bool = Field(
+        default=False,
+        description="Also generate a CDI spec (`/etc/cdi/nvidia.yaml`) for runtimes that use CDI.",
     )
     gpus_per_user: int = Field(default=1, ge=1, le=64, description="GPUs each GPU container gets.")
     users_per_gpu: int = Field(
@@ -200,6 +226,10 @@ class HubSettings(BaseModel):
     @field_validator("gpu_ids", mode="before")
     @classmethod
     def _gpu_ids(cls, value):
+        if value in ("auto", "all"):
+            return "auto"
+        if value == "none":
+            return value
         try:
             return _pool().parse_gpu_ids(value)
         except _pool().PoolError as error:

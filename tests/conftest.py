@@ -6,7 +6,8 @@ import pytest
 
 from tests.testbed import engine as testbed_engine
 from tests.testbed import smoke
-from tests.testbed.targets import remove_all, remove_targets, start_targets
+from tests.testbed.aptrepo import Repository
+from tests.testbed.targets import bridge_gateway, remove_all, remove_targets, start_targets
 
 
 @pytest.fixture(scope="session")
@@ -17,10 +18,18 @@ def engine():
 
 
 @pytest.fixture(scope="session")
-def deployment(engine):
-    """Two fresh targets with the hub deployed by the CI smoke path: deployed, then deployed again.
-    Their engines run GPU device requests (the target image carries the stand-in NVIDIA hook)."""
-    deployment = smoke.start(2, data={"gpu_ids": ["0", "1"]}, prefix="hub")
+def nvidia_repository(engine):
+    """The stand-in for NVIDIA's apt repository, served where the targets reach it."""
+    repository = Repository(bridge_gateway(engine))
+    yield repository
+    repository.close()
+
+
+@pytest.fixture(scope="session")
+def deployment(engine, nvidia_repository):
+    """Two fresh GPU hosts (stand-in driver) with the hub deployed by the CI smoke path: deployed, then
+    deployed again. The first deploy installs the toolkit from the stand-in repository."""
+    deployment = smoke.start(2, prefix="hub", repository=nvidia_repository)
     try:
         smoke.deploy_twice(deployment)
         yield deployment
@@ -32,5 +41,12 @@ def deployment(engine):
 @pytest.fixture
 def fresh_target(engine):
     (target,) = start_targets(engine, 1, prefix="fresh")
+    yield target
+    remove_targets(engine, [target])
+
+
+@pytest.fixture
+def fresh_gpu_target(engine):
+    (target,) = start_targets(engine, 1, prefix="freshgpu", gpus=True)
     yield target
     remove_targets(engine, [target])

@@ -8,6 +8,7 @@ from typing import Any
 
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.deploy import add_deploy
+from pyinfra.connectors.util import CommandOutput
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_host, ctx_state
@@ -20,7 +21,8 @@ class UnknownFact(KeyError):
 def plan(monkeypatch, facts: dict[type, Any], deploy: Callable, *args) -> list[tuple[str, list[str]]]:
     """Run ``deploy(*args)`` against fake ``facts`` ({FactClass: value, or callable(**fact kwargs)}).
 
-    Returns (operation name, commands) for every operation, commands empty where it is a no-op.
+    Returns (operation name, commands) for every operation, commands empty where it is a no-op or its
+    ``_if`` conditions (on earlier operations' changes) do not hold, as at execution.
     A fact the role asks for and the test did not give fails the test.
     """
 
@@ -41,7 +43,11 @@ def plan(monkeypatch, facts: dict[type, Any], deploy: Callable, *args) -> list[t
     with ctx_state.use(state), ctx_host.use(host):
         for op_hash in state.get_op_order():
             name = ", ".join(sorted(state.op_meta[op_hash].names))
-            commands = state.get_op_data_for_host(host, op_hash).command_generator()
+            op_data = state.get_op_data_for_host(host, op_hash)
+            conditions = op_data.global_arguments["_if"]
+            runs = all(condition() for condition in (conditions if isinstance(conditions, list) else [conditions]))
+            commands = list(op_data.command_generator()) if runs else []
+            op_data.operation_meta.set_complete(True, commands, CommandOutput([]))
             planned.append((name, [_text(command) for command in commands]))
     return planned
 

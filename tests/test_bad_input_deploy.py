@@ -14,6 +14,8 @@ BAD_VALUES = [
     ({"hub_names": ["hub..example.com"]}, "hub_names.0"),
     ({"engine_source": "snap"}, "engine_source = 'snap'"),
     ({"install_dir": "opt/hub"}, "install_dir = 'opt/hub'"),
+    ({"nvidia_repo_url": "nvidia.github.io/libnvidia-container"}, "nvidia_repo_url = 'nvidia.github.io/libnvidia-container'"),
+    ({"gpu_ids": ["0"]}, "gpu_ids = ['0']: the host has no GPU (no nvidia-smi)"),
 ]
 
 
@@ -53,3 +55,11 @@ def test_one_bad_host_stops_every_host(engine, tmp_path):
         assert _untouched(engine, bad) == []
     finally:
         remove_targets(engine, [good, bad])
+
+
+def test_pool_id_the_host_does_not_have_fails_before_any_change(engine, fresh_gpu_target, tmp_path):
+    fresh_gpu_target.data["gpu_ids"] = ["0", "7"]
+    run = run_deploy(write_inventory_file([fresh_gpu_target], tmp_path / "targets.json"))
+    assert run.returncode != 0
+    assert "gpu_ids = ['0', '7']: the host has no GPU 7; it has 0 (GPU-0a0a0a0a" in run.log
+    assert _untouched(engine, fresh_gpu_target) == []

@@ -6,6 +6,7 @@ import ssl
 
 import pytest
 
+from tests.testbed.nvidia import FAKE_GPUS
 from tests.testbed.smoke import check_hub
 
 pytestmark = pytest.mark.slow
@@ -27,6 +28,23 @@ def test_first_deploy_changed_both_hosts(deployment):
     assert first.returncode == 0
     changed_hosts = {host for op in first.results["operations"] for host in op["success"]}
     assert changed_hosts == {target.address for target in deployment.targets}
+
+
+def test_first_deploy_installed_the_toolkit_and_restarted_the_engine_once(deployment):
+    changed = deployment.runs[0].changed_operations()
+    hosts = ", ".join(sorted(target.address for target in deployment.targets))
+    for operation in ("NVIDIA's repository key", "NVIDIA's apt repository", "NVIDIA Container Toolkit packages",
+                      "Docker engine knows the nvidia runtime", "Restart the Docker engine for the nvidia runtime"):
+        assert f"NVIDIA Container Toolkit | {operation} on {hosts}" in changed
+    for target in deployment.targets:
+        daemon = _inner(deployment, target, "cat", "/etc/docker/daemon.json")
+        assert '"nvidia"' in daemon
+        packages = _inner(deployment, target, "dpkg-query", "-W", "-f", "${Package}=${Version}\n",
+                          "nvidia-container-toolkit", "nvidia-container-toolkit-base",
+                          "libnvidia-container-tools", "libnvidia-container1")
+        assert len(packages.splitlines()) == 4
+        keyring = _inner(deployment, target, "cat", "/etc/apt/sources.list.d/nvidia-container-toolkit.list")
+        assert keyring.startswith("deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] http")
 
 
 def test_second_deploy_reports_no_change_on_either_host(deployment):
@@ -78,7 +96,8 @@ def test_two_users_hold_different_gpus(deployment):
         visible = _inner(deployment, target, "docker", "exec", f"jupyter-{user}", "printenv", "NVIDIA_VISIBLE_DEVICES")
         assert requests == visible
         held[user] = requests
-    assert sorted(held.values()) == ["0", "1"]
+    # The pool was discovered from the host's nvidia-smi: its GPUs by UUID.
+    assert sorted(held.values()) == sorted(uuid for _, uuid, _, _ in FAKE_GPUS)
     # Admins read the same without Docker access, through the proxy.
     response = hub.get("/services/gpus/api/assignments")
     response.raise_for_status()
@@ -116,5 +135,7 @@ def test_redeploy_with_changed_setting_keeps_users_and_files(deployment):
     hub.start_server("carol")
     assert hub.read_file("carol", "notes.txt") == "carol's work"
 
+    engine_pid = _inner(deployment, target, "cat", "/var/run/docker.pid")
     again = deployment.deploy()
     assert again.totals["success"] == 0, again.changed_operations()
+    assert _inner(deployment, target, "cat", "/var/run/docker.pid") == engine_pid, "a no-change run restarted the engine"

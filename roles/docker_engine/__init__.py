@@ -14,6 +14,23 @@ CE_PACKAGES = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plu
 CLI_PLUGINS = "/usr/local/lib/docker/cli-plugins"
 
 
+def _start_commands(use_systemd: bool, timeout: int) -> list[StringCommand]:
+    if use_systemd:
+        start = StringCommand("systemctl enable --now docker")
+    else:
+        # The init script raises ulimits, which a host without CAP_SYS_RESOURCE (a container) may not:
+        # there dockerd is started directly, detached so that the SSH session can close.
+        start = StringCommand(
+            "/etc/init.d/docker start || { echo 'init script failed; starting dockerd directly' >&2; "
+            "setsid dockerd >>/var/log/docker.log 2>&1 </dev/null & }"
+        )
+    wait = StringCommand(
+        f"for i in $(seq {timeout}); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; "
+        f"echo 'the Docker engine did not answer within {timeout}s' >&2; exit 1"
+    )
+    return [start, wait]
+
+
 @operation(is_idempotent=True)
 def engine_running(use_systemd: bool, timeout: int = 60):
     """
@@ -24,19 +41,21 @@ def engine_running(use_systemd: bool, timeout: int = 60):
     if version:
         host.noop(f"Docker engine {version} is running")
         return
+    yield from _start_commands(use_systemd, timeout)
+
+
+@operation(is_idempotent=False)
+def engine_restarted(use_systemd: bool, timeout: int = 60):
+    """Restart the Docker engine (containers with a restart policy come back with it)."""
     if use_systemd:
-        yield "systemctl enable --now docker"
+        yield "systemctl restart docker"
     else:
-        # The init script raises ulimits, which a host without CAP_SYS_RESOURCE (a container) may not:
-        # there dockerd is started directly, detached so that the SSH session can close.
         yield StringCommand(
-            "/etc/init.d/docker start || { echo 'init script failed; starting dockerd directly' >&2; "
-            "setsid dockerd >>/var/log/docker.log 2>&1 </dev/null & }"
+            "/etc/init.d/docker stop >/dev/null 2>&1; pid=$(cat /var/run/docker.pid 2>/dev/null); "
+            '[ -n "$pid" ] && kill "$pid" 2>/dev/null; '
+            f"for i in $(seq {timeout}); do [ -e /var/run/docker.pid ] || break; sleep 1; done"
         )
-    yield StringCommand(
-        f"for i in $(seq {timeout}); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; "
-        f"echo 'the Docker engine did not answer within {timeout}s' >&2; exit 1"
-    )
+    yield from _start_commands(use_systemd, timeout)
 
 
 @deploy("Docker engine")

@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 
 from pyinfra import host
 
-from roles.facts import HostProfile, TargetProfile
+from roles.facts import GPUInventory, HostProfile, NvidiaGPUs, TargetProfile
 from roles.settings import HubSettings, InventoryError, from_host_data
 
 SUPPORTED = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
@@ -21,6 +21,18 @@ class Target:
 
     settings: HubSettings
     profile: HostProfile
+    gpus: GPUInventory = GPUInventory()
+
+    @property
+    def gpu_pool(self) -> tuple[str, ...]:
+        """The GPUs user containers get: UUIDs, which name a device the same way inside and outside."""
+        wanted = self.settings.gpu_ids
+        if wanted == "none":
+            return ()
+        if wanted == "auto":
+            return tuple(gpu.uuid for gpu in self.gpus.gpus)
+        by_id = {gpu.index: gpu.uuid for gpu in self.gpus.gpus} | {gpu.uuid: gpu.uuid for gpu in self.gpus.gpus}
+        return tuple(by_id.get(gpu, gpu) for gpu in wanted)
 
     @property
     def install_dir(self) -> PurePosixPath:
@@ -74,4 +86,27 @@ def check() -> Target:
             f"host {host.name} runs {profile.os_id or 'an unknown OS'} {profile.os_version}; "
             f"supported are {allowed} (nothing was changed)"
         )
-    return Target(settings=settings, profile=profile)
+    gpus: GPUInventory = host.get_fact(NvidiaGPUs) if settings.gpu_ids != "none" else GPUInventory()
+    _check_gpus(host.name, settings, gpus)
+    return Target(settings=settings, profile=profile, gpus=gpus)
+
+
+def _check_gpus(host_name: str, settings: HubSettings, gpus: GPUInventory) -> None:
+    wanted = settings.gpu_ids
+    if wanted in ("auto", "none"):
+        return
+    if not gpus.gpus:
+        found = f"nvidia-smi at {gpus.nvidia_smi} reports none ({gpus.error})" if gpus.nvidia_smi else "no nvidia-smi"
+        raise InventoryError(
+            f"invalid inventory data for host {host_name} (nothing was changed):\n"
+            f"  gpu_ids = {wanted!r}: the host has no GPU ({found}); install the NVIDIA driver "
+            "(on WSL2: the Windows driver), or set gpu_ids: auto or none"
+        )
+    known = {gpu.index for gpu in gpus.gpus} | {gpu.uuid for gpu in gpus.gpus}
+    missing = [gpu for gpu in wanted if gpu not in known]
+    if missing:
+        listed = ", ".join(f"{gpu.index} ({gpu.uuid}, {gpu.name})" for gpu in gpus.gpus)
+        raise InventoryError(
+            f"invalid inventory data for host {host_name} (nothing was changed):\n"
+            f"  gpu_ids = {wanted!r}: the host has no GPU {', '.join(missing)}; it has {listed}"
+        )

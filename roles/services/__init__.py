@@ -52,7 +52,7 @@ def ensure_services(target: Target, images: Images, certificate: Certificate, se
     settings = target.settings
     project_dir = str(target.install_dir)
     config = _jinja.get_template("jupyterhub_config.py.j2").render(
-        s=settings, singleuser_image=images.singleuser, wsl=target.profile.wsl
+        s=settings, singleuser_image=images.singleuser, wsl=target.profile.wsl, gpu_pool=target.gpu_pool
     )
     certificate_names = f"{target.names}{target.addresses}"
     inputs_hash = hashlib.sha256(f"{config}\0{certificate_names}".encode()).hexdigest()[:16]

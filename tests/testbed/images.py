@@ -12,13 +12,12 @@ from pathlib import Path
 
 import docker
 
-from tests.testbed.nvidia import HOOK_NAME, STUB
+from tests.testbed.nvidia import FAKE_NVIDIA_SMI
 
 BASE = "jupyterhub-gpu-testbed/debian:bookworm"
 MIRROR = "http://deb.debian.org/debian"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
-STUB_SHELL = STUB.replace("\n", "\\n")
 TARGET_DOCKERFILE = f"""FROM {BASE}
 RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
@@ -27,8 +26,6 @@ RUN apt-get update \\
  && mkdir -p /run/sshd /root/.ssh && chmod 700 /root/.ssh && ssh-keygen -A
 # Like a workstation behind a TLS-inspecting proxy: the host trusts the proxy's CA.
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-# Like a host with NVIDIA's container toolkit: the engine the deploy starts runs GPU device requests.
-RUN printf '{STUB_SHELL}' > /usr/local/bin/{HOOK_NAME} && chmod 755 /usr/local/bin/{HOOK_NAME}
 EXPOSE 22
 CMD ["/usr/sbin/sshd", "-D", "-e"]
 """
@@ -51,6 +48,10 @@ def ensure_base(engine: docker.DockerClient) -> str:
     return BASE
 
 
+# A GPU host before the deploy: the NVIDIA driver is there (its nvidia-smi reports two stand-in GPUs),
+# the container toolkit is not: the deploy installs it from the test bed's apt repository.
+GPU_TARGET_DOCKERFILE = TARGET_DOCKERFILE.replace("EXPOSE 22", "COPY nvidia-smi /usr/bin/nvidia-smi\nEXPOSE 22")
+
 SINGLEUSER_DOCKERFILE = f"""FROM {BASE}
 COPY ca-certificates.crt /etc/ssl/testbed-ca.pem
 ENV PIP_CERT=/etc/ssl/testbed-ca.pem PATH=/opt/venv/bin:$PATH
@@ -66,8 +67,11 @@ CMD ["jupyterhub-singleuser"]
 """
 
 
-def ensure_target_image(engine: docker.DockerClient) -> str:
-    """A fresh Debian 12 host with sshd."""
+def ensure_target_image(engine: docker.DockerClient, gpus: bool = False) -> str:
+    """A fresh Debian 12 host with sshd; with ``gpus``, a driver's nvidia-smi reporting stand-in GPUs."""
+    if gpus:
+        return _built(engine, "jupyterhub-gpu-testbed/gpu-target", GPU_TARGET_DOCKERFILE,
+                      {"nvidia-smi": FAKE_NVIDIA_SMI})
     return _built(engine, "jupyterhub-gpu-testbed/target", TARGET_DOCKERFILE)
 
 
@@ -76,11 +80,13 @@ def ensure_singleuser_image(engine: docker.DockerClient) -> str:
     return _built(engine, "jupyterhub-gpu-testbed/singleuser", SINGLEUSER_DOCKERFILE)
 
 
-def _built(engine: docker.DockerClient, name: str, dockerfile: str) -> str:
-    """Build ``dockerfile`` (with the host's CA bundle beside it) once, tagged by a hash of both."""
+def _built(engine: docker.DockerClient, name: str, dockerfile: str, extra: dict[str, str] | None = None) -> str:
+    """Build ``dockerfile`` (with the host's CA bundle and ``extra`` files beside it) once, tagged by a
+    hash of all of them."""
     ensure_base(engine)
-    bundle = HOST_CA_BUNDLE.read_bytes()
-    tag = f"{name}:" + hashlib.sha256(dockerfile.encode() + bundle).hexdigest()[:12]
+    files = {"Dockerfile": dockerfile.encode(), "ca-certificates.crt": HOST_CA_BUNDLE.read_bytes()}
+    files.update({filename: text.encode() for filename, text in (extra or {}).items()})
+    tag = f"{name}:" + hashlib.sha256(b"\0".join(files.values())).hexdigest()[:12]
     try:
         engine.images.get(tag)
         return tag
@@ -88,9 +94,10 @@ def _built(engine: docker.DockerClient, name: str, dockerfile: str) -> str:
         pass
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as archive:
-        for filename, data in (("Dockerfile", dockerfile.encode()), ("ca-certificates.crt", bundle)):
+        for filename, data in files.items():
             info = tarfile.TarInfo(filename)
             info.size = len(data)
+            info.mode = 0o755
             archive.addfile(info, io.BytesIO(data))
     context.seek(0)
     engine.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)

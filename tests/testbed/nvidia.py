@@ -22,3 +22,16 @@ def stub_dir(root: Path) -> Path:
         hook.write_text(STUB)
         hook.chmod(0o755)
     return directory
+
+# The driver's nvidia-smi as the deploy queries it, for two stand-in GPUs.
+FAKE_GPUS = [
+    ("0", "GPU-0a0a0a0a-0000-4000-8000-000000000000", "Stand-in GPU", 16384),
+    ("1", "GPU-1b1b1b1b-1111-4111-8111-111111111111", "Stand-in GPU", 16384),
+]
+FAKE_NVIDIA_SMI = "#!/bin/sh\n# Test bed stand-in for the NVIDIA driver's nvidia-smi.\ncase \"$*\" in\n" + (
+    "  *--query-gpu=*) cat <<EOF\n"
+    + "".join(f"{index}, {uuid}, {name}, {memory}\n" for index, uuid, name, memory in FAKE_GPUS)
+    + "EOF\n  ;;\n  *) cat <<EOF\n"
+    + "".join(f"GPU {index}: {name} (UUID: {uuid})\n" for index, uuid, name, _ in FAKE_GPUS)
+    + "EOF\n  ;;\nesac\n"
+)

@@ -18,7 +18,8 @@ from tests.testbed import engine as testbed_engine
 from tests.testbed.deploy import DeployRun, run_deploy
 from tests.testbed.hub import Hub
 from tests.testbed import STATE
-from tests.testbed.targets import TargetHost, remove_targets, start_targets, write_inventory_file
+from tests.testbed.aptrepo import Repository
+from tests.testbed.targets import TargetHost, bridge_gateway, remove_targets, start_targets, write_inventory_file
 
 INSTALL_DIR = "/opt/jupyterhub-gpu"
 
@@ -60,10 +61,12 @@ class Deployment:
         return self.deploy()
 
 
-def start(count: int, data: dict | None = None, prefix: str = "smoke") -> Deployment:
+def start(count: int, data: dict | None = None, prefix: str = "smoke", repository: Repository | None = None) -> Deployment:
+    """Fresh targets; with an NVIDIA ``repository``, GPU hosts that install the toolkit from it."""
     engine = testbed_engine.client()
-    targets = start_targets(engine, count, prefix=prefix)
+    targets = start_targets(engine, count, prefix=prefix, gpus=repository is not None)
     for target in targets:
+        target.data.update(repository.inventory_data() if repository else {})
         target.data.update(data or {})
     targets_file = write_inventory_file(targets, STATE / f"targets-{uuid.uuid4().hex[:8]}.json")
     return Deployment(engine, targets, targets_file, [])
@@ -97,9 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets", type=int, default=2, help="how many throwaway targets (default 2)")
     parser.add_argument("--keep", action="store_true", help="leave the targets running afterwards")
+    parser.add_argument("--cpu-only", action="store_true",
+                        help="targets without GPUs (default: stand-in GPUs, toolkit from the test bed's apt repository)")
     args = parser.parse_args(argv)
 
-    deployment = start(args.targets)
+    repository = None if args.cpu_only else Repository(bridge_gateway(testbed_engine.client()))
+    deployment = start(args.targets, repository=repository)
     try:
         first, second = deploy_twice(deployment)
         print(f"first deploy: {first.seconds:.0f}s, {first.totals['success']} changes on {len(deployment.targets)} hosts")

@@ -38,9 +38,10 @@ def ssh_key() -> Path:
     return key
 
 
-def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target") -> list[TargetHost]:
-    """Start ``count`` fresh hosts that can run their own Docker engine (see shared/TESTBED.md §5)."""
-    image = ensure_target_image(engine)
+def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target", gpus: bool = False) -> list[TargetHost]:
+    """Start ``count`` fresh hosts that can run their own Docker engine (see shared/TESTBED.md §5);
+    with ``gpus``, hosts whose driver reports two stand-in GPUs."""
+    image = ensure_target_image(engine, gpus=gpus)
     public_key = ssh_key().with_suffix(".pub")
     run = uuid.uuid4().hex[:6]
     hosts = []
@@ -104,3 +105,8 @@ def remove_all(engine: docker.DockerClient) -> int:
     return len(leftovers)
 
 
+
+
+def bridge_gateway(engine: docker.DockerClient) -> str:
+    """The address of this machine on Docker's default bridge, which every target reaches."""
+    return engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]

@@ -1,0 +1,137 @@
+"""Ensure the NVIDIA Container Toolkit where there are GPUs, the way NVIDIA's install guide does it, and
+that containers really get GPUs."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from pyinfra import host
+from pyinfra.api import FactBase, OperationError, StringCommand, deploy, operation
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import File, FileContents
+from pyinfra.operations import apt, files
+
+from roles.docker_engine import engine_restarted
+from roles.preflight import Target
+
+KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
+DAEMON_JSON = "/etc/docker/daemon.json"
+CDI_SPEC = "/etc/cdi/nvidia.yaml"
+# NVIDIA's guide installs these four together, at one version when pinned. No driver: on WSL2 the
+# driver is Windows', on Linux it is the host's own business.
+PACKAGES = ["nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools",
+            "libnvidia-container1"]
+
+# What the known failures of `docker run --gpus` mean, and what to do.
+KNOWN_FAILURES = {
+    'could not select device driver "" with capabilities: [[gpu]]':
+        "the Docker engine has no NVIDIA runtime hook: the NVIDIA Container Toolkit is missing or the engine "
+        "was not restarted after `nvidia-ctk runtime configure`",
+    "WSL environment detected but no adapters were found":
+        "WSL2 sees no GPU: update the NVIDIA driver on Windows and WSL itself (`wsl --update`)",
+}
+
+
+@operation(is_idempotent=True)
+def dearmored_key(url: str, keyring: str):
+    """The repository key, fetched and dearmored into ``keyring`` for apt's ``signed-by``."""
+    if host.get_fact(File, path=keyring):
+        host.noop(f"keyring {keyring} is present")
+        return
+    yield StringCommand(f"curl -fsSL {url} | gpg --batch --yes --dearmor -o {keyring} && chmod 644 {keyring}")
+
+
+@operation(is_idempotent=True)
+def docker_runtime_configured(config: str = DAEMON_JSON):
+    """`nvidia-ctk runtime configure --runtime=docker`, only when ``config`` lacks the nvidia runtime."""
+    lines = host.get_fact(FileContents, path=config)
+    text = "\n".join(lines or []).strip()
+    runtimes = json.loads(text).get("runtimes", {}) if text else {}
+    if "nvidia" in runtimes:
+        host.noop(f"{config} already has the nvidia runtime")
+        return
+    yield StringCommand("nvidia-ctk", "runtime", "configure", "--runtime=docker", f"--config={config}")
+
+
+@operation(is_idempotent=True)
+def cdi_spec(path: str = CDI_SPEC):
+    if host.get_fact(File, path=path):
+        host.noop(f"CDI spec {path} is present")
+        return
+    yield StringCommand("nvidia-ctk", "cdi", "generate", f"--output={path}")
+
+
+class GPUContainerCheck(FactBase):
+    """What a throwaway container with `--gpus all` sees, or the error that stopped it."""
+
+    def command(self, image: str) -> str:
+        return (
+            f"docker run --rm --gpus all {image} sh -c "
+            "'nvidia-smi -L 2>/dev/null || echo \"NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES\"' 2>&1; "
+            "echo \"exit=$?\""
+        )
+
+    def process(self, output) -> dict:
+        lines = list(output)
+        code = int(lines[-1].removeprefix("exit=")) if lines and lines[-1].startswith("exit=") else 1
+        return {"ok": code == 0, "output": "\n".join(lines[:-1]).strip()}
+
+
+@operation(is_idempotent=True)
+def containers_get_gpus(image: str):
+    """Check that a container asking for every GPU starts and sees them; explain the known failures."""
+    check = host.get_fact(GPUContainerCheck, image=image)
+    if check["ok"]:
+        host.noop(f"a container with --gpus all sees: {check['output'].splitlines()[-1] if check['output'] else '?'}")
+        return
+    for symptom, meaning in KNOWN_FAILURES.items():
+        if symptom in check["output"]:
+            raise OperationError(f"containers get no GPU: {meaning} (docker said: {symptom})")
+    raise OperationError(f"containers get no GPU; `docker run --gpus all` said:\n{check['output']}")
+
+
+@deploy("NVIDIA Container Toolkit")
+def ensure_toolkit(target: Target) -> None:
+    if not target.gpu_pool:
+        host.log("no GPU to hand out: the hub runs CPU-only and the NVIDIA Container Toolkit is not needed")
+        return
+    if target.profile.docker_desktop:
+        host.log("Docker Desktop's engine brings its own GPU support (Settings > Resources > WSL integration): "
+                 "the toolkit and this distribution's daemon.json would not be used, so they are left alone")
+        return
+    settings = target.settings
+    missing_tools = [tool for tool in ("curl", "gnupg") if tool not in host.get_fact(DebPackages)]
+    if missing_tools:
+        apt.packages(name="Tools to fetch the repository key", packages=missing_tools, update=True,
+                     no_recommends=True)
+    dearmored_key(name="NVIDIA's repository key", url=settings.nvidia_key_url, keyring=KEYRING)
+    repository = files.put(
+        name="NVIDIA's apt repository",
+        src=_sources_entry(settings.nvidia_repo_url),
+        dest="/etc/apt/sources.list.d/nvidia-container-toolkit.list",
+        mode="644",
+    )
+    apt.update(name="Update apt lists for NVIDIA's repository", _if=repository.did_change)
+    version = settings.nvidia_toolkit_version
+    apt.packages(
+        name="NVIDIA Container Toolkit packages",
+        packages=[f"{package}={version}" for package in PACKAGES] if version else PACKAGES,
+        no_recommends=True,
+    )
+    configured = docker_runtime_configured(name="Docker engine knows the nvidia runtime")
+    # Only a changed daemon.json restarts the engine: a no-change run leaves running user servers alone.
+    engine_restarted(name="Restart the Docker engine for the nvidia runtime", use_systemd=target.profile.systemd,
+                     _if=configured.did_change)
+    if settings.nvidia_cdi:
+        cdi_spec(name="CDI spec for NVIDIA GPUs")
+
+
+@deploy("GPU check")
+def verify_gpus(target: Target, image: str) -> None:
+    if target.gpu_pool:
+        containers_get_gpus(name=f"Containers get GPUs ({len(target.gpu_pool)} in the pool)", image=image)
+
+
+def _sources_entry(url: str) -> io.StringIO:
+    return io.StringIO(f"deb [signed-by={KEYRING}] {url} /\n")

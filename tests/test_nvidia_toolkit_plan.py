@@ -1,0 +1,89 @@
+"""What the NVIDIA Container Toolkit role would run on Ubuntu 22.04 and 24.04 and Debian 12, with and without
+WSL2 and Docker Desktop; and that a converged host yields no command at all."""
+
+import hashlib
+import json
+
+import pytest
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import Directory, File, FileContents, Sha1File
+from pyinfra.facts.server import TmpDir
+
+from roles.facts import GPU, GPUInventory, HostProfile
+from roles.nvidia_toolkit import KEYRING, PACKAGES, ensure_toolkit
+from roles.preflight import Target
+from roles.settings import HubSettings
+from tests.plan import commands_of, plan
+
+UBUNTU_24 = dict(os_id="ubuntu", os_version="24.04", os_codename="noble", arch="x86_64", pid1="systemd")
+UBUNTU_22_WSL = dict(os_id="ubuntu", os_version="22.04", os_codename="jammy", arch="x86_64", pid1="init", wsl=True)
+DEBIAN_12 = dict(os_id="debian", os_version="12", os_codename="bookworm", arch="x86_64", pid1="sshd")
+TWO_GPUS = GPUInventory("/usr/bin/nvidia-smi", (
+    GPU("0", "GPU-0a0a0a0a-0000-4000-8000-000000000000", "RTX A6000", 49140),
+    GPU("1", "GPU-1b1b1b1b-1111-4111-8111-111111111111", "RTX A6000", 49140),
+))
+WSL_GPU = GPUInventory("/usr/lib/wsl/lib/nvidia-smi", TWO_GPUS.gpus[:1])
+SOURCES = "/etc/apt/sources.list.d/nvidia-container-toolkit.list"
+REPO = "https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)"
+
+
+def facts(installed=(), keyring=False, daemon_json=None, sources=None):
+    def file(path):
+        return {"mode": 644, "size": 1} if (path == KEYRING and keyring) or (path == SOURCES and sources) else None
+
+    def sha1(path):
+        return hashlib.sha1(sources.encode()).hexdigest() if path == SOURCES and sources else None
+
+    return {
+        DebPackages: {name: ["1.17.8-1"] for name in installed},
+        File: file,
+        Sha1File: sha1,
+        Directory: lambda path: {"mode": 755} if path == "/etc/apt/sources.list.d" else None,
+        TmpDir: "/tmp",
+        FileContents: lambda path: daemon_json.splitlines() if daemon_json else None,
+    }
+
+
+def target(profile, gpus=TWO_GPUS, **settings):
+    return Target(HubSettings(**settings), HostProfile(**profile), gpus)
+
+
+@pytest.mark.parametrize("profile", [UBUNTU_24, UBUNTU_22_WSL, DEBIAN_12], ids=["ubuntu-24.04", "wsl-ubuntu-22.04", "debian-12"])
+def test_fresh_gpu_host_gets_nvidias_install_steps(monkeypatch, profile):
+    gpus = WSL_GPU if profile.get("wsl") else TWO_GPUS
+    commands = commands_of(plan(monkeypatch, facts(), ensure_toolkit, target(profile, gpus)))
+    assert f"curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey | gpg --batch --yes --dearmor -o {KEYRING} && chmod 644 {KEYRING}" in commands
+    assert any(c.startswith("apt-get update") for c in commands)
+    assert any(c.endswith("install --no-install-recommends " + " ".join(PACKAGES)) for c in commands), commands
+    assert "nvidia-ctk runtime configure --runtime=docker --config=/etc/docker/daemon.json" in commands
+    restart = "systemctl restart docker" if profile["pid1"] == "systemd" else "/etc/init.d/docker stop"
+    assert any(c.startswith(restart) for c in commands)
+    assert not any("nvidia-driver" in c or "cuda-drivers" in c for c in commands), "never a Linux driver"
+
+
+def test_pinned_version_pins_all_four_packages(monkeypatch):
+    commands = commands_of(plan(monkeypatch, facts(), ensure_toolkit, target(UBUNTU_24, nvidia_toolkit_version="1.17.8-1")))
+    assert any(c.endswith(" ".join(f"{p}=1.17.8-1" for p in PACKAGES)) for c in commands)
+
+
+def test_docker_desktop_and_gpu_less_hosts_get_nothing(monkeypatch):
+    desktop = dict(UBUNTU_22_WSL, docker_server="28.4.0", docker_os="Docker Desktop")
+    assert plan(monkeypatch, facts(), ensure_toolkit, target(desktop, WSL_GPU)) == []
+    assert plan(monkeypatch, facts(), ensure_toolkit, target(UBUNTU_24, GPUInventory())) == []
+    assert plan(monkeypatch, facts(), ensure_toolkit, target(UBUNTU_24, gpu_ids="none")) == []
+
+
+def test_converged_host_yields_no_command_and_no_engine_restart(monkeypatch):
+    daemon = json.dumps({"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}})
+    converged = facts(installed=PACKAGES + ["curl", "gnupg"], keyring=True, daemon_json=daemon,
+                      sources=f"deb [signed-by={KEYRING}] {REPO} /\n")
+    planned = plan(monkeypatch, converged, ensure_toolkit, target(UBUNTU_24))
+    assert planned and commands_of(planned) == []
+
+
+def test_runtime_added_to_an_existing_daemon_json_restarts_the_engine(monkeypatch):
+    existing = facts(installed=PACKAGES + ["curl", "gnupg"], keyring=True, daemon_json='{"log-driver": "local"}',
+                     sources=f"deb [signed-by={KEYRING}] {REPO} /\n")
+    commands = commands_of(plan(monkeypatch, existing, ensure_toolkit, target(UBUNTU_24)))
+    assert commands[0].startswith("nvidia-ctk runtime configure")
+    assert "systemctl restart docker" in commands

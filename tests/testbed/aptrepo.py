@@ -1,0 +1,140 @@
+"""A signed local apt repository that stands in for NVIDIA's container toolkit repository.
+
+Laid out like NVIDIA's (a flat repository per architecture, `deb [signed-by=...] URL/stable/deb/$(ARCH) /`),
+signed with a GPG key made at test time, and served over HTTP where the target hosts reach it. Its
+packages carry the toolkit's commands as stand-ins:
+
+- nvidia-container-toolkit-base: `nvidia-ctk`, which edits /etc/docker/daemon.json as the real one does
+  (`runtime configure --runtime=docker`) and writes a CDI spec (`cdi generate`);
+- nvidia-container-toolkit: `nvidia-container-runtime-hook` (see nvidia.py) and `nvidia-container-runtime`
+  (which runs runc);
+- libnvidia-container-tools, libnvidia-container1: `nvidia-container-cli`, and the library's place.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import subprocess
+import textwrap
+import threading
+from pathlib import Path
+
+from tests.testbed import STATE
+from tests.testbed.nvidia import HOOK_NAME, STUB
+
+VERSION = "1.17.8-1"
+ARCH = "amd64"
+
+NVIDIA_CTK = textwrap.dedent('''\
+    #!/usr/bin/python3
+    """Test bed stand-in for nvidia-ctk: the subcommands the deploy uses, with the real one's effects."""
+    import json, os, sys
+
+    args = sys.argv[1:]
+    def option(name, default):
+        for arg in args:
+            if arg.startswith(f"--{name}="):
+                return arg.split("=", 1)[1]
+        return default
+
+    if args[:2] == ["runtime", "configure"]:
+        assert option("runtime", "docker") == "docker", "only --runtime=docker is stood in for"
+        path = option("config", "/etc/docker/daemon.json")
+        config = {}
+        if os.path.exists(path) and open(path).read().strip():
+            config = json.load(open(path))
+        config.setdefault("runtimes", {})["nvidia"] = {"args": [], "path": "nvidia-container-runtime"}
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as out:
+            json.dump(config, out, indent=4)
+        print(f"INFO Wrote updated config to {path}")
+        print("INFO It is recommended that docker daemon be restarted.")
+    elif args[:2] == ["cdi", "generate"]:
+        output = option("output", "/etc/cdi/nvidia.yaml")
+        os.makedirs(os.path.dirname(output), exist_ok=True)
+        with open(output, "w") as out:
+            out.write("cdiVersion: 0.5.0\\nkind: nvidia.com/gpu\\ndevices: []\\n")
+        print(f"INFO Generated CDI spec {output}")
+    elif args[:1] == ["--version"]:
+        print("NVIDIA Container Toolkit CLI version 1.17.8 (test bed stand-in)")
+    else:
+        sys.exit(f"nvidia-ctk stand-in: unsupported arguments {args}")
+''')
+
+PACKAGES = {
+    "libnvidia-container1": ("", {}),
+    "libnvidia-container-tools": (
+        f"libnvidia-container1 (= {VERSION})",
+        {"usr/bin/nvidia-container-cli": "#!/bin/sh\necho 'NVRM version: test bed stand-in'\n"},
+    ),
+    "nvidia-container-toolkit-base": ("python3", {"usr/bin/nvidia-ctk": NVIDIA_CTK}),
+    "nvidia-container-toolkit": (
+        f"nvidia-container-toolkit-base (= {VERSION}), libnvidia-container-tools (= {VERSION})",
+        {f"usr/bin/{HOOK_NAME}": STUB, "usr/bin/nvidia-container-runtime": "#!/bin/sh\nexec runc \"$@\"\n"},
+    ),
+}
+
+
+def _run(*command: str, cwd: Path | None = None, env: dict | None = None) -> str:
+    return subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def build(root: Path) -> Path:
+    """Build the repository under ``root`` (once); returns the directory to serve."""
+    served = root / "www"
+    pool = served / "stable" / "deb" / ARCH
+    if (pool / "InRelease").exists():
+        return served
+    pool.mkdir(parents=True, exist_ok=True)
+    gnupg = root / "gnupg"
+    gnupg.mkdir(mode=0o700, exist_ok=True)
+    env = {"GNUPGHOME": str(gnupg), "PATH": "/usr/bin:/bin"}
+    _run("gpg", "--batch", "--quick-generate-key", "--passphrase", "",
+         "jupyterhub-gpu test bed <testbed@example.test>", "rsa3072", "sign", "never", env=env)
+    (served / "gpgkey").write_text(_run("gpg", "--armor", "--export", env=env))
+    for name, (depends, contents) in PACKAGES.items():
+        tree = root / "build" / name
+        (tree / "DEBIAN").mkdir(parents=True, exist_ok=True)
+        control = f"Package: {name}\nVersion: {VERSION}\nArchitecture: {ARCH}\nMaintainer: test bed <testbed@example.test>\n"
+        if depends:
+            control += f"Depends: {depends}\n"
+        control += f"Description: test bed stand-in for NVIDIA's {name}\n"
+        (tree / "DEBIAN" / "control").write_text(control)
+        for path, text in contents.items():
+            file = tree / path
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_text(text)
+            file.chmod(0o755)
+        _run("dpkg-deb", "--root-owner-group", "--build", str(tree), str(pool / f"{name}_{VERSION}_{ARCH}.deb"))
+    (pool / "Packages").write_text(_run("apt-ftparchive", "packages", ".", cwd=pool))
+    (pool / "Release").write_text(_run("apt-ftparchive", "release", ".", cwd=pool))
+    _run("gpg", "--batch", "--yes", "--clearsign", "-o", "InRelease", "Release", cwd=pool, env=env)
+    _run("gpg", "--batch", "--yes", "-abs", "-o", "Release.gpg", "Release", cwd=pool, env=env)
+    return served
+
+
+class Repository:
+    """The repository served on ``address`` (the test bed's bridge gateway, which targets reach)."""
+
+    def __init__(self, address: str):
+        directory = build(STATE / "aptrepo")
+        handler = functools.partial(_QuietHandler, directory=str(directory))
+        self.server = http.server.ThreadingHTTPServer((address, 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        base = f"http://{address}:{self.server.server_address[1]}"
+        self.repo_url = f"{base}/stable/deb/$(ARCH)"
+        self.key_url = f"{base}/gpgkey"
+
+    def inventory_data(self) -> dict:
+        return {"nvidia_repo_url": self.repo_url, "nvidia_key_url": self.key_url}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
