@@ -2,7 +2,6 @@
 WSL2 with and without systemd, Docker Desktop, Docker's own repository; and that a converged host
 yields no command at all."""
 
-import pytest
 from pyinfra.facts.apt import AptSources
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory, File, FindInFile
