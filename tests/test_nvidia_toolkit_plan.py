@@ -87,3 +87,20 @@ def test_runtime_added_to_an_existing_daemon_json_restarts_the_engine(monkeypatc
     commands = commands_of(plan(monkeypatch, existing, ensure_toolkit, target(UBUNTU_24)))
     assert commands[0].startswith("nvidia-ctk runtime configure")
     assert "systemctl restart docker" in commands
+
+
+def test_gpu_check_passes_quietly_and_explains_known_failures(monkeypatch):
+    from pyinfra.api import OperationError
+
+    from roles.nvidia_toolkit import GPUContainerCheck, verify_gpus
+
+    seen = {GPUContainerCheck: lambda image: {"ok": True, "output": "NVIDIA_VISIBLE_DEVICES=all"}}
+    assert plan(monkeypatch, seen, verify_gpus, target(UBUNTU_24), "base:1") == [
+        ("GPU check | Containers get GPUs (2 in the pool)", [])
+    ]
+    missing_hook = {GPUContainerCheck: lambda image: {
+        "ok": False,
+        "output": 'docker: Error response from daemon: could not select device driver "" with capabilities: [[gpu]].',
+    }}
+    with pytest.raises(OperationError, match="NVIDIA Container Toolkit is missing"):
+        plan(monkeypatch, missing_hook, verify_gpus, target(UBUNTU_24), "base:1")
