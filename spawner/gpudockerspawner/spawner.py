@@ -96,19 +96,18 @@ class GPUDockerSpawner(DockerSpawner):
     def _default_extra_host_config(self):
         return _with_gpu_host_config({})
 
-    @validate("extra_host_config")
-    def _merge_extra_host_config(self, proposal):
-        value = proposal.value
-        return value if getattr(value, "_gpu_merged", False) else _with_gpu_host_config(value)
-
     @default("extra_create_kwargs")
     def _default_extra_create_kwargs(self):
         return _with_gpu_labels({})
 
-    @validate("extra_create_kwargs")
-    def _merge_extra_create_kwargs(self, proposal):
+    @validate("extra_host_config", "extra_create_kwargs")
+    def _keep_gpu_hooks(self, proposal):
         value = proposal.value
-        return value if getattr(value, "_gpu_merged", False) else _with_gpu_labels(value)
+        if getattr(value, "_gpu_merged", False):
+            return value
+        return {"extra_host_config": _with_gpu_host_config, "extra_create_kwargs": _with_gpu_labels}[
+            proposal.trait.name
+        ](value)
 
     @property
     def pool(self) -> GPUPool:
