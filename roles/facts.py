@@ -64,10 +64,6 @@ class HostProfile:
     def docker_desktop(self) -> bool:
         return self.docker_os == "Docker Desktop"
 
-    @property
-    def debian_family(self) -> bool:
-        return self.os_id in ("debian", "ubuntu") or "debian" in self.os_like.split()
-
 
 def parse_profile(lines: list[str]) -> HostProfile:
     values: dict = {"ipv4": [], "apt_mirrors": []}

@@ -26,7 +26,7 @@ class TargetHost:
     data: dict = field(default_factory=dict)
 
     def inventory_entry(self, ssh_key: Path) -> dict:
-        return {"name": self.address, "ssh_key": str(ssh_key), "data": self.data, "container": self.name}
+        return {"name": self.address, "ssh_key": str(ssh_key), "data": self.data}
 
 
 def ssh_key() -> Path:
