@@ -31,8 +31,8 @@ if target.profile.wsl and len(target.gpu_pool) > 1:
         log_func=logger.warning,
     )
 
+trust = f"; browsers trust it once they trust the local CA {certificate.ca}" if target.settings.tls_mode == "selfsigned" else ""
 host.log(
     f"when this deploy has finished, JupyterHub answers at https://{target.names[0]}:{target.settings.https_port}/ "
-    f"(admins {', '.join(target.settings.admin_users)} sign up at /hub/signup; "
-    f"the local CA is {certificate.ca})"
+    f"(admins {', '.join(target.settings.admin_users)} sign up at /hub/signup{trust})"
 )

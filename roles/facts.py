@@ -188,3 +188,17 @@ class NvidiaGPUs(FactBase):
                     errors.append(value.strip())
         return GPUInventory(smi, tuple(gpus), " ".join(errors))
 
+
+
+class PortListening(FactBase):
+    """Whether something listens on a TCP port of the host (read from /proc, no tools needed)."""
+
+    def command(self, port: int) -> str:
+        hex_port = f"{port:04X}"
+        return (
+            f"if grep -qE '^ *[0-9]+: [0-9A-F]+:{hex_port} [0-9A-F]+:[0-9A-F]+ 0A ' /proc/net/tcp /proc/net/tcp6 "
+            "2>/dev/null; then echo yes; else echo no; fi"
+        )
+
+    def process(self, output) -> bool:
+        return "".join(output).strip() == "yes"

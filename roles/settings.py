@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 # Keys that belong to pyinfra itself or to its connectors, not to this deploy.
@@ -183,6 +184,46 @@ class HubSettings(BaseModel):
         pattern=r"^[0-9]+[KMGT]?$",
         description="Memory limit of each user container, like `8G`. Empty: no limit.",
     )
+    tls_mode: Literal["selfsigned", "letsencrypt", "provided"] = Field(
+        default="selfsigned",
+        description="Where the hub's certificate comes from: `selfsigned` (a local CA on the host, for a desktop "
+        "or a LAN), `letsencrypt` (certbot and any ACME server), or `provided` (`tls_cert_file`, `tls_key_file`).",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="For `provided`: the certificate (with its chain) on the controller, PEM."
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="For `provided`: its private key on the controller, PEM; kept 0600 on the host."
+    )
+    acme_server: HttpUrl = Field(
+        default="https://acme-v02.api.letsencrypt.org/directory",
+        description="ACME directory for `letsencrypt`: Let's Encrypt production by default, "
+        "`https://acme-staging-v02.api.letsencrypt.org/directory`, or a private ACME CA.",
+    )
+    acme_email: str | None = Field(
+        default=None,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="Contact for the ACME account (expiry notices); required for `letsencrypt`.",
+    )
+    acme_challenge: Literal["http-01", "dns-01"] = Field(
+        default="http-01",
+        description="`http-01`: certbot answers on the host's port 80 (it must reach the host from the ACME "
+        "server). `dns-01`: a TXT record through `acme_dns_plugin`, for hosts not reachable from outside.",
+    )
+    acme_dns_plugin: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9-]+$",
+        description="certbot DNS plugin for `dns-01`, like `cloudflare` or `route53` "
+        "(Debian/Ubuntu package `python3-certbot-dns-<plugin>`).",
+    )
+    acme_dns_credentials: Path | None = Field(
+        default=None,
+        description="The DNS plugin's credentials file on the controller; kept 0600 on the host.",
+    )
+    acme_ca_bundle: Path | None = Field(
+        default=None,
+        description="PEM CA bundle that certbot trusts for `acme_server` (a private ACME CA's).",
+    )
     hub_ready_timeout: int = Field(
         default=300,
         ge=10,
@@ -235,6 +276,27 @@ class HubSettings(BaseModel):
         except _pool().PoolError as error:
             raise ValueError(str(error)) from None
 
+    @field_validator("tls_cert_file", "tls_key_file", "acme_dns_credentials", "acme_ca_bundle")
+    @classmethod
+    def _controller_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{str(path)!r} is not a file on the controller")
+        return path
+
+    @model_validator(mode="after")
+    def _tls_mode_has_what_it_needs(self):
+        required = {
+            "letsencrypt": ["acme_email"] + (["acme_dns_plugin", "acme_dns_credentials"]
+                                             if self.acme_challenge == "dns-01" else []),
+            "provided": ["tls_cert_file", "tls_key_file"],
+        }.get(self.tls_mode, [])
+        missing = [name for name in required if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"tls_mode {self.tls_mode!r} needs {', '.join(missing)}")
+        if self.tls_mode == "letsencrypt" and not self.hub_names:
+            raise ValueError("tls_mode 'letsencrypt' needs hub_names: the public DNS names to certify")
+        return self
+
     @field_validator("build_extra_ca_certs")
     @classmethod
     def _pem_files_exist(cls, paths: list[Path]) -> list[Path]:
@@ -280,6 +342,9 @@ def from_host_data(host_name: str, data: dict) -> HubSettings:
                 problems.append(f"  {key}: unknown setting{hint}")
                 continue
             message = item["msg"].removeprefix("Value error, ")
+            if not item["loc"]:  # a rule across settings
+                problems.append(f"  {message}")
+                continue
             problems.append(f"  {key} = {own.get(top)!r}: {message}")
         raise InventoryError(
             f"invalid inventory data for host {host_name} (nothing was changed):\n" + "\n".join(problems)

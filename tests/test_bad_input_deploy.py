@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.testbed.acme import throwaway_ca
 from tests.testbed.deploy import run_deploy
 from tests.testbed.targets import remove_targets, start_targets, write_inventory_file
 
@@ -16,6 +17,7 @@ BAD_VALUES = [
     ({"install_dir": "opt/hub"}, "install_dir = 'opt/hub'"),
     ({"nvidia_repo_url": "nvidia.github.io/libnvidia-container"}, "nvidia_repo_url = 'nvidia.github.io/libnvidia-container'"),
     ({"gpu_ids": ["0"]}, "gpu_ids = ['0']: the host has no GPU (no nvidia-smi)"),
+    ({"tls_mode": "letsencrypt", "hub_names": ["hub.example.test"]}, "tls_mode 'letsencrypt' needs acme_email"),
 ]
 
 
@@ -63,3 +65,29 @@ def test_pool_id_the_host_does_not_have_fails_before_any_change(engine, fresh_gp
     assert run.returncode != 0
     assert "gpu_ids = ['0', '7']: the host has no GPU 7; it has 0 (GPU-0a0a0a0a" in run.log
     assert _untouched(engine, fresh_gpu_target) == []
+
+
+def test_http01_with_port_80_taken_fails_before_any_change(engine, fresh_target, tmp_path):
+    container = engine.containers.get(fresh_target.container_id)
+    container.exec_run(["/usr/sbin/sshd", "-p", "80"])  # something else already answers on port 80
+    fresh_target.data.update(tls_mode="letsencrypt", hub_names=["hub.example.test"], acme_email="a@example.test")
+    run = run_deploy(write_inventory_file([fresh_target], tmp_path / "targets.json"))
+    assert run.returncode != 0
+    assert "acme_challenge = 'http-01': port 80 of the host is already taken" in run.log
+    assert _untouched(engine, fresh_target) == []
+
+
+@pytest.mark.parametrize("problem", ["key of another certificate", "certificate for another name"])
+def test_provided_certificate_that_does_not_fit_fails_before_any_change(engine, fresh_target, tmp_path, problem):
+    _, cert, key = throwaway_ca(tmp_path / "one", "one", dns=["hub.example.test"])
+    _, other_cert, other_key = throwaway_ca(tmp_path / "two", "two", dns=["other.example.test"])
+    if problem == "key of another certificate":
+        files, expected = (cert, other_key), "does not match the certificate"
+    else:
+        files, expected = (other_cert, other_key), "does not cover hub.example.test"
+    fresh_target.data.update(tls_mode="provided", hub_names=["hub.example.test"],
+                             tls_cert_file=str(files[0]), tls_key_file=str(files[1]))
+    run = run_deploy(write_inventory_file([fresh_target], tmp_path / "targets.json"))
+    assert run.returncode != 0
+    assert expected in run.log
+    assert _untouched(engine, fresh_target) == []

@@ -7,8 +7,9 @@ from pathlib import PurePosixPath
 
 from pyinfra import host
 
-from roles.facts import GPUInventory, HostProfile, NvidiaGPUs, TargetProfile
+from roles.facts import GPUInventory, HostProfile, NvidiaGPUs, PortListening, TargetProfile
 from roles.settings import HubSettings, InventoryError, from_host_data
+from roles.preflight import provided_certificate
 
 SUPPORTED = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
 # The distribution's own archive, for the debootstrap fallback when apt sources name none.
@@ -51,6 +52,11 @@ class Target:
         return tuple(dict.fromkeys(self.profile.ipv4 + ("127.0.0.1",)))
 
     @property
+    def certificate_addresses(self) -> tuple[str, ...]:
+        """Addresses the certificate must name: a self-signed one names the host's; others what is set."""
+        return self.addresses if self.settings.tls_mode == "selfsigned" else tuple(self.settings.hub_addresses)
+
+    @property
     def base_image(self) -> str:
         if self.settings.base_image:
             return self.settings.base_image
@@ -88,7 +94,25 @@ def check() -> Target:
         )
     gpus: GPUInventory = host.get_fact(NvidiaGPUs) if settings.gpu_ids != "none" else GPUInventory()
     _check_gpus(host.name, settings, gpus)
-    return Target(settings=settings, profile=profile, gpus=gpus)
+    target = Target(settings=settings, profile=profile, gpus=gpus)
+    _check_tls(host.name, target)
+    return target
+
+
+def _check_tls(host_name: str, target: Target) -> None:
+    settings = target.settings
+    problems = []
+    if settings.tls_mode == "provided":
+        problems = provided_certificate.problems(settings.tls_cert_file, settings.tls_key_file, target.names,
+                                     target.certificate_addresses)
+    elif settings.tls_mode == "letsencrypt" and settings.acme_challenge == "http-01":
+        if host.get_fact(PortListening, port=80):
+            problems = ["acme_challenge = 'http-01': port 80 of the host is already taken, and certbot must answer "
+                        "there; free it, or use acme_challenge: dns-01"]
+    if problems:
+        raise InventoryError(
+            f"invalid inventory data for host {host_name} (nothing was changed):\n" + "\n".join(f"  {p}" for p in problems)
+        )
 
 
 def _check_gpus(host_name: str, settings: HubSettings, gpus: GPUInventory) -> None:

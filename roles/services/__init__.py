@@ -54,7 +54,7 @@ def ensure_services(target: Target, images: Images, certificate: Certificate, se
     config = _jinja.get_template("jupyterhub_config.py.j2").render(
         s=settings, singleuser_image=images.singleuser, wsl=target.profile.wsl, gpu_pool=target.gpu_pool
     )
-    certificate_names = f"{target.names}{target.addresses}"
+    certificate_names = f"{settings.tls_mode}{target.names}{target.certificate_addresses}"
     inputs_hash = hashlib.sha256(f"{config}\0{certificate_names}".encode()).hexdigest()[:16]
     compose = _jinja.get_template("compose.yaml.j2").render(
         project=settings.compose_project,

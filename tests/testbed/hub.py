@@ -9,10 +9,13 @@ import requests
 
 
 class Hub:
-    def __init__(self, url: str, ca_file: Path | None, token: str | None = None):
+    def __init__(self, url: str, ca_file: Path | None, token: str | None = None, server_hostname: str | None = None):
         self.url = url.rstrip("/")
         self.ca_file = str(ca_file) if ca_file else True
         self.session = requests.Session()
+        if server_hostname:
+            # Reach the host by address, check its certificate for the hub's name (no DNS needed).
+            self.session.mount("https://", _NamedHostAdapter(server_hostname))
         if token:
             self.session.headers["Authorization"] = f"token {token}"
 
@@ -90,3 +93,13 @@ class Hub:
         response = self.request("GET", f"/user/{user}/api/contents/{path}", params={"content": 1})
         response.raise_for_status()
         return response.json()["content"]
+
+
+class _NamedHostAdapter(requests.adapters.HTTPAdapter):
+    def __init__(self, server_hostname: str):
+        self.server_hostname = server_hostname
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["server_hostname"] = self.server_hostname
+        super().init_poolmanager(*args, **kwargs)

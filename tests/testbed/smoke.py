@@ -41,13 +41,15 @@ class Deployment:
             raise FileNotFoundError(f"{target.name}:{path}: {output.decode(errors='replace')}")
         return output
 
-    def hub(self, target: TargetHost) -> Hub:
-        ca_file = STATE / "ca" / f"{target.name}.crt"
-        ca_file.parent.mkdir(parents=True, exist_ok=True)
-        ca_file.write_bytes(self.read(target, f"{INSTALL_DIR}/tls/ca.crt"))
+    def hub(self, target: TargetHost, ca_file: Path | None = None, server_hostname: str | None = None) -> Hub:
+        """A client of the target's hub; by default trusting the target's own local CA (self-signed mode)."""
+        if ca_file is None:
+            ca_file = STATE / "ca" / f"{target.name}.crt"
+            ca_file.parent.mkdir(parents=True, exist_ok=True)
+            ca_file.write_bytes(self.read(target, f"{INSTALL_DIR}/tls/ca.crt"))
         token = self.read(target, f"{INSTALL_DIR}/secrets/ops_api_token").decode().strip()
         port = target.data.get("https_port", 443)
-        return Hub(f"https://{target.address}:{port}", ca_file, token)
+        return Hub(f"https://{target.address}:{port}", ca_file, token, server_hostname)
 
     def deploy(self, **kwargs) -> DeployRun:
         run = run_deploy(self.targets_file, **kwargs)
