@@ -295,6 +295,8 @@ class HubSettings(BaseModel):
             raise ValueError(f"tls_mode {self.tls_mode!r} needs {', '.join(missing)}")
         if self.tls_mode == "letsencrypt" and not self.hub_names:
             raise ValueError("tls_mode 'letsencrypt' needs hub_names: the public DNS names to certify")
+        if self.tls_mode == "letsencrypt" and self.acme_challenge == "http-01" and self.https_port == 80:
+            raise ValueError("https_port 80 leaves no port 80 for certbot's HTTP-01 answers; use 443 or dns-01")
         return self
 
     @field_validator("build_extra_ca_certs")

@@ -35,6 +35,26 @@ def test_bad_value_is_refused_with_its_key(data, expected):
     assert "nothing was changed" in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"tls_mode": "letsencrypt", "hub_names": ["hub.example.com"]}, "tls_mode 'letsencrypt' needs acme_email"),
+        ({"tls_mode": "letsencrypt", "acme_email": "a@example.com"}, "needs hub_names"),
+        ({"tls_mode": "letsencrypt", "acme_email": "a@example.com", "hub_names": ["h.example.com"],
+          "acme_challenge": "dns-01"}, "needs acme_dns_plugin, acme_dns_credentials"),
+        ({"tls_mode": "letsencrypt", "acme_email": "a@example.com", "hub_names": ["h.example.com"], "https_port": 80},
+         "https_port 80 leaves no port 80"),
+        ({"tls_mode": "provided"}, "tls_mode 'provided' needs tls_cert_file, tls_key_file"),
+        ({"acme_email": "not-an-address"}, "acme_email = 'not-an-address'"),
+        ({"gpu_ids": "0,0"}, "gpu_ids = '0,0': GPU ids listed more than once"),
+    ],
+)
+def test_settings_that_only_fit_together_are_checked_together(data, expected):
+    with pytest.raises(InventoryError) as error:
+        from_host_data("host1", data)
+    assert expected in str(error.value)
+
+
 def test_every_problem_is_reported_at_once():
     with pytest.raises(InventoryError) as error:
         from_host_data("host1", {"https_port": -1, "network_name": "", "open_signup": "perhaps"})
