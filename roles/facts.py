@@ -10,7 +10,6 @@ from pyinfra.api import FactBase
 _PROFILE_SCRIPT = r"""
 . /etc/os-release 2>/dev/null
 echo "os_id=${ID:-}"
-echo "os_like=${ID_LIKE:-}"
 echo "os_version=${VERSION_ID:-}"
 echo "os_codename=${VERSION_CODENAME:-${UBUNTU_CODENAME:-}}"
 echo "arch=$(uname -m)"
@@ -41,7 +40,6 @@ _DOCKER_INTERFACE_PREFIXES = ("docker", "br-", "veth", "lo")
 @dataclass(frozen=True)
 class HostProfile:
     os_id: str = ""
-    os_like: str = ""
     os_version: str = ""
     os_codename: str = ""
     arch: str = ""

@@ -5,7 +5,6 @@ from roles.preflight import Target
 from roles.settings import HubSettings
 
 UBUNTU_WSL_OUTPUT = """os_id=ubuntu
-os_like=debian
 os_version=24.04
 os_codename=noble
 arch=x86_64

@@ -41,7 +41,7 @@ def tls_deployment(engine, pebble):
         first = deployment.deploy()
         assert first.returncode == 0, first.log[-6000:]
         deployment.orders_after_first = pebble.orders()
-        second = deployment.deploy()
+        deployment.deploy()  # the second run; its results are read in the tests
         deployment.orders_after_second = pebble.orders()
         deployment.provided_ca = ca
         yield deployment

@@ -151,7 +151,7 @@ def ensure_images(target: Target) -> Images:
                       dest=f"{context}/ca/extra.pem", mode="644")
         inputs = [target.base_tag, dockerfile, *context_files.values(), host_ca, extra_ca]
         if image == "hub":
-            ensure_wheel(target, context)
+            ensure_wheel(context)
             inputs.append(wheel_sha256())
         tags[image] = f"jupyterhub-gpu/{image}:{_context_hash(*inputs)}"
         docker.build(name=f"{image} image {tags[image]}", path=context, tags=[tags[image]])

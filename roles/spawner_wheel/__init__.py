@@ -12,7 +12,6 @@ from pathlib import Path
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
-from roles.preflight import Target
 
 REPO = Path(__file__).resolve().parents[2]
 SPAWNER_SOURCE = REPO / "spawner"
@@ -40,6 +39,6 @@ def wheel_sha256() -> str:
 
 
 @deploy("Spawner wheel")
-def ensure_wheel(target: Target, context_dir: str) -> None:
+def ensure_wheel(context_dir: str) -> None:
     wheel = built_wheel()
     files.put(name=f"Spawner wheel {wheel.name}", src=str(wheel), dest=f"{context_dir}/{wheel.name}", mode="644")
