@@ -8,11 +8,11 @@ import json
 
 from pyinfra import host
 from pyinfra.api import FactBase, OperationError, StringCommand, deploy, operation
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files
 
 from roles.docker_engine import engine_restarted
+from roles.packages import ensure_installed
 from roles.preflight import Target
 
 KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
@@ -101,10 +101,7 @@ def ensure_toolkit(target: Target) -> None:
                  "the toolkit and this distribution's daemon.json would not be used, so they are left alone")
         return
     settings = target.settings
-    missing_tools = [tool for tool in ("curl", "gnupg") if tool not in host.get_fact(DebPackages)]
-    if missing_tools:
-        apt.packages(name="Tools to fetch the repository key", packages=missing_tools, update=True,
-                     no_recommends=True)
+    ensure_installed(["curl", "gnupg"], "to fetch NVIDIA's repository key")
     dearmored_key(name="NVIDIA's repository key", url=settings.nvidia_key_url, keyring=KEYRING)
     repository = files.put(
         name="NVIDIA's apt repository",

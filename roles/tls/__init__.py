@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, deploy, operation
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Command
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
+from roles.packages import ensure_installed
 from roles.preflight import Target
 
 
@@ -134,13 +134,6 @@ def _renew_script(ca_bundle: str | None) -> str:
     return f"#!/bin/sh\n# Renew the hub's certificate when due; certbot runs the deploy hook.\n{env}exec certbot renew -q \"$@\"\n"
 
 
-def _ensure_packages(packages: list[str]) -> None:
-    missing = [package for package in packages if package not in host.get_fact(DebPackages)]
-    if missing:
-        apt.update(name=f"Update apt lists for {', '.join(missing)}", cache_time=3600)
-        apt.packages(name=f"Install {', '.join(missing)}", packages=missing, no_recommends=True)
-
-
 def _letsencrypt(target: Target, tls_dir: str) -> None:
     settings = target.settings
     packages = ["certbot"]
@@ -148,7 +141,7 @@ def _letsencrypt(target: Target, tls_dir: str) -> None:
         packages.append(f"python3-certbot-dns-{settings.acme_dns_plugin}")
     if not target.profile.systemd:
         packages.append("cron")
-    _ensure_packages(packages)
+    ensure_installed(packages, "certificates from an ACME server")
     acme_dir = f"{target.install_dir}/acme"
     files.directory(name="ACME directory", path=acme_dir, mode="700")
     ca_bundle = None
@@ -183,7 +176,7 @@ def _letsencrypt(target: Target, tls_dir: str) -> None:
 
 @deploy("TLS certificate")
 def ensure_certificate(target: Target) -> Certificate:
-    _ensure_packages(["openssl"])
+    ensure_installed(["openssl"], "certificate checks")
     directory = f"{target.install_dir}/tls"
     files.directory(name="TLS directory", path=directory, mode="755")
     settings = target.settings
@@ -192,7 +185,11 @@ def ensure_certificate(target: Target) -> Certificate:
             name="Self-signed certificate", directory=directory,
             names=list(target.names), addresses=list(target.addresses),
         )
-    elif settings.tls_mode == "provided":
+        return Certificate(cert=f"{directory}/server.crt", key=f"{directory}/server.key", ca=f"{directory}/ca.crt")
+    # Another mode writes server.crt now: forget what a self-signed one covered, so that going back
+    # to selfsigned issues a fresh certificate.
+    files.file(name="No self-signed certificate in use", path=f"{directory}/names", present=False)
+    if settings.tls_mode == "provided":
         files.put(name="Provided certificate", src=str(settings.tls_cert_file), dest=f"{directory}/server.crt",
                   mode="644")
         files.put(name="Provided key", src=str(settings.tls_key_file), dest=f"{directory}/server.key", mode="600")
