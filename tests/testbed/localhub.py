@@ -19,6 +19,7 @@ from pathlib import Path
 import docker
 
 from tests.testbed.hub import Hub
+from tests.testbed.targets import network_gateway
 
 NETWORK = "jupyterhub-gpu-testbed-spawner"
 TOKEN_SCOPES = ["admin:users", "admin:groups", "admin:servers", "access:servers", "admin:server_state", "list:users",
@@ -37,8 +38,7 @@ def ensure_network(engine: docker.DockerClient) -> str:
         network = engine.networks.get(NETWORK)
     except docker.errors.NotFound:
         network = engine.networks.create(NETWORK, driver="bridge")
-    network.reload()
-    return network.attrs["IPAM"]["Config"][0]["Gateway"]
+    return network_gateway(network)
 
 
 class LocalHub:

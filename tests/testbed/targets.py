@@ -109,4 +109,20 @@ def remove_all(engine: docker.DockerClient) -> int:
 
 def bridge_gateway(engine: docker.DockerClient) -> str:
     """The address of this machine on Docker's default bridge, which every target reaches."""
-    return engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    return network_gateway(engine.networks.get("bridge"))
+
+
+def network_gateway(network) -> str:
+    """A bridge network's gateway: this machine's address on it.
+
+    A freshly started dockerd 20.10 leaves the default bridge's IPAM config without a Gateway (it
+    fills it in only after a restart), so the bridge interface's own address is read instead.
+    """
+    network.reload()
+    config = network.attrs["IPAM"]["Config"][0]
+    if config.get("Gateway"):
+        return config["Gateway"]
+    interface = network.attrs["Options"].get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
+    output = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", interface], check=True,
+                            capture_output=True, text=True).stdout
+    return output.split()[3].split("/")[0]
