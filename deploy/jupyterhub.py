@@ -2,7 +2,8 @@
 
     pyinfra -y inventories/local.py deploy/jupyterhub.py
 
-Every host's inventory data is validated before any host is changed.
+Every host's inventory data is validated before any host is changed. The last lines of the output say,
+for each host, where the hub answers and where its admin passwords and local CA are.
 """
 
 import sys
@@ -10,11 +11,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyinfra import host, logger  # noqa: E402
+from pyinfra import host, logger, state  # noqa: E402
 
 from roles import docker_engine, images, network, nvidia_toolkit, preflight, secrets, services, tls  # noqa: E402
+from roles.summary import Summary  # noqa: E402
 
 target = preflight.check()
+summary = Summary.for_host(state, host)
+if target.settings.insecure_test_mode and target.settings.authenticator in ("shared-password", "dummy"):
+    insecure = (f"INSECURE TEST MODE: authenticator {target.settings.authenticator} lets in anyone who knows one "
+                "password; never let people use this hub")
+    host.log(insecure, log_func=logger.warning)
+    summary.warn(insecure)
 docker_engine.ensure_engine(target)
 nvidia_toolkit.ensure_toolkit(target)
 network.ensure_network(target)
@@ -25,14 +33,12 @@ certificate = tls.ensure_certificate(target)
 services.ensure_services(target, built, certificate, hub_secrets)
 
 if target.profile.wsl and len(target.gpu_pool) > 1:
-    host.log(
-        f"this is a WSL2 host with {len(target.gpu_pool)} GPUs: WSL2 shows every container every GPU, "
-        "so which GPU a user holds is advisory here (see README, GPUs)",
-        log_func=logger.warning,
-    )
-
-trust = f"; browsers trust it once they trust the local CA {certificate.ca}" if target.settings.tls_mode == "selfsigned" else ""
-host.log(
-    f"when this deploy has finished, JupyterHub answers at https://{target.names[0]}:{target.settings.https_port}/ "
-    f"(admins {', '.join(target.settings.admin_users)} sign up at /hub/signup{trust})"
-)
+    summary.warn(f"this is a WSL2 host with {len(target.gpu_pool)} GPUs: WSL2 shows every container every GPU, "
+                 "so which GPU a user holds is advisory here (see README, GPUs)")
+summary.say(f"JupyterHub answers at {target.hub_url}")
+if certificate.ca:
+    summary.say(f"browsers trust it once they import the local CA {certificate.ca}")
+for admin, path in hub_secrets.admin_passwords.items():
+    summary.say(f"admin {admin} logs in with the password in {path} (root only)")
+if target.settings.authenticator == "native":
+    summary.say("new users sign up at /hub/signup; admins approve them at /hub/authorize")

@@ -12,6 +12,7 @@ import difflib
 import functools
 import importlib.util
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -84,7 +85,37 @@ def _pinned_requirement(value: str) -> str:
     return value
 
 
+def _ldap_host(value: str) -> str:
+    try:
+        return _ip_address(value)
+    except ValueError:
+        return _dns_name(value)
+
+
 DnsName = Annotated[str, AfterValidator(_dns_name)]
+LdapHost = Annotated[str, AfterValidator(_ldap_host)]
+# An LDAP distinguished name: attribute=value pairs; a template may hold {username} once.
+LDAP_DN = re.compile(r"^[A-Za-z][A-Za-z0-9-]*=[^,=\n{}]+(,[A-Za-z][A-Za-z0-9-]*=[^,=\n{}]+)*$")
+LdapDn = Annotated[str, AfterValidator(_pattern(LDAP_DN, "an LDAP DN like 'ou=people,dc=example,dc=org'"))]
+
+
+def _ldap_template(value: str) -> str:
+    if value.count("{username}") != 1 or not LDAP_DN.match(value.replace("{username}", "user")):
+        raise ValueError(f"{value!r} is not allowed: an LDAP DN with {{username}} once, "
+                         "like 'uid={username},ou=people,dc=example,dc=org'")
+    return value
+
+
+LdapTemplate = Annotated[str, AfterValidator(_ldap_template)]
+# Group names of identity providers: DNs, OIDC claim values, org:team; no control characters.
+AllowedGroup = Annotated[str, AfterValidator(_pattern(re.compile(r"^[^\x00-\x1f\x7f]{1,256}$"),
+                                                      "1 to 256 printable characters"))]
+GroupName = Annotated[str, AfterValidator(_pattern(re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"),
+                                                   "a JupyterHub group name: letters, digits, '.', '_', '-'"))]
+EnvName = Annotated[str, AfterValidator(_pattern(re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"),
+                                                 "an environment variable name"))]
+OAuthScope = Annotated[str, AfterValidator(_pattern(re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$"),
+                                                    "an OAuth scope (printable ASCII, no spaces or quotes)"))]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
 DockerName = Annotated[str, AfterValidator(_pattern(DOCKER_NAME, "letters, digits, '_', '.', '-', starting with a letter or digit"))]
 ImageRef = Annotated[str, AfterValidator(_pattern(IMAGE_REF, "a Docker image reference like 'quay.io/jupyter/base-notebook:2025-01-06'"))]
@@ -169,12 +200,161 @@ class HubSettings(BaseModel):
     )
     admin_users: list[Username] = Field(
         default_factory=lambda: ["admin"],
-        description="Hub admins. With the native authenticator an admin signs up at `/hub/signup` "
-        "under this name and approves other users at `/hub/authorize`.",
+        description="Hub admins. With the native authenticator the deploy creates each admin's account with a "
+        "generated password, kept on the host in `<install_dir>/secrets/admin-password-<name>` (mode 0600); "
+        "nobody can sign up under these names. Admins approve other users at `/hub/authorize`.",
+    )
+    authenticator: Literal["native", "ldap", "oauth", "shared-password", "dummy"] = Field(
+        default="native",
+        description="How people log in: `native` (accounts on the hub, sign-up approved by an admin), `ldap` "
+        "(a directory), `oauth` (an OpenID Connect or OAuth provider, see `oauth_provider`). "
+        "`shared-password` and `dummy` are for tests and need `insecure_test_mode: true`.",
+    )
+    insecure_test_mode: bool = Field(
+        default=False,
+        description="Allow the test-only authenticators (`shared-password`, `dummy`); the deploy's output and "
+        "the hub's log say so loudly. Never on a hub that real people use.",
+    )
+    allowed_users: list[Username] = Field(
+        default_factory=list,
+        description="Users who may log in. With `ldap` and `oauth` an allow rule is required: this, "
+        "`allowed_groups`, or `allow_all`.",
+    )
+    allowed_groups: list[AllowedGroup] = Field(
+        default_factory=list,
+        description="Groups of the identity provider whose members may log in: LDAP group DNs, the OIDC "
+        "provider's `oauth_groups_claim` values, GitHub organisations (`org` or `org:team`), GitLab groups, "
+        "Azure AD group ids.",
+    )
+    allow_all: bool = Field(
+        default=False,
+        description="Let everyone whom `ldap` or `oauth` authenticates log in. Chosen on purpose, never by "
+        "default. (With `native` an admin's approval at `/hub/authorize` is the allow rule.)",
     )
     open_signup: bool = Field(
         default=False,
-        description="Let new users sign up without an admin's approval.",
+        description="`native`: let new users sign up and log in without an admin's approval.",
+    )
+    native_minimum_password_length: int = Field(
+        default=12, ge=8, le=128, description="`native`: shortest password accepted at sign-up and change."
+    )
+    native_check_common_password: bool = Field(
+        default=True, description="`native`: refuse the 10,000 most common passwords."
+    )
+    native_allowed_failed_logins: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description="`native`: failed logins after which an account is locked for `native_seconds_before_next_try` "
+        "seconds; 0 never locks.",
+    )
+    native_seconds_before_next_try: int = Field(
+        default=600, ge=1, le=86400, description="`native`: how long a locked account stays locked."
+    )
+    ldap_server_address: LdapHost | None = Field(
+        default=None, description="`ldap`: the directory server's DNS name or IP address."
+    )
+    ldap_server_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="`ldap`: its port. Empty: 636 with `ldap_tls: on_connect`, else 389.",
+    )
+    ldap_tls: Literal["on_connect", "before_bind", "insecure"] = Field(
+        default="on_connect",
+        description="`ldap`: TLS from the start (`on_connect`, ldaps), STARTTLS before sending the password "
+        "(`before_bind`), or none (`insecure`: passwords cross the network in the clear).",
+    )
+    ldap_ca_file: Path | None = Field(
+        default=None,
+        description="`ldap`: PEM CA certificate(s) on the controller that sign the server's certificate. "
+        "Empty: the CAs the hub image trusts.",
+    )
+    ldap_bind_dn_template: list[LdapTemplate] = Field(
+        default_factory=list,
+        description="`ldap`: DNs to bind as, with `{username}` for the login name, like "
+        "`uid={username},ou=people,dc=example,dc=org`. Either this or `ldap_user_search_base`.",
+    )
+    ldap_user_search_base: LdapDn | None = Field(
+        default=None,
+        description="`ldap`: where to look users up by `ldap_user_attribute` (with `ldap_search_user`) when "
+        "their DN cannot be made from a template.",
+    )
+    ldap_user_attribute: str = Field(
+        default="uid",
+        pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$",
+        description="`ldap`: the attribute that holds the login name.",
+    )
+    ldap_search_user: LdapDn | None = Field(
+        default=None, description="`ldap`: DN the hub binds as to look users up."
+    )
+    ldap_search_password_file: Path | None = Field(
+        default=None,
+        description="`ldap`: file on the controller with `ldap_search_user`'s password; kept 0600 on the host.",
+    )
+    oauth_provider: Literal["generic", "github", "gitlab", "azuread"] = Field(
+        default="generic",
+        description="`oauth`: `generic` (any OpenID Connect provider: Keycloak, Authentik, Okta, ...), "
+        "`github`, `gitlab` or `azuread` (Microsoft Entra ID).",
+    )
+    oauth_client_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._~:@/+-]{1,256}$",
+        description="`oauth`: the client id the provider gave the hub.",
+    )
+    oauth_client_secret_file: Path | None = Field(
+        default=None,
+        description="`oauth`: file on the controller holding the client secret; kept 0600 on the host, never printed.",
+    )
+    oauth_client_secret_env: EnvName | None = Field(
+        default=None,
+        description="`oauth`: or the environment variable on the controller that holds it.",
+    )
+    oauth_issuer_url: HttpUrl | None = Field(
+        default=None,
+        description="`oauth` `generic`: the OpenID issuer; the deploy reads its "
+        "`/.well-known/openid-configuration` on the controller for the three endpoints below.",
+    )
+    oauth_authorize_url: HttpUrl | None = Field(
+        default=None, description="`oauth` `generic`: authorization endpoint (instead of `oauth_issuer_url`)."
+    )
+    oauth_token_url: HttpUrl | None = Field(
+        default=None, description="`oauth` `generic`: token endpoint (instead of `oauth_issuer_url`)."
+    )
+    oauth_userdata_url: HttpUrl | None = Field(
+        default=None, description="`oauth` `generic`: userinfo endpoint (instead of `oauth_issuer_url`)."
+    )
+    oauth_scopes: list[OAuthScope] = Field(
+        default_factory=lambda: ["openid", "profile", "email"],
+        description="`oauth` `generic`: scopes to ask for.",
+    )
+    oauth_username_claim: str = Field(
+        default="preferred_username",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="`oauth` `generic`: the claim that becomes the hub user name.",
+    )
+    oauth_groups_claim: str = Field(
+        default="groups",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="`oauth` `generic`: the claim that lists a user's groups, for `allowed_groups`.",
+    )
+    oauth_callback_url: HttpUrl | None = Field(
+        default=None,
+        description="`oauth`: the redirect URL registered with the provider. Empty: "
+        "`https://<first hub name>[:https_port]/hub/oauth_callback`.",
+    )
+    oauth_azuread_tenant_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9.-]{1,128}$",
+        description="`oauth` `azuread`: the directory (tenant) id.",
+    )
+    oauth_gitlab_url: HttpUrl | None = Field(
+        default=None, description="`oauth` `gitlab`: a self-hosted GitLab's URL. Empty: gitlab.com."
+    )
+    sudo_groups: list[GroupName] = Field(
+        default_factory=list,
+        description="Hub groups whose members get passwordless `sudo` inside their own container. Nobody else "
+        "does, and root has no password anywhere.",
     )
     hub_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="JupyterHub's log level."
@@ -276,7 +456,8 @@ class HubSettings(BaseModel):
         except _pool().PoolError as error:
             raise ValueError(str(error)) from None
 
-    @field_validator("tls_cert_file", "tls_key_file", "acme_dns_credentials", "acme_ca_bundle")
+    @field_validator("tls_cert_file", "tls_key_file", "acme_dns_credentials", "acme_ca_bundle", "ldap_ca_file",
+                     "ldap_search_password_file", "oauth_client_secret_file")
     @classmethod
     def _controller_file(cls, path: Path | None) -> Path | None:
         if path is not None and not path.is_file():
@@ -298,6 +479,50 @@ class HubSettings(BaseModel):
         if self.tls_mode == "letsencrypt" and self.acme_challenge == "http-01" and self.https_port == 80:
             raise ValueError("https_port 80 leaves no port 80 for certbot's HTTP-01 answers; use 443 or dns-01")
         return self
+
+    @model_validator(mode="after")
+    def _authenticator_has_what_it_needs(self):
+        kind = self.authenticator
+        if kind in ("shared-password", "dummy") and not self.insecure_test_mode:
+            raise ValueError(f"authenticator {kind!r} lets anyone who knows one password in (or, for dummy, anyone "
+                             "at all): it is for tests only and needs insecure_test_mode: true; "
+                             "for people use native, ldap or oauth")
+        if kind in ("ldap", "oauth") and not (self.allowed_users or self.allowed_groups or self.allow_all):
+            raise ValueError(f"authenticator {kind!r} needs an allow rule: allowed_users, allowed_groups, "
+                             "or allow_all: true (everyone the provider authenticates)")
+        if kind == "ldap":
+            self._ldap_has_what_it_needs()
+        if kind == "oauth":
+            self._oauth_has_what_it_needs()
+        return self
+
+    def _ldap_has_what_it_needs(self) -> None:
+        if self.ldap_server_address is None:
+            raise ValueError("authenticator 'ldap' needs ldap_server_address")
+        searching = [self.ldap_user_search_base, self.ldap_search_user, self.ldap_search_password_file]
+        if not self.ldap_bind_dn_template and not all(searching):
+            raise ValueError("authenticator 'ldap' needs ldap_bind_dn_template, or ldap_user_search_base with "
+                             "ldap_search_user and ldap_search_password_file")
+        if any(searching) and not all(searching):
+            raise ValueError("ldap_user_search_base, ldap_search_user and ldap_search_password_file go together")
+
+    def _oauth_has_what_it_needs(self) -> None:
+        missing = [name for name in ("oauth_client_id",) if getattr(self, name) is None]
+        if (self.oauth_client_secret_file is None) == (self.oauth_client_secret_env is None):
+            missing.append("exactly one of oauth_client_secret_file, oauth_client_secret_env")
+        if self.oauth_provider == "generic":
+            endpoints = [self.oauth_authorize_url, self.oauth_token_url, self.oauth_userdata_url]
+            if self.oauth_issuer_url is None and not all(endpoints):
+                missing.append("oauth_issuer_url (or oauth_authorize_url, oauth_token_url and oauth_userdata_url)")
+        if self.oauth_provider == "azuread" and self.oauth_azuread_tenant_id is None:
+            missing.append("oauth_azuread_tenant_id")
+        if not self.hub_names and self.oauth_callback_url is None:
+            missing.append("hub_names or oauth_callback_url (the address registered with the provider)")
+        if missing:
+            raise ValueError(f"authenticator 'oauth' ({self.oauth_provider}) needs {'; '.join(missing)}")
+        if self.oauth_client_secret_env and not os.environ.get(self.oauth_client_secret_env):
+            raise ValueError(f"oauth_client_secret_env = {self.oauth_client_secret_env!r}: that variable is "
+                             "not set on the controller")
 
     @field_validator("build_extra_ca_certs")
     @classmethod

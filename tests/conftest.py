@@ -7,6 +7,7 @@ import pytest
 from tests.testbed import engine as testbed_engine
 from tests.testbed import smoke
 from tests.testbed.aptrepo import Repository
+from tests.testbed.browser import Browser
 from tests.testbed.targets import bridge_gateway, remove_all, remove_targets, start_targets
 
 
@@ -29,13 +30,9 @@ def nvidia_repository(engine):
 def deployment(engine, nvidia_repository):
     """Two fresh GPU hosts (stand-in driver) with the hub deployed by the CI smoke path: deployed, then
     deployed again. The first deploy installs the toolkit from the stand-in repository."""
-    deployment = smoke.start(2, prefix="hub", repository=nvidia_repository)
-    try:
-        smoke.deploy_twice(deployment)
+    with smoke.deployed(smoke.start(2, prefix="hub", repository=nvidia_repository,
+                                    data={"sudo_groups": ["sudoers"]})) as deployment:
         yield deployment
-    finally:
-        remove_targets(engine, deployment.targets)
-        deployment.targets_file.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -50,3 +47,31 @@ def fresh_gpu_target(engine):
     (target,) = start_targets(engine, 1, prefix="freshgpu", gpus=True)
     yield target
     remove_targets(engine, [target])
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def browsers(request):
+    """Open real browsers (``browsers(ca_files, hosts)``); when the test fails, each one's last page is
+    kept as a screenshot under .testbed/artifacts/, so that a failure can be seen, not only read."""
+    opened = []
+
+    def open_browser(ca_files=(), hosts=None) -> Browser:
+        browser = Browser(ca_files, hosts)
+        opened.append(browser)
+        return browser
+
+    yield open_browser
+    failed = any(getattr(getattr(request.node, f"report_{when}", None), "failed", False)
+                 for when in ("setup", "call"))
+    for index, browser in enumerate(opened):
+        if failed:
+            path = browser.screenshot(f"{request.node.name}-{index}")
+            print(f"screenshot of the last page: {path}")
+        browser.close()

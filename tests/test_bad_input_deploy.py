@@ -18,6 +18,11 @@ BAD_VALUES = [
     ({"nvidia_repo_url": "nvidia.github.io/libnvidia-container"}, "nvidia_repo_url = 'nvidia.github.io/libnvidia-container'"),
     ({"gpu_ids": ["0"]}, "gpu_ids = ['0']: the host has no GPU (no nvidia-smi)"),
     ({"tls_mode": "letsencrypt", "hub_names": ["hub.example.test"]}, "tls_mode 'letsencrypt' needs acme_email"),
+    ({"authenticator": "dummy"}, "authenticator 'dummy' lets anyone who knows one password in"),
+    # Nothing answers on port 9 of the controller's loopback: the provider's discovery fails first.
+    ({"authenticator": "oauth", "allow_all": True, "oauth_client_id": "hub", "oauth_client_secret_env": "HOME",
+      "hub_names": ["hub.example.test"], "oauth_issuer_url": "https://127.0.0.1:9"},
+     "oauth_issuer_url = 'https://127.0.0.1:9': cannot read https://127.0.0.1:9/.well-known/openid-configuration"),
 ]
 
 

@@ -72,10 +72,14 @@ def test_each_hub_answers_over_verified_https(deployment):
 def test_secrets_are_private_to_root_on_the_host(deployment):
     target = deployment.targets[0]
     modes = _inner(deployment, target, "sh", "-c", "stat -c '%a %U %n' /opt/jupyterhub-gpu/secrets/*")
-    assert [line.split()[:2] for line in modes.splitlines()] == [["600", "root"]] * 3
-    for run in deployment.runs:
-        token = _inner(deployment, target, "cat", "/opt/jupyterhub-gpu/secrets/ops_api_token")
-        assert token not in run.log
+    names = {line.split()[2].rsplit("/", 1)[1]: line.split()[:2] for line in modes.splitlines()}
+    assert set(names) == {"cookie_secret", "proxy_token", "ops_api_token", "admin-password-admin"}
+    assert all(mode_owner == ["600", "root"] for mode_owner in names.values()), names
+    for name in names:
+        secret = _inner(deployment, target, "cat", f"/opt/jupyterhub-gpu/secrets/{name}")
+        assert len(secret) >= 24
+        for run in deployment.runs:
+            assert secret not in run.log
 
 
 def test_user_server_keeps_a_file_written_through_the_proxy(deployment):
@@ -128,7 +132,7 @@ def test_redeploy_with_changed_setting_keeps_users_and_files(deployment):
 
     changed = deployment.redeploy_with(hub_log_level="DEBUG")
     assert changed.returncode == 0, changed.log[-4000:]
-    assert any("Hub configuration" in name for name in changed.changed_operations())
+    assert any("Hub settings" in name for name in changed.changed_operations())
     assert _hub_container_id(deployment, target) != hub_before, "the hub container should be recreated"
 
     assert hub.user("carol") is not None

@@ -47,6 +47,20 @@ def test_bad_value_is_refused_with_its_key(data, expected):
         ({"tls_mode": "provided"}, "tls_mode 'provided' needs tls_cert_file, tls_key_file"),
         ({"acme_email": "not-an-address"}, "acme_email = 'not-an-address'"),
         ({"gpu_ids": "0,0"}, "gpu_ids = '0,0': GPU ids listed more than once"),
+        ({"authenticator": "dummy"}, "authenticator 'dummy' lets anyone"),
+        ({"authenticator": "shared-password"}, "needs insecure_test_mode: true"),
+        ({"authenticator": "ldap", "ldap_server_address": "ldap.example.org"}, "needs an allow rule"),
+        ({"authenticator": "ldap", "allow_all": True, "ldap_server_address": "ldap.example.org"},
+         "needs ldap_bind_dn_template, or ldap_user_search_base"),
+        ({"ldap_bind_dn_template": ["ou=people,dc=example,dc=org"]}, "an LDAP DN with {username} once"),
+        ({"authenticator": "oauth", "allowed_users": ["ada"], "oauth_client_id": "hub",
+          "oauth_client_secret_env": "JUPYTERHUB_GPU_NO_SUCH_VARIABLE", "oauth_issuer_url": "https://id.example.org",
+          "hub_names": ["hub.example.org"]},
+         "oauth_client_secret_env = 'JUPYTERHUB_GPU_NO_SUCH_VARIABLE': that variable is not set on the controller"),
+        ({"authenticator": "oauth", "allow_all": True, "oauth_provider": "azuread"},
+         "needs oauth_client_id; exactly one of oauth_client_secret_file, oauth_client_secret_env; "
+         "oauth_azuread_tenant_id; hub_names or oauth_callback_url"),
+        ({"sudo_groups": ["no spaces"]}, "sudo_groups.0 = ['no spaces']"),
     ],
 )
 def test_settings_that_only_fit_together_are_checked_together(data, expected):

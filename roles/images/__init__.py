@@ -19,6 +19,7 @@ from roles.preflight import Target
 from roles.spawner_wheel import built_wheel, ensure_wheel, wheel_sha256
 
 TEMPLATES = Path(__file__).parent / "templates"
+FILES = Path(__file__).parent / "files"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 _jinja = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, keep_trailing_newline=True)
 
@@ -128,6 +129,7 @@ def ensure_images(target: Target) -> Images:
         "hub": {"requirements.txt": hub_requirements()},
         "singleuser": {
             "requirements.txt": "\n".join([jupyterhub_pin(), *settings.singleuser_packages]) + "\n",
+            "start-singleuser.sh": (FILES / "start-singleuser.sh").read_text(),
         },
     }
     if settings.singleuser_image:

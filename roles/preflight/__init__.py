@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from pyinfra import host
 
 from roles.facts import GPUInventory, HostProfile, NvidiaGPUs, PortListening, TargetProfile
 from roles.settings import HubSettings, InventoryError, from_host_data
-from roles.preflight import provided_certificate
+from roles.preflight import oidc, provided_certificate
 
 SUPPORTED = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
 # The distribution's own archive, for the debootstrap fallback when apt sources name none.
@@ -23,6 +23,8 @@ class Target:
     settings: HubSettings
     profile: HostProfile
     gpus: GPUInventory = GPUInventory()
+    # The OpenID provider's endpoints, as set or as its discovery document names them.
+    oauth_endpoints: dict = field(default_factory=dict)
 
     @property
     def gpu_pool(self) -> tuple[str, ...]:
@@ -50,6 +52,15 @@ class Target:
         if self.settings.hub_addresses:
             return tuple(self.settings.hub_addresses)
         return tuple(dict.fromkeys(self.profile.ipv4 + ("127.0.0.1",)))
+
+    @property
+    def hub_url(self) -> str:
+        port = "" if self.settings.https_port == 443 else f":{self.settings.https_port}"
+        return f"https://{self.names[0]}{port}/"
+
+    @property
+    def oauth_callback_url(self) -> str:
+        return self.settings.oauth_callback_url or f"{self.hub_url}hub/oauth_callback"
 
     @property
     def certificate_addresses(self) -> tuple[str, ...]:
@@ -94,9 +105,24 @@ def check() -> Target:
         )
     gpus: GPUInventory = host.get_fact(NvidiaGPUs) if settings.gpu_ids != "none" else GPUInventory()
     _check_gpus(host.name, settings, gpus)
-    target = Target(settings=settings, profile=profile, gpus=gpus)
+    target = Target(settings=settings, profile=profile, gpus=gpus, oauth_endpoints=_oauth_endpoints(host.name, settings))
     _check_tls(host.name, target)
     return target
+
+
+def _oauth_endpoints(host_name: str, settings: HubSettings) -> dict:
+    if settings.authenticator != "oauth" or settings.oauth_provider != "generic":
+        return {}
+    given = {"authorize_url": settings.oauth_authorize_url, "token_url": settings.oauth_token_url,
+             "userdata_url": settings.oauth_userdata_url}
+    if all(given.values()):
+        return given
+    try:
+        discovered = oidc.endpoints(settings.oauth_issuer_url, settings.build_extra_ca_certs)
+    except oidc.DiscoveryError as error:
+        raise InventoryError(f"invalid inventory data for host {host_name} (nothing was changed):\n"
+                             f"  oauth_issuer_url = {settings.oauth_issuer_url!r}: {error}") from None
+    return {key: given[key] or discovered[key] for key in given}
 
 
 def _check_tls(host_name: str, target: Target) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, deploy, operation
+from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, systemd
@@ -16,11 +17,17 @@ from roles.packages import ensure_installed
 from roles.preflight import Target
 
 
-@dataclass(frozen=True)
+@dataclass
 class Certificate:
-    cert: str
-    key: str
-    ca: str
+    """What the hub serves: ``directory`` holds server.crt and server.key (mounted into the hub); ``ca`` is
+    the local CA that browsers import, in selfsigned mode only."""
+
+    directory: str
+    ca: str | None = None
+    operations: list[OperationMeta] = field(default_factory=list)
+
+    def changed(self) -> bool:
+        return any(op.did_change() for op in self.operations)
 
 
 def subject_alt_names(names, addresses) -> str:
@@ -134,7 +141,7 @@ def _renew_script(ca_bundle: str | None) -> str:
     return f"#!/bin/sh\n# Renew the hub's certificate when due; certbot runs the deploy hook.\n{env}exec certbot renew -q \"$@\"\n"
 
 
-def _letsencrypt(target: Target, tls_dir: str) -> None:
+def _letsencrypt(target: Target, tls_dir: str) -> list[OperationMeta]:
     settings = target.settings
     packages = ["certbot"]
     if settings.acme_challenge == "dns-01":
@@ -153,8 +160,8 @@ def _letsencrypt(target: Target, tls_dir: str) -> None:
                   dest=f"{acme_dir}/dns-credentials.ini", mode="600")
     files.put(name="certbot deploy hook", src=io.StringIO(_deploy_hook(tls_dir)), dest=f"{acme_dir}/deploy-hook",
               mode="755")
-    acme_certificate(name=f"Certificate from {settings.acme_server}", names=list(target.names),
-                     command=_certbot_command(target, acme_dir, ca_bundle))
+    obtained = acme_certificate(name=f"Certificate from {settings.acme_server}", names=list(target.names),
+                                command=_certbot_command(target, acme_dir, ca_bundle))
     renew = f"{acme_dir}/renew"
     files.put(name="Renewal command", src=io.StringIO(_renew_script(ca_bundle)), dest=renew, mode="755")
     if target.profile.systemd:
@@ -172,6 +179,7 @@ def _letsencrypt(target: Target, tls_dir: str) -> None:
         files.put(name="Renewal schedule (cron)", dest="/etc/cron.d/jupyterhub-gpu-renew", mode="644",
                   src=io.StringIO(f"# Renew the JupyterHub certificate twice a day.\n17 */12 * * * root {renew}\n"))
         cron_running(name="cron running")
+    return [obtained]
 
 
 @deploy("TLS certificate")
@@ -181,18 +189,18 @@ def ensure_certificate(target: Target) -> Certificate:
     files.directory(name="TLS directory", path=directory, mode="755")
     settings = target.settings
     if settings.tls_mode == "selfsigned":
-        selfsigned_certificate(
+        issued = selfsigned_certificate(
             name="Self-signed certificate", directory=directory,
             names=list(target.names), addresses=list(target.addresses),
         )
-        return Certificate(cert=f"{directory}/server.crt", key=f"{directory}/server.key", ca=f"{directory}/ca.crt")
+        return Certificate(directory, ca=f"{directory}/ca.crt", operations=[issued])
     # Another mode writes server.crt now: forget what a self-signed one covered, so that going back
     # to selfsigned issues a fresh certificate.
     files.file(name="No self-signed certificate in use", path=f"{directory}/names", present=False)
     if settings.tls_mode == "provided":
-        files.put(name="Provided certificate", src=str(settings.tls_cert_file), dest=f"{directory}/server.crt",
-                  mode="644")
-        files.put(name="Provided key", src=str(settings.tls_key_file), dest=f"{directory}/server.key", mode="600")
-    else:
-        _letsencrypt(target, directory)
-    return Certificate(cert=f"{directory}/server.crt", key=f"{directory}/server.key", ca=f"{directory}/ca.crt")
+        return Certificate(directory, operations=[
+            files.put(name="Provided certificate", src=str(settings.tls_cert_file), dest=f"{directory}/server.crt",
+                      mode="644"),
+            files.put(name="Provided key", src=str(settings.tls_key_file), dest=f"{directory}/server.key", mode="600"),
+        ])
+    return Certificate(directory, operations=_letsencrypt(target, directory))

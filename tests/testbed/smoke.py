@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +42,17 @@ class Deployment:
             raise FileNotFoundError(f"{target.name}:{path}: {output.decode(errors='replace')}")
         return output
 
+    def ca_file(self, target: TargetHost) -> Path:
+        """A copy of the target's local CA (self-signed mode), as a person imports it into a browser."""
+        ca_file = STATE / "ca" / f"{target.name}.crt"
+        ca_file.parent.mkdir(parents=True, exist_ok=True)
+        ca_file.write_bytes(self.read(target, f"{INSTALL_DIR}/tls/ca.crt"))
+        return ca_file
+
     def hub(self, target: TargetHost, ca_file: Path | None = None, server_hostname: str | None = None) -> Hub:
         """A client of the target's hub; by default trusting the target's own local CA (self-signed mode)."""
         if ca_file is None:
-            ca_file = STATE / "ca" / f"{target.name}.crt"
-            ca_file.parent.mkdir(parents=True, exist_ok=True)
-            ca_file.write_bytes(self.read(target, f"{INSTALL_DIR}/tls/ca.crt"))
+            ca_file = self.ca_file(target)
         token = self.read(target, f"{INSTALL_DIR}/secrets/ops_api_token").decode().strip()
         port = target.data.get("https_port", 443)
         return Hub(f"https://{target.address}:{port}", ca_file, token, server_hostname)
@@ -77,13 +83,38 @@ def start(count: int, data: dict | None = None, prefix: str = "smoke", repositor
 def deploy_twice(deployment: Deployment) -> tuple[DeployRun, DeployRun]:
     first = deployment.deploy()
     if first.returncode != 0:
-        raise SmokeFailure(f"first deploy failed ({first.returncode}):\n{first.log[-6000:]}")
+        raise SmokeFailure(f"first deploy failed ({first.returncode}):\n{_failure(deployment, first)}")
     second = deployment.deploy()
     if second.returncode != 0:
-        raise SmokeFailure(f"second deploy failed ({second.returncode}):\n{second.log[-6000:]}")
+        raise SmokeFailure(f"second deploy failed ({second.returncode}):\n{_failure(deployment, second)}")
     if second.totals.get("success") or second.totals.get("error"):
         raise SmokeFailure(f"second deploy changed something: {second.changed_operations()}")
     return first, second
+
+
+@contextmanager
+def deployed(deployment: Deployment):
+    """The deployment, deployed twice (the second run changing nothing); its targets removed afterwards."""
+    try:
+        deploy_twice(deployment)
+        yield deployment
+    finally:
+        remove_targets(deployment.engine, deployment.targets)
+        deployment.targets_file.unlink(missing_ok=True)
+
+
+def _failure(deployment: Deployment, run: DeployRun) -> str:
+    """The end of pyinfra's log, and the hub's own log on each host that failed."""
+    failed = set((run.results or {}).get("failed_hosts", []))
+    logs = []
+    for target in deployment.targets:
+        if target.address in failed:
+            container = deployment.engine.containers.get(target.container_id)
+            output = container.exec_run(["sh", "-c", "docker logs --tail 80 jupyterhub 2>&1"]).output
+            logs.append(f"--- the hub's log on {target.address}:\n{output.decode(errors='replace')}")
+    text = run.log
+    stderr_end = text.find('{"')  # pyinfra's own lines come before its --json document
+    return "\n".join([(text[:stderr_end] if stderr_end > 0 else text)[-5000:], *logs])
 
 
 def check_hub(deployment: Deployment, target: TargetHost, user: str = "smoke") -> str:

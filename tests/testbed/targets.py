@@ -66,13 +66,16 @@ def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target
         address = container.attrs["NetworkSettings"]["IPAddress"]
         hosts.append(TargetHost(name=name, address=address, container_id=container.id))
     for target in hosts:
-        _wait_for_port(target.address, 22)
+        wait_for_port(target.address, 22)
     return hosts
 
 
-def _wait_for_port(address: str, port: int, timeout: float = 30) -> None:
+def wait_for_port(address: str, port: int, timeout: float = 30, process: subprocess.Popen | None = None) -> None:
+    """Until ``address:port`` accepts connections; a server ``process`` of the test bed must not exit meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the test bed's server for {address}:{port} exited with {process.returncode}")
         try:
             with socket.create_connection((address, port), timeout=2):
                 return

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Entry point of the built single-user image. The container starts as root only to decide about sudo;
+# the server itself runs as jovyan. GRANT_SUDO=yes, which the hub sets for members of sudo_groups, lets
+# jovyan use sudo without a password, as in the Jupyter Docker Stacks images; without it jovyan cannot.
+# root has no password: nobody can become root any other way.
+set -eu
+if [ "$(id -u)" = 0 ]; then
+  if [ "${GRANT_SUDO:-no}" = yes ]; then
+    printf 'jovyan ALL=(ALL) NOPASSWD:ALL\n' > /etc/sudoers.d/jovyan
+    chmod 440 /etc/sudoers.d/jovyan
+  else
+    rm -f /etc/sudoers.d/jovyan
+  fi
+  export HOME=/home/jovyan USER=jovyan LOGNAME=jovyan
+  exec setpriv --reuid=1000 --regid=1000 --init-groups "$@"
+fi
+exec "$@"

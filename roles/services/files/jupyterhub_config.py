@@ -1,0 +1,281 @@
+"""JupyterHub's configuration on a jupyterhub-gpu host: the same code on every host, applied to data.
+
+The deploy writes its validated settings to ``/etc/jupyterhub/hub.json`` and the secrets to files
+under ``/run/secrets``; this file reads both and is never generated, so no setting can become code.
+"""
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+SETTINGS_FILE = Path(os.environ.get("JUPYTERHUB_GPU_SETTINGS", "/etc/jupyterhub/hub.json"))
+SECRETS_DIR = Path(os.environ.get("JUPYTERHUB_GPU_SECRETS", "/run/secrets"))
+# The hub database's volume: only what outlives a container belongs here.
+DATA_DIR = Path(os.environ.get("JUPYTERHUB_GPU_DATA", "/srv/jupyterhub"))
+# A tmpfs that a restarted container gets empty: what belongs to one run of the hub (the proxy's pid).
+RUNTIME_DIR = Path(os.environ.get("JUPYTERHUB_GPU_RUNTIME", "/run/jupyterhub"))
+TLS_DIR = Path("/etc/jupyterhub/tls")
+HOME = "/home/jovyan"
+
+log = logging.getLogger("JupyterHub")
+
+
+def secret(name: str) -> str:
+    return (SECRETS_DIR / name).read_text().strip()
+
+
+def configure_hub(c, hub: dict) -> None:
+    c.JupyterHub.log_level = hub["log_level"]
+    c.JupyterHub.bind_url = "https://:8443"
+    c.JupyterHub.ssl_cert = str(TLS_DIR / "server.crt")
+    c.JupyterHub.ssl_key = str(TLS_DIR / "server.key")
+    c.JupyterHub.hub_ip = "0.0.0.0"
+    c.JupyterHub.hub_connect_ip = "jupyterhub"
+    c.JupyterHub.db_url = f"sqlite:///{DATA_DIR / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(SECRETS_DIR / "cookie_secret")
+    c.ConfigurableHTTPProxy.auth_token = secret("proxy_token")
+    c.ConfigurableHTTPProxy.pid_file = str(RUNTIME_DIR / "jupyterhub-proxy.pid")
+    # User servers outlive the hub: restarts and re-deploys of the hub must not stop them.
+    c.JupyterHub.cleanup_servers = False
+    c.Authenticator.admin_users = set(hub["admin_users"])
+
+    from gpudockerspawner import service as gpu_service
+
+    services = [gpu_service.hub_service()]
+    roles = [gpu_service.hub_role()]
+    if hub.get("ops_token"):
+        services.append({"name": "jupyterhub-gpu-ops", "api_token": secret("ops_api_token")})
+        roles.append({"name": "jupyterhub-gpu-ops", "scopes": hub["ops_token_scopes"],
+                      "services": ["jupyterhub-gpu-ops"]})
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+
+def configure_spawner(c, spawner: dict) -> None:
+    c.JupyterHub.spawner_class = "gpudockerspawner.GPUDockerSpawner"
+    c.GPUDockerSpawner.image = spawner["image"]
+    c.GPUDockerSpawner.network_name = spawner["network"]
+    c.GPUDockerSpawner.use_internal_ip = True
+    c.GPUDockerSpawner.remove = True
+    c.GPUDockerSpawner.notebook_dir = HOME
+    c.GPUDockerSpawner.volumes = {spawner["home_volume_prefix"] + "{username}": HOME}
+    c.GPUDockerSpawner.gpu_ids = spawner["gpu_ids"]
+    c.GPUDockerSpawner.gpus_per_user = spawner["gpus_per_user"]
+    c.GPUDockerSpawner.users_per_gpu = spawner["users_per_gpu"]
+    c.GPUDockerSpawner.on_exhausted = spawner["on_exhausted"]
+    # WSL2's GPU driver shows every container every GPU: there the assignment is advisory.
+    c.GPUDockerSpawner.devices_filtered = spawner["devices_filtered"]
+    c.GPUDockerSpawner.pool_label = spawner["pool_label"]
+    if spawner.get("mem_limit"):
+        c.GPUDockerSpawner.mem_limit = spawner["mem_limit"]
+    # The image starts as root only to set up sudo (or not) and then runs the server as jovyan, the
+    # convention of the Jupyter Docker Stacks images, which honour GRANT_SUDO the same way.
+    c.GPUDockerSpawner.extra_create_kwargs = {"user": "root"}
+    sudo_groups = frozenset(spawner["sudo_groups"])
+    c.GPUDockerSpawner.environment = {
+        "GRANT_SUDO": lambda s: "yes" if sudo_groups & {group.name for group in s.user.groups} else "no",
+    }
+
+
+def configure_authenticator(c, auth: dict) -> None:
+    kind = auth["kind"]
+    if auth["allowed_users"]:
+        c.Authenticator.allowed_users = set(auth["allowed_users"])
+    c.Authenticator.allow_all = auth["allow_all"]
+    {
+        "native": _native,
+        "ldap": _ldap,
+        "oauth": _oauth,
+        "shared-password": _shared_password,
+        "dummy": _dummy,
+    }[kind](c, auth)
+
+
+def _native(c, auth: dict) -> None:
+    _native_login_without_statsd()
+    native = auth["native"]
+    c.JupyterHub.authenticator_class = _deployed_native_authenticator()
+    # An admin's approval at /hub/authorize is the allow rule: without allow_all, JupyterHub 5+ would
+    # refuse every approved user whose name is not also listed in allowed_users.
+    c.Authenticator.allow_all = True
+    c.NativeAuthenticator.open_signup = native["open_signup"]
+    c.NativeAuthenticator.minimum_password_length = native["minimum_password_length"]
+    c.NativeAuthenticator.check_common_password = native["check_common_password"]
+    c.NativeAuthenticator.allowed_failed_logins = native["allowed_failed_logins"]
+    c.NativeAuthenticator.seconds_before_next_try = native["seconds_before_next_try"]
+
+
+def _ldap(c, auth: dict) -> None:
+    ldap = auth["ldap"]
+    c.JupyterHub.authenticator_class = "ldapauthenticator.LDAPAuthenticator"
+    c.LDAPAuthenticator.server_address = ldap["server_address"]
+    if ldap.get("server_port"):
+        c.LDAPAuthenticator.server_port = ldap["server_port"]
+    c.LDAPAuthenticator.tls_strategy = ldap["tls"]
+    if ldap.get("ca_file"):
+        c.LDAPAuthenticator.tls_kwargs = {"ca_certs_file": str(SECRETS_DIR / ldap["ca_file"])}
+    if ldap["bind_dn_template"]:
+        c.LDAPAuthenticator.bind_dn_template = ldap["bind_dn_template"]
+    if ldap.get("user_search_base"):
+        c.LDAPAuthenticator.lookup_dn = True
+        c.LDAPAuthenticator.user_search_base = ldap["user_search_base"]
+        c.LDAPAuthenticator.user_attribute = ldap["user_attribute"]
+        c.LDAPAuthenticator.lookup_dn_search_user = ldap["search_user"]
+        c.LDAPAuthenticator.lookup_dn_search_password = secret("ldap_search_password")
+    if auth["allowed_groups"]:
+        c.LDAPAuthenticator.allowed_groups = auth["allowed_groups"]
+
+
+def _oauth(c, auth: dict) -> None:
+    oauth = auth["oauth"]
+    provider = oauth["provider"]
+    classes = {
+        "generic": ("oauthenticator.generic.GenericOAuthenticator", "GenericOAuthenticator"),
+        "github": ("oauthenticator.github.GitHubOAuthenticator", "GitHubOAuthenticator"),
+        "gitlab": ("oauthenticator.gitlab.GitLabOAuthenticator", "GitLabOAuthenticator"),
+        "azuread": ("oauthenticator.azuread.AzureAdOAuthenticator", "AzureAdOAuthenticator"),
+    }
+    class_path, name = classes[provider]
+    c.JupyterHub.authenticator_class = class_path
+    section = c[name]
+    section.client_id = oauth["client_id"]
+    section.client_secret = secret("oauth_client_secret")
+    section.oauth_callback_url = oauth["callback_url"]
+    groups = auth["allowed_groups"]
+    if provider == "generic":
+        section.authorize_url = oauth["authorize_url"]
+        section.token_url = oauth["token_url"]
+        section.userdata_url = oauth["userdata_url"]
+        section.scope = oauth["scopes"]
+        section.username_claim = oauth["username_claim"]
+        # The provider's groups become hub groups (for allowed_groups, and for sudo_groups).
+        section.manage_groups = True
+        section.auth_state_groups_key = "oauth_user." + oauth["groups_claim"]
+        if groups:
+            section.allowed_groups = set(groups)
+    elif provider == "github":
+        if groups:
+            section.allowed_organizations = set(groups)
+            section.scope = ["read:org"]
+    elif provider == "gitlab":
+        if oauth.get("gitlab_url"):
+            section.gitlab_url = oauth["gitlab_url"]
+        if groups:
+            section.allowed_gitlab_groups = set(groups)
+    elif provider == "azuread":
+        section.tenant_id = oauth["azuread_tenant_id"]
+        if groups:
+            section.manage_groups = True
+            section.allowed_groups = set(groups)
+
+
+def _insecure(kind: str) -> None:
+    log.warning("!" * 78)
+    log.warning("INSECURE TEST MODE: authenticator %r lets in anyone who knows one shared password%s.", kind,
+                " (or any password at all)" if kind == "dummy" else "")
+    log.warning("This hub is for tests only; never let people use it (insecure_test_mode: true).")
+    log.warning("!" * 78)
+
+
+def _shared_password(c, auth: dict) -> None:
+    _insecure("shared-password")
+    c.JupyterHub.authenticator_class = "shared-password"
+    c.SharedPasswordAuthenticator.user_password = secret("shared_password")
+    c.SharedPasswordAuthenticator.admin_password = secret("shared_admin_password")
+
+
+def _dummy(c, auth: dict) -> None:
+    _insecure("dummy")
+    c.JupyterHub.authenticator_class = "dummy"
+    c.DummyAuthenticator.password = secret("shared_password")
+
+
+class _NoStatsd:
+    """Accepts the statsd calls that nativeauthenticator 1.3.0 makes and does nothing with them."""
+
+    def timer(self, *args, **kwargs):
+        return self
+
+    def start(self):
+        return self
+
+    def stop(self, *args, **kwargs):
+        pass
+
+    def incr(self, *args, **kwargs):
+        pass
+
+
+def _native_login_without_statsd() -> None:
+    """JupyterHub 6 removed its statsd client (jupyterhub#5407); nativeauthenticator 1.3.0, its newest
+    release, still times every login with it, so without this each login answers HTTP 500. The shim
+    touches only nativeauthenticator's own login handler and stands aside once a release stops using
+    statsd or JupyterHub brings it back."""
+    from nativeauthenticator import handlers
+
+    if not hasattr(handlers.LoginHandler, "statsd"):
+        handlers.LoginHandler.statsd = _NoStatsd()
+
+
+def _deployed_native_authenticator():
+    # Defined on demand: only the native path needs nativeauthenticator.
+    import bcrypt
+    from nativeauthenticator import NativeAuthenticator
+    from nativeauthenticator.orm import UserInfo
+
+    class DeployedNativeAuthenticator(NativeAuthenticator):
+        """NativeAuthenticator whose admin accounts belong to the deploy.
+
+        At hub start each admin's account is created, approved, from the password file that the deploy
+        generated on the host (``/run/secrets/admin-password-<name>``); a rotated file (deleted and
+        re-deployed) sets the new password. Nobody can sign up under an admin's name. An admin may still
+        change their own password in the hub: a password file is applied once, not at every start.
+        """
+
+        applied_file = DATA_DIR / "admin-passwords-applied.json"
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.ensure_admin_accounts()
+
+        def create_user(self, username, password, **kwargs):
+            if self.normalize_username(username) in self.admin_users:
+                self.log.warning("Refused a sign-up under the admin name %r", username)
+                return None
+            return super().create_user(username, password, **kwargs)
+
+        def ensure_admin_accounts(self) -> None:
+            applied = json.loads(self.applied_file.read_text()) if self.applied_file.exists() else {}
+            for name in sorted(self.admin_users):
+                password = secret(f"admin-password-{name}")
+                # The fingerprint of a random 144-bit password tells nothing about it.
+                fingerprint = hashlib.sha256(password.encode()).hexdigest()
+                account = UserInfo.find(self.db, name)
+                if account is not None and applied.get(name) == fingerprint:
+                    continue
+                hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+                if account is None:
+                    self.db.add(UserInfo(username=name, password=hashed, is_authorized=True))
+                    self.log.info("Created the admin account %s from its password file", name)
+                else:
+                    account.password, account.is_authorized = hashed, True
+                    self.log.info("Set the admin account %s's password from its password file", name)
+                self.db.commit()
+                applied[name] = fingerprint
+            partial = self.applied_file.with_suffix(".partial")
+            partial.write_text(json.dumps(applied, indent=2, sort_keys=True))
+            partial.replace(self.applied_file)
+
+    return DeployedNativeAuthenticator
+
+
+def apply(c, settings: dict) -> None:
+    configure_hub(c, settings["hub"])
+    configure_authenticator(c, settings["authenticator"])
+    configure_spawner(c, settings["spawner"])
+
+
+if "get_config" in globals():
+    apply(get_config(), json.loads(SETTINGS_FILE.read_text()))  # noqa: F821

@@ -1,0 +1,194 @@
+"""The hub's static configuration applied to the data the deploy writes: what JupyterHub is told, for each
+authenticator, without a deploy. Loaded the way JupyterHub loads it (traitlets' config file loader)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from traitlets.config.loader import PyFileConfigLoader
+
+from roles.facts import HostProfile
+from roles.images import Images
+from roles.preflight import Target
+from roles.services import FILES, hub_settings
+from roles.settings import from_host_data
+
+PROFILE = HostProfile(os_id="debian", os_version="12", os_codename="bookworm", hostname="gpubox", ipv4=("10.0.0.5",))
+IMAGES = Images(hub="jupyterhub-gpu/hub:1", singleuser="jupyterhub-gpu/singleuser:2")
+
+
+@pytest.fixture
+def load(tmp_path, monkeypatch):
+    """Write hub.json for ``data`` and the secrets the hub reads, then load the configuration."""
+
+    def load(data: dict, secrets: dict | None = None, **target):
+        secrets_dir = tmp_path / "secrets"
+        secrets_dir.mkdir(exist_ok=True)
+        for name, value in {"proxy_token": "p" * 64, "ops_api_token": "o" * 64, **(secrets or {})}.items():
+            (secrets_dir / name).write_text(value + "\n")
+        settings = from_host_data("host1", data)
+        document = hub_settings(Target(settings=settings, profile=PROFILE, **target), IMAGES)
+        (tmp_path / "hub.json").write_text(json.dumps(document))
+        monkeypatch.setenv("JUPYTERHUB_GPU_SETTINGS", str(tmp_path / "hub.json"))
+        monkeypatch.setenv("JUPYTERHUB_GPU_SECRETS", str(secrets_dir))
+        monkeypatch.setenv("JUPYTERHUB_GPU_DATA", str(tmp_path))
+        return PyFileConfigLoader("jupyterhub_config.py", path=str(FILES)).load_config()
+
+    return load
+
+
+def test_native_is_the_default_with_the_deploys_admin_accounts_and_safe_password_rules(load):
+    config = load({})
+    authenticator = config.JupyterHub.authenticator_class
+    assert authenticator.__name__ == "DeployedNativeAuthenticator"
+    assert config.Authenticator.admin_users == {"admin"}
+    # An admin's approval at /hub/authorize is native's allow rule.
+    assert config.Authenticator.allow_all is True
+    native = config.NativeAuthenticator
+    assert (native.minimum_password_length, native.check_common_password, native.allowed_failed_logins,
+            native.open_signup) == (12, True, 5, False)
+
+
+def test_values_reach_the_hub_as_data_never_as_code(load):
+    """A value that would break generated Python arrives literally."""
+    config = load({"network_name": "jupyternet", "hub_log_level": "DEBUG", "sudo_groups": ["gpu-admins"]})
+    assert config.GPUDockerSpawner.network_name == "jupyternet"
+    assert config.JupyterHub.log_level == "DEBUG"
+    assert config.GPUDockerSpawner.volumes == {"jupyterhub-gpu-user-{username}": "/home/jovyan"}
+
+
+def test_sudo_is_granted_to_members_of_sudo_groups_only(load):
+    from types import SimpleNamespace
+
+    config = load({"sudo_groups": ["teachers"]})
+    grant = config.GPUDockerSpawner.environment["GRANT_SUDO"]
+
+    def spawner(*groups):
+        return SimpleNamespace(user=SimpleNamespace(groups=[SimpleNamespace(name=g) for g in groups]))
+
+    assert grant(spawner("teachers", "students")) == "yes"
+    assert grant(spawner("students")) == "no"
+    assert grant(spawner()) == "no"
+    assert config.GPUDockerSpawner.extra_create_kwargs == {"user": "root"}
+
+
+def test_proxy_pid_file_is_on_the_runtime_tmpfs_not_the_database_volume(load):
+    config = load({})
+    assert config.ConfigurableHTTPProxy.pid_file == "/run/jupyterhub/jupyterhub-proxy.pid"
+    assert config.JupyterHub.db_url.startswith("sqlite:///")
+
+
+def test_ldap_with_a_bind_template_tls_and_a_group_rule(load, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    config = load({"authenticator": "ldap", "ldap_server_address": "ldap.example.org", "ldap_ca_file": str(ca),
+                   "ldap_bind_dn_template": ["uid={username},ou=people,dc=example,dc=org"],
+                   "allowed_groups": ["cn=hub,ou=groups,dc=example,dc=org"]})
+    assert config.JupyterHub.authenticator_class == "ldapauthenticator.LDAPAuthenticator"
+    ldap = config.LDAPAuthenticator
+    assert ldap.server_address == "ldap.example.org"
+    assert ldap.tls_strategy == "on_connect"
+    assert ldap.tls_kwargs == {"ca_certs_file": str(tmp_path / "secrets" / "ldap_ca")}
+    assert ldap.bind_dn_template == ["uid={username},ou=people,dc=example,dc=org"]
+    assert ldap.allowed_groups == ["cn=hub,ou=groups,dc=example,dc=org"]
+    assert config.Authenticator.allow_all is False
+    assert instantiated(config).tls_strategy.name == "on_connect"
+
+
+def test_ldap_lookup_reads_the_search_password_from_its_secret(load, tmp_path):
+    password = tmp_path / "search-password"
+    password.write_text("s3arch")
+    config = load({"authenticator": "ldap", "ldap_server_address": "10.1.2.3", "allow_all": True,
+                   "ldap_user_search_base": "ou=people,dc=example,dc=org",
+                   "ldap_search_user": "cn=reader,dc=example,dc=org",
+                   "ldap_search_password_file": str(password)},
+                  secrets={"ldap_search_password": "s3arch"})
+    ldap = config.LDAPAuthenticator
+    assert (ldap.lookup_dn, ldap.user_search_base, ldap.lookup_dn_search_password) == (
+        True, "ou=people,dc=example,dc=org", "s3arch")
+    assert config.Authenticator.allow_all is True
+
+
+OAUTH = {"authenticator": "oauth", "oauth_client_id": "hub", "oauth_client_secret_env": "HUB_SECRET",
+         "hub_names": ["hub.example.org"], "allowed_users": ["ada"]}
+
+
+@pytest.mark.parametrize(
+    ("provider", "extra", "class_path", "checks"),
+    [
+        ("generic", {"allowed_groups": ["physics"], "oauth_issuer_url": "https://id.example.org"},
+         "oauthenticator.generic.GenericOAuthenticator",
+         {"authorize_url": "https://id.example.org/auth", "username_claim": "preferred_username",
+          "allowed_groups": {"physics"}, "manage_groups": True, "auth_state_groups_key": "oauth_user.groups"}),
+        ("github", {"allowed_groups": ["my-lab"]}, "oauthenticator.github.GitHubOAuthenticator",
+         {"allowed_organizations": {"my-lab"}}),
+        ("gitlab", {"oauth_gitlab_url": "https://gitlab.example.org", "allowed_groups": ["lab"]},
+         "oauthenticator.gitlab.GitLabOAuthenticator",
+         {"gitlab_url": "https://gitlab.example.org", "allowed_gitlab_groups": {"lab"}}),
+        ("azuread", {"oauth_azuread_tenant_id": "contoso.onmicrosoft.com"}, "oauthenticator.azuread.AzureAdOAuthenticator",
+         {"tenant_id": "contoso.onmicrosoft.com"}),
+    ],
+)
+def test_oauth_providers(load, monkeypatch, provider, extra, class_path, checks):
+    monkeypatch.setenv("HUB_SECRET", "from-the-environment")
+    endpoints = {"authorize_url": "https://id.example.org/auth", "token_url": "https://id.example.org/token",
+                 "userdata_url": "https://id.example.org/userinfo"}
+    config = load({**OAUTH, "oauth_provider": provider, **extra}, secrets={"oauth_client_secret": "s3cret"},
+                  oauth_endpoints=endpoints if provider == "generic" else {})
+    assert config.JupyterHub.authenticator_class == class_path
+    section = config[class_path.rsplit(".", 1)[1]]
+    assert section.client_id == "hub"
+    assert section.client_secret == "s3cret"
+    assert section.oauth_callback_url == "https://hub.example.org/hub/oauth_callback"
+    for name, value in checks.items():
+        assert section[name] == value
+    assert config.Authenticator.allowed_users == {"ada"}
+    authenticator = instantiated(config)
+    assert authenticator.client_secret == "s3cret"
+
+
+def instantiated(config):
+    """The authenticator as JupyterHub makes it from this configuration: every trait validated."""
+    from jupyterhub.app import JupyterHub
+
+    return JupyterHub(config=config).authenticator_class(config=config)
+
+
+@pytest.mark.parametrize("kind", ["shared-password", "dummy"])
+def test_test_authenticators_say_so_in_the_hub_log(load, kind, caplog):
+    config = load({"authenticator": kind, "insecure_test_mode": True},
+                  secrets={"shared_password": "x" * 24, "shared_admin_password": "y" * 48})
+    assert config.JupyterHub.authenticator_class == kind
+    assert "INSECURE TEST MODE" in caplog.text
+    instantiated(config)
+
+
+def test_admin_accounts_come_from_their_password_files_once(load, tmp_path):
+    """Created approved at hub start, never re-applied over an admin's own change, re-applied when rotated;
+    nobody signs up under an admin's name."""
+    from jupyterhub import orm
+
+    config = load({}, secrets={"admin-password-admin": "first-generated-password"})
+    authenticator_class = config.JupyterHub.authenticator_class
+    db = orm.new_session_factory("sqlite://")()
+
+    def start_hub():
+        return authenticator_class(admin_users={"admin"}, _deprecated_db_session=db)
+
+    hub = start_hub()
+    account = hub.get_user("admin")
+    assert account.is_authorized and account.is_valid_password("first-generated-password")
+    assert hub.create_user("admin", "another-long-password") is None
+    assert hub.create_user("bob", "bobs-long-password!") is not None
+
+    assert hub.change_password("admin", "the-admins-own-choice")
+    start_hub()
+    assert hub.get_user("admin").is_valid_password("the-admins-own-choice")
+
+    (tmp_path / "secrets" / "admin-password-admin").write_text("rotated-generated-password\n")
+    start_hub()
+    assert hub.get_user("admin").is_valid_password("rotated-generated-password")
+    applied = json.loads((tmp_path / "admin-passwords-applied.json").read_text())
+    assert set(applied) == {"admin"} and "rotated" not in json.dumps(applied)

@@ -1,0 +1,90 @@
+"""Logging in through a directory and an OpenID Connect provider, in a real browser: two fresh targets,
+one with authenticator ldap (the test bed's slapd over ldaps), one with oauth (the test bed's oidc-provider),
+deployed at once and deployed again without change."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.testbed import smoke
+from tests.testbed.browser import HubPages, JupyterLab
+from tests.testbed.ldap import Directory
+from tests.testbed.oidc import Provider
+from tests.testbed.targets import bridge_gateway, write_inventory_file
+
+pytestmark = pytest.mark.slow
+
+OIDC_HUB = "hub-oidc.testbed.test"
+PEOPLE = {"ada": "ada-ldap-passphrase", "bob": "bob-ldap-passphrase"}
+OIDC_ACCOUNTS = {"cleo": {"password": "cleo-oidc-passphrase", "groups": ["physics"]},
+                 "dan": {"password": "dan-oidc-passphrase", "groups": ["chemistry"]}}
+
+
+@pytest.fixture(scope="module")
+def providers(engine):
+    gateway = bridge_gateway(engine)
+    directory = Directory(gateway, PEOPLE, hub_users=["ada"])
+    provider = Provider(gateway, f"https://{OIDC_HUB}/hub/oauth_callback", OIDC_ACCOUNTS)
+    yield directory, provider
+    provider.close()
+    directory.close()
+
+
+@pytest.fixture(scope="module")
+def idp_deployment(engine, providers):
+    directory, provider = providers
+    deployment = smoke.start(2, prefix="idp")
+    ldap_target, oidc_target = deployment.targets
+    ldap_target.data.update(directory.inventory_data())
+    oidc_target.data.update(provider.inventory_data(), hub_names=[OIDC_HUB], allowed_groups=["physics"])
+    write_inventory_file(deployment.targets, deployment.targets_file)
+    with smoke.deployed(deployment):
+        yield deployment
+
+
+def test_second_deploy_changes_nothing(idp_deployment):
+    assert idp_deployment.runs[1].totals["success"] == 0, idp_deployment.runs[1].changed_operations()
+
+
+def test_ldap_member_logs_in_and_gets_a_server_and_a_non_member_is_refused(idp_deployment, browsers):
+    target = idp_deployment.targets[0]
+    url = f"https://{target.address}/"
+    pages = HubPages(browsers([idp_deployment.ca_file(target)]), url)
+
+    pages.login("bob", PEOPLE["bob"])  # in the directory, not in cn=hub-users
+    assert "Invalid username or password" in pages.browser.wait_for_text("Invalid username")
+    pages.login("ada", "not-adas-password")
+    assert "Invalid username or password" in pages.browser.wait_for_text("Invalid username")
+
+    pages.logged_in("ada", PEOPLE["ada"])
+    pages.start_server_or_fail()
+    lab = JupyterLab(pages.browser)
+    lab.wait_until_loaded()
+    assert pages.browser.url.startswith(f"{url}user/ada/lab")
+
+
+def test_oidc_login_goes_to_the_provider_and_back_and_a_server_starts(idp_deployment, providers, browsers):
+    _, provider = providers
+    target = idp_deployment.targets[1]
+    url = f"https://{OIDC_HUB}/"
+
+    def log_in_at_the_provider(username: str):
+        """A person's own browser: the hub sends it to the provider, they sign in there."""
+        browser = browsers([idp_deployment.ca_file(target), provider.ca_file], hosts={OIDC_HUB: target.address})
+        browser.open(f"{url}hub/login")
+        browser.click_link("/hub/oauth_login")
+        browser.wait_for_url(provider.issuer)
+        browser.fill("#idp-username", username)
+        browser.fill("#idp-password", OIDC_ACCOUNTS[username]["password"])
+        browser.click("#idp-submit")
+        return browser
+
+    refused = log_in_at_the_provider("dan")  # the provider knows dan, but not in "physics"
+    refused.wait_for_url(f"{url}hub/")
+    assert "403" in refused.wait_for_text("403")
+
+    browser = log_in_at_the_provider("cleo")
+    browser.wait_for_url(f"{url}hub/spawn")
+    HubPages(browser, url).start_server_or_fail()
+    JupyterLab(browser).wait_until_loaded()
+    assert browser.url.startswith(f"{url}user/cleo/lab")

@@ -1,0 +1,169 @@
+"""What people do with the deployed hub, in a real browser over verified HTTPS: the admin's first login,
+signing up and being approved, a GPU server with JupyterLab and a notebook that survives, what another
+person may not see, a full GPU pool, and sudo for some."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import pytest
+
+from tests.testbed.browser import HubPages, JupyterLab
+from tests.testbed.nvidia import FAKE_GPUS
+
+pytestmark = pytest.mark.slow
+
+ENV_CELL = ('import os; print("NV=" + os.environ["NVIDIA_VISIBLE_DEVICES"] + ";"); '
+            'print("CUDA=" + os.environ.get("CUDA_VISIBLE_DEVICES", "none") + ";")')
+
+
+def unique(name: str) -> str:
+    """A name no earlier run used: the journeys can run again on a kept hub."""
+    return f"{name}-{secrets.token_hex(2)}"
+
+
+def admin_password(deployment, target) -> str:
+    """The password file that the deploy's last lines name, read on the host as an admin would."""
+    match = re.search(rf"{re.escape(target.address)}: admin admin logs in with the password in (\S+) \(root only\)",
+                      deployment.runs[0].log)
+    assert match, "the deploy's closing lines do not name the admin password file"
+    return deployment.read(target, match.group(1)).decode().strip()
+
+
+@pytest.fixture(scope="module")
+def people_hub(deployment):
+    target = deployment.targets[0]
+    return {"target": target, "url": f"https://{target.address}/", "ca": deployment.ca_file(target),
+            "api": deployment.hub(target), "admin_password": admin_password(deployment, target)}
+
+
+@pytest.fixture
+def person(people_hub, browsers):
+    """A fresh browser on the hub, trusting its local CA as a person who imported it."""
+
+    def open_as():
+        return HubPages(browsers([people_hub["ca"]]), people_hub["url"])
+
+    return open_as
+
+
+def approved_person(people_hub, person, name: str) -> tuple[HubPages, str]:
+    """Someone who signed up and whom the admin approved, both in the browser."""
+    password = f"{name}-{secrets.token_hex(8)}"
+    pages = person()
+    assert "information has been sent to the admin" in pages.signup(name, password)
+    admin = person()
+    admin.logged_in("admin", people_hub["admin_password"])
+    admin.authorize(name)
+    return pages, password
+
+
+def test_admin_logs_in_with_the_generated_password_and_sees_users_and_gpus(people_hub, person):
+    pages = person()
+    pages.logged_in("admin", people_hub["admin_password"])
+    pages.browser.open(people_hub["url"] + "hub/admin")
+    pages.browser.wait_for_text("admin", css="table")
+    pages.browser.open(people_hub["url"] + "services/gpus/")
+    assert "GPU assignments" in pages.browser.wait_for_text("GPU assignments")
+
+
+def test_nobody_signs_up_under_the_admins_name(person):
+    message = person().signup("admin", "an-attackers-long-passphrase")
+    assert "already in use" in message
+
+
+def test_signed_up_person_starts_a_gpu_server_runs_a_notebook_and_finds_it_again(people_hub, person):
+    name = unique("grace")
+    password = f"{name}-{secrets.token_hex(8)}"
+    pages = person()
+    assert "information has been sent to the admin" in pages.signup(name, password)
+    pages.login(name, password)
+    assert "has not been authorized by an administrator yet" in pages.browser.wait_for_text("authorized")
+
+    admin = person()
+    admin.logged_in("admin", people_hub["admin_password"])
+    admin.authorize(name)
+
+    pages.logged_in(name, password)
+    form = pages.browser.wait_for("select[name=gpu]").text
+    assert "1 GPU" in form and "CPU only" in form
+    pages.start_server_or_fail(hardware="gpu")
+    lab = JupyterLab(pages.browser)
+    lab.wait_until_loaded()
+    lab.new_notebook()
+    output = lab.run_cell(ENV_CELL, expect="CUDA=")
+    visible = re.search(r"NV=([^;\n]*);", output).group(1)
+    cuda = re.search(r"CUDA=([^;\n]*);", output).group(1)
+
+    table = people_hub["api"].get("/services/gpus/api/assignments").json()
+    (held,) = [server["gpus"] for server in table["servers"] if server["user"] == name]
+    assert len(held) == 1 and held[0].startswith("GPU-")
+    assert visible == cuda == held[0]
+    lab.save("gpu-check.ipynb")
+
+    pages.stop_server()
+    pages.logout()
+    pages.logged_in(name, password)
+    pages.start_server_or_fail(hardware="cpu")
+    lab.wait_until_loaded()
+    lab.open_notebook(people_hub["url"], name, "gpu-check.ipynb")
+    assert any("NVIDIA_VISIBLE_DEVICES" in source for source in lab.cell_sources())
+
+
+def test_another_person_sees_neither_the_admin_pages_nor_someone_elses_server(people_hub, person):
+    api = people_hub["api"]
+    ivy, heidi = unique("ivy"), unique("heidi")
+    api.ensure_user(ivy)
+    api.start_server(ivy)
+    pages, password = approved_person(people_hub, person, heidi)
+    pages.logged_in(heidi, password)
+    refusals = {
+        "hub/admin": "requires any of [admin-ui]",
+        "services/gpus/": "You do not have permission to access JupyterHub service gpus",
+        "services/gpus/api/assignments": "You do not have permission to access JupyterHub service gpus",
+        f"user/{ivy}/lab": f"You do not have permission to access Server at /user/{ivy}/",
+    }
+    for path, refusal in refusals.items():
+        pages.browser.open(people_hub["url"] + path)
+        assert "403" in pages.browser.wait_for_text(refusal), path
+    api.stop_server(ivy)
+
+
+def test_with_every_gpu_taken_a_person_asking_for_one_reads_why(people_hub, person):
+    api = people_hub["api"]
+    held = api.get("/services/gpus/api/assignments").json()["gpus"]
+    holders = [unique("holder") for _ in range(len(FAKE_GPUS) - len(held))]
+    for holder in holders:
+        api.ensure_user(holder)
+        api.start_server(holder)
+    try:
+        judy = unique("judy")
+        pages, password = approved_person(people_hub, person, judy)
+        pages.logged_in(judy, password)
+        pages.start_server(hardware="gpu")
+        text = pages.browser.wait_for_text("GPUs are in use")
+        assert f"All {len(FAKE_GPUS)} GPUs are in use; try again later, or start a CPU-only server." in text
+    finally:
+        for holder in holders:
+            api.stop_server(holder)
+
+
+def test_sudo_inside_ones_container_only_for_sudo_groups(people_hub, person):
+    api = people_hub["api"]
+    results = {}
+    ken, lea = unique("ken"), unique("lea")
+    for name, in_group in ((ken, True), (lea, False)):
+        pages, password = approved_person(people_hub, person, name)
+        pages.logged_in(name, password)
+        if in_group:  # an admin puts them in the group once they have logged in
+            api.api("POST", "/groups/sudoers", json={"users": []})
+            api.api("POST", "/groups/sudoers/users", json={"users": [name]}).raise_for_status()
+        pages.start_server_or_fail(hardware="cpu")
+        lab = JupyterLab(pages.browser)
+        lab.wait_until_loaded()
+        lab.new_notebook()
+        output = lab.run_cell('!sudo -n true 2>&1 && echo "SUDO=yes;" || echo "SUDO=no;"', expect="SUDO=")
+        results[name] = re.search(r"SUDO=(yes|no);", output).group(1)
+        api.stop_server(name)
+    assert results == {ken: "yes", lea: "no"}
