@@ -74,10 +74,19 @@ def test_sudo_is_granted_to_members_of_sudo_groups_only(load):
     assert config.GPUDockerSpawner.extra_create_kwargs == {"user": "root"}
 
 
-def test_proxy_pid_file_is_on_the_runtime_tmpfs_not_the_database_volume(load):
+def test_proxy_pid_file_is_on_the_runtime_tmpfs_not_the_database_volume(load, tmp_path):
+    (tmp_path / "jupyterhub-proxy.pid").write_text("9")  # left on the volume by an earlier deploy
     config = load({})
     assert config.ConfigurableHTTPProxy.pid_file == "/run/jupyterhub/jupyterhub-proxy.pid"
-    assert config.JupyterHub.db_url.startswith("sqlite:///")
+    assert config.JupyterHub.db_url == f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
+    assert not (tmp_path / "jupyterhub-proxy.pid").exists()
+
+
+def test_user_servers_come_back_with_the_engine_and_are_found_at_their_new_address(load):
+    config = load({})
+    assert config.GPUDockerSpawner.extra_host_config == {"restart_policy": {"Name": "always"}, "auto_remove": False}
+    assert config.GPUDockerSpawner.remove is True
+    assert config.GPUDockerSpawner.use_internal_ip is True
 
 
 def test_ldap_with_a_bind_template_tls_and_a_group_rule(load, tmp_path):

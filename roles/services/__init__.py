@@ -92,7 +92,8 @@ def compose_project(target: Target, images: Images, certificate: Certificate, se
     hub = {
         "image": images.hub,
         "container_name": "jupyterhub",
-        "restart": "unless-stopped",
+        # Not "unless-stopped": Docker 20.10 leaves such containers down after its engine was killed.
+        "restart": "always",
         "ports": [f"{s.https_port}:8443"],
         "networks": [s.network_name],
         # What belongs to one run of the hub (the proxy's pid file) lives on a tmpfs that every start

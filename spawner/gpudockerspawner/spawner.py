@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from dockerspawner import DockerSpawner
+from jupyterhub.utils import fmt_ip_url
 from tornado.web import HTTPError
 from traitlets import Bool, Enum, Int, List, TraitError, Unicode, Union, default, validate
 
@@ -225,6 +226,13 @@ class GPUDockerSpawner(DockerSpawner):
         if status is not None:
             self._release()
         return status
+
+    async def get_url(self):
+        """Where the server is now, asked of Docker, not remembered: when the engine or the host restarts,
+        a container comes back with its server and its GPUs but may get another address, and the hub asks
+        this of every server that survived its own restart."""
+        ip, port = await self.get_ip_and_port()
+        return f"{self.server.proto}://{fmt_ip_url(ip)}:{port}{self.server.base_url}"
 
     def _wants_gpu(self, image: str) -> bool:
         if not self.may_use_gpu():

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -170,7 +170,9 @@ class HubPages:
                 return True
             return "Error:" in driver.find_element(By.TAG_NAME, "body").text
 
-        WebDriverWait(self.browser.driver, 120).until(left_the_form)
+        # The page changes under the check while the browser navigates.
+        WebDriverWait(self.browser.driver, 120, ignored_exceptions=(StaleElementReferenceException,)
+                      ).until(left_the_form)
 
     def start_server_or_fail(self, hardware: str | None = None) -> None:
         self.start_server(hardware)

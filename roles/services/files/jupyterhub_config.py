@@ -37,6 +37,8 @@ def configure_hub(c, hub: dict) -> None:
     c.JupyterHub.cookie_secret_file = str(SECRETS_DIR / "cookie_secret")
     c.ConfigurableHTTPProxy.auth_token = secret("proxy_token")
     c.ConfigurableHTTPProxy.pid_file = str(RUNTIME_DIR / "jupyterhub-proxy.pid")
+    # Earlier deploys kept it on the volume, where a stale one could make a restarted hub exit for good.
+    (DATA_DIR / "jupyterhub-proxy.pid").unlink(missing_ok=True)
     # User servers outlive the hub: restarts and re-deploys of the hub must not stop them.
     c.JupyterHub.cleanup_servers = False
     c.Authenticator.admin_users = set(hub["admin_users"])
@@ -57,8 +59,16 @@ def configure_spawner(c, spawner: dict) -> None:
     c.JupyterHub.spawner_class = "gpudockerspawner.GPUDockerSpawner"
     c.GPUDockerSpawner.image = spawner["image"]
     c.GPUDockerSpawner.network_name = spawner["network"]
+    # The proxy reaches each server at its container's address on the network. The address can change when
+    # the engine or the host restarts; the hub then restarts too and reads each server's address anew.
+    # (Not by container name: the hub's HTTP client caches names for seconds, and a server stopped and
+    # started again in that time would be looked for at its old address.)
     c.GPUDockerSpawner.use_internal_ip = True
+    # Servers are removed when they stop (a fresh container each start), yet a server that was running when
+    # the engine or the host went down comes back with it: a restart policy, and so no auto-remove. "always",
+    # because Docker 20.10 leaves "unless-stopped" containers down after its engine was killed.
     c.GPUDockerSpawner.remove = True
+    c.GPUDockerSpawner.extra_host_config = {"restart_policy": {"Name": "always"}, "auto_remove": False}
     c.GPUDockerSpawner.notebook_dir = HOME
     c.GPUDockerSpawner.volumes = {spawner["home_volume_prefix"] + "{username}": HOME}
     c.GPUDockerSpawner.gpu_ids = spawner["gpu_ids"]

@@ -1,0 +1,157 @@
+"""The hub comes back by itself after it is killed the way the OOM killer or a power loss kills it, and so do
+the user servers after the Docker engine dies: checked through the proxy over verified HTTPS, with the GPU
+assignments unchanged. Faults are made from outside, on the target host: SIGKILL, not a graceful stop."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.testbed.nvidia import FAKE_GPUS
+
+pytestmark = pytest.mark.slow
+
+BACK_WITHIN = 60  # seconds: what the hub may take to answer again without anyone's help
+
+
+def on_host(deployment, target, command: str) -> str:
+    code, output = deployment.engine.containers.get(target.container_id).exec_run(["sh", "-c", command])
+    assert code == 0, f"{command}: {output.decode(errors='replace')}"
+    return output.decode().strip()
+
+
+@pytest.fixture(scope="module")
+def crash_site(deployment):
+    """Target 0 with two running servers: one holds a stand-in GPU, one is CPU-only; each has a file."""
+    target = deployment.targets[0]
+    hub = deployment.hub(target)
+    for user, hardware in (("crash-gpu", "gpu"), ("crash-cpu", "cpu")):
+        hub.ensure_user(user)
+        response = hub.api("POST", f"/users/{user}/server", json={"gpu": hardware})
+        assert response.status_code in (201, 202), response.text
+        hub.start_server(user)
+        hub.write_file(user, "before-the-crash.txt", f"{user} was here")
+    yield deployment, target, hub
+    for user in ("crash-gpu", "crash-cpu"):  # the GPU goes back for the tests after these
+        hub.stop_server(user)
+
+
+def gpu_state(deployment, target, hub) -> dict:
+    """Who holds which GPU, read three ways that must agree: the GPU table, the containers' labels and their
+    environment."""
+    table = {server["user"]: server["gpus"] for server in hub.get("/services/gpus/api/assignments").json()["servers"]}
+    containers = on_host(deployment, target, "docker ps --filter label=gpudockerspawner.owner --format '{{.Names}}'")
+    seen = {}
+    for name in containers.split():
+        labels = on_host(deployment, target, "docker inspect --format "
+                         f"'{{{{index .Config.Labels \"gpudockerspawner.owner\"}}}} "
+                         f"{{{{index .Config.Labels \"gpudockerspawner.gpus\"}}}}' {name}")
+        owner, _, label = labels.partition(" ")
+        visible = on_host(deployment, target, f"docker exec {name} printenv NVIDIA_VISIBLE_DEVICES")
+        user = owner.split("/")[0]
+        assert visible == (label or "void"), f"{name}: label {label!r}, NVIDIA_VISIBLE_DEVICES {visible!r}"
+        seen[user] = [gpu for gpu in label.split(",") if gpu]
+    assert table == seen, f"the GPU table {table} disagrees with the containers {seen}"
+    held = [gpu for gpus in seen.values() for gpu in gpus]
+    assert len(held) == len(set(held)), f"a GPU is held twice: {seen}"
+    return seen
+
+
+def servers_answer_through_the_proxy(hub, since: float) -> None:
+    """Within BACK_WITHIN seconds of the fault ``since``: the hub answers, and (once it has checked the
+    servers it found running, which it does after it starts answering) each server is ready and serves its
+    file through the proxy."""
+    deadline = since + BACK_WITHIN
+    hub.wait_until_answering(timeout=deadline - time.monotonic())
+    for user in ("crash-gpu", "crash-cpu"):
+        while not (hub.user(user)["servers"].get("") or {}).get("ready"):
+            assert time.monotonic() < deadline, f"{user}'s server is not ready {BACK_WITHIN}s after the fault"
+            time.sleep(1)
+        assert hub.read_file(user, "before-the-crash.txt") == f"{user} was here"
+
+
+def hub_pid(deployment, target) -> str:
+    return on_host(deployment, target, "docker inspect --format '{{.State.Pid}}' jupyterhub")
+
+
+def wait_for_new_hub_process(deployment, target, old_pid: str) -> None:
+    deadline = time.monotonic() + BACK_WITHIN
+    while time.monotonic() < deadline:
+        code, output = deployment.engine.containers.get(target.container_id).exec_run(
+            ["docker", "inspect", "--format", "{{.State.Running}} {{.State.Pid}}", "jupyterhub"])
+        running, _, pid = output.decode().strip().partition(" ")
+        if code == 0 and running == "true" and pid not in ("0", old_pid):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the hub container did not come back within {BACK_WITHIN}s")
+
+
+def test_hub_killed_three_times_comes_back_each_time_with_every_server_and_gpu(crash_site):
+    """Three kills, and the luck taken out: whether the pid that a killed hub's proxy had names a live
+    process in the restarted container depends on chance, so before each kill the proxy's pid file, wherever
+    the hub keeps it, is made to name pid 1 (which always lives: the restarted hub itself)."""
+    deployment, target, hub = crash_site
+    before = gpu_state(deployment, target, hub)
+    assert before["crash-gpu"] and not before["crash-cpu"]
+    for _ in range(3):
+        on_host(deployment, target, "docker exec jupyterhub sh -c 'for f in $(find / -name jupyterhub-proxy.pid "
+                                    "-not -path \"/proc/*\" 2>/dev/null); do echo 1 > $f; done'")
+        pid = hub_pid(deployment, target)
+        on_host(deployment, target, f"kill -9 {pid}")
+        killed = time.monotonic()
+        wait_for_new_hub_process(deployment, target, pid)
+        servers_answer_through_the_proxy(hub, since=killed)
+        assert gpu_state(deployment, target, hub) == before
+
+
+def test_the_database_volume_keeps_nothing_that_belongs_to_one_run_of_the_hub(crash_site):
+    """Pid files, sockets and locks live on the tmpfs that each start of the container gets empty."""
+    deployment, target, _ = crash_site
+    kept = on_host(deployment, target, "docker exec jupyterhub ls -A /srv/jupyterhub").split()
+    assert set(kept) <= {"jupyterhub.sqlite", "jupyterhub.sqlite-journal", "admin-passwords-applied.json"}, kept
+    mounts = on_host(deployment, target, "docker inspect --format '{{json .HostConfig.Tmpfs}}' jupyterhub")
+    assert "/run/jupyterhub" in mounts
+
+
+def test_no_gpu_held_before_the_crash_is_handed_out_after_it(crash_site):
+    deployment, target, hub = crash_site
+    held = gpu_state(deployment, target, hub)["crash-gpu"]
+    hub.ensure_user("crash-newcomer")
+    hub.start_server("crash-newcomer")
+    try:
+        newcomer = gpu_state(deployment, target, hub)["crash-newcomer"]
+        assert newcomer and not set(newcomer) & set(held)
+        assert set(newcomer) | set(held) <= {uuid for _, uuid, _, _ in FAKE_GPUS}
+    finally:
+        hub.stop_server("crash-newcomer")
+
+
+def test_deploy_run_while_the_hub_is_down_repairs_it(crash_site):
+    """The operator's obvious remedy: deploy again while the killed hub is still restarting."""
+    deployment, target, hub = crash_site
+    before = gpu_state(deployment, target, hub)
+    pid = hub_pid(deployment, target)
+    on_host(deployment, target, f"kill -9 {pid}")
+    killed = time.monotonic()
+    repair = deployment.deploy()
+    assert repair.returncode == 0, repair.log[-3000:]
+    servers_answer_through_the_proxy(hub, since=killed)
+    assert gpu_state(deployment, target, hub) == before
+    again = deployment.deploy()
+    assert again.totals["success"] == 0, again.changed_operations()
+
+
+def test_engine_killed_and_started_again_brings_back_the_hub_and_every_server(crash_site):
+    deployment, target, hub = crash_site
+    before = gpu_state(deployment, target, hub)
+    on_host(deployment, target, "kill -9 $(cat /var/run/docker.pid)")
+    on_host(deployment, target, "for i in $(seq 30); do docker info >/dev/null 2>&1 || exit 0; sleep 1; done; exit 1")
+    # Started again as this host starts it (no systemd here): the package's init script, or dockerd itself
+    # where the init script cannot raise its limits (a container).
+    started = time.monotonic()
+    on_host(deployment, target, "/etc/init.d/docker start >/dev/null 2>&1 || "
+                                "(setsid dockerd >>/var/log/docker.log 2>&1 </dev/null &)")
+    on_host(deployment, target, "for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1")
+    servers_answer_through_the_proxy(hub, since=started)
+    assert gpu_state(deployment, target, hub) == before
