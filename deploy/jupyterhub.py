@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyinfra import host, logger, state  # noqa: E402
 
-from roles import docker_engine, images, network, nvidia_toolkit, preflight, secrets, services, tls  # noqa: E402
+from roles import docker_engine, images, network, nvidia_toolkit, preflight, secrets, services, tls, wsl  # noqa: E402
 from roles.summary import Summary  # noqa: E402
 
 target = preflight.check()
@@ -24,6 +24,7 @@ if target.settings.insecure_test_mode and target.settings.authenticator in ("sha
     host.log(insecure, log_func=logger.warning)
     summary.warn(insecure)
 docker_engine.ensure_engine(target)
+uptime = wsl.ensure_uptime(target)
 nvidia_toolkit.ensure_toolkit(target)
 network.ensure_network(target)
 built = images.ensure_images(target)
@@ -42,3 +43,5 @@ for admin, path in hub_secrets.admin_passwords.items():
     summary.say(f"admin {admin} logs in with the password in {path} (root only)")
 if target.settings.authenticator == "native":
     summary.say("new users sign up at /hub/signup; admins approve them at /hub/authorize")
+for line in uptime.said:
+    summary.say(line)

@@ -15,7 +15,25 @@ echo "os_codename=${VERSION_CODENAME:-${UBUNTU_CODENAME:-}}"
 echo "arch=$(uname -m)"
 echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
 echo "hostname=$(cat /proc/sys/kernel/hostname)"
-if grep -qi microsoft /proc/sys/kernel/osrelease 2>/dev/null; then echo wsl=1; else echo wsl=0; fi
+# WSL2: its kernel says so; its init makes /run/WSL.
+if grep -qi microsoft /proc/sys/kernel/osrelease 2>/dev/null || [ -d /run/WSL ]; then
+  echo wsl=1
+  printf 'wsl_distribution=%s\n' "${WSL_DISTRO_NAME:-}"
+  # Windows, through WSL's interop: its programs run from here only where interop is on.
+  system32=$(dirname "$(command -v cmd.exe 2>/dev/null || echo /mnt/c/Windows/System32/cmd.exe)")
+  who=$("$system32/cmd.exe" /d /c 'echo %USERDOMAIN%\%USERNAME%^|%USERPROFILE%' 2>/dev/null </dev/null | tr -d '\r')
+  if [ "${who#*|}" != "$who" ]; then
+    # printf, not echo: sh's echo reads the backslash of DOMAIN\user as an escape.
+    printf 'windows_system32=%s\n' "$system32"
+    printf 'windows_user=%s\n' "${who%%|*}"
+    profile=${who#*|}
+    if command -v wslpath >/dev/null 2>&1; then profile=$(wslpath -u "$profile" 2>/dev/null); fi
+    printf 'windows_profile=%s\n' "$profile"
+    if "$system32/whoami.exe" /groups 2>/dev/null </dev/null | grep -q S-1-16-12288; then echo windows_elevated=1; fi
+  fi
+else
+  echo wsl=0
+fi
 if command -v docker >/dev/null 2>&1; then
   echo docker_cli=1
   echo "docker_server=$(docker info --format '{{.ServerVersion}}' 2>/dev/null)"
@@ -46,6 +64,12 @@ class HostProfile:
     pid1: str = ""
     hostname: str = ""
     wsl: bool = False
+    wsl_distribution: str = ""
+    # Set where WSL's interop runs Windows programs: their folder, the user, their profile (as a Linux path).
+    windows_system32: str = ""
+    windows_user: str = ""
+    windows_profile: str = ""
+    windows_elevated: bool = False
     docker_cli: bool = False
     docker_server: str = ""
     docker_os: str = ""
@@ -76,7 +100,7 @@ def parse_profile(lines: list[str]) -> HostProfile:
             uri = _first_uri(value)
             if uri and "security" not in uri and uri not in values["apt_mirrors"]:
                 values["apt_mirrors"].append(uri)
-        elif key in ("wsl", "docker_cli"):
+        elif key in ("wsl", "docker_cli", "windows_elevated"):
             values[key] = value == "1"
         elif key in HostProfile.__dataclass_fields__:
             values[key] = value

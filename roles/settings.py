@@ -114,6 +114,8 @@ GroupName = Annotated[str, AfterValidator(_pattern(re.compile(r"^[A-Za-z0-9][A-Z
                                                    "a JupyterHub group name: letters, digits, '.', '_', '-'"))]
 EnvName = Annotated[str, AfterValidator(_pattern(re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"),
                                                  "an environment variable name"))]
+WslName = Annotated[str, AfterValidator(_pattern(re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+                                                 "a WSL distribution name: letters, digits, '.', '_', '-'"))]
 OAuthScope = Annotated[str, AfterValidator(_pattern(re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$"),
                                                     "an OAuth scope (printable ASCII, no spaces or quotes)"))]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
@@ -350,6 +352,23 @@ class HubSettings(BaseModel):
     )
     oauth_gitlab_url: HttpUrl | None = Field(
         default=None, description="`oauth` `gitlab`: a self-hosted GitLab's URL. Empty: gitlab.com."
+    )
+    wsl_keep_running: bool = Field(
+        default=True,
+        description="On a WSL2 host: a Windows scheduled task starts the distribution when Windows starts and keeps "
+        "it running, so that closing the last terminal or restarting Windows does not stop the hub.",
+    )
+    wsl_distribution: WslName | None = Field(
+        default=None,
+        description="On a WSL2 host: the distribution's name as `wsl -l` shows it. Empty: `$WSL_DISTRO_NAME` of "
+        "the deploy's session.",
+    )
+    wsl_vm_idle_timeout: int | None = Field(
+        default=None,
+        ge=1000,
+        le=2_147_483_647,
+        description="On a WSL2 host: milliseconds the WSL VM may idle before Windows shuts it down, set in the "
+        "Windows user's `.wslconfig` (`[wsl2] vmIdleTimeout`). Empty: leave that file alone.",
     )
     sudo_groups: list[GroupName] = Field(
         default_factory=list,

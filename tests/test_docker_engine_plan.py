@@ -2,13 +2,15 @@
 WSL2 with and without systemd, Docker Desktop, Docker's own repository; and that a converged host
 yields no command at all."""
 
+import hashlib
+
 from pyinfra.facts.apt import AptSources
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import Directory, File, FindInFile
+from pyinfra.facts.files import Directory, File, FindInFile, Sha1File
 from pyinfra.facts.server import TmpDir, Which
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from roles.docker_engine import ensure_engine
+from roles.docker_engine import FILES, START_SCRIPT, ensure_engine
 from roles.facts import DockerServerVersion, HostProfile
 from roles.preflight import Target
 from roles.settings import HubSettings
@@ -48,11 +50,14 @@ def test_ubuntu_24_with_systemd_gets_docker_io_compose_v2_and_a_systemd_unit(mon
     assert any(c.endswith("install docker-compose-v2") for c in commands)
 
 
-def test_wsl_without_systemd_starts_the_engine_with_its_init_script(monkeypatch):
+def test_wsl_without_systemd_starts_the_engine_with_the_start_script(monkeypatch):
     wsl = target(dict(UBUNTU_22, pid1="init", wsl=True))
-    commands = commands_of(plan(monkeypatch, fresh_facts(), ensure_engine, wsl))
+    planned = plan(monkeypatch, fresh_facts(), ensure_engine, wsl)
+    commands = commands_of(planned)
     assert not any(c.startswith("systemctl") for c in commands)
-    assert any(c.startswith("/etc/init.d/docker start") for c in commands)
+    assert dict(planned)["Docker engine | Docker engine running"] == ["/usr/local/sbin/jupyterhub-gpu-start-docker 60"]
+    script = (FILES / "start-docker-engine.sh").read_text()
+    assert "/etc/init.d/docker start" in script and "setsid dockerd" in script
 
 
 def test_debian_12_gets_the_compose_v2_plugin_from_the_controller(monkeypatch):
@@ -77,7 +82,14 @@ def test_converged_systemd_host_yields_no_command(monkeypatch):
 
 def test_converged_host_without_systemd_yields_no_command(monkeypatch):
     converged = target(dict(DEBIAN_12, pid1="sshd", docker_cli=True, docker_server="20.10.24", compose="2.40.3"))
-    planned = plan(monkeypatch, fresh_facts({DockerServerVersion: "20.10.24"}), ensure_engine, converged)
+    script = (FILES / "start-docker-engine.sh").read_bytes()
+    installed = {
+        File: lambda path: {"mode": 755, "user": "root", "group": "root", "size": len(script)}
+        if path == START_SCRIPT else None,
+        Sha1File: lambda path: hashlib.sha1(script).hexdigest() if path == START_SCRIPT else None,
+        Directory: lambda path: {"mode": 755, "user": "root", "group": "root"},
+    }
+    planned = plan(monkeypatch, fresh_facts({DockerServerVersion: "20.10.24", **installed}), ensure_engine, converged)
     assert commands_of(planned) == []
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import apt, files, systemd
@@ -14,34 +16,19 @@ CE_PACKAGES = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plu
 CLI_PLUGINS = "/usr/local/lib/docker/cli-plugins"
 
 
-def _start_commands(use_systemd: bool, timeout: int) -> list[StringCommand]:
-    if use_systemd:
-        start = StringCommand("systemctl enable --now docker")
-    else:
-        # The init script raises ulimits, which a host without CAP_SYS_RESOURCE (a container) may not:
-        # there dockerd is started directly, detached so that the SSH session can close.
-        start = StringCommand(
-            "/etc/init.d/docker start || { echo 'init script failed; starting dockerd directly' >&2; "
-            "setsid dockerd >>/var/log/docker.log 2>&1 </dev/null & }"
-        )
-    wait = StringCommand(
-        f"for i in $(seq {timeout}); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; "
-        f"echo 'the Docker engine did not answer within {timeout}s' >&2; exit 1"
-    )
-    return [start, wait]
+# Where no systemd runs the engine: the one way it is started, by the deploy and at boot.
+START_SCRIPT = "/usr/local/sbin/jupyterhub-gpu-start-docker"
+FILES = Path(__file__).parent / "files"
 
 
 @operation(is_idempotent=True)
-def engine_running(use_systemd: bool, timeout: int = 60):
-    """
-    Start the Docker engine if it does not answer: with systemd where PID 1 is systemd,
-    with the package's init script where it is not (WSL without systemd, containers).
-    """
+def engine_running(timeout: int = 60):
+    """Start the Docker engine with START_SCRIPT if it does not answer (hosts where PID 1 is not systemd)."""
     version = host.get_fact(DockerServerVersion)
     if version:
         host.noop(f"Docker engine {version} is running")
         return
-    yield from _start_commands(use_systemd, timeout)
+    yield StringCommand(START_SCRIPT, str(timeout))
 
 
 @operation(is_idempotent=False)
@@ -49,13 +36,13 @@ def engine_restarted(use_systemd: bool, timeout: int = 60):
     """Restart the Docker engine (containers with a restart policy come back with it)."""
     if use_systemd:
         yield "systemctl restart docker"
-    else:
-        yield StringCommand(
-            "/etc/init.d/docker stop >/dev/null 2>&1; pid=$(cat /var/run/docker.pid 2>/dev/null); "
-            '[ -n "$pid" ] && kill "$pid" 2>/dev/null; '
-            f"for i in $(seq {timeout}); do [ -e /var/run/docker.pid ] || break; sleep 1; done"
-        )
-    yield from _start_commands(use_systemd, timeout)
+        return
+    yield StringCommand(
+        "/etc/init.d/docker stop >/dev/null 2>&1; pid=$(cat /var/run/docker.pid 2>/dev/null); "
+        '[ -n "$pid" ] && kill "$pid" 2>/dev/null; '
+        f"for i in $(seq {timeout}); do [ -e /var/run/docker.pid ] || break; sleep 1; done"
+    )
+    yield StringCommand(START_SCRIPT, str(timeout))
 
 
 @deploy("Docker engine")
@@ -75,7 +62,9 @@ def ensure_engine(target: Target):
     if profile.systemd and not profile.docker_desktop:
         systemd.service(name="Docker engine enabled and running", service="docker", running=True, enabled=True)
     elif not profile.docker_desktop:
-        engine_running(name="Docker engine running", use_systemd=False)
+        files.put(name="Docker engine start script", src=str(FILES / "start-docker-engine.sh"), dest=START_SCRIPT,
+                  mode="755")
+        engine_running(name="Docker engine running")
 
     _ensure_compose_v2(target)
 

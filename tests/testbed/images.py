@@ -12,6 +12,7 @@ from pathlib import Path
 
 import docker
 
+from tests.testbed import wsl
 from tests.testbed.nvidia import FAKE_NVIDIA_SMI
 
 BASE = "jupyterhub-gpu-testbed/debian:bookworm"
@@ -67,8 +68,18 @@ CMD ["jupyterhub-singleuser"]
 """
 
 
-def ensure_target_image(engine: docker.DockerClient, gpus: bool = False) -> str:
-    """A fresh Debian 12 host with sshd; with ``gpus``, a driver's nvidia-smi reporting stand-in GPUs."""
+# A WSL2 distribution with two stand-in GPUs (the Windows driver's nvidia-smi where WSL puts it) and the
+# stand-ins for WSL and Windows of tests/testbed/wsl.py.
+WSL_TARGET_DOCKERFILE = TARGET_DOCKERFILE.replace('EXPOSE 22\nCMD ["/usr/sbin/sshd", "-D", "-e"]\n',
+                                                  wsl.DOCKERFILE_ADDITIONS)
+
+
+def ensure_target_image(engine: docker.DockerClient, gpus: bool = False, wsl_host: bool = False) -> str:
+    """A fresh Debian 12 host with sshd; with ``gpus``, a driver's nvidia-smi reporting stand-in GPUs; with
+    ``wsl_host``, a WSL2 distribution (with GPUs) whose Windows and WSL are stand-ins."""
+    if wsl_host:
+        return _built(engine, "jupyterhub-gpu-testbed/wsl-target", WSL_TARGET_DOCKERFILE,
+                      {"nvidia-smi": FAKE_NVIDIA_SMI, **wsl.FILES})
     if gpus:
         return _built(engine, "jupyterhub-gpu-testbed/gpu-target", GPU_TARGET_DOCKERFILE,
                       {"nvidia-smi": FAKE_NVIDIA_SMI})

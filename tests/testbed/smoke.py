@@ -69,10 +69,12 @@ class Deployment:
         return self.deploy()
 
 
-def start(count: int, data: dict | None = None, prefix: str = "smoke", repository: Repository | None = None) -> Deployment:
-    """Fresh targets; with an NVIDIA ``repository``, GPU hosts that install the toolkit from it."""
+def start(count: int, data: dict | None = None, prefix: str = "smoke", repository: Repository | None = None,
+          wsl_host: bool = False) -> Deployment:
+    """Fresh targets; with an NVIDIA ``repository``, GPU hosts that install the toolkit from it; with
+    ``wsl_host``, WSL2 stand-ins."""
     engine = testbed_engine.client()
-    targets = start_targets(engine, count, prefix=prefix, gpus=repository is not None)
+    targets = start_targets(engine, count, prefix=prefix, gpus=repository is not None, wsl_host=wsl_host)
     for target in targets:
         target.data.update(repository.inventory_data() if repository else {})
         target.data.update(data or {})

@@ -38,10 +38,13 @@ def ssh_key() -> Path:
     return key
 
 
-def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target", gpus: bool = False) -> list[TargetHost]:
-    """Start ``count`` fresh hosts that can run their own Docker engine (see shared/TESTBED.md §5);
-    with ``gpus``, hosts whose driver reports two stand-in GPUs."""
-    image = ensure_target_image(engine, gpus=gpus)
+def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target", gpus: bool = False,
+                  wsl_host: bool = False) -> list[TargetHost]:
+    """Start ``count`` fresh hosts that can run their own Docker engine (see tests/testbed/README.md);
+    with ``gpus``, hosts whose driver reports two stand-in GPUs; with ``wsl_host``, WSL2 stand-ins (with GPUs)."""
+    image = ensure_target_image(engine, gpus=gpus, wsl_host=wsl_host)
+    # A WSL host's /run is a tmpfs, emptied at each start as on any host that boots.
+    boot = ["--tmpfs", "/run:rw,exec,size=256m"] if wsl_host else []
     public_key = ssh_key().with_suffix(".pub")
     run = uuid.uuid4().hex[:6]
     hosts = []
@@ -58,7 +61,7 @@ def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target
              "--volume", f"{public_key}:/root/.ssh/authorized_keys:ro",
              # An anonymous volume: the inner engine needs a real filesystem for overlay2.
              "--volume", "/var/lib/docker",
-             image],
+             *boot, image],
             check=True, capture_output=True, text=True,
         ).stdout.strip()
         container = engine.containers.get(container_id)

@@ -1,0 +1,89 @@
+"""A WSL2 host (the test bed's stand-in: WSL's marks, its init, and Windows' programs at their paths, see
+tests/testbed/wsl.py): the deploy makes the engine start with the distribution and a Windows task start the
+distribution with Windows, twice without a second change; and after Windows restarts (the target is stopped
+and started: WSL's init runs the [boot] command), the hub and every user server come back by themselves."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_crash_recovery import gpu_state, on_host
+from tests.testbed import smoke, wsl
+from tests.testbed.targets import wait_for_port
+
+pytestmark = pytest.mark.slow
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def wsl_deployment(engine, nvidia_repository):
+    with smoke.deployed(smoke.start(1, prefix="wsl", repository=nvidia_repository, wsl_host=True)) as deployment:
+        yield deployment
+
+
+def test_second_deploy_changes_nothing(wsl_deployment):
+    assert wsl_deployment.runs[1].totals["success"] == 0, wsl_deployment.runs[1].changed_operations()
+
+
+def test_wsl_conf_starts_the_engine_at_boot_and_keeps_what_it_held(wsl_deployment):
+    (target,) = wsl_deployment.targets
+    text = wsl_deployment.read(target, "/etc/wsl.conf").decode()
+    assert text == wsl.WSL_CONF.replace(
+        "command = echo booted >> /var/log/testbed-boot.log",
+        "command = echo booted >> /var/log/testbed-boot.log; /usr/local/sbin/jupyterhub-gpu-boot")
+
+
+def test_the_windows_task_is_created_once_and_is_the_one_the_readme_documents(wsl_deployment):
+    (target,) = wsl_deployment.targets
+    created = [call["args"] for call in wsl.calls(lambda path: wsl_deployment.read(target, path))
+               if call["program"] == "schtasks.exe" and call["args"][:1] == ["/Create"]]
+    assert len(created) == 1, created
+    typed = "schtasks " + " ".join(f'"{a}"' if " " in a or "\\" in a else a for a in created[0])
+    assert typed in README.read_text(), typed
+
+
+def test_closing_lines_say_what_was_arranged(wsl_deployment):
+    (target,) = wsl_deployment.targets
+    log = wsl_deployment.runs[0].log
+    assert (f"--> {target.address}: WSL2 without systemd: /etc/wsl.conf's [boot] command starts the Docker engine "
+            "and cron when the distribution starts") in log
+    assert (f"--> {target.address}: WSL2: the Windows task jupyterhub-gpu\\{wsl.DISTRIBUTION} starts "
+            f"{wsl.DISTRIBUTION} with Windows and keeps it running") in log
+    assert "WSL2 host with 2 GPUs: WSL2 shows every container every GPU" in log
+
+
+def test_after_windows_restarts_the_hub_and_every_server_come_back_by_themselves(wsl_deployment):
+    (target,) = wsl_deployment.targets
+    hub = wsl_deployment.hub(target)
+    for user, hardware in (("wsl-gpu", "gpu"), ("wsl-cpu", "cpu")):
+        hub.ensure_user(user)
+        hub.api("POST", f"/users/{user}/server", json={"gpu": hardware}).raise_for_status()
+        hub.start_server(user)
+        hub.write_file(user, "notes.txt", f"{user} before the restart")
+    before = gpu_state(wsl_deployment, target, hub)
+    assert before["wsl-gpu"] and not before["wsl-cpu"]
+
+    container = wsl_deployment.engine.containers.get(target.container_id)
+    container.stop(timeout=5)  # Windows restarts: the distribution goes down with everything in it
+    container.start()
+    started = time.monotonic()
+    container.reload()
+    target.address = container.attrs["NetworkSettings"]["IPAddress"]
+    wait_for_port(target.address, 22)
+    # Its address may have changed; its certificate names the host, which is what the client checks.
+    hub = wsl_deployment.hub(target, server_hostname=container.attrs["Config"]["Hostname"])
+    hub.wait_until_answering(timeout=180)
+    for user in ("wsl-gpu", "wsl-cpu"):
+        while not (hub.user(user)["servers"].get("") or {}).get("ready"):
+            assert time.monotonic() - started < 180, f"{user}'s server did not come back"
+            time.sleep(1)
+        assert hub.read_file(user, "notes.txt") == f"{user} before the restart"
+    assert gpu_state(wsl_deployment, target, hub) == before
+    # WSL ran both boot commands: the distribution's own, and the deploy's, which started the engine.
+    assert on_host(wsl_deployment, target, "cat /var/log/testbed-boot.log").count("booted") == 2
+    on_host(wsl_deployment, target, "test -e /var/log/jupyterhub-gpu-boot.log")
