@@ -22,9 +22,9 @@ import docker
 
 from gpudockerspawner.pool import GPUPool, rebuild
 from gpudockerspawner.spawner import GPUS_LABEL, OWNER_LABEL, POOL_LABEL
-from tests.testbed import engine as testbed_engine
-from tests.testbed.images import BASE, ensure_singleuser_image
-from tests.testbed.localhub import LocalHub
+from testbed import engine as testbed_engine
+from testbed.images import BASE, ensure_singleuser_image
+from testbed.localhub import LocalHub
 
 
 def allocation_rate() -> tuple[float, float]:

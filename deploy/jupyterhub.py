@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pyinfra import host, logger, state  # noqa: E402
 
 from roles import docker_engine, images, network, nvidia_toolkit, preflight, secrets, services, tls, wsl  # noqa: E402
-from roles.summary import Summary  # noqa: E402
+from jupyterhub_gpu.summary import Summary  # noqa: E402
 
 target = preflight.check()
 summary = Summary.for_host(state, host)
@@ -39,6 +39,13 @@ if target.profile.wsl and len(target.gpu_pool) > 1:
 summary.say(f"JupyterHub answers at {target.hub_url}")
 if certificate.ca:
     summary.say(f"browsers trust it once they import the local CA {certificate.ca}")
+if target.gpu_pool:
+    pool = [gpu for gpu in target.gpus.gpus if gpu.uuid in target.gpu_pool]
+    summary.say(f"it hands out {len(pool)} GPU{'s' if len(pool) > 1 else ''}, {target.settings.gpus_per_user} per "
+                "server: " + "; ".join(f"{gpu.index} {gpu.name} {gpu.memory_mib // 1024} GiB ({gpu.uuid})"
+                                       for gpu in pool))
+else:
+    summary.say("it has no GPU to hand out: every server is CPU-only")
 for admin, path in hub_secrets.admin_passwords.items():
     summary.say(f"admin {admin} logs in with the password in {path} (root only)")
 if target.settings.authenticator == "native":

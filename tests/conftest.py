@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.testbed import engine as testbed_engine
-from tests.testbed import smoke
-from tests.testbed.aptrepo import Repository
-from tests.testbed.browser import Browser
-from tests.testbed.targets import bridge_gateway, remove_all, remove_targets, start_targets
+from testbed import engine as testbed_engine
+from testbed import smoke
+from testbed.aptrepo import Repository
+from testbed.browser import Browser
+from testbed.targets import bridge_gateway, remove_all, remove_targets, start_targets
 
 
 @pytest.fixture(scope="session")

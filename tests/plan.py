@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pyinfra.api import Config, Inventory, State
+from pyinfra.api.command import FileUploadCommand
 from pyinfra.api.deploy import add_deploy
 from pyinfra.connectors.util import CommandOutput
 from pyinfra.api.host import Host
@@ -59,4 +60,6 @@ def commands_of(planned) -> list[str]:
 def _text(command) -> str:
     if hasattr(command, "get_raw_value"):
         return command.get_raw_value()
+    if isinstance(command, FileUploadCommand):
+        return f"upload {command.dest}"
     return repr(command)

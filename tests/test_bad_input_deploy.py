@@ -2,9 +2,9 @@
 
 import pytest
 
-from tests.testbed.acme import throwaway_ca
-from tests.testbed.deploy import run_deploy
-from tests.testbed.targets import remove_targets, start_targets, write_inventory_file
+from testbed.acme import throwaway_ca
+from testbed.deploy import run_deploy
+from testbed.targets import remove_targets, start_targets, write_inventory_file
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.testbed.nvidia import FAKE_GPUS
+from testbed.nvidia import FAKE_GPUS
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,9 @@ from pyinfra.facts.server import TmpDir, Which
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from roles.docker_engine import FILES, START_SCRIPT, ensure_engine
-from roles.facts import DockerServerVersion, HostProfile
-from roles.preflight import Target
-from roles.settings import HubSettings
+from jupyterhub_gpu.facts import DockerServerVersion, HostProfile
+from jupyterhub_gpu.target import Target
+from jupyterhub_gpu.settings import HubSettings
 from tests.plan import commands_of, plan
 
 UBUNTU_24 = dict(os_id="ubuntu", os_version="24.04", os_codename="noble", arch="x86_64", hostname="gpu1")
@@ -42,12 +42,19 @@ def target(profile: dict, **settings) -> Target:
     return Target(HubSettings(**settings), HostProfile(**profile))
 
 
+APT_INSTALL = 'DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold" install'
+APT_UPDATE = ["apt-get update", "touch /var/lib/apt/periodic/update-success-stamp"]
+
+
 def test_ubuntu_24_with_systemd_gets_docker_io_compose_v2_and_a_systemd_unit(monkeypatch):
-    commands = commands_of(plan(monkeypatch, fresh_facts(), ensure_engine, target(dict(UBUNTU_24, pid1="systemd"))))
-    assert "apt-get update" in commands
-    assert any(c.endswith("install docker.io iptables") for c in commands)
-    assert "systemctl start docker.service" in commands and "systemctl enable docker.service" in commands
-    assert any(c.endswith("install docker-compose-v2") for c in commands)
+    planned = plan(monkeypatch, fresh_facts(), ensure_engine, target(dict(UBUNTU_24, pid1="systemd")))
+    assert [step for step in planned if step[1]] == [
+        ("Docker engine | Update apt lists for docker.io, iptables", APT_UPDATE),
+        ("Docker engine | Install docker.io, iptables (the Docker engine)", [f"{APT_INSTALL} docker.io iptables"]),
+        ("Docker engine | Docker engine enabled and running",
+         ["systemctl start docker.service", "systemctl enable docker.service"]),
+        ("Docker engine | Install Docker Compose v2", [f"{APT_INSTALL} docker-compose-v2"]),
+    ]
 
 
 def test_wsl_without_systemd_starts_the_engine_with_the_start_script(monkeypatch):
@@ -60,11 +67,20 @@ def test_wsl_without_systemd_starts_the_engine_with_the_start_script(monkeypatch
     assert "/etc/init.d/docker start" in script and "setsid dockerd" in script
 
 
-def test_debian_12_gets_the_compose_v2_plugin_from_the_controller(monkeypatch):
+def test_debian_12_without_systemd_gets_docker_io_its_start_script_and_compose_v2_from_the_controller(monkeypatch):
     planned = plan(monkeypatch, fresh_facts(), ensure_engine, target(dict(DEBIAN_12, pid1="sshd")))
-    names = [name for name, commands in planned if commands]
-    assert "Docker engine | Install the Docker Compose v2 plugin" in names
-    assert any(c.endswith("install docker.io iptables") for c in commands_of(planned))
+    plugin = "/usr/local/lib/docker/cli-plugins/docker-compose"
+    assert [step for step in planned if step[1]] == [
+        ("Docker engine | Update apt lists for docker.io, iptables", APT_UPDATE),
+        ("Docker engine | Install docker.io, iptables (the Docker engine)", [f"{APT_INSTALL} docker.io iptables"]),
+        ("Docker engine | Docker engine start script",
+         ["mkdir -p /usr/local/sbin", f"upload {START_SCRIPT}", f"chmod 755 {START_SCRIPT}"]),
+        ("Docker engine | Docker engine running", [f"{START_SCRIPT} 60"]),
+        ("Docker engine | Docker CLI plugins directory",
+         ["mkdir -p /usr/local/lib/docker/cli-plugins", "chmod 755 /usr/local/lib/docker/cli-plugins"]),
+        ("Docker engine | Install the Docker Compose v2 plugin",
+         ["mkdir -p /usr/local/lib/docker/cli-plugins", f"upload {plugin}", f"chmod 755 {plugin}"]),
+    ]
 
 
 def test_docker_desktop_engine_is_left_alone(monkeypatch):
@@ -90,7 +106,7 @@ def test_converged_host_without_systemd_yields_no_command(monkeypatch):
         Directory: lambda path: {"mode": 755, "user": "root", "group": "root"},
     }
     planned = plan(monkeypatch, fresh_facts({DockerServerVersion: "20.10.24", **installed}), ensure_engine, converged)
-    assert commands_of(planned) == []
+    assert planned and commands_of(planned) == []
 
 
 def test_docker_ce_source_adds_dockers_repository_with_signed_by(monkeypatch):

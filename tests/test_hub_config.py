@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from traitlets.config.loader import PyFileConfigLoader
 
-from roles.facts import HostProfile
+from jupyterhub_gpu.facts import HostProfile
 from roles.images import Images
-from roles.preflight import Target
+from jupyterhub_gpu.target import Target
 from roles.services import FILES, hub_settings
-from roles.settings import from_host_data
+from jupyterhub_gpu.settings import from_host_data
 
 PROFILE = HostProfile(os_id="debian", os_version="12", os_codename="bookworm", hostname="gpubox", ipv4=("10.0.0.5",))
 IMAGES = Images(hub="jupyterhub-gpu/hub:1", singleuser="jupyterhub-gpu/singleuser:2")

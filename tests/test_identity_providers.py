@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.testbed import smoke
-from tests.testbed.browser import HubPages, JupyterLab
-from tests.testbed.ldap import Directory
-from tests.testbed.oidc import Provider
-from tests.testbed.targets import bridge_gateway, write_inventory_file
+from testbed import smoke
+from testbed.browser import HubPages, JupyterLab
+from testbed.ldap import Directory
+from testbed.oidc import Provider
+from testbed.targets import bridge_gateway, write_inventory_file
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory, File, FileContents, Sha1File
 from pyinfra.facts.server import TmpDir
 
-from roles.facts import GPU, GPUInventory, HostProfile
+from jupyterhub_gpu.facts import GPU, GPUInventory, HostProfile
 from roles.nvidia_toolkit import KEYRING, PACKAGES, ensure_toolkit
-from roles.preflight import Target
-from roles.settings import HubSettings
+from jupyterhub_gpu.target import Target
+from jupyterhub_gpu.settings import HubSettings
 from tests.plan import commands_of, plan
 
 UBUNTU_24 = dict(os_id="ubuntu", os_version="24.04", os_codename="noble", arch="x86_64", pid1="systemd")
@@ -48,22 +48,39 @@ def target(profile, gpus=TWO_GPUS, **settings):
     return Target(HubSettings(**settings), HostProfile(**profile), gpus)
 
 
+APT_INSTALL = ('DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::="--force-confdef" '
+               '-o Dpkg::Options::="--force-confold" install --no-install-recommends')
+STOP_WITHOUT_SYSTEMD = ('/etc/init.d/docker stop >/dev/null 2>&1; pid=$(cat /var/run/docker.pid 2>/dev/null); '
+                        '[ -n "$pid" ] && kill "$pid" 2>/dev/null; for i in $(seq 60); do [ -e /var/run/docker.pid ] '
+                        '|| break; sleep 1; done')
+
+
 @pytest.mark.parametrize("profile", [UBUNTU_24, UBUNTU_22_WSL, DEBIAN_12], ids=["ubuntu-24.04", "wsl-ubuntu-22.04", "debian-12"])
 def test_fresh_gpu_host_gets_nvidias_install_steps(monkeypatch, profile):
     gpus = WSL_GPU if profile.get("wsl") else TWO_GPUS
-    commands = commands_of(plan(monkeypatch, facts(), ensure_toolkit, target(profile, gpus)))
-    assert f"curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey | gpg --batch --yes --dearmor -o {KEYRING} && chmod 644 {KEYRING}" in commands
-    assert any(c.startswith("apt-get update") for c in commands)
-    assert any(c.endswith("install --no-install-recommends " + " ".join(PACKAGES)) for c in commands), commands
-    assert "nvidia-ctk runtime configure --runtime=docker --config=/etc/docker/daemon.json" in commands
-    restart = "systemctl restart docker" if profile["pid1"] == "systemd" else "/etc/init.d/docker stop"
-    assert any(c.startswith(restart) for c in commands)
-    assert not any("nvidia-driver" in c or "cuda-drivers" in c for c in commands), "never a Linux driver"
+    planned = plan(monkeypatch, facts(), ensure_toolkit, target(profile, gpus))
+    restart = (["systemctl restart docker"] if profile["pid1"] == "systemd"
+               else [STOP_WITHOUT_SYSTEMD, "/usr/local/sbin/jupyterhub-gpu-start-docker 60"])
+    sources = "/etc/apt/sources.list.d/nvidia-container-toolkit.list"
+    assert [(name.removeprefix("NVIDIA Container Toolkit | "), commands) for name, commands in planned if commands] == [
+        ("Update apt lists for curl, gnupg", ["apt-get update", "touch /var/lib/apt/periodic/update-success-stamp"]),
+        ("Install curl, gnupg (to fetch NVIDIA's repository key)", [f"{APT_INSTALL} curl gnupg"]),
+        ("NVIDIA's repository key", [f"curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey | gpg --batch "
+                                     f"--yes --dearmor -o {KEYRING} && chmod 644 {KEYRING}"]),
+        ("NVIDIA's apt repository", [f"upload {sources}", f"chmod 644 {sources}"]),
+        ("Update apt lists for NVIDIA's repository", ["apt-get update"]),
+        ("NVIDIA Container Toolkit packages", [f"{APT_INSTALL} {' '.join(PACKAGES)}"]),
+        ("Docker engine knows the nvidia runtime",
+         ["nvidia-ctk runtime configure --runtime=docker --config=/etc/docker/daemon.json"]),
+        ("Restart the Docker engine for the nvidia runtime", restart),
+    ]
+    assert not any("nvidia-driver" in c or "cuda-drivers" in c for c in commands_of(planned)), "never a Linux driver"
 
 
 def test_pinned_version_pins_all_four_packages(monkeypatch):
-    commands = commands_of(plan(monkeypatch, facts(), ensure_toolkit, target(UBUNTU_24, nvidia_toolkit_version="1.17.8-1")))
-    assert any(c.endswith(" ".join(f"{p}=1.17.8-1" for p in PACKAGES)) for c in commands)
+    planned = plan(monkeypatch, facts(), ensure_toolkit, target(UBUNTU_24, nvidia_toolkit_version="1.17.8-1"))
+    assert dict(planned)["NVIDIA Container Toolkit | NVIDIA Container Toolkit packages"] == [
+        f"{APT_INSTALL} " + " ".join(f"{p}=1.17.8-1" for p in PACKAGES)]
 
 
 def test_docker_desktop_and_gpu_less_hosts_get_nothing(monkeypatch):
@@ -85,8 +102,8 @@ def test_runtime_added_to_an_existing_daemon_json_restarts_the_engine(monkeypatc
     existing = facts(installed=PACKAGES + ["curl", "gnupg"], keyring=True, daemon_json='{"log-driver": "local"}',
                      sources=f"deb [signed-by={KEYRING}] {REPO} /\n")
     commands = commands_of(plan(monkeypatch, existing, ensure_toolkit, target(UBUNTU_24)))
-    assert commands[0].startswith("nvidia-ctk runtime configure")
-    assert "systemctl restart docker" in commands
+    assert commands == ["nvidia-ctk runtime configure --runtime=docker --config=/etc/docker/daemon.json",
+                        "systemctl restart docker"]
 
 
 def test_gpu_check_passes_quietly_and_explains_known_failures(monkeypatch):

@@ -9,8 +9,8 @@ import secrets
 
 import pytest
 
-from tests.testbed.browser import HubPages, JupyterLab
-from tests.testbed.nvidia import FAKE_GPUS
+from testbed.browser import HubPages, JupyterLab
+from testbed.nvidia import FAKE_GPUS
 
 pytestmark = pytest.mark.slow
 

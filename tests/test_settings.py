@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from roles.settings import HubSettings, InventoryError, from_host_data, settings_table
+from jupyterhub_gpu.settings import HubSettings, InventoryError, from_host_data, settings_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -94,4 +94,4 @@ def test_extra_ca_certs_must_hold_a_certificate(tmp_path):
 
 
 def test_readme_settings_table_is_generated_from_the_model():
-    assert settings_table() in README.read_text(), "regenerate it: python -m roles.settings"
+    assert settings_table() in README.read_text(), "regenerate it: python -m jupyterhub_gpu.settings"

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.testbed.images import ensure_singleuser_image
-from tests.testbed.localhub import LocalHub
+from testbed.images import ensure_singleuser_image
+from testbed.localhub import LocalHub
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ import ssl
 
 import pytest
 
-from tests.testbed import STATE, smoke
-from tests.testbed.targets import write_inventory_file
-from tests.testbed.acme import Pebble, throwaway_ca
-from tests.testbed.targets import bridge_gateway, remove_targets
+from testbed import STATE, smoke
+from testbed.targets import write_inventory_file
+from testbed.acme import Pebble, throwaway_ca
+from testbed.targets import bridge_gateway, remove_targets
 
 pytestmark = pytest.mark.slow
 
@@ -75,8 +75,9 @@ def test_provided_mode_serves_the_provided_certificate(tls_deployment):
     provided = tls_deployment.targets[1]
     certificate = served_certificate(provided.address, PROVIDED_NAME, ca_file=tls_deployment.provided_ca)
     assert ("DNS", PROVIDED_NAME) in certificate["subjectAltName"]
-    mode = tls_deployment.read(provided, "/opt/jupyterhub-gpu/tls/server.key")  # readable by root only
-    assert b"PRIVATE KEY" in mode
+    container = tls_deployment.engine.containers.get(provided.container_id)
+    code, output = container.exec_run(["stat", "-c", "%a %U", "/opt/jupyterhub-gpu/tls/server.key"])
+    assert (code, output.decode().strip()) == (0, "600 root"), "the key must be readable by root only"
 
 
 def test_forced_renewal_serves_a_new_serial_and_keeps_user_servers(tls_deployment, pebble):

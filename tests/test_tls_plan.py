@@ -5,9 +5,9 @@ from pyinfra.facts.files import Directory, File, Sha1File
 from pyinfra.facts.server import TmpDir
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from roles.facts import HostProfile
-from roles.preflight import Target
-from roles.settings import HubSettings
+from jupyterhub_gpu.facts import HostProfile
+from jupyterhub_gpu.target import Target
+from jupyterhub_gpu.settings import HubSettings
 from roles.tls import CertificateState, ensure_certificate
 from tests.plan import commands_of, plan
 
@@ -36,9 +36,10 @@ def test_http01_on_a_systemd_host_gets_certbot_and_a_renewal_timer(monkeypatch, 
     commands = commands_of(plan(monkeypatch, facts(), ensure_certificate, letsencrypt(tmp_path)))
     assert any(c.endswith("install --no-install-recommends certbot") for c in commands)
     (certbot,) = [c for c in commands if c.startswith("certbot certonly")]
-    assert "--standalone --http-01-port 80 -d hub.example.org" in certbot
-    assert "--server https://acme-v02.api.letsencrypt.org/directory" in certbot
-    assert "--deploy-hook /opt/jupyterhub-gpu/acme/deploy-hook" in certbot
+    assert certbot == ("certbot certonly --non-interactive --agree-tos -m admin@example.org "
+                       "--server https://acme-v02.api.letsencrypt.org/directory --cert-name jupyterhub-gpu "
+                       "--force-renewal --deploy-hook /opt/jupyterhub-gpu/acme/deploy-hook "
+                       "--standalone --http-01-port 80 -d hub.example.org")
     assert "systemctl daemon-reload" in commands
     assert "systemctl start jupyterhub-gpu-renew.timer" in commands
     assert "systemctl enable jupyterhub-gpu-renew.timer" in commands
@@ -54,7 +55,10 @@ def test_dns01_installs_the_plugin_and_keeps_its_credentials_private(monkeypatch
     commands = commands_of(planned)
     assert any(c.endswith("install --no-install-recommends certbot python3-certbot-dns-cloudflare") for c in commands)
     (certbot,) = [c for c in commands if c.startswith("certbot certonly")]
-    assert "--dns-cloudflare --dns-cloudflare-credentials /opt/jupyterhub-gpu/acme/dns-credentials.ini" in certbot
+    assert certbot == ("certbot certonly --non-interactive --agree-tos -m admin@example.org "
+                       "--server https://acme-v02.api.letsencrypt.org/directory --cert-name jupyterhub-gpu "
+                       "--force-renewal --deploy-hook /opt/jupyterhub-gpu/acme/deploy-hook --dns-cloudflare "
+                       "--dns-cloudflare-credentials /opt/jupyterhub-gpu/acme/dns-credentials.ini -d hub.example.org")
     assert "chmod 600 /opt/jupyterhub-gpu/acme/dns-credentials.ini" in commands
 
 
@@ -64,4 +68,5 @@ def test_a_covering_certificate_is_not_requested_again(monkeypatch, tmp_path):
     assert not any(c.startswith("certbot") for c in commands)
     renamed = letsencrypt(tmp_path, hub_names=["hub.example.org", "jupyter.example.org"])
     commands = commands_of(plan(monkeypatch, facts(covering), ensure_certificate, renamed))
-    assert any(c.startswith("certbot certonly") and "-d jupyter.example.org" in c for c in commands)
+    (certbot,) = [c for c in commands if c.startswith("certbot certonly")]
+    assert certbot.endswith(" -d hub.example.org -d jupyter.example.org")

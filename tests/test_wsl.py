@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.test_crash_recovery import gpu_state, on_host
-from tests.testbed import smoke, wsl
-from tests.testbed.targets import wait_for_port
+from testbed import smoke, wsl
+from testbed.targets import wait_for_port
 
 pytestmark = pytest.mark.slow
 

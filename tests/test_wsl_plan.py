@@ -11,9 +11,9 @@ import pytest
 from pyinfra.facts.files import Directory, File, FileContents, Sha1File
 from pyinfra.facts.server import TmpDir
 
-from roles.facts import HostProfile
-from roles.preflight import Target
-from roles.settings import HubSettings
+from jupyterhub_gpu.facts import HostProfile
+from jupyterhub_gpu.target import Target
+from jupyterhub_gpu.settings import HubSettings
 from roles.wsl import BOOT_SCRIPT, FILES, WindowsScheduledTask, ensure_uptime, ini
 from tests.plan import plan
 

@@ -9,8 +9,9 @@ from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import apt, files, systemd
 
 from roles.docker_engine.compose_binary import compose_binary
-from roles.facts import DockerServerVersion
-from roles.preflight import Target
+from jupyterhub_gpu.apt import ensure_installed
+from jupyterhub_gpu.facts import DockerServerVersion
+from jupyterhub_gpu.target import Target
 
 CE_PACKAGES = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
 CLI_PLUGINS = "/usr/local/lib/docker/cli-plugins"
@@ -55,9 +56,8 @@ def ensure_engine(target: Target):
         _docker_ce_repository(target)
         apt.packages(name="Install Docker CE", packages=CE_PACKAGES)
     else:
-        apt.update(name="Update apt lists for docker.io", cache_time=3600)
         # iptables: dockerd needs it to wire its bridges, and Debian only recommends it.
-        apt.packages(name="Install docker.io", packages=["docker.io", "iptables"])
+        ensure_installed(["docker.io", "iptables"], "the Docker engine", recommends=True)
 
     if profile.systemd and not profile.docker_desktop:
         systemd.service(name="Docker engine enabled and running", service="docker", running=True, enabled=True)

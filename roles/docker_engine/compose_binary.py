@@ -14,7 +14,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from roles.settings import InventoryError
+from jupyterhub_gpu.settings import InventoryError
 
 VERSION = "2.40.3"
 SDIST_SHA256 = "d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8"

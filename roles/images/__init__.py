@@ -8,20 +8,19 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host, logger
-from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
+from pyinfra.api import FunctionCommand, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.docker import DockerImage
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import docker, files
 
-from roles.preflight import Target
-from roles.spawner_wheel import built_wheel, ensure_wheel, wheel_sha256
+from jupyterhub_gpu.target import Target
+from jupyterhub_gpu.templates import render
+from roles.images.wheel import built_wheel, ensure_wheel, wheel_sha256
 
 TEMPLATES = Path(__file__).parent / "templates"
 FILES = Path(__file__).parent / "files"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-_jinja = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, keep_trailing_newline=True)
 
 
 @dataclass(frozen=True)
@@ -39,20 +38,9 @@ def jupyterhub_pin() -> str:
     return pin
 
 
-def _debootstrap_script(suite: str, mirror: str, components: str, tag: str) -> str:
-    return f"""set -e
-if ! command -v debootstrap >/dev/null 2>&1; then
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap
-fi
-root=$(mktemp -d /var/tmp/jupyterhub-gpu-rootfs.XXXXXX)
-trap 'rm -rf "$root"' EXIT
-debootstrap --variant=minbase --components={components} {suite} "$root" {mirror} >/dev/null
-tar -C "$root" -c . | docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - {tag}
-"""
-
-
 def _pull_or_debootstrap(state, host, ref, tag, fallback, suite, mirror, components):
-    pulled, _ = host.run_shell_command(f"docker pull -q {ref} && docker tag {ref} {tag}")
+    pulled, _ = host.run_shell_command(StringCommand("docker", "pull", "-q", QuoteString(ref), "&&",
+                                                     "docker", "tag", QuoteString(ref), QuoteString(tag)))
     if pulled:
         return True
     if fallback == "none":
@@ -61,7 +49,8 @@ def _pull_or_debootstrap(state, host, ref, tag, fallback, suite, mirror, compone
         f"cannot pull {ref}: building the base image {tag} with debootstrap from {mirror} ({suite}) instead",
         log_func=logger.warning,
     )
-    built, output = host.run_shell_command(_debootstrap_script(suite, mirror, components, tag))
+    script = render(TEMPLATES, "debootstrap.sh.j2", suite=suite, mirror=mirror, components=components, tag=tag)
+    built, output = host.run_shell_command(StringCommand("sh", "-c", QuoteString(script)))
     if not built:
         raise RuntimeError(f"debootstrap of {suite} from {mirror} failed:\n{output.stderr}")
     return True
@@ -138,9 +127,7 @@ def ensure_images(target: Target) -> Images:
     tags = {}
     for image, context_files in contexts.items():
         context = f"{build_dir}/{image}"
-        dockerfile = _jinja.get_template(f"{image}.Dockerfile.j2").render(
-            base=target.base_tag, trust_ca=trust_ca, wheel=wheel
-        )
+        dockerfile = render(TEMPLATES, f"{image}.Dockerfile.j2", base=target.base_tag, trust_ca=trust_ca, wheel=wheel)
         files.directory(name=f"{image} build context", path=f"{context}/ca", mode="755")
         files.put(name=f"{image} Dockerfile", src=io.StringIO(dockerfile), dest=f"{context}/Dockerfile", mode="644")
         for filename, text in context_files.items():

@@ -3,7 +3,7 @@
 from pyinfra.api import deploy
 from pyinfra.operations import docker
 
-from roles.preflight import Target
+from jupyterhub_gpu.target import Target
 
 
 @deploy("Docker network")

@@ -12,8 +12,8 @@ from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files
 
 from roles.docker_engine import engine_restarted
-from roles.packages import ensure_installed
-from roles.preflight import Target
+from jupyterhub_gpu.apt import ensure_installed
+from jupyterhub_gpu.target import Target
 
 KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
 DAEMON_JSON = "/etc/docker/daemon.json"

@@ -1,95 +1,17 @@
-"""Validate a host's inventory data and learn what the host is, before anything changes."""
+"""Checks that run before any change: every host's inventory data is valid, the host is one the deploy
+supports, and what the settings ask of the host (GPUs, certificates, an identity provider) is there."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import PurePosixPath
-
 from pyinfra import host
 
-from roles.facts import GPUInventory, HostProfile, NvidiaGPUs, PortListening, TargetProfile
-from roles.settings import HubSettings, InventoryError, from_host_data
-from roles.preflight import oidc, provided_certificate
+from jupyterhub_gpu.facts import GPUInventory, HostProfile, NvidiaGPUs, TargetProfile
+from jupyterhub_gpu.settings import HubSettings, InventoryError, from_host_data
+from jupyterhub_gpu.target import Target
+from roles import tls
+from roles.preflight import oidc
 
 SUPPORTED = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
-# The distribution's own archive, for the debootstrap fallback when apt sources name none.
-DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://archive.ubuntu.com/ubuntu"}
-
-
-@dataclass(frozen=True)
-class Target:
-    """A validated host: its settings, what it is, and what follows from both."""
-
-    settings: HubSettings
-    profile: HostProfile
-    gpus: GPUInventory = GPUInventory()
-    # The OpenID provider's endpoints, as set or as its discovery document names them.
-    oauth_endpoints: dict = field(default_factory=dict)
-
-    @property
-    def gpu_pool(self) -> tuple[str, ...]:
-        """The GPUs user containers get: UUIDs, which name a device the same way inside and outside."""
-        wanted = self.settings.gpu_ids
-        if wanted == "none":
-            return ()
-        if wanted == "auto":
-            return tuple(gpu.uuid for gpu in self.gpus.gpus)
-        by_id = {gpu.index: gpu.uuid for gpu in self.gpus.gpus} | {gpu.uuid: gpu.uuid for gpu in self.gpus.gpus}
-        return tuple(by_id.get(gpu, gpu) for gpu in wanted)
-
-    @property
-    def install_dir(self) -> PurePosixPath:
-        return PurePosixPath(self.settings.install_dir)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        if self.settings.hub_names:
-            return tuple(self.settings.hub_names)
-        return tuple(dict.fromkeys([self.profile.hostname.lower(), "localhost"]))
-
-    @property
-    def addresses(self) -> tuple[str, ...]:
-        if self.settings.hub_addresses:
-            return tuple(self.settings.hub_addresses)
-        return tuple(dict.fromkeys(self.profile.ipv4 + ("127.0.0.1",)))
-
-    @property
-    def hub_url(self) -> str:
-        port = "" if self.settings.https_port == 443 else f":{self.settings.https_port}"
-        return f"https://{self.names[0]}{port}/"
-
-    @property
-    def oauth_callback_url(self) -> str:
-        return self.settings.oauth_callback_url or f"{self.hub_url}hub/oauth_callback"
-
-    @property
-    def certificate_addresses(self) -> tuple[str, ...]:
-        """Addresses the certificate must name: a self-signed one names the host's; others what is set."""
-        return self.addresses if self.settings.tls_mode == "selfsigned" else tuple(self.settings.hub_addresses)
-
-    @property
-    def base_image(self) -> str:
-        if self.settings.base_image:
-            return self.settings.base_image
-        suffix = "-slim" if self.profile.os_id == "debian" else ""
-        return f"{self.profile.os_id}:{self.profile.os_codename}{suffix}"
-
-    @property
-    def base_tag(self) -> str:
-        """Local name of the base image, whether it was pulled or built with debootstrap."""
-        return "jupyterhub-gpu/base:" + self.base_image.replace("/", "-").replace(":", "-").replace("@", "-")
-
-    @property
-    def debootstrap_mirror(self) -> str:
-        if self.settings.debootstrap_mirror:
-            return self.settings.debootstrap_mirror
-        own = [m for m in self.profile.apt_mirrors if self.profile.os_id in m]
-        return (own or list(self.profile.apt_mirrors) or [DEFAULT_MIRRORS[self.profile.os_id]])[0]
-
-    @property
-    def debootstrap_components(self) -> str:
-        # Ubuntu keeps configurable-http-proxy in universe.
-        return "main,universe" if self.profile.os_id == "ubuntu" else "main"
 
 
 def check() -> Target:
@@ -126,15 +48,7 @@ def _oauth_endpoints(host_name: str, settings: HubSettings) -> dict:
 
 
 def _check_tls(host_name: str, target: Target) -> None:
-    settings = target.settings
-    problems = []
-    if settings.tls_mode == "provided":
-        problems = provided_certificate.problems(settings.tls_cert_file, settings.tls_key_file, target.names,
-                                     target.certificate_addresses)
-    elif settings.tls_mode == "letsencrypt" and settings.acme_challenge == "http-01":
-        if host.get_fact(PortListening, port=80):
-            problems = ["acme_challenge = 'http-01': port 80 of the host is already taken, and certbot must answer "
-                        "there; free it, or use acme_challenge: dns-01"]
+    problems = tls.problems_before_change(target)
     if problems:
         raise InventoryError(
             f"invalid inventory data for host {host_name} (nothing was changed):\n" + "\n".join(f"  {p}" for p in problems)

@@ -13,7 +13,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import File
 from pyinfra.operations import files
 
-from roles.preflight import Target
+from jupyterhub_gpu.target import Target
 
 # Random hex tokens the hub needs whatever authenticates people: name -> what it protects.
 TOKENS = {

@@ -13,9 +13,9 @@ from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import files
 from pyinfra.operations.util import any_changed
 
-from roles.facts import ComposeServices
+from jupyterhub_gpu.facts import ComposeServices
 from roles.images import Images
-from roles.preflight import Target
+from jupyterhub_gpu.target import Target
 from roles.secrets import HubSecrets
 from roles.tls import Certificate
 

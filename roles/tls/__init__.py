@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import FactBase, StringCommand, deploy, operation
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from roles.packages import ensure_installed
-from roles.preflight import Target
+from jupyterhub_gpu.apt import ensure_installed
+from jupyterhub_gpu.facts import PortListening
+from jupyterhub_gpu.target import Target
+from jupyterhub_gpu.templates import render
+from roles.tls import provided
+
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 @dataclass
@@ -34,26 +40,6 @@ def subject_alt_names(names, addresses) -> str:
     return ",".join([f"DNS:{name}" for name in names] + [f"IP:{address}" for address in addresses])
 
 
-def _openssl_script(sans: str, common_name: str) -> str:
-    return f"""set -e
-umask 077
-if [ ! -s ca.key ]; then
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \\
-    -keyout ca.key -out ca.crt -subj "/CN=JupyterHub GPU local CA ($(cat /proc/sys/kernel/hostname))" \\
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-fi
-printf 'subjectAltName={sans}\\nbasicConstraints=CA:FALSE\\nkeyUsage=digitalSignature\\nextendedKeyUsage=serverAuth\\n' > server.ext
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key.new -out server.csr \\
-  -subj "/CN={common_name}" 2>/dev/null
-openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -days 825 -extfile server.ext \\
-  -set_serial "0x$(od -An -tx1 -N16 /dev/urandom | tr -d ' \\n')" -out server.crt.new 2>/dev/null
-chmod 644 ca.crt server.crt.new
-mv server.key.new server.key && mv server.crt.new server.crt
-rm -f server.csr server.ext
-printf '%s\\n' '{sans}' > names
-"""
-
-
 @operation(is_idempotent=True)
 def selfsigned_certificate(directory: str, names: list[str], addresses: list[str]):
     """A server certificate signed by a local CA, re-issued only when the names or addresses change."""
@@ -61,11 +47,8 @@ def selfsigned_certificate(directory: str, names: list[str], addresses: list[str
     if host.get_fact(FileContents, path=f"{directory}/names") == [sans]:
         host.noop(f"certificate in {directory} already covers {sans}")
         return
-    yield StringCommand(f"cd {directory} && sh -c {_quote(_openssl_script(sans, names[0]))}")
-
-
-def _quote(script: str) -> str:
-    return "'" + script.replace("'", "'\"'\"'") + "'"
+    script = render(TEMPLATES, "issue-selfsigned.sh.j2", sans=sans, common_name=names[0])
+    yield StringCommand("cd", QuoteString(directory), "&&", "sh", "-c", QuoteString(script))
 
 
 CERT_NAME = "jupyterhub-gpu"
@@ -75,10 +58,11 @@ LIVE = f"/etc/letsencrypt/live/{CERT_NAME}"
 class CertificateState(FactBase):
     """The names a certificate covers and whether it stays valid for ``days`` more, or None."""
 
-    def command(self, path: str, days: int = 30) -> str:
-        return (
-            f"if [ -f {path} ]; then openssl x509 -in {path} -noout -ext subjectAltName 2>/dev/null | tail -n +2; "
-            f"openssl x509 -in {path} -noout -checkend {days * 86400} >/dev/null && echo valid=yes || echo valid=no; fi"
+    def command(self, path: str, days: int = 30) -> StringCommand:
+        return StringCommand(
+            "if [ -f", QuoteString(path), "]; then openssl x509 -in", QuoteString(path),
+            "-noout -ext subjectAltName 2>/dev/null | tail -n +2; openssl x509 -in", QuoteString(path),
+            f"-noout -checkend {days * 86400} >/dev/null && echo valid=yes || echo valid=no; fi",
         )
 
     def process(self, output) -> dict | None:
@@ -92,13 +76,13 @@ class CertificateState(FactBase):
 
 
 @operation(is_idempotent=True)
-def acme_certificate(names: list[str], command: str):
+def acme_certificate(names: list[str], command: StringCommand):
     """Obtain a certificate with certbot unless one that covers ``names`` stays valid for 30 more days."""
     state = host.get_fact(CertificateState, path=f"{LIVE}/cert.pem")
     if state and state["valid"] and sorted(state["names"]) == sorted(names):
         host.noop(f"certificate {CERT_NAME} covers {', '.join(names)} and is valid for 30 more days")
         return
-    yield StringCommand(command)
+    yield command
 
 
 @operation(is_idempotent=True)
@@ -110,35 +94,20 @@ def cron_running():
     yield "/etc/init.d/cron start || setsid cron"
 
 
-def _deploy_hook(tls_dir: str) -> str:
-    return f"""#!/bin/sh
-# certbot ran this after it obtained or renewed the hub's certificate: the hub serves the new one.
-# Restarting the hub restarts its proxy; user servers keep running (cleanup_servers is off).
-set -e
-install -m 644 "$RENEWED_LINEAGE/fullchain.pem" {tls_dir}/server.crt
-install -m 600 "$RENEWED_LINEAGE/privkey.pem" {tls_dir}/server.key
-docker restart jupyterhub >/dev/null 2>&1 || true  # not there yet on the first deploy
-"""
-
-
-def _certbot_command(target: Target, acme_dir: str, ca_bundle: str | None) -> str:
+def certbot_command(target: Target, acme_dir: str, ca_bundle: str | None) -> StringCommand:
     settings = target.settings
-    parts = [f"REQUESTS_CA_BUNDLE={ca_bundle}"] if ca_bundle else []
-    parts += ["certbot certonly --non-interactive --agree-tos", f"-m {settings.acme_email}",
-              f"--server {settings.acme_server}", f"--cert-name {CERT_NAME}", "--force-renewal",
-              f"--deploy-hook {acme_dir}/deploy-hook"]
+    arguments = ["certonly", "--non-interactive", "--agree-tos", "-m", settings.acme_email,
+                 "--server", settings.acme_server, "--cert-name", CERT_NAME, "--force-renewal",
+                 "--deploy-hook", f"{acme_dir}/deploy-hook"]
     if settings.acme_challenge == "http-01":
-        parts += ["--standalone", "--http-01-port 80"]
+        arguments += ["--standalone", "--http-01-port", "80"]
     else:
         plugin = settings.acme_dns_plugin
-        parts += [f"--dns-{plugin}", f"--dns-{plugin}-credentials {acme_dir}/dns-credentials.ini"]
-    parts += [f"-d {name}" for name in target.names]
-    return " ".join(parts)
-
-
-def _renew_script(ca_bundle: str | None) -> str:
-    env = f"export REQUESTS_CA_BUNDLE={ca_bundle}\n" if ca_bundle else ""
-    return f"#!/bin/sh\n# Renew the hub's certificate when due; certbot runs the deploy hook.\n{env}exec certbot renew -q \"$@\"\n"
+        arguments += [f"--dns-{plugin}", f"--dns-{plugin}-credentials", f"{acme_dir}/dns-credentials.ini"]
+    for name in target.names:
+        arguments += ["-d", name]
+    environment = ["env", QuoteString(f"REQUESTS_CA_BUNDLE={ca_bundle}")] if ca_bundle else []
+    return StringCommand(*environment, "certbot", *(QuoteString(argument) for argument in arguments))
 
 
 def _letsencrypt(target: Target, tls_dir: str) -> list[OperationMeta]:
@@ -158,28 +127,40 @@ def _letsencrypt(target: Target, tls_dir: str) -> list[OperationMeta]:
     if settings.acme_challenge == "dns-01":
         files.put(name="DNS plugin credentials", src=str(settings.acme_dns_credentials),
                   dest=f"{acme_dir}/dns-credentials.ini", mode="600")
-    files.put(name="certbot deploy hook", src=io.StringIO(_deploy_hook(tls_dir)), dest=f"{acme_dir}/deploy-hook",
-              mode="755")
+    files.put(name="certbot deploy hook", src=io.StringIO(render(TEMPLATES, "deploy-hook.sh.j2", tls_dir=tls_dir)),
+              dest=f"{acme_dir}/deploy-hook", mode="755")
     obtained = acme_certificate(name=f"Certificate from {settings.acme_server}", names=list(target.names),
-                                command=_certbot_command(target, acme_dir, ca_bundle))
+                                command=certbot_command(target, acme_dir, ca_bundle))
     renew = f"{acme_dir}/renew"
-    files.put(name="Renewal command", src=io.StringIO(_renew_script(ca_bundle)), dest=renew, mode="755")
+    files.put(name="Renewal command", src=io.StringIO(render(TEMPLATES, "renew.sh.j2", ca_bundle=ca_bundle)),
+              dest=renew, mode="755")
     if target.profile.systemd:
         unit = files.put(name="Renewal service", dest="/etc/systemd/system/jupyterhub-gpu-renew.service", mode="644",
-                         src=io.StringIO(f"[Unit]\nDescription=Renew the JupyterHub certificate\n\n"
-                                         f"[Service]\nType=oneshot\nExecStart={renew}\n"))
+                         src=io.StringIO(render(TEMPLATES, "jupyterhub-gpu-renew.service.j2", renew=renew)))
         timer = files.put(name="Renewal timer", dest="/etc/systemd/system/jupyterhub-gpu-renew.timer", mode="644",
-                          src=io.StringIO("[Unit]\nDescription=Renew the JupyterHub certificate twice a day\n\n"
-                                          "[Timer]\nOnCalendar=*-*-* 00,12:00:00\nRandomizedDelaySec=3600\n"
-                                          "Persistent=true\n\n[Install]\nWantedBy=timers.target\n"))
+                          src=str(TEMPLATES / "jupyterhub-gpu-renew.timer"))
         systemd.daemon_reload(name="Reload systemd for the renewal timer", _if=any_changed(unit, timer))
         systemd.service(name="Renewal timer running", service="jupyterhub-gpu-renew.timer", running=True,
                         enabled=True)
     else:
         files.put(name="Renewal schedule (cron)", dest="/etc/cron.d/jupyterhub-gpu-renew", mode="644",
-                  src=io.StringIO(f"# Renew the JupyterHub certificate twice a day.\n17 */12 * * * root {renew}\n"))
+                  src=io.StringIO(render(TEMPLATES, "jupyterhub-gpu-renew.cron.j2", renew=renew)))
         cron_running(name="cron running")
     return [obtained]
+
+
+def problems_before_change(target: Target) -> list[str]:
+    """What stops the deploy before any change: a provided certificate that does not fit, or a port 80 that
+    certbot cannot have."""
+    settings = target.settings
+    if settings.tls_mode == "provided":
+        return provided.problems(settings.tls_cert_file, settings.tls_key_file, target.names,
+                                 tuple(settings.hub_addresses))
+    if settings.tls_mode == "letsencrypt" and settings.acme_challenge == "http-01":
+        if host.get_fact(PortListening, port=80):
+            return ["acme_challenge = 'http-01': port 80 of the host is already taken, and certbot must answer "
+                    "there; free it, or use acme_challenge: dns-01"]
+    return []
 
 
 @deploy("TLS certificate")

@@ -13,8 +13,8 @@ from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import files
 
-from roles.preflight import Target
-from roles.settings import InventoryError
+from jupyterhub_gpu.target import Target
+from jupyterhub_gpu.settings import InventoryError
 from roles.wsl import ini
 
 FILES = Path(__file__).parent / "files"

@@ -92,7 +92,12 @@ class GPUDockerSpawner(DockerSpawner):
             raise TraitError(f"GPUDockerSpawner.{proposal.trait.name} must be at least 1, not {proposal.value}")
         return proposal.value
 
-    # Configured extra_host_config / extra_create_kwargs keep working: ours are merged into theirs.
+    # How the GPU settings reach Docker, through DockerSpawner's documented hooks: `extra_host_config` gets
+    # the device requests and `extra_create_kwargs` the labels, each as a callable that DockerSpawner calls
+    # with the spawner when it creates the container (supported since DockerSpawner 13). An admin may set
+    # either hook too (a dict or a callable); the validator below wraps whatever they set in a callable that
+    # evaluates theirs and merges ours into it (dicts merged, lists extended), so both apply. The wrapper is
+    # marked (`_gpu_merged`) so that it is not wrapped again when traitlets validates it a second time.
     @default("extra_host_config")
     def _default_extra_host_config(self):
         return _with_gpu_host_config({})

@@ -10,7 +10,7 @@ from gpudockerspawner.pool import GPUPool, disagreement, rebuild
 OWNERS = st.sampled_from([f"user{i}/" for i in range(12)])
 
 
-class Hub(RuleBasedStateMachine):
+class HubLife(RuleBasedStateMachine):
     """A model hub: the pool (in-process table), the spawner states in the database, and the labels of
     running containers, driven the way GPUDockerSpawner drives them."""
 
@@ -109,5 +109,5 @@ class Hub(RuleBasedStateMachine):
             assert self.database.get(owner, gpus) == gpus == self.pool.held_by(owner)
 
 
-TestPoolUnderRandomHubLife = Hub.TestCase
+TestPoolUnderRandomHubLife = HubLife.TestCase
 TestPoolUnderRandomHubLife.settings = settings(max_examples=2000, stateful_step_count=40, deadline=None)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.testbed import REPO
+from testbed import REPO
 
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 

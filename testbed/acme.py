@@ -1,4 +1,4 @@
-"""A local ACME server for certbot: Pebble and pebble-challtestsrv from Debian's `pebble` (shared/TESTBED.md §7).
+"""A local ACME server for certbot: Pebble and pebble-challtestsrv from Debian's `pebble` (see README.md here).
 
 Pebble listens where the targets reach it (the bridge gateway) with a certificate from a throwaway
 CA; its DNS is pebble-challtestsrv, which the tests tell which target answers for which name; it
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from tests.testbed import STATE
+from testbed import STATE
 
 
 def throwaway_ca(directory: Path, subject: str, dns: list[str] = (), ips: list[str] = ()) -> tuple[Path, Path, Path]:

@@ -20,8 +20,8 @@ import textwrap
 import threading
 from pathlib import Path
 
-from tests.testbed import STATE
-from tests.testbed.nvidia import HOOK_NAME, STUB
+from testbed import STATE
+from testbed.nvidia import HOOK_NAME, STUB
 
 VERSION = "1.17.8-1"
 ARCH = "amd64"

@@ -22,7 +22,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.testbed import STATE
+from testbed import STATE
 
 ARTIFACTS = STATE / "artifacts"
 

@@ -1,4 +1,4 @@
-"""A stand-in for NVIDIA's container runtime hook (shared/TESTBED.md §6).
+"""A stand-in for NVIDIA's container runtime hook (see README.md here, "GPU device requests without a GPU").
 
 dockerd registers its `nvidia` device driver only if an executable named
 nvidia-container-runtime-hook is on its PATH when it starts. This stub reads the OCI state

@@ -2,6 +2,6 @@
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 # Keys, CA copies and target lists of test runs; ignored by git.
 STATE = REPO / ".testbed"

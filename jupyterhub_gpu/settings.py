@@ -3,20 +3,20 @@
 Every key a user may put in an inventory's host or group data is a field of
 ``HubSettings`` with its type, default and help text. ``from_host_data`` is the one
 place that turns pyinfra host data into settings, and the README's settings table is
-generated from this model (``python -m roles.settings``).
+generated from this model (``python -m jupyterhub_gpu.settings``).
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
-import importlib.util
 import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
+# The spawner's own GPU id grammar, so that the deploy and the hub read ids alike.
+from gpudockerspawner.pool import PoolError, parse_gpu_ids
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -471,8 +471,8 @@ class HubSettings(BaseModel):
         if value == "none":
             return value
         try:
-            return _pool().parse_gpu_ids(value)
-        except _pool().PoolError as error:
+            return parse_gpu_ids(value)
+        except PoolError as error:
             raise ValueError(str(error)) from None
 
     @field_validator("tls_cert_file", "tls_key_file", "acme_dns_credentials", "acme_ca_bundle", "ldap_ca_file",
@@ -552,16 +552,6 @@ class HubSettings(BaseModel):
             if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
                 raise ValueError(f"{str(path)!r} holds no PEM certificate")
         return paths
-
-
-@functools.cache
-def _pool():
-    """The spawner's own GPU id parser (a module without dependencies), so both read ids alike."""
-    path = Path(__file__).resolve().parents[1] / "spawner" / "gpudockerspawner" / "pool.py"
-    spec = importlib.util.spec_from_file_location("gpudockerspawner_pool", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class InventoryError(ValueError):

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import docker
 
-from tests.testbed import engine as testbed_engine
-from tests.testbed.deploy import DeployRun, run_deploy
-from tests.testbed.hub import Hub
-from tests.testbed import STATE
-from tests.testbed.aptrepo import Repository
-from tests.testbed.targets import TargetHost, bridge_gateway, remove_targets, start_targets, write_inventory_file
+from testbed import engine as testbed_engine
+from testbed.deploy import DeployRun, run_deploy
+from testbed.hub import HubClient
+from testbed import STATE
+from testbed.aptrepo import Repository
+from testbed.targets import TargetHost, bridge_gateway, remove_targets, start_targets, write_inventory_file
 
 INSTALL_DIR = "/opt/jupyterhub-gpu"
 
@@ -49,13 +49,13 @@ class Deployment:
         ca_file.write_bytes(self.read(target, f"{INSTALL_DIR}/tls/ca.crt"))
         return ca_file
 
-    def hub(self, target: TargetHost, ca_file: Path | None = None, server_hostname: str | None = None) -> Hub:
+    def hub(self, target: TargetHost, ca_file: Path | None = None, server_hostname: str | None = None) -> HubClient:
         """A client of the target's hub; by default trusting the target's own local CA (self-signed mode)."""
         if ca_file is None:
             ca_file = self.ca_file(target)
         token = self.read(target, f"{INSTALL_DIR}/secrets/ops_api_token").decode().strip()
         port = target.data.get("https_port", 443)
-        return Hub(f"https://{target.address}:{port}", ca_file, token, server_hostname)
+        return HubClient(f"https://{target.address}:{port}", ca_file, token, server_hostname)
 
     def deploy(self, **kwargs) -> DeployRun:
         run = run_deploy(self.targets_file, **kwargs)

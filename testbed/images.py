@@ -12,8 +12,9 @@ from pathlib import Path
 
 import docker
 
-from tests.testbed import wsl
-from tests.testbed.nvidia import FAKE_NVIDIA_SMI
+from roles.images import jupyterhub_pin
+from testbed import wsl
+from testbed.nvidia import FAKE_NVIDIA_SMI
 
 BASE = "jupyterhub-gpu-testbed/debian:bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -60,7 +61,7 @@ RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv \\
  && rm -rf /var/lib/apt/lists/* \\
  && python3 -m venv /opt/venv \\
- && pip install --no-cache-dir jupyterhub==6.1.1 jupyter_server==2.21.1 \\
+ && pip install --no-cache-dir {jupyterhub_pin()} jupyter_server==2.21.1 \\
  && useradd --create-home --uid 1000 jovyan
 USER jovyan
 WORKDIR /home/jovyan

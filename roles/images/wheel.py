@@ -1,4 +1,4 @@
-"""Build the gpudockerspawner wheel on the controller and push it to the host's hub build context."""
+"""A step of the images: the gpudockerspawner wheel, built on the controller, put into the hub's build context."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pyinfra.api import deploy
 from pyinfra.operations import files
 
 
@@ -38,7 +37,6 @@ def wheel_sha256() -> str:
     return hashlib.sha256(built_wheel().read_bytes()).hexdigest()
 
 
-@deploy("Spawner wheel")
 def ensure_wheel(context_dir: str) -> None:
     wheel = built_wheel()
     files.put(name=f"Spawner wheel {wheel.name}", src=str(wheel), dest=f"{context_dir}/{wheel.name}", mode="644")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import requests
 
-from tests.testbed import STATE
-from tests.testbed.acme import throwaway_ca
-from tests.testbed.targets import wait_for_port
+from testbed import STATE
+from testbed.acme import throwaway_ca
+from testbed.targets import wait_for_port
 
 SOURCE = Path(__file__).parent / "oidc"
 PORT = 9443

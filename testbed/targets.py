@@ -12,8 +12,8 @@ from pathlib import Path
 
 import docker
 
-from tests.testbed import STATE
-from tests.testbed.images import ensure_target_image
+from testbed import STATE
+from testbed.images import ensure_target_image
 
 LABEL = "jupyterhub-gpu-testbed"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import docker
 
-from tests.testbed.hub import Hub
-from tests.testbed.targets import network_gateway
+from testbed.hub import HubClient
+from testbed.targets import network_gateway
 
 NETWORK = "jupyterhub-gpu-testbed-spawner"
 TOKEN_SCOPES = ["admin:users", "admin:groups", "admin:servers", "access:servers", "admin:server_state", "list:users",
@@ -56,7 +56,7 @@ class LocalHub:
         self.spawner_class = spawner_class
         self.prefix = f"jupyterhub-gpu-testbed-{self.pool_label}"
         self.process: subprocess.Popen | None = None
-        self.api = Hub(f"http://127.0.0.1:{self.proxy_port}", None, self.token)
+        self.api = HubClient(f"http://127.0.0.1:{self.proxy_port}", None, self.token)
 
     def _config(self) -> str:
         spawner = {

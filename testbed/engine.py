@@ -14,9 +14,9 @@ import docker
 import requests
 from docker.types import DeviceRequest
 
-from tests.testbed import STATE
-from tests.testbed.images import ensure_base
-from tests.testbed.nvidia import stub_dir
+from testbed import STATE
+from testbed.images import ensure_base
+from testbed.nvidia import stub_dir
 
 LOG = Path("/var/log/jupyterhub-gpu-testbed-dockerd.log")
 PID_FILE = Path("/var/run/docker.pid")

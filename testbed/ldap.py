@@ -11,9 +11,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.testbed import STATE
-from tests.testbed.acme import throwaway_ca
-from tests.testbed.targets import wait_for_port
+from testbed import STATE
+from testbed.acme import throwaway_ca
+from testbed.targets import wait_for_port
 
 SUFFIX = "dc=testbed,dc=test"
 PEOPLE = f"ou=people,{SUFFIX}"

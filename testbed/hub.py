@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 
 
-class Hub:
+class HubClient:
     def __init__(self, url: str, ca_file: Path | None, token: str | None = None, server_hostname: str | None = None):
         self.url = url.rstrip("/")
         self.ca_file = str(ca_file) if ca_file else True

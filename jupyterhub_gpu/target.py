@@ -1,0 +1,84 @@
+"""The model every role reads: a target host as the deploy sees it, its validated settings and what it is
+(facts), and what follows from both (its names, its GPU pool, its base image)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from jupyterhub_gpu.facts import GPUInventory, HostProfile
+from jupyterhub_gpu.settings import HubSettings
+
+# The distribution's own archive, for the debootstrap fallback when apt sources name none.
+DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://archive.ubuntu.com/ubuntu"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A validated host: its settings, what it is, and what follows from both."""
+
+    settings: HubSettings
+    profile: HostProfile
+    gpus: GPUInventory = GPUInventory()
+    # The OpenID provider's endpoints, as set or as its discovery document names them.
+    oauth_endpoints: dict = field(default_factory=dict)
+
+    @property
+    def gpu_pool(self) -> tuple[str, ...]:
+        """The GPUs user containers get: UUIDs, which name a device the same way inside and outside."""
+        wanted = self.settings.gpu_ids
+        if wanted == "none":
+            return ()
+        if wanted == "auto":
+            return tuple(gpu.uuid for gpu in self.gpus.gpus)
+        by_id = {gpu.index: gpu.uuid for gpu in self.gpus.gpus} | {gpu.uuid: gpu.uuid for gpu in self.gpus.gpus}
+        return tuple(by_id.get(gpu, gpu) for gpu in wanted)
+
+    @property
+    def install_dir(self) -> PurePosixPath:
+        return PurePosixPath(self.settings.install_dir)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        if self.settings.hub_names:
+            return tuple(self.settings.hub_names)
+        return tuple(dict.fromkeys([self.profile.hostname.lower(), "localhost"]))
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        if self.settings.hub_addresses:
+            return tuple(self.settings.hub_addresses)
+        return tuple(dict.fromkeys(self.profile.ipv4 + ("127.0.0.1",)))
+
+    @property
+    def hub_url(self) -> str:
+        port = "" if self.settings.https_port == 443 else f":{self.settings.https_port}"
+        return f"https://{self.names[0]}{port}/"
+
+    @property
+    def oauth_callback_url(self) -> str:
+        return self.settings.oauth_callback_url or f"{self.hub_url}hub/oauth_callback"
+
+    @property
+    def base_image(self) -> str:
+        if self.settings.base_image:
+            return self.settings.base_image
+        suffix = "-slim" if self.profile.os_id == "debian" else ""
+        return f"{self.profile.os_id}:{self.profile.os_codename}{suffix}"
+
+    @property
+    def base_tag(self) -> str:
+        """Local name of the base image, whether it was pulled or built with debootstrap."""
+        return "jupyterhub-gpu/base:" + self.base_image.replace("/", "-").replace(":", "-").replace("@", "-")
+
+    @property
+    def debootstrap_mirror(self) -> str:
+        if self.settings.debootstrap_mirror:
+            return self.settings.debootstrap_mirror
+        own = [m for m in self.profile.apt_mirrors if self.profile.os_id in m]
+        return (own or list(self.profile.apt_mirrors) or [DEFAULT_MIRRORS[self.profile.os_id]])[0]
+
+    @property
+    def debootstrap_components(self) -> str:
+        # Ubuntu keeps configurable-http-proxy in universe.
+        return "main,universe" if self.profile.os_id == "ubuntu" else "main"
