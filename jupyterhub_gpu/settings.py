@@ -168,6 +168,12 @@ class HubSettings(BaseModel):
         default="https://download.docker.com/linux",
         description="Base URL of Docker's apt repository (or a mirror of it), for `engine_source: docker-ce`.",
     )
+    image_build: Literal["controller", "target"] = Field(
+        default="controller",
+        description="Where the hub and single-user images are built: once on the controller's Docker engine and "
+        "shipped to each host that lacks them (`docker save | zstd` over the deploy's connection), or on each host "
+        "(`target`). A controller without a Docker engine makes each host build its own.",
+    )
     base_image: ImageRef | None = Field(
         default=None,
         description="Image the hub and single-user images are built from. Empty: the host's own distribution "

@@ -1,15 +1,12 @@
-"""A step of the images: the gpudockerspawner wheel, built on the controller, put into the hub's build context."""
+"""A step of the images: the gpudockerspawner wheel, built on the controller for the hub image's build context."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-from pyinfra.operations import files
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,12 +28,3 @@ def built_wheel() -> Path:
         final = WHEELS / wheel.name
         wheel.replace(final)
     return final
-
-
-def wheel_sha256() -> str:
-    return hashlib.sha256(built_wheel().read_bytes()).hexdigest()
-
-
-def ensure_wheel(context_dir: str) -> None:
-    wheel = built_wheel()
-    files.put(name=f"Spawner wheel {wheel.name}", src=str(wheel), dest=f"{context_dir}/{wheel.name}", mode="644")

@@ -1,0 +1,127 @@
+"""Build each image once, on the controller's Docker engine, and ship it to the targets that lack its tag:
+``docker save | zstd`` on the controller, the archive over the deploy's own connection, ``docker load`` on the
+target. Five targets then build nothing; a target that has the tag receives nothing."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+from pyinfra import logger
+from pyinfra.api import QuoteString, StringCommand
+
+from jupyterhub_gpu.templates import render
+from roles.images.recipes import HOST_CA_BUNDLE, TEMPLATES, BaseRecipe, ImageRecipe
+
+BUILDS = Path(__file__).resolve().parents[2] / ".build" / "images"
+# Hosts deploy in parallel (greenlets): the first one that needs an image builds it, the others wait.
+_locks: dict[str, threading.Lock] = {}
+_locks_lock = threading.Lock()
+
+
+class ControllerBuildError(RuntimeError):
+    pass
+
+
+@functools.cache
+def engine_version() -> str | None:
+    """The controller's Docker engine, or None where it has none that answers."""
+    try:
+        result = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
+                                timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None
+
+
+@functools.cache
+def ca_bundle_sha256() -> str:
+    path = Path(HOST_CA_BUNDLE)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def _lock(key: str) -> threading.Lock:
+    with _locks_lock:
+        return _locks.setdefault(key, threading.Lock())
+
+
+def _present(tag: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+
+
+def _run(command: list[str], what: str, **kwargs) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise ControllerBuildError(f"{what} failed on the controller:\n{(result.stdout + result.stderr)[-4000:]}")
+
+
+def ensure_base(base: BaseRecipe) -> None:
+    with _lock(base.tag):
+        if _present(base.tag):
+            return
+        pulled = subprocess.run(["docker", "pull", "-q", base.ref], capture_output=True).returncode == 0
+        if pulled:
+            _run(["docker", "tag", base.ref, base.tag], f"tagging {base.ref}")
+            return
+        if base.fallback == "none":
+            raise ControllerBuildError(f"cannot pull base image {base.ref} and base_image_fallback is 'none'")
+        if os.geteuid() != 0:
+            raise ControllerBuildError(f"cannot pull base image {base.ref}, and building it with debootstrap on the "
+                                       "controller needs root: run the deploy as root, or set image_build: target")
+        logger.warning(f"cannot pull {base.ref}: building the base image {base.tag} with debootstrap from "
+                       f"{base.mirror} ({base.suite}) on the controller instead")
+        script = render(TEMPLATES, "debootstrap.sh.j2", suite=base.suite, mirror=base.mirror,
+                        components=base.components, tag=base.tag)
+        _run(["sh", "-c", script], f"debootstrap of {base.suite} from {base.mirror}")
+
+
+def ensure_built(recipe: ImageRecipe, base: BaseRecipe) -> None:
+    ensure_base(base)
+    with _lock(recipe.tag):
+        if _present(recipe.tag):
+            return
+        context = BUILDS / recipe.tag.replace("/", "-").replace(":", "-")
+        for relative, content in recipe.files.items():
+            path = context / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        (context / "ca").mkdir(exist_ok=True)
+        if recipe.builder_ca:
+            (context / "ca" / "host.pem").write_bytes(Path(HOST_CA_BUNDLE).read_bytes())
+        logger.info(f"--> building {recipe.tag} on the controller (once for every target that lacks it)")
+        _run(["docker", "build", "-q", "-t", recipe.tag, str(context)], f"the build of {recipe.tag}")
+
+
+def archive(recipe: ImageRecipe) -> Path:
+    """``docker save`` of the image, compressed with zstd, made once and kept beside its build context."""
+    path = BUILDS / (recipe.tag.replace("/", "-").replace(":", "-") + ".tar.zst")
+    with _lock(f"{recipe.tag} archive"):
+        if not path.exists():
+            partial = path.with_suffix(".partial")
+            _run(["bash", "-c", 'set -o pipefail; docker save "$0" | zstd -q -T0 -3 -f -o "$1"', recipe.tag,
+                  str(partial)],
+                 f"saving {recipe.tag}")
+            partial.replace(path)
+    return path
+
+
+def ship(state, host, recipe: ImageRecipe, base: BaseRecipe) -> bool:
+    """The pyinfra function command that puts ``recipe``'s image on ``host``."""
+    ensure_built(recipe, base)
+    if type(host.connector).__name__ == "LocalConnector":
+        return True  # the controller is the host: the image was built where it is needed
+    local = archive(recipe)
+    remote = f"/var/tmp/{local.name}"
+    if not host.put_file(str(local), remote):
+        raise ControllerBuildError(f"could not copy {local.name} to {host.name}")
+    loaded, output = host.run_shell_command(StringCommand("zstd", "-dc", QuoteString(remote), "|", "docker", "load",
+                                                          "-q", ";", "status=$?;", "rm", "-f", QuoteString(remote),
+                                                          ";", "exit", "$status"))
+    if not loaded:
+        raise ControllerBuildError(f"docker load of {recipe.tag} failed on {host.name}:\n{output.stderr}")
+    host.log(f"{recipe.tag} shipped from the controller ({local.stat().st_size // 2**20} MiB compressed)")
+    return True

@@ -1,0 +1,84 @@
+"""What goes into each image, wherever it is built: the base, and the hub and single-user images with their
+build contexts, each tagged by a hash of everything that went into it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jupyterhub_gpu.target import Target
+from jupyterhub_gpu.templates import render
+from roles.images.wheel import built_wheel
+
+TEMPLATES = Path(__file__).parent / "templates"
+FILES = Path(__file__).parent / "files"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+@dataclass(frozen=True)
+class BaseRecipe:
+    """The base image: ``ref`` pulled and tagged ``tag``, or debootstrapped from ``mirror`` where no registry
+    answers (``fallback``)."""
+
+    ref: str
+    tag: str
+    fallback: str
+    suite: str
+    mirror: str
+    components: str
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """An image built from ``files`` (the build context, Dockerfile included). The CA bundle of the machine
+    that builds it is its ``ca/host.pem``: ``builder_ca`` is that bundle's sha256, part of the tag."""
+
+    name: str
+    tag: str
+    files: dict[str, bytes] = field(hash=False)
+    builder_ca: str
+
+
+def hub_requirements() -> str:
+    return (TEMPLATES / "hub-requirements.txt").read_text()
+
+
+def jupyterhub_pin() -> str:
+    (pin,) = re.findall(r"^jupyterhub==\S+$", hub_requirements(), flags=re.MULTILINE)
+    return pin
+
+
+def base_recipe(target: Target) -> BaseRecipe:
+    return BaseRecipe(ref=target.base_image, tag=target.base_tag, fallback=target.settings.base_image_fallback,
+                      suite=target.profile.os_codename, mirror=target.debootstrap_mirror,
+                      components=target.debootstrap_components)
+
+
+def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
+    """The images the host needs built; ``builder_ca_sha256`` is the builder's CA bundle (empty: none)."""
+    settings = target.settings
+    builder_ca = builder_ca_sha256 if settings.build_trust_host_ca else ""
+    extra_ca = b"".join(path.read_bytes() for path in settings.build_extra_ca_certs)
+    wheel = built_wheel()
+    contexts = {"hub": {"requirements.txt": hub_requirements().encode(), wheel.name: wheel.read_bytes()}}
+    if not settings.singleuser_image:
+        contexts["singleuser"] = {
+            "requirements.txt": ("\n".join([jupyterhub_pin(), *settings.singleuser_packages]) + "\n").encode(),
+            "start-singleuser.sh": (FILES / "start-singleuser.sh").read_bytes(),
+        }
+    recipes = []
+    for name, files in contexts.items():
+        dockerfile = render(TEMPLATES, f"{name}.Dockerfile.j2", base=target.base_tag,
+                            trust_ca=bool(builder_ca or extra_ca), wheel=wheel.name)
+        files = {"Dockerfile": dockerfile.encode(), **files}
+        if extra_ca:
+            files["ca/extra.pem"] = extra_ca
+        digest = hashlib.sha256()
+        for part in [target.base_tag.encode(), builder_ca.encode(), *(p.encode() + b"\0" + c for p, c in
+                                                                       sorted(files.items()))]:
+            digest.update(part)
+            digest.update(b"\0")
+        recipes.append(ImageRecipe(name, f"jupyterhub-gpu/{name}:{digest.hexdigest()[:16]}", files, builder_ca))
+    return recipes
