@@ -101,6 +101,8 @@ def archive(recipe: ImageRecipe) -> Path:
     path = BUILDS / (recipe.tag.replace("/", "-").replace(":", "-") + ".tar.zst")
     with _lock(f"{recipe.tag} archive"):
         if not path.exists():
+            # The image may predate this checkout's build directory (built by an earlier deploy or by hand).
+            BUILDS.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".partial")
             _run(["bash", "-c", 'set -o pipefail; docker save "$0" | zstd -q -T0 -3 -f -o "$1"', recipe.tag,
                   str(partial)],
