@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, QuoteString, StringCommand
 
 _PROFILE_SCRIPT = r"""
 . /etc/os-release 2>/dev/null
@@ -15,6 +15,8 @@ echo "os_codename=${VERSION_CODENAME:-${UBUNTU_CODENAME:-}}"
 echo "arch=$(uname -m)"
 echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
 echo "hostname=$(cat /proc/sys/kernel/hostname)"
+echo "cpus=$(nproc 2>/dev/null)"
+echo "memory_mib=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo 2>/dev/null)"
 # WSL2: its kernel says so; its init makes /run/WSL.
 if grep -qi microsoft /proc/sys/kernel/osrelease 2>/dev/null || [ -d /run/WSL ]; then
   echo wsl=1
@@ -63,6 +65,8 @@ class HostProfile:
     arch: str = ""
     pid1: str = ""
     hostname: str = ""
+    cpus: int = 0
+    memory_mib: int = 0
     wsl: bool = False
     wsl_distribution: str = ""
     # Set where WSL's interop runs Windows programs: their folder, the user, their profile (as a Linux path).
@@ -102,6 +106,8 @@ def parse_profile(lines: list[str]) -> HostProfile:
                 values["apt_mirrors"].append(uri)
         elif key in ("wsl", "docker_cli", "windows_elevated"):
             values[key] = value == "1"
+        elif key in ("cpus", "memory_mib"):
+            values[key] = int(value) if value.isdigit() else 0
         elif key in HostProfile.__dataclass_fields__:
             values[key] = value
     values["ipv4"] = tuple(values["ipv4"])
@@ -145,8 +151,9 @@ class ComposeServices(FactBase):
     def default() -> dict:
         return {}
 
-    def command(self, project_directory: str) -> str:
-        return f"docker compose --project-directory {project_directory} ps --all --format json 2>/dev/null || true"
+    def command(self, project_directory: str) -> StringCommand:
+        return StringCommand("docker", "compose", "--project-directory", QuoteString(project_directory), "ps", "--all",
+                             "--format", "json", "2>/dev/null", "||", "true")
 
     def process(self, output):
         services = {}

@@ -39,14 +39,20 @@ IMAGE_REF = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
-# apt's $(ARCH) may stand in a repository URL.
-HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~$()%+-]*)*$")
+# http(s) URLs of a plain shape: a host, a port, a path of safe characters and no query; apt's literal
+# $(ARCH) may stand in a repository URL, and nothing else of shell syntax anywhere.
+HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+-]*)*")
+APT_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/(?:[A-Za-z0-9._~%+-]|\$\(ARCH\))*)*")
+# Where the deploy keeps its files: an absolute path of plain characters.
+PATH = re.compile(r"(/[A-Za-z0-9._-]+)+")
+SYSTEM_DIRS = {"/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run", "/sbin",
+               "/srv", "/sys", "/tmp", "/usr", "/var", "/usr/local", "/var/lib"}
 PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?(==|>=|<=|~=|!=|<|>)[A-Za-z0-9.*+!_-]+$")
 
 
 def _dns_name(value: str) -> str:
     value = value.lower().rstrip(".")
-    if len(value) > 253 or not all(DNS_LABEL.match(label) for label in value.split(".")):
+    if len(value) > 253 or not all(DNS_LABEL.fullmatch(label) for label in value.split(".")):
         raise ValueError(f"{value!r} is not a valid DNS name (letters, digits and '-' in dot-separated labels)")
     return value
 
@@ -60,7 +66,7 @@ def _ip_address(value: str) -> str:
 
 def _pattern(regex: re.Pattern, allowed: str):
     def check(value: str) -> str:
-        if not regex.match(value):
+        if not regex.fullmatch(value):
             raise ValueError(f"{value!r} is not allowed: {allowed}")
         return value
 
@@ -68,19 +74,17 @@ def _pattern(regex: re.Pattern, allowed: str):
 
 
 def _absolute_path(value: str) -> str:
-    if not value.startswith("/") or ".." in value.split("/"):
-        raise ValueError(f"{value!r} is not allowed: an absolute path without '..'")
-    return value.rstrip("/") or "/"
-
-
-def _http_url(value: str) -> str:
-    if not HTTP_URL.match(value):
-        raise ValueError(f"{value!r} is not allowed: an http:// or https:// URL")
+    value = value.rstrip("/") if value != "/" else value
+    if not PATH.fullmatch(value) or {".", ".."} & set(value.split("/")):
+        raise ValueError(f"{value!r} is not allowed: an absolute path of letters, digits, '.', '_', '-', "
+                         "without '..'")
+    if value in SYSTEM_DIRS:
+        raise ValueError(f"{value!r} is not allowed: a directory of its own, like /opt/jupyterhub-gpu, not {value}")
     return value
 
 
 def _pinned_requirement(value: str) -> str:
-    if not PIP_REQUIREMENT.match(value):
+    if not PIP_REQUIREMENT.fullmatch(value):
         raise ValueError(f"{value!r} is not allowed: a pip requirement with a version, like 'jupyterlab==4.6.6'")
     return value
 
@@ -100,7 +104,7 @@ LdapDn = Annotated[str, AfterValidator(_pattern(LDAP_DN, "an LDAP DN like 'ou=pe
 
 
 def _ldap_template(value: str) -> str:
-    if value.count("{username}") != 1 or not LDAP_DN.match(value.replace("{username}", "user")):
+    if value.count("{username}") != 1 or not LDAP_DN.fullmatch(value.replace("{username}", "user")):
         raise ValueError(f"{value!r} is not allowed: an LDAP DN with {{username}} once, "
                          "like 'uid={username},ou=people,dc=example,dc=org'")
     return value
@@ -124,7 +128,10 @@ ImageRef = Annotated[str, AfterValidator(_pattern(IMAGE_REF, "a Docker image ref
 Username = Annotated[str, AfterValidator(_pattern(JUPYTER_USERNAME, "lower-case letters, digits, '.', '_', '-'"))]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 PinnedRequirement = Annotated[str, AfterValidator(_pinned_requirement)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HttpUrl = Annotated[str, AfterValidator(_pattern(HTTP_URL, "an http:// or https:// URL of letters, digits and "
+                                                         "'.~%+-_/' (no query, no shell syntax)"))]
+AptUrl = Annotated[str, AfterValidator(_pattern(APT_URL, "an http:// or https:// URL of letters, digits and '.~%+-_/', "
+                                                     "where apt's $(ARCH) may stand"))]
 
 
 class HubSettings(BaseModel):
@@ -144,6 +151,20 @@ class HubSettings(BaseModel):
     )
     https_port: int = Field(
         default=443, ge=1, le=65535, description="Port on the host where the hub answers over HTTPS."
+    )
+    http_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port on the host where plain HTTP answers, only with a redirect to HTTPS (like `80`). Empty: none.",
+    )
+    hsts_max_age: int | None = Field(
+        default=None,
+        ge=0,
+        le=63_072_000,
+        description="`Strict-Transport-Security` max-age, in seconds, on the hub's and user servers' responses; 0 "
+        "sends none. Empty: a year with `letsencrypt` and `provided`, none with `selfsigned` (browsers would keep "
+        "refusing plain HTTP for a name whose local CA they may drop).",
     )
     network_name: DockerName = Field(
         default="jupyternet",
@@ -238,6 +259,12 @@ class HubSettings(BaseModel):
         default=False,
         description="Let everyone whom `ldap` or `oauth` authenticates log in. Chosen on purpose, never by "
         "default. (With `native` an admin's approval at `/hub/authorize` is the allow rule.)",
+    )
+    ops_token: bool = Field(
+        default=False,
+        description="Give monitoring scripts an API token of their own (`<install_dir>/secrets/ops_api_token`, the "
+        "hub service `jupyterhub-gpu-ops`), which may read the hub, its users and servers and the GPU table, and "
+        "change nothing.",
     )
     open_signup: bool = Field(
         default=False,
@@ -387,7 +414,25 @@ class HubSettings(BaseModel):
     user_mem_limit: str | None = Field(
         default=None,
         pattern=r"^[0-9]+[KMGT]?$",
-        description="Memory limit of each user container, like `8G`. Empty: no limit.",
+        description="Memory each user container may use, like `8G`. Empty: half the host's memory.",
+    )
+    user_cpu_limit: float | None = Field(
+        default=None,
+        gt=0,
+        le=1024,
+        description="CPUs each user container may use, like `2` or `0.5`. Empty: half the host's CPUs, at least one.",
+    )
+    user_pids_limit: int = Field(
+        default=4096,
+        ge=64,
+        le=1_000_000,
+        description="Processes and threads each user container may run (a fork bomb stops there).",
+    )
+    gpu_shm_size: str = Field(
+        default="4G",
+        pattern=r"^[0-9]+[KMGT]?$",
+        description="`/dev/shm` of containers that hold GPUs: PyTorch's data loaders share batches through it, and "
+        "Docker's 64 MB breaks them.",
     )
     tls_mode: Literal["selfsigned", "letsencrypt", "provided"] = Field(
         default="selfsigned",
@@ -442,7 +487,7 @@ class HubSettings(BaseModel):
         "found means CPU-only), `none`, or device indexes or UUIDs (`GPU-...`, `MIG-...`) that must exist "
         "on the host; `\"0,1,2\"` and the legacy `\"012\"` are read too.",
     )
-    nvidia_repo_url: HttpUrl = Field(
+    nvidia_repo_url: AptUrl = Field(
         default="https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)",
         description="NVIDIA Container Toolkit apt repository (a mirror for air-gapped hosts); "
         "`$(ARCH)` is apt's architecture.",
@@ -501,8 +546,9 @@ class HubSettings(BaseModel):
             raise ValueError(f"tls_mode {self.tls_mode!r} needs {', '.join(missing)}")
         if self.tls_mode == "letsencrypt" and not self.hub_names:
             raise ValueError("tls_mode 'letsencrypt' needs hub_names: the public DNS names to certify")
-        if self.tls_mode == "letsencrypt" and self.acme_challenge == "http-01" and self.https_port == 80:
-            raise ValueError("https_port 80 leaves no port 80 for certbot's HTTP-01 answers; use 443 or dns-01")
+        if self.tls_mode == "letsencrypt" and self.acme_challenge == "http-01" and 80 in (self.https_port, self.http_port):
+            raise ValueError("certbot's HTTP-01 answers need port 80, which https_port or http_port takes; "
+                             "use another port or acme_challenge: dns-01")
         return self
 
     @model_validator(mode="after")
@@ -555,8 +601,12 @@ class HubSettings(BaseModel):
         for path in paths:
             if not path.is_file():
                 raise ValueError(f"{str(path)!r} is not a file on the controller")
-            if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
+            content = path.read_bytes()
+            if b"-----BEGIN CERTIFICATE-----" not in content:
                 raise ValueError(f"{str(path)!r} holds no PEM certificate")
+            if b"PRIVATE KEY-----" in content:
+                raise ValueError(f"{str(path)!r} holds a private key: it would be copied into every image; "
+                                 "give only the CA certificates")
         return paths
 
 

@@ -60,6 +60,25 @@ class Target:
         return self.settings.oauth_callback_url or f"{self.hub_url}hub/oauth_callback"
 
     @property
+    def hsts_max_age(self) -> int:
+        """Seconds browsers keep to HTTPS for the hub (0: no Strict-Transport-Security header)."""
+        if self.settings.hsts_max_age is not None:
+            return self.settings.hsts_max_age
+        return 0 if self.settings.tls_mode == "selfsigned" else 31_536_000
+
+    @property
+    def user_mem_limit(self) -> str | None:
+        if self.settings.user_mem_limit:
+            return self.settings.user_mem_limit
+        return f"{self.profile.memory_mib // 2}M" if self.profile.memory_mib else None
+
+    @property
+    def user_cpu_limit(self) -> float | None:
+        if self.settings.user_cpu_limit:
+            return self.settings.user_cpu_limit
+        return max(1.0, self.profile.cpus / 2) if self.profile.cpus else None
+
+    @property
     def base_image(self) -> str:
         if self.settings.base_image:
             return self.settings.base_image

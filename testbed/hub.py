@@ -1,11 +1,15 @@
-"""A client of a deployed hub over HTTPS, verifying its certificate, with the ops service's token."""
+"""A client of a deployed hub over HTTPS, verifying its certificate, with a token of the tests' own."""
 
 from __future__ import annotations
 
+import json
+import ssl
 import time
+import uuid
 from pathlib import Path
 
 import requests
+import websocket
 
 
 class HubClient:
@@ -62,8 +66,9 @@ class HubClient:
         response.raise_for_status()
         return response.json()
 
-    def start_server(self, name: str, timeout: float = 180) -> dict:
-        response = self.api("POST", f"/users/{name}/server")
+    def start_server(self, name: str, timeout: float = 180, options: dict | None = None) -> dict:
+        """Start ``name``'s server (with the spawn form's ``options``, like ``{"gpu": "cpu"}``), wait until ready."""
+        response = self.api("POST", f"/users/{name}/server", json=options or {})
         if response.status_code not in (201, 202, 400):  # 400: already running
             response.raise_for_status()
         deadline = time.monotonic() + timeout
@@ -93,6 +98,52 @@ class HubClient:
         response = self.request("GET", f"/user/{user}/api/contents/{path}", params={"content": 1})
         response.raise_for_status()
         return response.json()["content"]
+
+
+    def kernel(self, user: str) -> "KernelChannel":
+        """A new kernel on ``user``'s server and its websocket, opened through the proxy as JupyterLab does."""
+        response = self.request("POST", f"/user/{user}/api/kernels", json={})
+        response.raise_for_status()
+        kernel_id = response.json()["id"]
+        url = self.url.replace("https://", "wss://", 1) + f"/user/{user}/api/kernels/{kernel_id}/channels"
+        sslopt = {"cert_reqs": ssl.CERT_REQUIRED}
+        if self.ca_file is not True:
+            sslopt["ca_certs"] = self.ca_file
+        socket = websocket.create_connection(url, timeout=30, sslopt=sslopt, suppress_origin=True,
+                                             header=[f"Authorization: {self.session.headers['Authorization']}"])
+        return KernelChannel(socket)
+
+
+class KernelChannel:
+    """One kernel's websocket (Jupyter's JSON messages), kept open across calls."""
+
+    def __init__(self, socket: websocket.WebSocket):
+        self.socket = socket
+        self.session = uuid.uuid4().hex
+
+    def evaluate(self, code: str, timeout: float = 60) -> str:
+        """Run ``code`` on the kernel; the text of its result."""
+        msg_id = uuid.uuid4().hex
+        self.socket.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "session": self.session, "username": "",
+                       "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False},
+        }))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = json.loads(self.socket.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if message["msg_type"] == "execute_result":
+                return message["content"]["data"]["text/plain"]
+            if message["msg_type"] == "error":
+                raise RuntimeError(f"{code!r} failed: {message['content']['ename']}: {message['content']['evalue']}")
+        raise TimeoutError(f"no result for {code!r} within {timeout}s")
+
+    def close(self) -> None:
+        self.socket.close()
 
 
 class _NamedHostAdapter(requests.adapters.HTTPAdapter):

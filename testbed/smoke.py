@@ -10,7 +10,7 @@ import argparse
 import sys
 from contextlib import contextmanager
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -23,6 +23,8 @@ from testbed.aptrepo import Repository
 from testbed.targets import TargetHost, bridge_gateway, remove_targets, start_targets, write_inventory_file
 
 INSTALL_DIR = "/opt/jupyterhub-gpu"
+TEST_TOKEN_SCOPES = ["admin:users", "admin:groups", "admin:servers", "admin:server_state", "access:servers",
+                     "read:hub", "list:users", "read:users", "access:services"]
 
 
 class SmokeFailure(AssertionError):
@@ -35,6 +37,7 @@ class Deployment:
     targets: list[TargetHost]
     targets_file: Path
     runs: list[DeployRun]
+    tokens: dict[str, str] = field(default_factory=dict)
 
     def read(self, target: TargetHost, path: str) -> bytes:
         code, output = self.engine.containers.get(target.container_id).exec_run(["cat", path])
@@ -46,16 +49,26 @@ class Deployment:
         """A copy of the target's local CA (self-signed mode), as a person imports it into a browser."""
         ca_file = STATE / "ca" / f"{target.name}.crt"
         ca_file.parent.mkdir(parents=True, exist_ok=True)
-        ca_file.write_bytes(self.read(target, f"{INSTALL_DIR}/tls/ca.crt"))
+        ca_file.write_bytes(self.read(target, f"{INSTALL_DIR}/ca/ca.crt"))
         return ca_file
 
     def hub(self, target: TargetHost, ca_file: Path | None = None, server_hostname: str | None = None) -> HubClient:
-        """A client of the target's hub; by default trusting the target's own local CA (self-signed mode)."""
+        """A client of the target's hub, by default trusting the target's own local CA (self-signed mode), with
+        an API token of the tests' own: made by the admin (with the password the deploy generated), for an
+        hour, with the scopes the tests use."""
         if ca_file is None:
             ca_file = self.ca_file(target)
-        token = self.read(target, f"{INSTALL_DIR}/secrets/ops_api_token").decode().strip()
         port = target.data.get("https_port", 443)
-        return HubClient(f"https://{target.address}:{port}", ca_file, token, server_hostname)
+        client = HubClient(f"https://{target.address}:{port}", ca_file, None, server_hostname)
+        if target.container_id not in self.tokens:
+            password = self.read(target, f"{INSTALL_DIR}/secrets/admin-password-admin").decode().strip()
+            response = client.api("POST", "/users/admin/tokens", json={
+                "auth": {"username": "admin", "password": password}, "expires_in": 3600, "note": "test bed",
+                "scopes": TEST_TOKEN_SCOPES})
+            response.raise_for_status()
+            self.tokens[target.container_id] = response.json()["token"]
+        client.session.headers["Authorization"] = f"token {self.tokens[target.container_id]}"
+        return client
 
     def deploy(self, **kwargs) -> DeployRun:
         run = run_deploy(self.targets_file, **kwargs)

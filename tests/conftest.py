@@ -31,7 +31,7 @@ def deployment(engine, nvidia_repository):
     """Two fresh GPU hosts (stand-in driver) with the hub deployed by the CI smoke path: deployed, then
     deployed again. The first deploy installs the toolkit from the stand-in repository."""
     with smoke.deployed(smoke.start(2, prefix="hub", repository=nvidia_repository,
-                                    data={"sudo_groups": ["sudoers"]})) as deployment:
+                                    data={"sudo_groups": ["sudoers"], "http_port": 80, "hsts_max_age": 600})) as deployment:
         yield deployment
 
 

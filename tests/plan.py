@@ -23,7 +23,8 @@ def plan(monkeypatch, facts: dict[type, Any], deploy: Callable, *args) -> list[t
     """Run ``deploy(*args)`` against fake ``facts`` ({FactClass: value, or callable(**fact kwargs)}).
 
     Returns (operation name, commands) for every operation, commands empty where it is a no-op or its
-    ``_if`` conditions (on earlier operations' changes) do not hold, as at execution.
+    ``_if`` conditions (on earlier operations' changes) do not hold, as at execution. Operations are also
+    checked for changes before execution, as ``pyinfra`` without ``-y`` does.
     A fact the role asks for and the test did not give fails the test.
     """
 
@@ -41,13 +42,14 @@ def plan(monkeypatch, facts: dict[type, Any], deploy: Callable, *args) -> list[t
     state.activate_host(host)
     add_deploy(state, deploy, *args, host=host)
     planned = []
+    state.set_stage(StateStage.Execute)
+    state.is_executing = True
     with ctx_state.use(state), ctx_host.use(host):
         for op_hash in state.get_op_order():
             name = ", ".join(sorted(state.op_meta[op_hash].names))
             op_data = state.get_op_data_for_host(host, op_hash)
-            conditions = op_data.global_arguments["_if"]
-            runs = all(condition() for condition in (conditions if isinstance(conditions, list) else [conditions]))
-            commands = list(op_data.command_generator()) if runs else []
+            # As at execution: _if conditions on earlier operations' changes decide, then the operation.
+            commands = list(op_data.command_generator())
             op_data.operation_meta.set_complete(True, commands, CommandOutput([]))
             planned.append((name, [_text(command) for command in commands]))
     return planned
@@ -63,3 +65,28 @@ def _text(command) -> str:
     if isinstance(command, FileUploadCommand):
         return f"upload {command.dest}"
     return repr(command)
+
+
+def fresh_host_facts() -> dict:
+    """Every fact the roles ask, as a fresh host answers it: nothing installed, no files, no images."""
+    from pyinfra.facts.apt import AptSources
+    from pyinfra.facts.deb import DebPackages
+    from pyinfra.facts.docker import DockerImage, DockerNetwork
+    from pyinfra.facts.files import Directory, File, FileContents, FindInFile, Sha1File, Sha256File
+    from pyinfra.facts.server import Command, TmpDir, Which
+    from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
+
+    from jupyterhub_gpu.facts import ComposeServices, DockerServerVersion, PortListening
+    from roles.nvidia_toolkit import GPUContainerCheck
+    from roles.tls import CertificateState
+    from roles.wsl import WindowsScheduledTask
+
+    return {
+        AptSources: [], DebPackages: {}, DockerImage: lambda **kwargs: None, DockerNetwork: lambda **kwargs: None, Directory: lambda **kwargs: None,
+        File: lambda **kwargs: None, FileContents: lambda **kwargs: None, FindInFile: lambda **kwargs: [],
+        Sha1File: lambda **kwargs: None, Sha256File: lambda **kwargs: None, Command: lambda **kwargs: "stopped",
+        TmpDir: "/tmp", Which: lambda **kwargs: None, SystemdEnabled: {}, SystemdStatus: {},
+        ComposeServices: lambda **kwargs: {}, DockerServerVersion: None, PortListening: lambda **kwargs: False,
+        GPUContainerCheck: lambda **kwargs: {"ok": True, "output": ""}, CertificateState: lambda **kwargs: None,
+        WindowsScheduledTask: lambda **kwargs: None,
+    }

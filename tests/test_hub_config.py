@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import traitlets
 from traitlets.config.loader import PyFileConfigLoader
 
 from jupyterhub_gpu.facts import HostProfile
@@ -15,8 +16,9 @@ from jupyterhub_gpu.target import Target
 from roles.services import FILES, hub_settings
 from jupyterhub_gpu.settings import from_host_data
 
-PROFILE = HostProfile(os_id="debian", os_version="12", os_codename="bookworm", hostname="gpubox", ipv4=("10.0.0.5",))
-IMAGES = Images(hub="jupyterhub-gpu/hub:1", singleuser="jupyterhub-gpu/singleuser:2")
+PROFILE = HostProfile(os_id="debian", os_version="12", os_codename="bookworm", hostname="gpubox", ipv4=("10.0.0.5",),
+                      cpus=4, memory_mib=32768)
+IMAGES = Images(hub="jupyterhub-gpu/hub:1", singleuser="jupyterhub-gpu/singleuser:2", proxy="jupyterhub-gpu/proxy:3")
 
 
 @pytest.fixture
@@ -60,33 +62,73 @@ def test_values_reach_the_hub_as_data_never_as_code(load):
 
 
 def test_sudo_is_granted_to_members_of_sudo_groups_only(load):
-    from types import SimpleNamespace
-
     config = load({"sudo_groups": ["teachers"]})
     grant = config.GPUDockerSpawner.environment["GRANT_SUDO"]
-
-    def spawner(*groups):
-        return SimpleNamespace(user=SimpleNamespace(groups=[SimpleNamespace(name=g) for g in groups]))
-
-    assert grant(spawner("teachers", "students")) == "yes"
-    assert grant(spawner("students")) == "no"
-    assert grant(spawner()) == "no"
+    assert grant(spawner_of("teachers", "students")) == "yes"
+    assert grant(spawner_of("students")) == "no"
+    assert grant(spawner_of()) == "no"
     assert config.GPUDockerSpawner.extra_create_kwargs == {"user": "root"}
 
 
-def test_proxy_pid_file_is_on_the_runtime_tmpfs_not_the_database_volume(load, tmp_path):
+def test_the_proxy_runs_apart_and_no_stale_pid_file_stays_on_the_database_volume(load, tmp_path):
     (tmp_path / "jupyterhub-proxy.pid").write_text("9")  # left on the volume by an earlier deploy
     config = load({})
-    assert config.ConfigurableHTTPProxy.pid_file == "/run/jupyterhub/jupyterhub-proxy.pid"
+    assert config.ConfigurableHTTPProxy.should_start is False
+    assert config.ConfigurableHTTPProxy.api_url == "http://jupyterhub-proxy:8001"
+    # The proxy reaches the hub's services by the hub container's name, not its own loopback.
+    assert [service["url"] for service in config.JupyterHub.services] == ["http://jupyterhub:10101"]
     assert config.JupyterHub.db_url == f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
     assert not (tmp_path / "jupyterhub-proxy.pid").exists()
 
 
+def spawner_of(*groups):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(user=SimpleNamespace(groups=[SimpleNamespace(name=g) for g in groups]))
+
+
+def test_hsts_when_asked_and_every_cookie_secure_on_hub_and_servers(load):
+    config = load({"hsts_max_age": 600})
+    assert config.JupyterHub.tornado_settings == {"headers": {"Strict-Transport-Security": "max-age=600"},
+                                                  "cookie_options": {"secure": True}}
+    (argument,) = config.GPUDockerSpawner.args
+    name, value = argument.split("=", 1)
+    # The single-user server reads it as traitlets reads a Dict from its command line.
+    assert name == "--ServerApp.tornado_settings"
+    assert traitlets.Dict().from_string(value) == {"xsrf_cookie_kwargs": {"secure": True},
+                                                   "headers": {"Strict-Transport-Security": "max-age=600"}}
+    without = load({"hsts_max_age": 0})
+    assert without.JupyterHub.tornado_settings["headers"] == {}
+    assert without.JupyterHub.tornado_settings["cookie_options"] == {"secure": True}
+    assert traitlets.Dict().from_string(without.GPUDockerSpawner.args[0].split("=", 1)[1]) == {
+        "xsrf_cookie_kwargs": {"secure": True}}
+
+
 def test_user_servers_come_back_with_the_engine_and_are_found_at_their_new_address(load):
     config = load({})
-    assert config.GPUDockerSpawner.extra_host_config == {"restart_policy": {"Name": "always"}, "auto_remove": False}
+    host_config = config.GPUDockerSpawner.extra_host_config(spawner_of())
+    assert (host_config["restart_policy"], host_config["auto_remove"]) == ({"Name": "always"}, False)
     assert config.GPUDockerSpawner.remove is True
     assert config.GPUDockerSpawner.use_internal_ip is True
+
+
+def test_user_containers_are_limited_and_gain_no_privileges_unless_they_may_sudo(load):
+    config = load({"sudo_groups": ["teachers"], "user_pids_limit": 512, "user_mem_limit": "6G", "user_cpu_limit": 1.5})
+    spawner = config.GPUDockerSpawner
+    assert (spawner.mem_limit, spawner.cpu_limit, spawner.gpu_shm_size) == ("6G", 1.5, "4G")
+    student = spawner.extra_host_config(spawner_of("students"))
+    assert student["pids_limit"] == 512
+    assert (student["cap_drop"], student["cap_add"], student["security_opt"]) == (
+        ["ALL"], ["SETUID", "SETGID"], ["no-new-privileges"])
+    teacher = spawner.extra_host_config(spawner_of("teachers"))
+    assert "security_opt" not in teacher and teacher["cap_drop"] == ["ALL"]
+    assert "NET_RAW" not in teacher["cap_add"] and "NET_BIND_SERVICE" not in teacher["cap_add"]
+    assert {"SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE"} <= set(teacher["cap_add"])
+
+
+def test_limits_default_to_half_the_host(load):
+    spawner = load({}).GPUDockerSpawner
+    assert (spawner.mem_limit, spawner.cpu_limit) == ("16384M", 2.0)
 
 
 def test_ldap_with_a_bind_template_tls_and_a_group_rule(load, tmp_path):

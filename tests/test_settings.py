@@ -43,7 +43,7 @@ def test_bad_value_is_refused_with_its_key(data, expected):
         ({"tls_mode": "letsencrypt", "acme_email": "a@example.com", "hub_names": ["h.example.com"],
           "acme_challenge": "dns-01"}, "needs acme_dns_plugin, acme_dns_credentials"),
         ({"tls_mode": "letsencrypt", "acme_email": "a@example.com", "hub_names": ["h.example.com"], "https_port": 80},
-         "https_port 80 leaves no port 80"),
+         "certbot's HTTP-01 answers need port 80, which https_port or http_port takes"),
         ({"tls_mode": "provided"}, "tls_mode 'provided' needs tls_cert_file, tls_key_file"),
         ({"acme_email": "not-an-address"}, "acme_email = 'not-an-address'"),
         ({"gpu_ids": "0,0"}, "gpu_ids = '0,0': GPU ids listed more than once"),

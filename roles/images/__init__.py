@@ -25,6 +25,7 @@ __all__ = ["Images", "ensure_images", "jupyterhub_pin"]
 @dataclass(frozen=True)
 class Images:
     hub: str
+    proxy: str
     singleuser: str
 
 

@@ -62,7 +62,13 @@ def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
     builder_ca = builder_ca_sha256 if settings.build_trust_host_ca else ""
     extra_ca = b"".join(path.read_bytes() for path in settings.build_extra_ca_certs)
     wheel = built_wheel()
-    contexts = {"hub": {"requirements.txt": hub_requirements().encode(), wheel.name: wheel.read_bytes()}}
+    proxy = FILES / "proxy"
+    contexts = {
+        "hub": {"requirements.txt": hub_requirements().encode(), wheel.name: wheel.read_bytes(),
+                "start-hub.sh": (FILES / "start-hub.sh").read_bytes()},
+        "proxy": {name: (proxy / name).read_bytes()
+                  for name in ("requirements.txt", "package.json", "package-lock.json", "start-proxy.sh")},
+    }
     if not settings.singleuser_image:
         contexts["singleuser"] = {
             "requirements.txt": ("\n".join([jupyterhub_pin(), *settings.singleuser_packages]) + "\n").encode(),

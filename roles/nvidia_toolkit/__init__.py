@@ -7,7 +7,7 @@ import io
 import json
 
 from pyinfra import host
-from pyinfra.api import FactBase, OperationError, StringCommand, deploy, operation
+from pyinfra.api import FactBase, OperationError, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files
 
@@ -39,7 +39,8 @@ def dearmored_key(url: str, keyring: str):
     if host.get_fact(File, path=keyring):
         host.noop(f"keyring {keyring} is present")
         return
-    yield StringCommand(f"curl -fsSL {url} | gpg --batch --yes --dearmor -o {keyring} && chmod 644 {keyring}")
+    yield StringCommand("curl", "-fsSL", QuoteString(url), "|", "gpg", "--batch", "--yes", "--dearmor", "-o",
+                        QuoteString(keyring), "&&", "chmod", "644", QuoteString(keyring))
 
 
 @operation(is_idempotent=True)
@@ -51,7 +52,7 @@ def docker_runtime_configured(config: str = DAEMON_JSON):
     if "nvidia" in runtimes:
         host.noop(f"{config} already has the nvidia runtime")
         return
-    yield StringCommand("nvidia-ctk", "runtime", "configure", "--runtime=docker", f"--config={config}")
+    yield StringCommand("nvidia-ctk", "runtime", "configure", "--runtime=docker", QuoteString(f"--config={config}"))
 
 
 @operation(is_idempotent=True)
@@ -59,17 +60,17 @@ def cdi_spec(path: str = CDI_SPEC):
     if host.get_fact(File, path=path):
         host.noop(f"CDI spec {path} is present")
         return
-    yield StringCommand("nvidia-ctk", "cdi", "generate", f"--output={path}")
+    yield StringCommand("nvidia-ctk", "cdi", "generate", QuoteString(f"--output={path}"))
 
 
 class GPUContainerCheck(FactBase):
     """What a throwaway container with `--gpus all` sees, or the error that stopped it."""
 
-    def command(self, image: str) -> str:
-        return (
-            f"docker run --rm --gpus all {image} sh -c "
-            "'nvidia-smi -L 2>/dev/null || echo \"NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES\"' 2>&1; "
-            "echo \"exit=$?\""
+    def command(self, image: str) -> StringCommand:
+        return StringCommand(
+            "docker", "run", "--rm", "--gpus", "all", QuoteString(image), "sh", "-c",
+            QuoteString('nvidia-smi -L 2>/dev/null || echo "NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES"'),
+            "2>&1;", 'echo "exit=$?"',
         )
 
     def process(self, output) -> dict:

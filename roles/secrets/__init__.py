@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 
 from pyinfra import host
-from pyinfra.api import StringCommand, deploy, operation
+from pyinfra.api import QuoteString, StringCommand, deploy, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import File
 from pyinfra.operations import files
@@ -19,7 +19,6 @@ from jupyterhub_gpu.target import Target
 TOKENS = {
     "cookie_secret": "signs the hub's login cookies",
     "proxy_token": "authenticates the hub to configurable-http-proxy",
-    "ops_api_token": "the API token of the hub service that deploy checks and admins' scripts use",
 }
 # Generated passwords: 18 random bytes, 24 URL-safe characters (long enough for any password policy).
 PASSWORD_COMMAND = "head -c 18 /dev/urandom | base64 | tr '+/' '-_'"
@@ -47,9 +46,10 @@ def secret_file(path: str, command: str = TOKEN_COMMAND):
         if info["mode"] == 600:
             host.noop(f"secret {path} exists with mode 0600")
             return
-        yield StringCommand("chmod", "600", path)
+        yield StringCommand("chmod", "600", QuoteString(path))
         return
-    yield StringCommand(f"umask 077 && {command} > {path}.new && mv {path}.new {path}")
+    yield StringCommand("umask 077 &&", command, ">", QuoteString(f"{path}.new"), "&&", "mv", QuoteString(f"{path}.new"),
+                        QuoteString(path))
 
 
 @deploy("Secrets")
@@ -70,6 +70,8 @@ def ensure_secrets(target: Target) -> HubSecrets:
 
     for name, purpose in TOKENS.items():
         generated(name, purpose)
+    if settings.ops_token:
+        generated("ops_api_token", "the read-only API token of the ops service, for monitoring scripts")
 
     if settings.authenticator == "native":
         for admin in settings.admin_users:

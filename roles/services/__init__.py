@@ -8,21 +8,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-from pyinfra import host
-from pyinfra.api import StringCommand, deploy, operation
+from pyinfra import context, host
+from pyinfra.api import QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import files
 from pyinfra.operations.util import any_changed
 
 from jupyterhub_gpu.facts import ComposeServices
 from roles.images import Images
+from roles.network import HUB_API_PORT, HUB_MAC, PROXY_MAC
 from jupyterhub_gpu.target import Target
 from roles.secrets import HubSecrets
 from roles.tls import Certificate
 
 FILES = Path(__file__).parent / "files"
 # The scopes the ops service token has (deploy checks, admins' scripts).
-OPS_TOKEN_SCOPES = ["admin:users", "admin:groups", "admin:servers", "access:servers", "read:hub", "list:users",
-                    "access:services"]
+# The ops service's token, where ops_token asks for one: enough to watch the hub, nothing to change it.
+OPS_TOKEN_SCOPES = ["read:hub", "list:users", "read:users", "read:servers", "access:services!service=gpus"]
 HEALTHY = ("healthy", "running")
 
 
@@ -32,8 +33,11 @@ def hub_settings(target: Target, images: Images) -> dict:
     return {
         "hub": {
             "log_level": s.hub_log_level,
+            "api_port": HUB_API_PORT,
+            "public_url": target.hub_url,
+            "hsts_max_age": target.hsts_max_age,
             "admin_users": list(s.admin_users),
-            "ops_token": True,
+            "ops_token": s.ops_token,
             "ops_token_scopes": OPS_TOKEN_SCOPES,
         },
         "authenticator": {
@@ -80,47 +84,89 @@ def hub_settings(target: Target, images: Images) -> dict:
             "on_exhausted": s.gpu_on_exhausted,
             "devices_filtered": not target.profile.wsl,
             "pool_label": s.compose_project,
-            "mem_limit": s.user_mem_limit,
+            "mem_limit": target.user_mem_limit,
+            "cpu_limit": target.user_cpu_limit,
+            "pids_limit": s.user_pids_limit,
+            "gpu_shm_size": s.gpu_shm_size,
+            "hsts_max_age": target.hsts_max_age,
             "sudo_groups": list(s.sudo_groups),
         },
     }
 
 
+# TLS 1.2 offers these only (ECDHE with AES-GCM or ChaCha20-Poly1305); TLS 1.3 and its suites are Node's
+# defaults, and Node refuses TLS 1.0 and 1.1.
+TLS12_CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+])
+# The hub and the proxy start as root only to hand their unprivileged user (uid 990) what it may have:
+# these capabilities are for that, and no process in them can gain privileges.
+ENTRY_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"]
+
+
 def compose_project(target: Target, images: Images, certificate: Certificate, secrets: HubSecrets) -> dict:
     """The Compose project as data; written out by a YAML emitter, so no value can add structure."""
     s = target.settings
+    locked_down = {"cap_drop": ["ALL"], "cap_add": ENTRY_CAPABILITIES, "security_opt": ["no-new-privileges"]}
     hub = {
         "image": images.hub,
         "container_name": "jupyterhub",
+        # The firewall knows the hub by this address: it may reach user servers, and nobody else may.
+        "mac_address": HUB_MAC,
         # Not "unless-stopped": Docker 20.10 leaves such containers down after its engine was killed.
         "restart": "always",
-        "ports": [f"{s.https_port}:8443"],
         "networks": [s.network_name],
-        # What belongs to one run of the hub (the proxy's pid file) lives on a tmpfs that every start
-        # gets empty: a pid left on a volume by a killed hub can name another process after a restart.
+        **locked_down,
+        # The hub's API port is below 1024 (see the firewall); its unprivileged user may bind it.
+        "sysctls": {"net.ipv4.ip_unprivileged_port_start": 0},
+        # What belongs to one run of the hub lives on a tmpfs that every start gets empty.
         "tmpfs": ["/run/jupyterhub"],
         "working_dir": "/run/jupyterhub",
+        "environment": {"JUPYTERHUB_GPU_SECRETS": "/run/jupyterhub/secrets"},
         "volumes": [
             "/var/run/docker.sock:/var/run/docker.sock",
             "hub-data:/srv/jupyterhub",
             "./jupyterhub_config.py:/etc/jupyterhub/jupyterhub_config.py:ro",
             "./hub.json:/etc/jupyterhub/hub.json:ro",
-            f"{certificate.directory}:/etc/jupyterhub/tls:ro",
         ],
         "secrets": sorted(secrets.paths),
-        "command": ["jupyterhub", "--config", "/etc/jupyterhub/jupyterhub_config.py"],
+        "depends_on": {"proxy": {"condition": "service_healthy"}},
         "healthcheck": {
-            "test": ["CMD", "python3", "-c", "import ssl, urllib.request; urllib.request.urlopen("
-                     "'https://127.0.0.1:8443/hub/health', context=ssl._create_unverified_context(), timeout=5)"],
-            "interval": "5s",
-            "timeout": "6s",
-            "retries": 3,
-            "start_period": "120s",
+            "test": ["CMD", "python3", "-c", "import urllib.request; "
+                     f"urllib.request.urlopen('http://127.0.0.1:{HUB_API_PORT}/hub/health', timeout=5)"],
+            "interval": "5s", "timeout": "6s", "retries": 3, "start_period": "120s",
+        },
+    }
+    proxy_command = ["--ip", "0.0.0.0", "--port", "8443", "--api-ip", "0.0.0.0", "--api-port", "8001",
+                     "--default-target", f"http://jupyterhub:{HUB_API_PORT}",
+                     "--error-target", f"http://jupyterhub:{HUB_API_PORT}/hub/error", "--ssl-ciphers", TLS12_CIPHERS]
+    ports = [f"{s.https_port}:8443"]
+    if s.http_port:
+        proxy_command += ["--redirect-port", "8080", "--redirect-to", str(s.https_port)]
+        ports.append(f"{s.http_port}:8080")
+    proxy = {
+        "image": images.proxy,
+        "container_name": "jupyterhub-proxy",
+        # The internet-facing process: no Docker socket, no database, no CA; its certificate, key and token only.
+        "mac_address": PROXY_MAC,
+        "restart": "always",
+        "networks": [s.network_name],
+        **locked_down,
+        "ports": ports,
+        "volumes": [f"{certificate.directory}/server.crt:/etc/jupyterhub-proxy/tls/server.crt:ro",
+                    f"{certificate.directory}/server.key:/etc/jupyterhub-proxy/tls/server.key:ro"],
+        "secrets": ["proxy_token"],
+        "command": proxy_command,
+        "healthcheck": {
+            "test": ["CMD", "node", "-e", "require('net').connect(8443, '127.0.0.1', () => process.exit(0))"
+                     ".on('error', () => process.exit(1))"],
+            "interval": "5s", "timeout": "6s", "retries": 3, "start_period": "30s",
         },
     }
     return {
         "name": s.compose_project,
-        "services": {"jupyterhub": hub},
+        "services": {"proxy": proxy, "jupyterhub": hub},
         "networks": {s.network_name: {"external": True}},
         "volumes": {"hub-data": {"name": f"{s.compose_project}-hub-data"}},
         "secrets": {name: {"file": path} for name, path in sorted(secrets.paths.items())},
@@ -140,12 +186,14 @@ def stack_up(project_directory: str, services: list[str], timeout: int, inputs_c
     """
     state = host.get_fact(ComposeServices, project_directory=project_directory) or {}
     unhealthy = [name for name in services if state.get(name) not in HEALTHY]
-    if not inputs_changed() and not unhealthy:
+    # Before execution (pyinfra without -y shows what would change) earlier operations have no results yet.
+    changed = inputs_changed() if context.state.is_executing else True
+    if not changed and not unhealthy:
         host.noop(f"compose project in {project_directory} is up: " + ", ".join(f"{k} {v}" for k, v in state.items()))
         return
     # --wait returns once the hub's health check passes: the deploy ends with a hub that answers.
     yield StringCommand(
-        "docker", "compose", "--project-directory", project_directory,
+        "docker", "compose", "--project-directory", QuoteString(project_directory),
         "up", "--detach", "--wait", "--wait-timeout", str(timeout), "--force-recreate", "--remove-orphans",
     )
 
@@ -168,7 +216,7 @@ def ensure_services(target: Target, images: Images, certificate: Certificate, se
     stack_up(
         name="Hub running and healthy",
         project_directory=project_dir,
-        services=["jupyterhub"],
+        services=["proxy", "jupyterhub"],
         timeout=target.settings.hub_ready_timeout,
         inputs_changed=lambda: any_changed(config, settings, compose)() or secrets.changed() or certificate.changed(),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,15 +41,27 @@ def subject_alt_names(names, addresses) -> str:
     return ",".join([f"DNS:{name}" for name in names] + [f"IP:{address}" for address in addresses])
 
 
+def name_constraints(names, addresses) -> str:
+    """What the local CA may sign: the hub's names (and names below them) and addresses, nothing else."""
+    permitted = [f"permitted;DNS:{name}" for name in names]
+    for address in addresses:
+        network = ipaddress.ip_network(address)
+        permitted.append(f"permitted;IP:{network.network_address}/{network.netmask}")
+    return ",".join(permitted)
+
+
 @operation(is_idempotent=True)
-def selfsigned_certificate(directory: str, names: list[str], addresses: list[str]):
-    """A server certificate signed by a local CA, re-issued only when the names or addresses change."""
+def selfsigned_certificate(directory: str, ca_directory: str, names: list[str], addresses: list[str]):
+    """A server certificate signed by a local CA that may sign only for the hub's names and addresses; both
+    issued again only when those change."""
     sans = subject_alt_names(names, addresses)
-    if host.get_fact(FileContents, path=f"{directory}/names") == [sans]:
+    if (host.get_fact(FileContents, path=f"{directory}/names") == [sans]
+            and host.get_fact(FileContents, path=f"{ca_directory}/names") == [sans]):
         host.noop(f"certificate in {directory} already covers {sans}")
         return
-    script = render(TEMPLATES, "issue-selfsigned.sh.j2", sans=sans, common_name=names[0])
-    yield StringCommand("cd", QuoteString(directory), "&&", "sh", "-c", QuoteString(script))
+    script = render(TEMPLATES, "issue-selfsigned.sh.j2", sans=sans, common_name=names[0], ca_dir=ca_directory,
+                    tls_dir=directory, constraints=name_constraints(names, addresses))
+    yield StringCommand("sh", "-c", QuoteString(script))
 
 
 CERT_NAME = "jupyterhub-gpu"
@@ -170,11 +183,12 @@ def ensure_certificate(target: Target) -> Certificate:
     files.directory(name="TLS directory", path=directory, mode="755")
     settings = target.settings
     if settings.tls_mode == "selfsigned":
+        ca_directory = f"{target.install_dir}/ca"
         issued = selfsigned_certificate(
-            name="Self-signed certificate", directory=directory,
+            name="Self-signed certificate", directory=directory, ca_directory=ca_directory,
             names=list(target.names), addresses=list(target.addresses),
         )
-        return Certificate(directory, ca=f"{directory}/ca.crt", operations=[issued])
+        return Certificate(directory, ca=f"{ca_directory}/ca.crt", operations=[issued])
     # Another mode writes server.crt now: forget what a self-signed one covered, so that going back
     # to selfsigned issues a fresh certificate.
     files.file(name="No self-signed certificate in use", path=f"{directory}/names", present=False)

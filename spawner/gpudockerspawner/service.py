@@ -17,6 +17,7 @@ import html
 import json
 import os
 import sys
+from urllib.parse import urlsplit
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
@@ -28,10 +29,12 @@ NAME = "gpus"
 PORT = 10101
 
 
-def hub_service(name: str = NAME, port: int = PORT) -> dict:
+def hub_service(name: str = NAME, port: int = PORT, host: str = "127.0.0.1") -> dict:
+    """The service's entry in ``JupyterHub.services``; ``host`` is how the proxy reaches the hub's container
+    (the loopback where the proxy runs beside the hub)."""
     return {
         "name": name,
-        "url": f"http://127.0.0.1:{port}",
+        "url": f"http://{host}:{port}",
         "command": [sys.executable, "-m", "gpudockerspawner.service"],
         "oauth_no_confirm": True,
         "display": True,
@@ -97,9 +100,10 @@ def make_app() -> web.Application:
 
 
 def main() -> None:
-    url = os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{PORT}")
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
-    make_app().listen(port, address="127.0.0.1")
+    url = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{PORT}"))
+    # Reached by name (a proxy in another container): listen on the container's addresses.
+    address = url.hostname if url.hostname in ("127.0.0.1", "localhost") else ""
+    make_app().listen(url.port or PORT, address=address)
     IOLoop.current().start()
 
 

@@ -68,6 +68,12 @@ class GPUDockerSpawner(DockerSpawner):
         does; WSL2 does not). With index ids, CUDA_VISIBLE_DEVICES is then 0..n-1 inside the container;
         otherwise, and always for UUIDs, it names the assigned GPUs themselves.""",
     )
+    gpu_shm_size = Unicode(
+        "",
+        config=True,
+        help="""Size of /dev/shm for containers that hold GPUs, like "4G" (PyTorch's data loaders share batches
+        through it; Docker's default of 64 MB breaks them). Empty (the default): Docker's.""",
+    )
     pool_label = Unicode(
         "default",
         config=True,
@@ -311,6 +317,8 @@ def _with_gpu_host_config(extra):
             ours["device_requests"] = [
                 {"driver": "", "device_ids": list(spawner.assigned_gpus), "capabilities": [["gpu"]]}
             ]
+            if spawner.gpu_shm_size:
+                ours["shm_size"] = spawner.gpu_shm_size
         return _merged(extra, spawner, ours)
 
     host_config._gpu_merged = True

@@ -64,3 +64,13 @@ def test_configured_extra_hooks_are_kept_beside_the_gpu_ones():
     labels = s.extra_create_kwargs(s)["labels"]
     assert labels["team"] == "vision" and labels["gpudockerspawner.gpus"] == "0"
     assert labels["gpudockerspawner.owner"] == "ann/"
+
+
+def test_gpu_containers_get_their_own_shm_size_and_cpu_containers_dockers():
+    s = spawner(gpu_ids=["0"], gpu_shm_size="4G", extra_host_config=lambda sp: {"pids_limit": 512})
+    assert "shm_size" not in s.extra_host_config(s)
+    s.assigned_gpus = ["0"]
+    assert s.extra_host_config(s) == {
+        "pids_limit": 512, "shm_size": "4G",
+        "device_requests": [{"driver": "", "device_ids": ["0"], "capabilities": [["gpu"]]}],
+    }

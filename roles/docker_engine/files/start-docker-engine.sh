@@ -11,7 +11,11 @@ if ! /etc/init.d/docker start >/dev/null 2>&1; then
 fi
 i=0
 while [ "$i" -lt "$timeout" ]; do
-  docker info >/dev/null 2>&1 && exit 0
+  if docker info >/dev/null 2>&1; then
+    # The firewall that keeps user containers apart, once the deploy has written it.
+    if [ -x /usr/local/sbin/jupyterhub-gpu-firewall ]; then /usr/local/sbin/jupyterhub-gpu-firewall; fi
+    exit 0
+  fi
   sleep 1
   i=$((i + 1))
 done

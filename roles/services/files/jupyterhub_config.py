@@ -14,10 +14,11 @@ SETTINGS_FILE = Path(os.environ.get("JUPYTERHUB_GPU_SETTINGS", "/etc/jupyterhub/
 SECRETS_DIR = Path(os.environ.get("JUPYTERHUB_GPU_SECRETS", "/run/secrets"))
 # The hub database's volume: only what outlives a container belongs here.
 DATA_DIR = Path(os.environ.get("JUPYTERHUB_GPU_DATA", "/srv/jupyterhub"))
-# A tmpfs that a restarted container gets empty: what belongs to one run of the hub (the proxy's pid).
-RUNTIME_DIR = Path(os.environ.get("JUPYTERHUB_GPU_RUNTIME", "/run/jupyterhub"))
-TLS_DIR = Path("/etc/jupyterhub/tls")
 HOME = "/home/jovyan"
+# Docker's default capabilities without NET_RAW (raw sockets: spoofing on the shared network) and
+# NET_BIND_SERVICE (ports below 1024).
+SUDO_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "SYS_CHROOT",
+                     "MKNOD", "AUDIT_WRITE", "SETFCAP"]
 
 log = logging.getLogger("JupyterHub")
 
@@ -28,16 +29,27 @@ def secret(name: str) -> str:
 
 def configure_hub(c, hub: dict) -> None:
     c.JupyterHub.log_level = hub["log_level"]
-    c.JupyterHub.bind_url = "https://:8443"
-    c.JupyterHub.ssl_cert = str(TLS_DIR / "server.crt")
-    c.JupyterHub.ssl_key = str(TLS_DIR / "server.key")
+    # The proxy runs in a container of its own, which terminates TLS: the hub only speaks to it.
+    c.JupyterHub.bind_url = hub["public_url"]
+    c.ConfigurableHTTPProxy.should_start = False
+    c.ConfigurableHTTPProxy.api_url = "http://jupyterhub-proxy:8001"
+    # Also how often the hub puts back the routes that a restarted proxy lost.
+    c.JupyterHub.last_activity_interval = 30
+    headers = {}
+    if hub["hsts_max_age"]:
+        headers["Strict-Transport-Security"] = f"max-age={hub['hsts_max_age']}"
+    # cookie_options reach every cookie of the hub, its _xsrf one, and (through JUPYTERHUB_COOKIE_OPTIONS) those
+    # of user servers, which see plain HTTP from the proxy and would not mark them Secure themselves.
+    c.JupyterHub.tornado_settings = {"headers": headers, "cookie_options": {"secure": True}}
     c.JupyterHub.hub_ip = "0.0.0.0"
+    # Below 1024: no user container can listen there, so the firewall lets servers reach this port only.
+    c.JupyterHub.hub_port = hub["api_port"]
     c.JupyterHub.hub_connect_ip = "jupyterhub"
     c.JupyterHub.db_url = f"sqlite:///{DATA_DIR / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(SECRETS_DIR / "cookie_secret")
     c.ConfigurableHTTPProxy.auth_token = secret("proxy_token")
-    c.ConfigurableHTTPProxy.pid_file = str(RUNTIME_DIR / "jupyterhub-proxy.pid")
-    # Earlier deploys kept it on the volume, where a stale one could make a restarted hub exit for good.
+    # Earlier deploys ran the proxy in the hub and kept its pid on the volume, where a stale one could make a
+    # restarted hub exit for good.
     (DATA_DIR / "jupyterhub-proxy.pid").unlink(missing_ok=True)
     # User servers outlive the hub: restarts and re-deploys of the hub must not stop them.
     c.JupyterHub.cleanup_servers = False
@@ -45,7 +57,8 @@ def configure_hub(c, hub: dict) -> None:
 
     from gpudockerspawner import service as gpu_service
 
-    services = [gpu_service.hub_service()]
+    # The proxy, in its own container, reaches the service by the hub container's name.
+    services = [gpu_service.hub_service(host="jupyterhub")]
     roles = [gpu_service.hub_role()]
     if hub.get("ops_token"):
         services.append({"name": "jupyterhub-gpu-ops", "api_token": secret("ops_api_token")})
@@ -68,7 +81,22 @@ def configure_spawner(c, spawner: dict) -> None:
     # the engine or the host went down comes back with it: a restart policy, and so no auto-remove. "always",
     # because Docker 20.10 leaves "unless-stopped" containers down after its engine was killed.
     c.GPUDockerSpawner.remove = True
-    c.GPUDockerSpawner.extra_host_config = {"restart_policy": {"Name": "always"}, "auto_remove": False}
+    sudo_groups = frozenset(spawner["sudo_groups"])
+
+    def may_sudo(s) -> bool:
+        return bool(sudo_groups & {group.name for group in s.user.groups})
+
+    def host_config(s) -> dict:
+        limits = {"restart_policy": {"Name": "always"}, "auto_remove": False, "pids_limit": spawner["pids_limit"],
+                  "cap_drop": ["ALL"]}
+        if may_sudo(s):
+            # sudo needs a setuid binary (so new privileges) and root's usual powers, bar raw sockets and
+            # privileged ports (the hub's API port is one: no container may pose as the hub).
+            return {**limits, "cap_add": SUDO_CAPABILITIES}
+        # The entry point needs only to become jovyan; after that the container can gain nothing.
+        return {**limits, "cap_add": ["SETUID", "SETGID"], "security_opt": ["no-new-privileges"]}
+
+    c.GPUDockerSpawner.extra_host_config = host_config
     c.GPUDockerSpawner.notebook_dir = HOME
     c.GPUDockerSpawner.volumes = {spawner["home_volume_prefix"] + "{username}": HOME}
     c.GPUDockerSpawner.gpu_ids = spawner["gpu_ids"]
@@ -80,13 +108,20 @@ def configure_spawner(c, spawner: dict) -> None:
     c.GPUDockerSpawner.pool_label = spawner["pool_label"]
     if spawner.get("mem_limit"):
         c.GPUDockerSpawner.mem_limit = spawner["mem_limit"]
+    if spawner.get("cpu_limit"):
+        c.GPUDockerSpawner.cpu_limit = spawner["cpu_limit"]
+    c.GPUDockerSpawner.gpu_shm_size = spawner["gpu_shm_size"]
+    # User servers see plain HTTP from the proxy: their _xsrf cookie is marked Secure here (their login cookies
+    # through JUPYTERHUB_COOKIE_OPTIONS), and HSTS is sent where the hub sends it.
+    server_settings = {"xsrf_cookie_kwargs": {"secure": True}}
+    if spawner["hsts_max_age"]:
+        server_settings["headers"] = {"Strict-Transport-Security": f"max-age={spawner['hsts_max_age']}"}
+    # Read back by traitlets with ast.literal_eval: Python's literal form, not JSON.
+    c.GPUDockerSpawner.args = ["--ServerApp.tornado_settings=" + repr(server_settings)]
     # The image starts as root only to set up sudo (or not) and then runs the server as jovyan, the
     # convention of the Jupyter Docker Stacks images, which honour GRANT_SUDO the same way.
     c.GPUDockerSpawner.extra_create_kwargs = {"user": "root"}
-    sudo_groups = frozenset(spawner["sudo_groups"])
-    c.GPUDockerSpawner.environment = {
-        "GRANT_SUDO": lambda s: "yes" if sudo_groups & {group.name for group in s.user.groups} else "no",
-    }
+    c.GPUDockerSpawner.environment = {"GRANT_SUDO": lambda s: "yes" if may_sudo(s) else "no"}
 
 
 def configure_authenticator(c, auth: dict) -> None:

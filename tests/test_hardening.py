@@ -1,0 +1,217 @@
+"""What the deploy hardens, checked on the deployed targets: user containers kept apart and limited, the proxy
+apart from the hub, TLS offering only what it should, HTTP headers and cookies, and a CA that signs nothing else.
+
+Connections go only to the test bed's own hosts; the metadata address is checked by its rule, never probed."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.slow
+
+INSTALL_DIR = "/opt/jupyterhub-gpu"
+# Run inside a user container: try one TCP connection, say how it went.
+PROBE = """
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+if host == "gateway":
+    for line in open("/proc/net/route").read().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == "00000000":
+            host = socket.inet_ntoa(bytes.fromhex(fields[2])[::-1])
+try:
+    socket.create_connection((host, port), timeout=3).close()
+    print("open")
+except socket.timeout:
+    print("timeout")
+except OSError as error:
+    print(type(error).__name__)
+"""
+
+
+def _inner(deployment, target, *command, check: bool = True) -> str:
+    code, output = deployment.engine.containers.get(target.container_id).exec_run(list(command))
+    if check:
+        assert code == 0, output.decode(errors="replace")
+    return output.decode().strip()
+
+
+def _probe(deployment, target, container: str, host: str, port: int) -> str:
+    return _inner(deployment, target, "docker", "exec", container, "python3", "-c", PROBE, host, str(port))
+
+
+@pytest.fixture(scope="module")
+def two_servers(deployment):
+    """Two users' servers on the second target, a GPU one and a CPU-only one, as the isolation tests look at them."""
+    target = deployment.targets[1]
+    hub = deployment.hub(target)
+    for user, options in (("isoa", {}), ("isob", {"gpu": "cpu"})):
+        hub.ensure_user(user)
+        hub.start_server(user, options=options)
+    yield target, hub
+    for user in ("isoa", "isob"):
+        hub.stop_server(user)
+
+
+def test_a_user_container_reaches_the_hub_api_and_nothing_else_on_its_network(deployment, two_servers):
+    target, hub = two_servers
+    address_b = _inner(deployment, target, "docker", "inspect", "--format",
+                       "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "jupyter-isob")
+    # The probe can see an open port: the hub's API, which every server needs.
+    assert _probe(deployment, target, "jupyter-isoa", "jupyterhub", 81) == "open"
+    # Another user's server, by address and by name; the proxy's API; the host's sshd through the gateway.
+    for host, port in ((address_b, 8888), ("jupyter-isob", 8888), ("jupyterhub-proxy", 8001), ("gateway", 22)):
+        assert _probe(deployment, target, "jupyter-isoa", host, port) == "timeout", (host, port)
+    # The proxy still reaches both servers: each user's own server works through it.
+    for user in ("isoa", "isob"):
+        hub.write_file(user, "mine.txt", user)
+        assert hub.read_file(user, "mine.txt") == user
+
+
+def test_a_user_container_holds_no_hub_state_and_runs_limited(deployment, two_servers):
+    target, _ = two_servers
+    mounts = _inner(deployment, target, "docker", "inspect", "--format",
+                    "{{range .Mounts}}{{.Source}} {{end}}", "jupyter-isoa")
+    assert "hub-data" not in mounts and "docker.sock" not in mounts and INSTALL_DIR not in mounts, mounts
+    assert _inner(deployment, target, "docker", "exec", "jupyter-isoa", "sh", "-c",
+                  "ls /srv/jupyterhub/jupyterhub.sqlite 2>&1 || true").endswith("No such file or directory")
+    limits = _inner(deployment, target, "docker", "inspect", "--format",
+                    "{{.HostConfig.Memory}} {{.HostConfig.CpuQuota}} {{.HostConfig.PidsLimit}} {{.HostConfig.ShmSize}} "
+                    "{{.HostConfig.CapDrop}} {{.HostConfig.CapAdd}} {{.HostConfig.SecurityOpt}}", "jupyter-isoa")
+    memory, cpu_quota, pids, shm, cap_drop, cap_add, security = limits.split(" ", 6)
+    assert int(memory) > 0 and int(cpu_quota) > 0 and int(pids) == 4096
+    assert int(shm) == 4 * 2**30, "a GPU container gets a /dev/shm that data loaders can use"
+    assert cap_drop == "[ALL]" and "NET_RAW" not in cap_add and "no-new-privileges" in security
+    # The kernel of the container says the same: no raw sockets, no new privileges.
+    status = _inner(deployment, target, "docker", "exec", "jupyter-isoa", "grep", "-E", "^(CapBnd|NoNewPrivs)",
+                    "/proc/self/status")
+    fields = dict(line.split(":\t") for line in status.splitlines())
+    assert fields["NoNewPrivs"] == "1"
+    assert not int(fields["CapBnd"], 16) & (1 << 13), "CAP_NET_RAW is in the bounding set"
+
+
+def test_the_firewall_drops_the_metadata_address_and_is_in_force(deployment):
+    for target in deployment.targets:
+        rules = _inner(deployment, target, "iptables", "-S", "JUPYTERHUB-GPU")
+        assert "-d 169.254.169.254/32" in rules and rules.splitlines()[2].endswith("-j DROP"), rules
+        assert "-j JUPYTERHUB-GPU" in _inner(deployment, target, "iptables", "-S", "DOCKER-USER")
+        _inner(deployment, target, "/usr/local/sbin/jupyterhub-gpu-firewall", "--check")
+
+
+def test_the_proxy_runs_apart_unprivileged_with_only_its_certificate(deployment):
+    target = deployment.targets[0]
+    mounts = _inner(deployment, target, "docker", "inspect", "--format",
+                    "{{range .Mounts}}{{.Source}}:{{.Destination}} {{end}}", "jupyterhub-proxy").split()
+    assert sorted(m.split(":")[0].rsplit("/", 1)[1] for m in mounts) == ["proxy_token", "server.crt", "server.key"], mounts
+    assert _inner(deployment, target, "docker", "exec", "jupyterhub-proxy", "sh", "-c",
+                  "test -e /var/run/docker.sock && echo present || echo absent") == "absent"
+    for container, process in (("jupyterhub-proxy", "node"), ("jupyterhub", "jupyterhub")):
+        owners = _inner(deployment, target, "docker", "top", container, "-eo", "pid,uid,args")
+        lines = [line.split(None, 2) for line in owners.splitlines()[1:] if process in line]
+        assert lines and all(uid != "0" for _, uid, _ in lines), owners
+    # The CA's key is mounted into no container at all.
+    for container in _inner(deployment, target, "docker", "ps", "-q").split():
+        sources = _inner(deployment, target, "docker", "inspect", "--format", "{{range .Mounts}}{{.Source}} {{end}}",
+                         container)
+        assert f"{INSTALL_DIR}/ca" not in sources, (container, sources)
+
+
+def test_the_local_ca_signs_nothing_but_the_hubs_names(deployment):
+    target = deployment.targets[0]
+    ca = f"{INSTALL_DIR}/ca"
+    constraints = _inner(deployment, target, "openssl", "x509", "-in", f"{ca}/ca.crt", "-noout", "-ext",
+                         "nameConstraints")
+    assert "Permitted" in constraints and target.address in constraints, constraints
+    _inner(deployment, target, "openssl", "verify", "-CAfile", f"{ca}/ca.crt", f"{INSTALL_DIR}/tls/server.crt")
+    # Its key, used by someone who took it, signs a certificate for another site: no client accepts it.
+    _inner(deployment, target, "openssl", "req", "-x509", "-new", "-CA", f"{ca}/ca.crt", "-CAkey", f"{ca}/ca.key",
+           "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "/tmp/other.key",
+           "-out", "/tmp/other.crt", "-days", "1", "-subj", "/CN=www.example.org",
+           "-addext", "subjectAltName=DNS:www.example.org")
+    refused = _inner(deployment, target, "openssl", "verify", "-CAfile", f"{ca}/ca.crt", "/tmp/other.crt", check=False)
+    assert "permitted subtree violation" in refused, refused
+    assert _inner(deployment, target, "stat", "-c", "%a", f"{ca}/ca.key") == "600"
+
+
+def _handshake(address: str, context: ssl.SSLContext) -> str:
+    with socket.create_connection((address, 443), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=address) as tls:
+            return f"{tls.version()} {tls.cipher()[0]}"
+
+
+def _client(version: ssl.TLSVersion, ciphers: str | None = None) -> ssl.SSLContext:
+    # A client that offers what it is told and checks nothing: the server alone decides.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = context.maximum_version = version
+    if ciphers:
+        context.set_ciphers(ciphers)
+    return context
+
+
+def test_tls_offers_only_1_2_with_aead_and_1_3(deployment):
+    address = deployment.targets[0].address
+    assert _handshake(address, _client(ssl.TLSVersion.TLSv1_3)).startswith("TLSv1.3")
+    assert _handshake(address, _client(ssl.TLSVersion.TLSv1_2, "ECDHE+AESGCM:@SECLEVEL=0")).startswith("TLSv1.2")
+    refusals = {
+        "TLS 1.0": _client(ssl.TLSVersion.TLSv1, "ALL:@SECLEVEL=0"),
+        "TLS 1.1": _client(ssl.TLSVersion.TLSv1_1, "ALL:@SECLEVEL=0"),
+        "TLS 1.2 with CBC": _client(ssl.TLSVersion.TLSv1_2, "ECDHE+AES128+SHA:ECDHE+AES256+SHA:AES128-SHA:@SECLEVEL=0"),
+    }
+    for name, context in refusals.items():
+        with pytest.raises(ssl.SSLError) as refused:
+            _handshake(address, context)
+        # The server's alert, not the client's own inability to offer the protocol.
+        assert refused.value.reason in ("TLSV1_ALERT_PROTOCOL_VERSION", "SSLV3_ALERT_HANDSHAKE_FAILURE"), (
+            name, refused.value)
+
+
+def test_plain_http_redirects_to_https(deployment):
+    address = deployment.targets[0].address
+    response = requests.get(f"http://{address}/hub/login?next=%2Fhub%2F", allow_redirects=False, timeout=10)
+    assert response.status_code in (301, 302, 307, 308)
+    assert response.headers["Location"].startswith(f"https://{address}"), response.headers
+    assert response.headers["Location"].endswith("/hub/login?next=%2Fhub%2F")
+
+
+def test_hsts_on_hub_and_user_server_and_every_cookie_secure(deployment):
+    """A person logs in with the form and opens their server: every response carries HSTS, every cookie that
+    the hub and the server set is Secure."""
+    target = deployment.targets[0]
+    hub = deployment.hub(target)
+    password = deployment.read(target, f"{INSTALL_DIR}/secrets/admin-password-admin").decode().strip()
+    hub.start_server("admin")
+    try:
+        person = requests.Session()
+        base = hub.url
+        verify = hub.ca_file
+        responses = [person.get(f"{base}/hub/login", timeout=30, verify=verify)]
+        login = person.post(f"{base}/hub/login", timeout=30, verify=verify,
+                            data={"username": "admin", "password": password, "_xsrf": person.cookies["_xsrf"]})
+        responses += [*login.history, login]
+        lab = person.get(f"{base}/user/admin/lab", timeout=30, verify=verify)
+        contents = person.get(f"{base}/user/admin/api/contents", timeout=30, verify=verify)
+        responses += [*lab.history, lab, contents]
+        assert lab.status_code == 200 and lab.url == f"{base}/user/admin/lab", lab.url
+        assert contents.status_code == 200
+        cookies = [cookie for response in responses for cookie in response.raw.headers.getlist("Set-Cookie")]
+        # A cookie being cleared (empty, expired) carries nothing to protect; every other one is Secure.
+        set_cookies = [cookie for cookie in cookies if cookie.split(";", 1)[0].split("=", 1)[1] not in ("", '""')]
+        names = {cookie.split("=", 1)[0] for cookie in set_cookies}
+        assert {"jupyterhub-session-id", "jupyterhub-hub-login", "jupyterhub-user-admin"} <= names, names
+        assert [cookie for cookie in set_cookies if "; secure" not in cookie.lower()] == []
+        # Every page and API answer carries HSTS. (Jupyter Server's bare redirect from /user/<name>/ to its
+        # default URL is a plain tornado handler without configured headers: the policy is per host, and the
+        # browser already holds it from the hub's answers before it.)
+        pages = [response for response in responses if response.status_code == 200 or "/hub/" in response.url]
+        assert len(pages) >= 4
+        for response in pages:
+            assert response.headers.get("Strict-Transport-Security") == "max-age=600", (response.url,
+                                                                                        response.headers)
+    finally:
+        hub.stop_server("admin")
