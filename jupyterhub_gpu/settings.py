@@ -474,6 +474,40 @@ class HubSettings(BaseModel):
         default=None,
         description="PEM CA bundle that certbot trusts for `acme_server` (a private ACME CA's).",
     )
+    spawns_at_once: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="User servers that start at the same time (from container to answering server); the others "
+        "wait in line and their spawn page says how many are ahead. Empty: twice the host's CPUs; 0: no line.",
+    )
+    spawn_start_timeout: int = Field(
+        default=900,
+        ge=30,
+        le=7200,
+        description="Seconds a server may take to start, its wait in line included, before the hub gives up on it "
+        "(JupyterHub's `start_timeout`).",
+    )
+    spawn_http_timeout: int = Field(
+        default=300,
+        ge=10,
+        le=3600,
+        description="Seconds a started container's server may take to answer (JupyterHub's `http_timeout`).",
+    )
+    concurrent_spawn_limit: int = Field(
+        default=200,
+        ge=0,
+        le=10_000,
+        description="Spawns pending at once beyond which the hub answers 'too many users, try again' (JupyterHub's "
+        "`concurrent_spawn_limit`; 0: no limit). Below it, spawns wait in line (`spawns_at_once`).",
+    )
+    user_cpu_shares: int = Field(
+        default=256,
+        ge=2,
+        le=262_144,
+        description="CPU weight of each user container against the hub's and the proxy's (Docker's default, "
+        "1024): when the host is busy, the hub still answers. 1024: equal weight.",
+    )
     hub_ready_timeout: int = Field(
         default=300,
         ge=10,

@@ -67,6 +67,13 @@ class Target:
         return 0 if self.settings.tls_mode == "selfsigned" else 31_536_000
 
     @property
+    def spawns_at_once(self) -> int:
+        """Servers starting at once (0: no line): by default twice the host's CPUs, at least two."""
+        if self.settings.spawns_at_once is not None:
+            return self.settings.spawns_at_once
+        return max(2, 2 * self.profile.cpus) if self.profile.cpus else 4
+
+    @property
     def user_mem_limit(self) -> str | None:
         if self.settings.user_mem_limit:
             return self.settings.user_mem_limit

@@ -104,6 +104,20 @@ def test_hsts_when_asked_and_every_cookie_secure_on_hub_and_servers(load):
         "xsrf_cookie_kwargs": {"secure": True}}
 
 
+def test_a_class_logging_in_at_once_waits_in_line_and_the_hub_outweighs_its_servers(load):
+    config = load({})
+    spawner = config.GPUDockerSpawner
+    # Twice the host's CPUs start at once; timeouts sized for a busy host, not JupyterHub's 60 s and 30 s.
+    assert (spawner.concurrent_starts, spawner.start_timeout, spawner.http_timeout) == (2 * PROFILE.cpus, 900, 300)
+    assert config.JupyterHub.concurrent_spawn_limit == 200
+    assert spawner.extra_host_config(spawner_of())["cpu_shares"] == 256
+    custom = load({"spawns_at_once": 0, "spawn_start_timeout": 60, "spawn_http_timeout": 30,
+                   "concurrent_spawn_limit": 0, "user_cpu_shares": 1024})
+    assert (custom.GPUDockerSpawner.concurrent_starts, custom.GPUDockerSpawner.start_timeout,
+            custom.GPUDockerSpawner.http_timeout, custom.JupyterHub.concurrent_spawn_limit) == (0, 60, 30, 0)
+    assert custom.GPUDockerSpawner.extra_host_config(spawner_of())["cpu_shares"] == 1024
+
+
 def test_user_servers_come_back_with_the_engine_and_are_found_at_their_new_address(load):
     config = load({})
     host_config = config.GPUDockerSpawner.extra_host_config(spawner_of())

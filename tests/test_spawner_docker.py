@@ -117,6 +117,26 @@ def test_ten_concurrent_spawns_never_double_book(make_hub):
     assert sum(1 for user in users if hub.gpus_of(user)["visible"] == "void") == 6
 
 
+def test_a_line_starts_a_few_at_a_time_and_tells_the_waiting_where_they_stand(make_hub):
+    # The spawn requests answer at once (no slow_spawn_timeout), as a class's browsers each send their own.
+    hub = make_hub("c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n", gpu_ids=["0"],
+                   on_exhausted="cpu", concurrent_starts=2)
+    users = [f"line{i}" for i in range(6)]
+    for user in users:
+        hub.api.ensure_user(user)
+        response = hub.api.api("POST", f"/users/{user}/server")
+        assert response.status_code in (201, 202), response.text
+    # The last one in waits behind the others, and its spawn page's event stream says so.
+    with hub.api.session.get(f"{hub.api.url}/hub/api/users/{users[-1]}/server/progress", stream=True,
+                             timeout=300) as events:
+        messages = [line for line in events.iter_lines(decode_unicode=True) if line.startswith("data:")]
+    assert any("Waiting in line: " in message and "of other users start before yours" in message
+               for message in messages), messages
+    for user in users:
+        hub.api.start_server(user)  # all of them become ready
+    assert "Giving up" not in hub.log()
+
+
 @pytest.mark.parametrize("remove", [True, False], ids=["removed-on-stop", "kept-on-stop"])
 def test_cpu_only_server_after_a_gpu_server_sees_no_gpu(make_hub, remove):
     hub = make_hub(gpu_ids=["0"], remove=remove)

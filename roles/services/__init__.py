@@ -34,6 +34,7 @@ def hub_settings(target: Target, images: Images) -> dict:
         "hub": {
             "log_level": s.hub_log_level,
             "api_port": HUB_API_PORT,
+            "concurrent_spawn_limit": s.concurrent_spawn_limit,
             "public_url": target.hub_url,
             "hsts_max_age": target.hsts_max_age,
             "admin_users": list(s.admin_users),
@@ -87,6 +88,10 @@ def hub_settings(target: Target, images: Images) -> dict:
             "mem_limit": target.user_mem_limit,
             "cpu_limit": target.user_cpu_limit,
             "pids_limit": s.user_pids_limit,
+            "cpu_shares": s.user_cpu_shares,
+            "concurrent_starts": target.spawns_at_once,
+            "start_timeout": s.spawn_start_timeout,
+            "http_timeout": s.spawn_http_timeout,
             "gpu_shm_size": s.gpu_shm_size,
             "hsts_max_age": target.hsts_max_age,
             "sudo_groups": list(s.sudo_groups),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 
 from dockerspawner import DockerSpawner
-from jupyterhub.utils import fmt_ip_url
+from jupyterhub.utils import fmt_ip_url, wait_for_http_server
 from tornado.web import HTTPError
 from traitlets import Bool, Enum, Int, List, TraitError, Unicode, Union, default, validate
 
+from gpudockerspawner.line import StartLine
 from gpudockerspawner.pool import GPUPool, PoolError, disagreement, parse_gpu_ids, rebuild
 
 OWNER_LABEL = "gpudockerspawner.owner"
@@ -80,10 +82,22 @@ class GPUDockerSpawner(DockerSpawner):
         help="Labels this hub's containers, so that hubs sharing one Docker engine keep separate pools.",
     )
 
+    concurrent_starts = Int(
+        0,
+        min=0,
+        config=True,
+        help="""Servers of this hub that start at the same time, from creating the container until the server
+        answers; the others wait in line, first come first served, and their spawn page says how many are
+        ahead. 0 (the default): no line. The wait counts against ``start_timeout``.""",
+    )
+
     assigned_gpus = List(Unicode(), help="GPUs the current container holds; persisted in the spawner state.")
 
     # One pool per hub process and configuration, rebuilt at hub start from running containers' labels.
     _pools: dict[tuple, GPUPool] = {}
+    # One line per hub process and pool.
+    _lines: dict[tuple, StartLine] = {}
+    _turn: asyncio.Future | None = None
 
     @validate("gpu_ids")
     def _valid_gpu_ids(self, proposal):
@@ -221,10 +235,42 @@ class GPUDockerSpawner(DockerSpawner):
         self._reserve(wants_gpu=self._wants_gpu(image))
         try:
             await self._remove_container_with_other_gpus()
-            return await super().start()
+            if not self.concurrent_starts:
+                return await super().start()
+            async with self._line().turn(on_wait=self._waiting_in_line):
+                self._turn = None
+                ip, port = await super().start()
+                # The server's boot is the costly part: it keeps its place in line until it answers.
+                await wait_for_http_server(f"http://{fmt_ip_url(ip)}:{port}{self.server.base_url}",
+                                           timeout=self.http_timeout)
+                return ip, port
         except BaseException:
             self._release()
             raise
+        finally:
+            self._turn = None
+
+    def _line(self) -> StartLine:
+        key = (self.pool_label, self.concurrent_starts)
+        if key not in self._lines:
+            self._lines[key] = StartLine(self.concurrent_starts)
+        return self._lines[key]
+
+    def _waiting_in_line(self, turn: asyncio.Future) -> None:
+        self._turn = turn
+
+    async def progress(self):
+        """While the server waits in line, its spawn page says how many start before it."""
+        said = None
+        while self._turn is not None and not self._turn.done():
+            ahead = self._line().ahead_of(self._turn) + self._line().starting
+            if ahead != said:
+                said = ahead
+                yield {"progress": 5, "message": f"Waiting in line: {ahead} server{'s' if ahead != 1 else ''} "
+                                                 "of other users start before yours"}
+            await asyncio.sleep(1)
+        async for event in super().progress():
+            yield event
 
     async def stop(self, now=False):
         try:

@@ -45,6 +45,7 @@ def configure_hub(c, hub: dict) -> None:
     # Below 1024: no user container can listen there, so the firewall lets servers reach this port only.
     c.JupyterHub.hub_port = hub["api_port"]
     c.JupyterHub.hub_connect_ip = "jupyterhub"
+    c.JupyterHub.concurrent_spawn_limit = hub["concurrent_spawn_limit"]
     c.JupyterHub.db_url = f"sqlite:///{DATA_DIR / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(SECRETS_DIR / "cookie_secret")
     c.ConfigurableHTTPProxy.auth_token = secret("proxy_token")
@@ -87,8 +88,9 @@ def configure_spawner(c, spawner: dict) -> None:
         return bool(sudo_groups & {group.name for group in s.user.groups})
 
     def host_config(s) -> dict:
+        # cpu_shares: under load the hub and the proxy (Docker's 1024) outweigh each user container.
         limits = {"restart_policy": {"Name": "always"}, "auto_remove": False, "pids_limit": spawner["pids_limit"],
-                  "cap_drop": ["ALL"]}
+                  "cpu_shares": spawner["cpu_shares"], "cap_drop": ["ALL"]}
         if may_sudo(s):
             # sudo needs a setuid binary (so new privileges) and root's usual powers, bar raw sockets and
             # privileged ports (the hub's API port is one: no container may pose as the hub).
@@ -111,6 +113,11 @@ def configure_spawner(c, spawner: dict) -> None:
     if spawner.get("cpu_limit"):
         c.GPUDockerSpawner.cpu_limit = spawner["cpu_limit"]
     c.GPUDockerSpawner.gpu_shm_size = spawner["gpu_shm_size"]
+    # Sized for a class logging in at once on a small host: servers start a few at a time, the rest wait
+    # in line (the wait counts against start_timeout), and none is given up on while the host is busy.
+    c.GPUDockerSpawner.concurrent_starts = spawner["concurrent_starts"]
+    c.GPUDockerSpawner.start_timeout = spawner["start_timeout"]
+    c.GPUDockerSpawner.http_timeout = spawner["http_timeout"]
     # User servers see plain HTTP from the proxy: their _xsrf cookie is marked Secure here (their login cookies
     # through JUPYTERHUB_COOKIE_OPTIONS), and HSTS is sent where the hub sends it.
     server_settings = {"xsrf_cookie_kwargs": {"secure": True}}
