@@ -56,13 +56,21 @@ def storm(hub: HubClient, users: list[str], options: dict | None = None, timeout
 
     def spawn(user: str) -> None:
         started = time.perf_counter()
-        response = hub.api("POST", f"/users/{user}/server", json=options or {})
+        try:
+            response = hub.api("POST", f"/users/{user}/server", json=options or {})
+        except requests.RequestException as error:  # a hub too busy to answer is a failed spawn for that person
+            result.failed[user] = f"no answer to the spawn request: {error}"
+            return
         if response.status_code not in (201, 202):
             result.failed[user] = f"{response.status_code} {response.text[:200]}"
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            info = hub.user(user) or {}
+            try:
+                info = hub.user(user) or {}
+            except requests.RequestException:
+                time.sleep(1)
+                continue
             server = info.get("servers", {}).get("")
             if server and server.get("ready"):
                 result.spawn_seconds[user] = time.perf_counter() - started

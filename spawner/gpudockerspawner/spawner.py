@@ -241,7 +241,7 @@ class GPUDockerSpawner(DockerSpawner):
                 self._turn = None
                 ip, port = await super().start()
                 # The server's boot is the costly part: it keeps its place in line until it answers.
-                await wait_for_http_server(f"http://{fmt_ip_url(ip)}:{port}{self.server.base_url}",
+                await wait_for_http_server(f"{self.server.proto}://{fmt_ip_url(ip)}:{port}{self.server.base_url}",
                                            timeout=self.http_timeout)
                 return ip, port
         except BaseException:
