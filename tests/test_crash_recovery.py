@@ -9,6 +9,7 @@ import time
 import pytest
 
 from testbed.nvidia import FAKE_GPUS
+from testbed.storm import stop_all, storm
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +38,22 @@ def crash_site(deployment):
         hub.stop_server(user)
 
 
+def gpu_table(hub, timeout: float = 30) -> dict:
+    """The GPU table's JSON. The service restarts with the hub, behind a proxy that kept its route: for a few
+    seconds after the hub answers, the proxy may answer 503 for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = hub.get("/services/gpus/api/assignments")
+        if response.status_code == 200 or time.monotonic() > deadline:
+            response.raise_for_status()
+            return response.json()
+        time.sleep(0.5)
+
+
 def gpu_state(deployment, target, hub) -> dict:
     """Who holds which GPU, read three ways that must agree: the GPU table, the containers' labels and their
     environment."""
-    table = {server["user"]: server["gpus"] for server in hub.get("/services/gpus/api/assignments").json()["servers"]}
+    table = {server["user"]: server["gpus"] for server in gpu_table(hub)["servers"]}
     containers = on_host(deployment, target, "docker ps --filter label=gpudockerspawner.owner --format '{{.Names}}'")
     seen = {}
     for name in containers.split():
@@ -154,4 +167,56 @@ def test_engine_killed_and_started_again_brings_back_the_hub_and_every_server(cr
                                 "(setsid dockerd >>/var/log/docker.log 2>&1 </dev/null &)")
     on_host(deployment, target, "for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1")
     servers_answer_through_the_proxy(hub, since=started)
+    assert gpu_state(deployment, target, hub) == before
+
+
+FLEET = [f"fleet{i:02d}" for i in range(20)]
+
+
+@pytest.fixture(scope="module")
+def fleet(deployment):
+    """Target 1 with twenty running servers, as a class leaves them: the first two hold the host's two
+    stand-in GPUs, the others are CPU-only; each has a file of its own."""
+    target = deployment.targets[1]
+    hub = deployment.hub(target)
+    started = storm(hub, FLEET[:2], options={"gpu": "gpu"})
+    started.spawn_seconds.update(storm(hub, FLEET[2:], options={"gpu": "cpu"}).spawn_seconds)
+    try:
+        assert sorted(started.spawn_seconds) == FLEET
+        for user in FLEET:
+            hub.write_file(user, "mine.txt", f"{user}'s work")
+        yield deployment, target, hub
+    finally:
+        stop_all(hub, FLEET)
+
+
+def test_hub_killed_with_twenty_servers_running_keeps_every_server_and_gpu(fleet):
+    deployment, target, hub = fleet
+    before = gpu_state(deployment, target, hub)
+    assert sorted(gpu for gpus in before.values() for gpu in gpus) == sorted(uuid for _, uuid, _, _ in FAKE_GPUS)
+    running = ("docker ps -q --filter label=gpudockerspawner.owner | "
+               "xargs docker inspect --format '{{.Name}} {{.Id}} {{.State.StartedAt}}' | sort")
+    containers = on_host(deployment, target, running)
+    assert len(containers.splitlines()) == len(FLEET)
+    pid = hub_pid(deployment, target)
+    on_host(deployment, target, f"kill -9 {pid}")
+    killed = time.monotonic()
+    wait_for_new_hub_process(deployment, target, pid)
+    hub.wait_until_answering(timeout=killed + BACK_WITHIN - time.monotonic())
+    for user in FLEET:
+        while not (hub.user(user)["servers"].get("") or {}).get("ready"):
+            assert time.monotonic() < killed + BACK_WITHIN, f"{user}'s server is not ready {BACK_WITHIN}s after the kill"
+            time.sleep(1)
+        assert hub.read_file(user, "mine.txt") == f"{user}'s work"
+    # The same containers, never restarted, holding the same GPUs; and no held GPU is handed out again.
+    assert on_host(deployment, target, running) == containers
+    assert gpu_state(deployment, target, hub) == before
+    hub.ensure_user("fleet-newcomer")
+    response = hub.api("POST", "/users/fleet-newcomer/server", json={"gpu": "gpu"})
+    refusal = response.text
+    if response.status_code < 400:
+        with hub.session.get(f"{hub.url}/hub/api/users/fleet-newcomer/server/progress", stream=True, timeout=60,
+                             verify=hub.ca_file) as events:
+            refusal = "".join(line for line in events.iter_lines(decode_unicode=True))
+    assert f"All {len(FAKE_GPUS)} GPUs are in use" in refusal, refusal
     assert gpu_state(deployment, target, hub) == before
