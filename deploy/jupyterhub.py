@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyinfra import host, logger, state  # noqa: E402
 
-from roles import docker_engine, images, network, nvidia_toolkit, preflight, secrets, services, tls, wsl  # noqa: E402
+from roles import preflight, provision  # noqa: E402
 from jupyterhub_gpu.summary import Summary  # noqa: E402
 
 target = preflight.check()
@@ -23,22 +23,14 @@ if target.settings.insecure_test_mode and target.settings.authenticator in ("sha
                 "password; never let people use this hub")
     host.log(insecure, log_func=logger.warning)
     summary.warn(insecure)
-docker_engine.ensure_engine(target)
-uptime = wsl.ensure_uptime(target)
-nvidia_toolkit.ensure_toolkit(target)
-network.ensure_network(target)
-built = images.ensure_images(target)
-nvidia_toolkit.verify_gpus(target, built.singleuser)
-hub_secrets = secrets.ensure_secrets(target)
-certificate = tls.ensure_certificate(target)
-services.ensure_services(target, built, certificate, hub_secrets)
+provisioned = provision(target)
 
 if target.profile.wsl and len(target.gpu_pool) > 1:
     summary.warn(f"this is a WSL2 host with {len(target.gpu_pool)} GPUs: WSL2 shows every container every GPU, "
                  "so which GPU a user holds is advisory here (see README, GPUs)")
 summary.say(f"JupyterHub answers at {target.hub_url}")
-if certificate.ca:
-    summary.say(f"browsers trust it once they import the local CA {certificate.ca}")
+if provisioned.certificate.ca:
+    summary.say(f"browsers trust it once they import the local CA {provisioned.certificate.ca}")
 if target.gpu_pool:
     pool = [gpu for gpu in target.gpus.gpus if gpu.uuid in target.gpu_pool]
     summary.say(f"it hands out {len(pool)} GPU{'s' if len(pool) > 1 else ''}, {target.settings.gpus_per_user} per "
@@ -46,9 +38,9 @@ if target.gpu_pool:
                                        for gpu in pool))
 else:
     summary.say("it has no GPU to hand out: every server is CPU-only")
-for admin, path in hub_secrets.admin_passwords.items():
+for admin, path in provisioned.secrets.admin_passwords.items():
     summary.say(f"admin {admin} logs in with the password in {path} (root only)")
 if target.settings.authenticator == "native":
     summary.say("new users sign up at /hub/signup; admins approve them at /hub/authorize")
-for line in uptime.said:
+for line in provisioned.uptime.said:
     summary.say(line)

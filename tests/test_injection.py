@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from jupyterhub_gpu.facts import GPU, GPUInventory, HostProfile
 from jupyterhub_gpu.settings import HubSettings, InventoryError, from_host_data
 from jupyterhub_gpu.target import Target
-from roles import docker_engine, images, network, nvidia_toolkit, secrets, services, tls, wsl
+from roles import images, provision, secrets, services, tls
 from tests.plan import commands_of, fresh_host_facts, plan
 
 PROFILE = HostProfile(os_id="debian", os_version="12", os_codename="bookworm", arch="x86_64", pid1="sshd",
@@ -104,19 +104,6 @@ MARK = "zq9"
 PREFIXES = ["", "a", "hub", "/opt/hub", "https://h.example.org/", "uid={username},ou=p,dc=x", "x==1", "GPU-1"]
 
 
-def _everything(target: Target) -> None:
-    """Every role whose operations carry settings into commands, planned in the deploy's order."""
-    docker_engine.ensure_engine(target)
-    wsl.ensure_uptime(target)
-    nvidia_toolkit.ensure_toolkit(target)
-    network.ensure_network(target)
-    built = images.ensure_images(target)
-    nvidia_toolkit.verify_gpus(target, built.singleuser)
-    hub_secrets = secrets.ensure_secrets(target)
-    certificate = tls.ensure_certificate(target)
-    services.ensure_services(target, built, certificate, hub_secrets)
-
-
 def _carried_as_one_argument(value: str, command: str) -> bool:
     """Where ``value`` appears in ``command``, the shell sees it whole inside one word."""
     if value not in command:
@@ -180,5 +167,5 @@ def test_a_value_is_refused_naming_its_setting_or_carried_literally(monkeypatch,
     compose = services.compose_project(target, built, tls.Certificate(f"{target.install_dir}/tls"), hub_secrets)
     assert yaml.safe_load(services._yaml(compose, "# heading\n").getvalue()) == compose
 
-    for command in commands_of(plan(monkeypatch, fresh_host_facts(), _everything, target)):
+    for command in commands_of(plan(monkeypatch, fresh_host_facts(), provision, target)):
         assert _carried_as_one_argument(accepted, command), (name, accepted, command)
