@@ -508,6 +508,48 @@ class HubSettings(BaseModel):
         description="CPU weight of each user container against the hub's and the proxy's (Docker's default, "
         "1024): when the host is busy, the hub still answers. 1024: equal weight.",
     )
+    idle_timeout: int = Field(
+        default=3600,
+        ge=0,
+        le=30 * 86400,
+        description="Seconds a user server may sit idle (no browser, no kernel output) before the idle culler stops "
+        "it; its files stay. 0: idle servers run on.",
+    )
+    max_age: int = Field(
+        default=0,
+        ge=0,
+        le=365 * 86400,
+        description="Seconds after which the idle culler stops any user server, busy or not. 0: no limit.",
+    )
+    gpu_idle_timeout: int = Field(
+        default=1800,
+        ge=0,
+        le=30 * 86400,
+        description="Seconds a server that holds a GPU may sit idle before it is stopped and its GPU goes back to "
+        "the pool (a culler of its own, for GPU servers only). 0: only `idle_timeout` applies.",
+    )
+    gpu_max_age: int = Field(
+        default=0,
+        ge=0,
+        le=365 * 86400,
+        description="Seconds after which a server that holds a GPU is stopped, busy or not, so that nobody keeps a "
+        "GPU for good. 0: only `max_age` applies.",
+    )
+    cull_every: int = Field(
+        default=60, ge=5, le=3600, description="Seconds between the idle cullers' looks at the servers."
+    )
+    activity_interval: int = Field(
+        default=300,
+        ge=5,
+        le=3600,
+        description="Seconds between the hub's reads of user activity (from the proxy, and from each server, "
+        "kernels included): an idle limit is only this precise.",
+    )
+    metrics_token: bool = Field(
+        default=False,
+        description="Give a Prometheus scraper a token of its own (`<install_dir>/secrets/metrics_api_token`, the "
+        "hub service `jupyterhub-gpu-metrics`) that may read `/hub/metrics` and nothing else.",
+    )
     hub_ready_timeout: int = Field(
         default=300,
         ge=10,

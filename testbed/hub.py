@@ -99,6 +99,20 @@ class HubClient:
         response.raise_for_status()
         return response.json()["content"]
 
+    def gpu_table(self, timeout: float = 30) -> dict:
+        """The GPU table's JSON. The service restarts with the hub, behind a proxy that kept its route: for a few
+        seconds after the hub answers, the proxy may answer 503 for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.get("/services/gpus/api/assignments")
+            if response.status_code == 200 or time.monotonic() > deadline:
+                response.raise_for_status()
+                return response.json()
+            time.sleep(0.5)
+
+    def servers(self, name: str) -> dict:
+        """``name``'s servers as the hub lists them (none: ``{}``)."""
+        return (self.user(name) or {}).get("servers") or {}
 
     def kernel(self, user: str) -> "KernelChannel":
         """A new kernel on ``user``'s server and its websocket, opened through the proxy as JupyterLab does."""

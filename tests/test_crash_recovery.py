@@ -38,22 +38,10 @@ def crash_site(deployment):
         hub.stop_server(user)
 
 
-def gpu_table(hub, timeout: float = 30) -> dict:
-    """The GPU table's JSON. The service restarts with the hub, behind a proxy that kept its route: for a few
-    seconds after the hub answers, the proxy may answer 503 for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = hub.get("/services/gpus/api/assignments")
-        if response.status_code == 200 or time.monotonic() > deadline:
-            response.raise_for_status()
-            return response.json()
-        time.sleep(0.5)
-
-
 def gpu_state(deployment, target, hub) -> dict:
     """Who holds which GPU, read three ways that must agree: the GPU table, the containers' labels and their
     environment."""
-    table = {server["user"]: server["gpus"] for server in gpu_table(hub)["servers"]}
+    table = {server["user"]: server["gpus"] for server in hub.gpu_table()["servers"]}
     containers = on_host(deployment, target, "docker ps --filter label=gpudockerspawner.owner --format '{{.Names}}'")
     seen = {}
     for name in containers.split():

@@ -10,7 +10,7 @@ import pytest
 import traitlets
 from traitlets.config.loader import PyFileConfigLoader
 
-from jupyterhub_gpu.facts import HostProfile
+from jupyterhub_gpu.facts import GPU, GPUInventory, HostProfile
 from roles.images import Images
 from jupyterhub_gpu.target import Target
 from roles.services import FILES, hub_settings
@@ -76,7 +76,7 @@ def test_the_proxy_runs_apart_and_no_stale_pid_file_stays_on_the_database_volume
     assert config.ConfigurableHTTPProxy.should_start is False
     assert config.ConfigurableHTTPProxy.api_url == "http://jupyterhub-proxy:8001"
     # The proxy reaches the hub's services by the hub container's name, not its own loopback.
-    assert [service["url"] for service in config.JupyterHub.services] == ["http://jupyterhub:10101"]
+    assert [service["url"] for service in config.JupyterHub.services if "url" in service] == ["http://jupyterhub:10101"]
     assert config.JupyterHub.db_url == f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
     assert not (tmp_path / "jupyterhub-proxy.pid").exists()
 
@@ -116,6 +116,35 @@ def test_a_class_logging_in_at_once_waits_in_line_and_the_hub_outweighs_its_serv
     assert (custom.GPUDockerSpawner.concurrent_starts, custom.GPUDockerSpawner.start_timeout,
             custom.GPUDockerSpawner.http_timeout, custom.JupyterHub.concurrent_spawn_limit) == (0, 60, 30, 0)
     assert custom.GPUDockerSpawner.extra_host_config(spawner_of())["cpu_shares"] == 1024
+
+
+def test_idle_servers_are_culled_and_gpu_servers_sooner(load):
+    gpus = GPUInventory("/usr/bin/nvidia-smi", (GPU("0", "GPU-aaaa", "A100", 40960),))
+    config = load({"gpu_idle_timeout": 600, "gpu_max_age": 7200, "cull_every": 30, "activity_interval": 60},
+                  gpus=gpus)
+    services = {service["name"]: service for service in config.JupyterHub.services}
+    assert "--timeout=3600" in services["idle-culler"]["command"]
+    assert "--timeout=600" in services["gpu-idle-culler"]["command"]
+    assert all("--cull-every=30" in services[name]["command"] for name in ("idle-culler", "gpu-idle-culler"))
+    roles = {role["name"]: role for role in config.JupyterHub.load_roles}
+    assert roles["idle-culler-role"]["scopes"] == ["list:users", "read:users:activity", "read:servers",
+                                                   "delete:servers"]
+    # Activity is read as often as asked, from the proxy and from each server.
+    assert config.JupyterHub.last_activity_interval == 60
+    assert config.GPUDockerSpawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "60"
+    # Without GPUs no GPU culler runs; with no limits, none at all.
+    assert "gpu-idle-culler" not in {service["name"] for service in load({}).JupyterHub.services}
+    off = load({"idle_timeout": 0, "gpu_idle_timeout": 0}, gpus=gpus)
+    assert {service["name"] for service in off.JupyterHub.services} == {"gpus"}
+
+
+def test_a_scraper_token_reads_metrics_and_nothing_else(load):
+    config = load({"metrics_token": True}, {"metrics_api_token": "m" * 64})
+    services = {service["name"]: service for service in config.JupyterHub.services}
+    assert services["jupyterhub-gpu-metrics"]["api_token"] == "m" * 64
+    roles = {role["name"]: role for role in config.JupyterHub.load_roles}
+    assert roles["jupyterhub-gpu-metrics"]["scopes"] == ["read:metrics"]
+    assert "jupyterhub-gpu-metrics" not in {service["name"] for service in load({}).JupyterHub.services}
 
 
 def test_user_servers_come_back_with_the_engine_and_are_found_at_their_new_address(load):

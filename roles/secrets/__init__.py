@@ -72,6 +72,8 @@ def ensure_secrets(target: Target) -> HubSecrets:
         generated(name, purpose)
     if settings.ops_token:
         generated("ops_api_token", "the read-only API token of the ops service, for monitoring scripts")
+    if settings.metrics_token:
+        generated("metrics_api_token", "the token of a Prometheus scraper, which may read /hub/metrics only")
 
     if settings.authenticator == "native":
         for admin in settings.admin_users:

@@ -40,6 +40,15 @@ def hub_settings(target: Target, images: Images) -> dict:
             "admin_users": list(s.admin_users),
             "ops_token": s.ops_token,
             "ops_token_scopes": OPS_TOKEN_SCOPES,
+            "metrics_token": s.metrics_token,
+            "activity_interval": s.activity_interval,
+        },
+        "culler": {
+            "idle_timeout": s.idle_timeout,
+            "max_age": s.max_age,
+            "gpu_idle_timeout": s.gpu_idle_timeout if target.gpu_pool else 0,
+            "gpu_max_age": s.gpu_max_age if target.gpu_pool else 0,
+            "cull_every": s.cull_every,
         },
         "authenticator": {
             "kind": s.authenticator,
@@ -95,6 +104,7 @@ def hub_settings(target: Target, images: Images) -> dict:
             "gpu_shm_size": s.gpu_shm_size,
             "hsts_max_age": target.hsts_max_age,
             "sudo_groups": list(s.sudo_groups),
+            "activity_interval": s.activity_interval,
         },
     }
 

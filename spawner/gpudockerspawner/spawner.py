@@ -10,6 +10,7 @@ from jupyterhub.utils import fmt_ip_url, wait_for_http_server
 from tornado.web import HTTPError
 from traitlets import Bool, Enum, Int, List, TraitError, Unicode, Union, default, validate
 
+from gpudockerspawner import metrics
 from gpudockerspawner.line import StartLine
 from gpudockerspawner.pool import GPUPool, PoolError, disagreement, parse_gpu_ids, rebuild
 
@@ -140,6 +141,7 @@ class GPUDockerSpawner(DockerSpawner):
         key = (self.pool_label, tuple(self.gpu_ids), self.users_per_gpu)
         if key not in self._pools:
             self._pools[key] = self._rebuild_pool()
+            metrics.register(lambda: [(label, pool) for (label, *_), pool in GPUDockerSpawner._pools.items()])
         return self._pools[key]
 
     def _rebuild_pool(self) -> GPUPool:

@@ -65,8 +65,24 @@ def configure_hub(c, hub: dict) -> None:
         services.append({"name": "jupyterhub-gpu-ops", "api_token": secret("ops_api_token")})
         roles.append({"name": "jupyterhub-gpu-ops", "scopes": hub["ops_token_scopes"],
                       "services": ["jupyterhub-gpu-ops"]})
+    if hub.get("metrics_token"):
+        # authenticate_prometheus stays on (JupyterHub's default): /hub/metrics answers this token, not everyone.
+        services.append({"name": "jupyterhub-gpu-metrics", "api_token": secret("metrics_api_token")})
+        roles.append({"name": "jupyterhub-gpu-metrics", "scopes": ["read:metrics"],
+                      "services": ["jupyterhub-gpu-metrics"]})
+    # The proxy's record of each route's traffic, read this often, is what "idle" means to the cullers.
+    c.JupyterHub.last_activity_interval = hub["activity_interval"]
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
+
+
+def configure_culler(c, culler: dict) -> None:
+    """Idle servers stopped by jupyterhub-idle-culler; GPU servers by a culler of their own, sooner."""
+    from gpudockerspawner import culling
+
+    services = culling.hub_services(**culler)
+    c.JupyterHub.services = list(c.JupyterHub.services) + services
+    c.JupyterHub.load_roles = list(c.JupyterHub.load_roles) + culling.hub_roles(services)
 
 
 def configure_spawner(c, spawner: dict) -> None:
@@ -128,7 +144,9 @@ def configure_spawner(c, spawner: dict) -> None:
     # The image starts as root only to set up sudo (or not) and then runs the server as jovyan, the
     # convention of the Jupyter Docker Stacks images, which honour GRANT_SUDO the same way.
     c.GPUDockerSpawner.extra_create_kwargs = {"user": "root"}
-    c.GPUDockerSpawner.environment = {"GRANT_SUDO": lambda s: "yes" if may_sudo(s) else "no"}
+    # Each server tells the hub this often when it (a kernel included) was last active.
+    c.GPUDockerSpawner.environment = {"GRANT_SUDO": lambda s: "yes" if may_sudo(s) else "no",
+                                      "JUPYTERHUB_ACTIVITY_INTERVAL": str(spawner["activity_interval"])}
 
 
 def configure_authenticator(c, auth: dict) -> None:
@@ -327,6 +345,7 @@ def apply(c, settings: dict) -> None:
     configure_hub(c, settings["hub"])
     configure_authenticator(c, settings["authenticator"])
     configure_spawner(c, settings["spawner"])
+    configure_culler(c, settings["culler"])
 
 
 if "get_config" in globals():
