@@ -17,6 +17,7 @@ class HubClient:
         self.url = url.rstrip("/")
         self.ca_file = str(ca_file) if ca_file else True
         self.session = requests.Session()
+        self.server_hostname = server_hostname
         if server_hostname:
             # Reach the host by address, check its certificate for the hub's name (no DNS needed).
             self.session.mount("https://", _NamedHostAdapter(server_hostname))
@@ -123,6 +124,8 @@ class HubClient:
         sslopt = {"cert_reqs": ssl.CERT_REQUIRED}
         if self.ca_file is not True:
             sslopt["ca_certs"] = self.ca_file
+        if self.server_hostname:
+            sslopt["server_hostname"] = self.server_hostname
         socket = websocket.create_connection(url, timeout=30, sslopt=sslopt, suppress_origin=True,
                                              header=[f"Authorization: {self.session.headers['Authorization']}"])
         return KernelChannel(socket)

@@ -24,7 +24,7 @@ from testbed.targets import TargetHost, bridge_gateway, remove_targets, start_ta
 
 INSTALL_DIR = "/opt/jupyterhub-gpu"
 TEST_TOKEN_SCOPES = ["admin:users", "admin:groups", "admin:servers", "admin:server_state", "access:servers",
-                     "read:hub", "list:users", "read:users", "access:services"]
+                     "read:hub", "list:users", "read:users", "access:services", "tokens"]
 
 
 class SmokeFailure(AssertionError):

@@ -1,17 +1,27 @@
-"""Operating a deployed hub over time: idle GPUs go back to the pool through the idle culler, and a Prometheus
-scraper reads the hub's metrics (the GPU pool's among them) with a token that may read nothing else.
+"""Operating a deployed hub over time: idle GPUs go back to the pool through the idle culler, a Prometheus
+scraper reads the hub's metrics (the GPU pool's among them) with a token that may read nothing else, and a
+wiped host is reprovisioned from a backup (back up, destroy, fresh host, restore, deploy).
 
 One GPU target (two stand-in GPUs) deployed twice, with limits short enough to watch: a GPU server idle for
-20 s is stopped, a busy one after 90 s, a CPU-only one not within the test."""
+20 s is stopped, a busy one after 90 s, a CPU-only one not within the test. The reprovisioning test comes
+last: it destroys that target."""
 
 from __future__ import annotations
 
+import io
+import json
+import secrets
+import tarfile
 import time
+from pathlib import Path
 
 import pytest
-import requests
 
 from testbed import smoke
+from testbed.browser import HubPages
+from testbed.deploy import run_deploy
+from testbed.hub import HubClient
+from testbed.targets import remove_targets, start_targets, write_inventory_file
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +39,15 @@ threading.Thread(target=_tick, daemon=True).start()
 """
 
 
+# The hub's name, not the host's address, is in its certificate: the reprovisioned host has another address,
+# and browsers that trusted the local CA keep trusting the hub.
+NAME = "jupyter.lab.test"
+DATA = {**LIMITS, "metrics_token": True, "hub_names": [NAME], "hub_addresses": ["127.0.0.1"]}
+
+
 @pytest.fixture(scope="module")
 def operated(engine, nvidia_repository):
-    with smoke.deployed(smoke.start(1, prefix="ops", repository=nvidia_repository,
-                                    data={**LIMITS, "metrics_token": True})) as deployment:
+    with smoke.deployed(smoke.start(1, prefix="ops", repository=nvidia_repository, data=DATA)) as deployment:
         yield deployment
 
 
@@ -48,7 +63,7 @@ def wait_for(condition, timeout: float, what: str, every: float = 1):
 
 def test_an_idle_gpu_goes_back_to_the_pool_and_a_busy_one_only_at_its_maximum_age(operated):
     target = operated.targets[0]
-    hub = operated.hub(target)
+    hub = operated.hub(target, server_hostname=NAME)
     for user in ("idlegpu", "busygpu", "cpuonly", "nextgpu"):
         hub.ensure_user(user)
     hub.start_server("busygpu")
@@ -87,13 +102,13 @@ def test_an_idle_gpu_goes_back_to_the_pool_and_a_busy_one_only_at_its_maximum_ag
 
 def test_a_scraper_reads_metrics_with_its_own_token_and_sees_the_gpu_pool(operated):
     target = operated.targets[0]
-    hub = operated.hub(target)
+    hub = operated.hub(target, server_hostname=NAME)
     token = operated.read(target, f"{INSTALL_DIR}/secrets/metrics_api_token").decode().strip()
     hub.ensure_user("metricsgpu")
     hub.start_server("metricsgpu")
     try:
-        scraped = requests.get(f"{hub.url}/hub/metrics", headers={"Authorization": f"Bearer {token}"},
-                               verify=hub.ca_file, timeout=30)
+        scraper = HubClient(hub.url, hub.ca_file, token=token, server_hostname=NAME)
+        scraped = scraper.get("/hub/metrics")
         assert scraped.status_code == 200, scraped.text[:500]
         metrics = scraped.text
         assert 'jupyterhub_gpu_pool_gpus{pool="jupyterhub-gpu"} 2.0' in metrics
@@ -102,12 +117,134 @@ def test_a_scraper_reads_metrics_with_its_own_token_and_sees_the_gpu_pool(operat
         assert sorted(line.rsplit(" ", 1)[1] for line in holders) == ["0.0", "1.0"], holders
         assert "jupyterhub_running_servers" in metrics  # JupyterHub's own
         # That token reads nothing else; without a token, or with the tests' admin token, no metrics.
-        users = requests.get(f"{hub.url}/hub/api/users", headers={"Authorization": f"Bearer {token}"},
-                             verify=hub.ca_file, timeout=30)
-        assert users.status_code == 403
-        anonymous = requests.get(f"{hub.url}/hub/metrics", verify=hub.ca_file, timeout=30,
-                                 allow_redirects=False)
+        assert scraper.api("GET", "/users").status_code == 403
+        anonymous = HubClient(hub.url, hub.ca_file, server_hostname=NAME).get("/hub/metrics", allow_redirects=False)
         assert anonymous.status_code in (302, 403)
         assert hub.get("/hub/metrics").status_code == 403
     finally:
         hub.stop_server("metricsgpu")
+
+
+def _rewritten(archive: Path, destination: Path, manifest_change=None, damage: str | None = None) -> Path:
+    """A copy of ``archive`` with its manifest changed, or one member's last byte flipped."""
+    with tarfile.open(archive) as source, tarfile.open(destination, "w") as copy:
+        for member in source.getmembers():
+            data = source.extractfile(member).read()
+            if member.name == "manifest.json" and manifest_change:
+                manifest = json.loads(data)
+                manifest_change(manifest)
+                data = json.dumps(manifest).encode()
+            if member.name == damage:
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            member.size = len(data)
+            copy.addfile(member, io.BytesIO(data))
+    return destination
+
+
+def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_work(
+        operated, engine, nvidia_repository, browsers, tmp_path):
+    source = operated.targets[0]
+    hub = operated.hub(source, server_hostname=NAME)
+    ca = operated.ca_file(source)
+    url = f"https://{NAME}/"
+    admin_password = operated.read(source, f"{INSTALL_DIR}/secrets/admin-password-admin").decode().strip()
+
+    # Carol signs up and is approved in the browser, keeps a file and stays logged in.
+    carol_password = f"carol-{secrets.token_hex(8)}"
+    carol = HubPages(browsers([ca], {NAME: source.address}), url)
+    assert "information has been sent to the admin" in carol.signup("carol", carol_password)
+    admin = HubPages(browsers([ca], {NAME: source.address}), url)
+    admin.logged_in("admin", admin_password)
+    admin.authorize("carol")
+    carol.logged_in("carol", carol_password)
+    carol_cookies = {cookie["name"]: cookie["value"] for cookie in carol.browser.driver.get_cookies()}
+    hub.start_server("carol", options={"gpu": "cpu"})
+    hub.write_file("carol", "thesis.txt", "chapter one")
+    # Dave has an API token and a GPU server running when the backup is taken.
+    hub.ensure_user("dave")
+    token = hub.api("POST", "/users/dave/tokens", json={"note": "dave's script", "expires_in": 86400}).json()["token"]
+    hub.start_server("dave")
+    hub.write_file("dave", "model.txt", "weights")
+    hub.stop_server("carol")
+
+    started = time.monotonic()
+    backed_up = run_deploy(operated.targets_file, deploy="deploy/backup.py",
+                           env={"JUPYTERHUB_GPU_BACKUPS": str(tmp_path)})
+    backup_seconds = time.monotonic() - started
+    assert backed_up.returncode == 0, backed_up.log[-4000:]
+    (archive,) = tmp_path.glob("*.tar")
+    with tarfile.open(archive) as opened:
+        manifest = json.load(opened.extractfile("manifest.json"))
+    assert manifest["versions"]["jupyterhub"] == "6.1.1" and manifest["source"] == source.address
+    assert {"jupyterhub-gpu-user-carol", "jupyterhub-gpu-user-dave"} <= set(manifest["volumes"])
+    assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
+    assert "hub/jupyterhub.sqlite" in manifest["files"] and "host/install.tar.gz" in manifest["files"]
+    # The archive on the host was removed once it was safe on the controller; the hub ran on.
+    _, left = engine.containers.get(source.container_id).exec_run(["ls", "-A", f"{INSTALL_DIR}/backups"])
+    assert left.decode().strip() == "", left
+    assert hub.servers("dave")
+    ca_bytes = operated.read(source, f"{INSTALL_DIR}/ca/ca.crt")
+    print(f"backup: {backup_seconds:.1f} s, archive {archive.stat().st_size / 2**20:.2f} MiB")
+
+    # The WSL distribution is unregistered: the host and everything on it is gone.
+    remove_targets(engine, operated.targets)
+    fresh_started = time.monotonic()
+    (fresh,) = start_targets(engine, 1, prefix="reprov", gpus=True)
+    try:
+        fresh.data.update({**nvidia_repository.inventory_data(), **DATA})
+        targets_file = write_inventory_file([fresh], tmp_path / "fresh.json")
+        fresh_deployment = smoke.Deployment(engine, [fresh], targets_file, [])
+
+        # A damaged archive and one from a newer JupyterHub are refused before anything changes.
+        damaged = _rewritten(archive, tmp_path / "damaged.tar", damage="volumes/jupyterhub-gpu-user-carol.tar.gz")
+        refused = run_deploy(targets_file, deploy="deploy/restore.py", env={"JUPYTERHUB_GPU_ARCHIVE": str(damaged)})
+        assert refused.returncode != 0 and "does not match its sha256" in refused.log, refused.log[-3000:]
+        newer = _rewritten(archive, tmp_path / "newer.tar",
+                           manifest_change=lambda m: m["versions"].update(jupyterhub="99.0.0"))
+        refused = run_deploy(targets_file, deploy="deploy/restore.py", env={"JUPYTERHUB_GPU_ARCHIVE": str(newer)})
+        assert refused.returncode != 0 and "newer than the 6.1.1 this deploy installs" in refused.log
+        code, _ = engine.containers.get(fresh.container_id).exec_run(["test", "-e", INSTALL_DIR])
+        assert code != 0, "a refused restore changed the host"
+
+        started = time.monotonic()
+        restored = run_deploy(targets_file, deploy="deploy/restore.py", env={"JUPYTERHUB_GPU_ARCHIVE": str(archive)})
+        restore_seconds = time.monotonic() - started
+        assert restored.returncode == 0, restored.log[-5000:]
+        again = fresh_deployment.deploy()
+        assert again.returncode == 0 and not again.totals.get("success"), again.changed_operations()
+
+        # The same CA and admin password; Dave's token answers; Carol's browser session is still valid.
+        assert fresh_deployment.read(fresh, f"{INSTALL_DIR}/ca/ca.crt") == ca_bytes
+        new_hub = fresh_deployment.hub(fresh, ca_file=ca, server_hostname=NAME)
+        me = HubClient(new_hub.url, ca, token=token, server_hostname=NAME).api("GET", "/user")
+        assert me.status_code == 200 and me.json()["name"] == "dave"
+        browser_session = HubClient(new_hub.url, ca, server_hostname=NAME)
+        browser_session.session.cookies.update(carol_cookies)
+        home = browser_session.get("/hub/home", allow_redirects=False)
+        assert home.status_code == 200 and "carol" in home.text
+        # Dave's server did not come with the host: the hub knows it stopped, and no GPU is held.
+        assert new_hub.gpu_table()["servers"] == []
+        # Everyone logs in and finds their files.
+        carol_again = HubPages(browsers([ca], {NAME: fresh.address}), url)
+        carol_again.logged_in("carol", carol_password)
+        new_hub.start_server("carol", options={"gpu": "cpu"})
+        assert new_hub.read_file("carol", "thesis.txt") == "chapter one"
+        new_hub.start_server("dave")
+        assert new_hub.read_file("dave", "model.txt") == "weights"
+        assert len(new_hub.gpu_table()["gpus"]) == 1
+        everyone_back = time.monotonic() - fresh_started
+        print(f"restore: {restore_seconds:.1f} s; fresh target to everyone back: {everyone_back:.1f} s")
+
+        # Restoring the same archive again changes nothing: it cannot overwrite newer work.
+        new_hub.write_file("carol", "thesis.txt", "chapter two")
+        twice = run_deploy(targets_file, deploy="deploy/restore.py", env={"JUPYTERHUB_GPU_ARCHIVE": str(archive)})
+        assert twice.returncode == 0 and not twice.totals.get("success"), twice.changed_operations()
+        assert new_hub.read_file("carol", "thesis.txt") == "chapter two"
+    except Exception:
+        print(engine.containers.get(fresh.container_id).exec_run(
+            ["sh", "-c", "docker ps -a; docker logs --tail 60 jupyterhub 2>&1; "
+             "for c in $(docker ps -aq --filter label=gpudockerspawner.owner); do docker logs --tail 30 $c 2>&1; done"]
+        ).output.decode(errors="replace"))
+        raise
+    finally:
+        remove_targets(engine, [fresh])

@@ -1,0 +1,234 @@
+"""Back up and restore a jupyterhub-gpu host: run by jupyterhub-gpu-archive.sh inside the hub's own image,
+with the hub's volume, the user volumes and the host's deploy files mounted under /backup.
+
+    archive.py backup ARCHIVE SOURCE HUB_IMAGE PROJECT   one archive of everything users and the deploy made
+    archive.py volumes ARCHIVE                            the user volumes an archive holds, one per line
+    archive.py unpack ARCHIVE WORK                        check every sha256 while extracting into WORK
+    archive.py apply ARCHIVE WORK                         put it all back (the hub and its servers stopped)
+
+An archive is a tar of: manifest.json (what, sizes, sha256, versions), hub/jupyterhub.sqlite (SQLite's
+online backup, consistent while the hub writes), hub/data.tar.gz (the rest of the hub's volume),
+host/install.tar.gz (secrets, local CA, certificates, ACME account), host/letsencrypt.tar.gz (where
+certbot keeps them) and volumes/<volume>.tar.gz (each user's home).
+"""
+
+import datetime
+import errno
+import hashlib
+import io
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tarfile
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path("/backup")
+HUB_DATA = ROOT / "hub-data"
+INSTALL = ROOT / "install"
+LETSENCRYPT = ROOT / "letsencrypt"
+VOLUMES = ROOT / "volumes"
+DATABASE = "jupyterhub.sqlite"
+# What of the deploy's own directory is state (the rest it writes again at every deploy).
+INSTALL_STATE = ("secrets", "ca", "tls", "acme")
+FORMAT = 1
+CHUNK = 1 << 20
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tar_directory(directory: Path, destination: Path, members=None, skip=()) -> int:
+    """``directory`` (itself, so that its owner and mode come back too), or only its ``members``, as a gzip
+    tar with owners and modes kept, leaving out the top-level names in ``skip``; the bytes of file content."""
+    total = 0
+    skipped = {f"./{name}" for name in skip}
+
+    def counted(info: tarfile.TarInfo):
+        nonlocal total
+        if info.name in skipped:
+            return None
+        if info.isfile():
+            total += info.size
+        return info
+
+    with tarfile.open(destination, "w:gz", compresslevel=1, format=tarfile.PAX_FORMAT) as archive:
+        if members is None:
+            archive.add(directory, arcname=".", filter=counted)
+        for name in members or ():
+            if (directory / name).exists():
+                archive.add(directory / name, arcname=f"./{name}", filter=counted)
+    return total
+
+
+def backup(archive_path: str, source: str, hub_image: str, project: str) -> None:
+    work = Path(tempfile.mkdtemp(dir=Path(archive_path).parent, prefix=".backup-"))
+    try:
+        files, contents = {}, {}
+        (work / "hub").mkdir()
+        database = HUB_DATA / DATABASE
+        if database.exists():
+            # SQLite's online backup: a consistent copy even while the hub writes.
+            with sqlite3.connect(database) as live, sqlite3.connect(work / "hub" / DATABASE) as copy:
+                live.backup(copy)
+            say(f"hub database: {(work / 'hub' / DATABASE).stat().st_size} bytes")
+        skip = {DATABASE, DATABASE + "-journal", DATABASE + "-wal", DATABASE + "-shm"}
+        contents["hub/data.tar.gz"] = _tar_directory(HUB_DATA, work / "hub" / "data.tar.gz", skip=skip)
+        (work / "host").mkdir()
+        contents["host/install.tar.gz"] = _tar_directory(INSTALL, work / "host" / "install.tar.gz", INSTALL_STATE)
+        if LETSENCRYPT.is_dir() and any(LETSENCRYPT.iterdir()):
+            contents["host/letsencrypt.tar.gz"] = _tar_directory(LETSENCRYPT, work / "host" / "letsencrypt.tar.gz")
+        (work / "volumes").mkdir()
+        volumes = sorted(os.listdir(VOLUMES)) if VOLUMES.is_dir() else []
+        for index, volume in enumerate(volumes, 1):
+            member = f"volumes/{volume}.tar.gz"
+            contents[member] = _tar_directory(VOLUMES / volume, work / member)
+            say(f"home volume {index}/{len(volumes)} {volume}: {contents[member]} bytes")
+        for path in sorted(work.rglob("*")):
+            if path.is_file():
+                name = str(path.relative_to(work))
+                files[name] = {"size": path.stat().st_size, "sha256": sha256(path)}
+                if name in contents:
+                    files[name]["content_bytes"] = contents[name]
+        manifest = {
+            "format": FORMAT,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "source": source,
+            "compose_project": project,
+            "hub_image": hub_image,
+            "versions": {name: _version(name) for name in ("jupyterhub", "gpudockerspawner", "dockerspawner")},
+            "volumes": [volume for volume in volumes],
+            "files": files,
+        }
+        partial = Path(archive_path + ".partial")
+        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as archive:
+            data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+            info = tarfile.TarInfo("manifest.json")
+            info.size, info.mode, info.mtime = len(data), 0o600, int(datetime.datetime.now().timestamp())
+            archive.addfile(info, io.BytesIO(data))
+            for name in files:
+                archive.add(work / name, arcname=name)
+        os.chmod(partial, 0o600)
+        partial.replace(archive_path)
+        say(f"archive {archive_path}: {Path(archive_path).stat().st_size} bytes, {len(volumes)} home volumes")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        Path(archive_path + ".partial").unlink(missing_ok=True)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def read_manifest(archive_path: str) -> dict:
+    with tarfile.open(archive_path) as archive:
+        return json.load(archive.extractfile("manifest.json"))
+
+
+def verify(archive_path: str, into: Path) -> dict:
+    """Extract every member into ``into`` and check it against the manifest; raise on any difference."""
+    manifest = read_manifest(archive_path)
+    if manifest.get("format") != FORMAT:
+        raise SystemExit(f"{archive_path}: archive format {manifest.get('format')!r}, this tool reads {FORMAT}")
+    with tarfile.open(archive_path) as archive:
+        for member in archive.getmembers():
+            if member.name == "manifest.json":
+                continue
+            if member.name not in manifest["files"] or not member.isfile():
+                raise SystemExit(f"{archive_path}: {member.name} is not in its manifest")
+            archive.extract(member, into, **_safe())
+    for name, expected in manifest["files"].items():
+        path = into / name
+        if not path.is_file() or sha256(path) != expected["sha256"]:
+            raise SystemExit(f"{archive_path}: {name} does not match its sha256 in the manifest; nothing was restored")
+    return manifest
+
+
+def _safe() -> dict:
+    # Python's extraction filter where it has one: no absolute paths or links out of the directory, owners kept.
+    return {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+
+
+def _replace_contents(directory: Path, packed: Path, members=None) -> None:
+    """Make ``directory`` hold exactly what ``packed`` holds (only ``members`` of it, where given)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in members if members is not None else os.listdir(directory):
+        path = directory / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    with tarfile.open(packed) as archive:
+        archive.extractall(directory, numeric_owner=True, **_safe())
+
+
+def volumes(archive_path: str) -> None:
+    for volume in read_manifest(archive_path)["volumes"]:
+        print(volume)
+
+
+def unpack(archive_path: str, work: str) -> None:
+    """Check and extract the archive into ``work`` (beside it), changing nothing else: a damaged archive, or a
+    disk too full to hold it, stops the restore before the hub is stopped."""
+    into = Path(work)
+    into.mkdir(mode=0o700)
+    try:
+        manifest = verify(archive_path, into)
+    except BaseException:
+        shutil.rmtree(into, ignore_errors=True)
+        raise
+    say(f"{archive_path}: every checksum matches ({len(manifest['files'])} files from {manifest['source']}, "
+        f"{manifest['created']})")
+
+
+def apply(archive_path: str, work: str) -> None:
+    """Put what ``unpack`` extracted in place; the hub and its servers are stopped."""
+    work = Path(work)
+    manifest = read_manifest(archive_path)
+    try:
+        _replace_contents(HUB_DATA, work / "hub" / "data.tar.gz")
+        if (work / "hub" / DATABASE).exists():
+            shutil.copy2(work / "hub" / DATABASE, HUB_DATA / DATABASE)
+            os.chown(HUB_DATA / DATABASE, 990, 990)
+        _replace_contents(INSTALL, work / "host" / "install.tar.gz", INSTALL_STATE)
+        if (work / "host" / "letsencrypt.tar.gz").exists():
+            _replace_contents(LETSENCRYPT, work / "host" / "letsencrypt.tar.gz")
+        for volume in manifest["volumes"]:
+            _replace_contents(VOLUMES / volume, work / "volumes" / f"{volume}.tar.gz")
+            say(f"home volume {volume} restored")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    command, *arguments = sys.argv[1:]
+    try:
+        {"backup": backup, "volumes": volumes, "unpack": unpack, "apply": apply}[command](*arguments)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        # The partial files are gone again (see the finally clauses); the hub was never stopped for a backup.
+        print(f"no space left on this host's disk for the {command} ({error.filename or 'archive'}): free some "
+              f"space under {Path(arguments[0]).parent} (on the host: the deploy's backups directory) and run "
+              "it again; nothing else was changed", file=sys.stderr)
+        return 28
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+#!/bin/sh
+# Back up or restore this host's hub: everything users and the deploy made, in one archive.
+#   jupyterhub-gpu-archive backup  INSTALL_DIR PROJECT ARCHIVE SOURCE
+#   jupyterhub-gpu-archive restore INSTALL_DIR PROJECT ARCHIVE HUB_IMAGE
+# The work is done by archive.py (beside this script) in a throwaway container of the hub's image, with no
+# network, the hub's volume, the user volumes and the deploy's state directories mounted.
+# Written by the jupyterhub-gpu deploy.
+set -eu
+command=$1 install_dir=$2 project=$3 archive=$4 extra=$5
+tool=$(dirname "$0")/archive.py
+directory=$(dirname "$archive")
+name=$(basename "$archive")
+hub_volume="$project-hub-data"
+user_prefix="$project-user-"
+
+run() {
+  image=$1
+  shift
+  docker run --rm --network none --user 0 --entrypoint python3 \
+    -v "$tool:/backup-tool/archive.py:ro" -v "$directory:/backup/archives" \
+    -v "$hub_volume:/backup/hub-data" -v "$install_dir:/backup/install" \
+    $letsencrypt $volume_mounts "$image" /backup-tool/archive.py "$@"
+}
+
+mkdir -p "$directory"
+letsencrypt=""
+volume_mounts=""
+case "$command" in
+backup)
+  # The image the hub runs, whatever this checkout would build now.
+  image=$(docker inspect --format '{{.Config.Image}}' jupyterhub)
+  [ -d /etc/letsencrypt ] && letsencrypt="-v /etc/letsencrypt:/backup/letsencrypt:ro"
+  # Docker's volume names are [a-zA-Z0-9][a-zA-Z0-9_.-]*: nothing in them the shell would split or expand.
+  for volume in $(docker volume ls -q); do
+    case "$volume" in "$user_prefix"*) volume_mounts="$volume_mounts -v $volume:/backup/volumes/$volume:ro" ;; esac
+  done
+  run "$image" backup "/backup/archives/$name" "$extra" "$image" "$project"
+  ;;
+restore)
+  image=$extra
+  # Compose's own labels: the restored volume is the project's, as if Compose had made it.
+  docker volume inspect "$hub_volume" >/dev/null 2>&1 || docker volume create \
+    --label "com.docker.compose.project=$project" --label com.docker.compose.volume=hub-data "$hub_volume" >/dev/null
+  for volume in $(run "$image" volumes "/backup/archives/$name"); do
+    case "$volume" in "$user_prefix"*) ;; *) echo "archive holds volume $volume, not of project $project" >&2; exit 2 ;; esac
+    docker volume create "$volume" >/dev/null
+    volume_mounts="$volume_mounts -v $volume:/backup/volumes/$volume"
+  done
+  mkdir -p /etc/letsencrypt
+  letsencrypt="-v /etc/letsencrypt:/backup/letsencrypt"
+  work="/backup/archives/.restore-$name"
+  run "$image" unpack "/backup/archives/$name" "$work"
+  # Nothing may write what is being replaced: the hub and every user server of this project stop first.
+  docker stop jupyterhub >/dev/null 2>&1 || true
+  servers=$(docker ps -aq --filter "label=gpudockerspawner.pool=$project")
+  [ -z "$servers" ] || docker rm -f $servers >/dev/null
+  run "$image" apply "/backup/archives/$name" "$work"
+  ;;
+*)
+  echo "usage: $0 backup|restore INSTALL_DIR PROJECT ARCHIVE SOURCE|HUB_IMAGE" >&2
+  exit 2
+  ;;
+esac
