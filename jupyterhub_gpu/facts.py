@@ -144,6 +144,36 @@ class DockerServerVersion(FactBase):
         return version or None
 
 
+class ImagesInUse(FactBase):
+    """The tags of the given repositories, newest first, and the images that containers were made from:
+    {"tags": {repository: [tag, ...]}, "used": [image, ...]}."""
+
+    @staticmethod
+    def default() -> dict:
+        return {"tags": {}, "used": []}
+
+    def command(self, repositories: list[str]) -> StringCommand:
+        filters = []
+        for repository in repositories:
+            filters += ["--filter", QuoteString(f"reference={repository}")]
+        return StringCommand("docker", "image", "ls", *filters, "--format", "'image {{.CreatedAt}}\t{{.Repository}}:{{.Tag}}'",
+                             "2>/dev/null", "&&", "docker", "ps", "--all", "--format", "'used {{.Image}}'",
+                             "2>/dev/null", "||", "true")
+
+    def process(self, output):
+        created, used = [], []
+        for line in output:
+            kind, _, value = line.strip().partition(" ")
+            if kind == "image" and "\t" in value:
+                created.append(tuple(value.split("\t", 1)))
+            elif kind == "used":
+                used.append(value)
+        tags: dict[str, list[str]] = {}
+        for _, image in sorted(created, reverse=True):
+            tags.setdefault(image.rsplit(":", 1)[0], []).append(image)
+        return {"tags": tags, "used": used}
+
+
 class ComposeServices(FactBase):
     """State of each service of a Compose project: {service: state}, from `docker compose ps`."""
 

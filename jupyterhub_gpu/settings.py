@@ -227,6 +227,19 @@ class HubSettings(BaseModel):
         default_factory=lambda: ["jupyterlab==4.6.6"],
         description="Pinned pip packages of the built single-user image, besides `jupyterhub` itself.",
     )
+    hub_packages: list[PinnedRequirement] = Field(
+        default_factory=list,
+        description="Pinned pip packages of the hub image, replacing the deploy's own pins "
+        "(`roles/images/templates/hub-requirements.txt`), for a site that holds or moves its own versions; must pin "
+        "`jupyterhub`, which the single-user image then matches. Changing the version upgrades the hub in place.",
+    )
+    keep_previous_images: int = Field(
+        default=1,
+        ge=0,
+        le=20,
+        description="Earlier hub, proxy and single-user images kept after a deploy that replaced them, for a "
+        "rollback; older ones that no container uses are removed.",
+    )
     admin_users: list[Username] = Field(
         default_factory=lambda: ["admin"],
         description="Hub admins. With the native authenticator the deploy creates each admin's account with a "
@@ -589,6 +602,14 @@ class HubSettings(BaseModel):
         default="refuse",
         description="When every GPU is taken: `refuse` the spawn with a message, or start a CPU-only server (`cpu`).",
     )
+
+    @field_validator("hub_packages")
+    @classmethod
+    def _hub_packages_pin_jupyterhub(cls, packages: list[str]) -> list[str]:
+        if packages and sum(1 for p in packages if re.fullmatch(r"jupyterhub==\S+", p)) != 1:
+            raise ValueError("hub_packages must pin jupyterhub exactly once, like 'jupyterhub==6.1.1' "
+                             f"(given: {', '.join(packages)})")
+        return packages
 
     @field_validator("gpu_ids", mode="before")
     @classmethod

@@ -32,4 +32,5 @@ def provision(target: Target, restore_from: restore.Archive | None = None) -> Pr
     hub_secrets = secrets.ensure_secrets(target)
     certificate = tls.ensure_certificate(target)
     services.ensure_services(target, built, certificate, hub_secrets)
+    images.prune_unused(target, built)
     return Provisioned(uptime, hub_secrets, certificate)

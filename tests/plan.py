@@ -76,7 +76,7 @@ def fresh_host_facts() -> dict:
     from pyinfra.facts.server import Command, TmpDir, Which
     from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-    from jupyterhub_gpu.facts import ComposeServices, DockerServerVersion, PortListening
+    from jupyterhub_gpu.facts import ComposeServices, DockerServerVersion, ImagesInUse, PortListening
     from roles.nvidia_toolkit import GPUContainerCheck
     from roles.tls import CertificateState
     from roles.wsl import WindowsScheduledTask
@@ -87,6 +87,7 @@ def fresh_host_facts() -> dict:
         Sha1File: lambda **kwargs: None, Sha256File: lambda **kwargs: None, Command: lambda **kwargs: "stopped",
         TmpDir: "/tmp", Which: lambda **kwargs: None, SystemdEnabled: {}, SystemdStatus: {},
         ComposeServices: lambda **kwargs: {}, DockerServerVersion: None, PortListening: lambda **kwargs: False,
+        ImagesInUse: lambda **kwargs: ImagesInUse.default(),
         GPUContainerCheck: lambda **kwargs: {"ok": True, "output": ""}, CertificateState: lambda **kwargs: None,
         WindowsScheduledTask: lambda **kwargs: None,
     }

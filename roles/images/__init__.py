@@ -13,13 +13,14 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import docker, files
 
 from jupyterhub_gpu.apt import ensure_installed
+from jupyterhub_gpu.facts import ImagesInUse
 from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.templates import render
 from roles.images import controller
 from roles.images.recipes import (HOST_CA_BUNDLE, TEMPLATES, BaseRecipe, ImageRecipe, base_recipe, image_recipes,
                                   jupyterhub_pin)
 
-__all__ = ["Images", "ensure_images", "jupyterhub_pin"]
+__all__ = ["Images", "ensure_images", "jupyterhub_pin", "prune_unused"]
 
 
 @dataclass(frozen=True)
@@ -123,3 +124,29 @@ def _build_here(target: Target, recipe: ImageRecipe) -> None:
         copied(name=f"{recipe.name} build trusts the host's CA store", src=HOST_CA_BUNDLE, dest=f"{context}/ca/host.pem",
                sha256=recipe.builder_ca)
     docker.build(name=f"{recipe.name} image {recipe.tag}", path=context, tags=[recipe.tag])
+
+
+@operation(is_idempotent=True)
+def unused_images_removed(current: list[str], keep: int):
+    """
+    Remove earlier tags of the ``current`` images' repositories that no container uses, but the ``keep``
+    newest of them (for a rollback). Run after the services are up on ``current``.
+    """
+    repositories = sorted({image.rsplit(":", 1)[0] for image in current})
+    found = host.get_fact(ImagesInUse, repositories=repositories)
+    used = set(found["used"]) | set(current)
+    removable = []
+    for repository in repositories:
+        earlier = [image for image in found["tags"].get(repository, []) if image not in current]
+        removable += [image for image in earlier[keep:] if image not in used]
+    if not removable:
+        host.noop(f"no unused image to remove ({keep} earlier kept per repository for a rollback)")
+        return
+    yield StringCommand("docker", "image", "rm", *(QuoteString(image) for image in removable))
+
+
+def prune_unused(target: Target, images: Images) -> None:
+    """Once the hub runs on ``images``: earlier built images go, but ``keep_previous_images`` of each."""
+    built = [image for image in (images.hub, images.proxy, images.singleuser) if image.startswith("jupyterhub-gpu/")]
+    unused_images_removed(name="Unused earlier images removed", current=built,
+                          keep=target.settings.keep_previous_images)

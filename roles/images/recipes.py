@@ -41,12 +41,16 @@ class ImageRecipe:
     builder_ca: str
 
 
-def hub_requirements() -> str:
+def hub_requirements(settings=None) -> str:
+    """The hub image's pip requirements: the deploy's pins, or the inventory's ``hub_packages``."""
+    if settings is not None and settings.hub_packages:
+        return "\n".join(settings.hub_packages) + "\n"
     return (TEMPLATES / "hub-requirements.txt").read_text()
 
 
-def jupyterhub_pin() -> str:
-    (pin,) = re.findall(r"^jupyterhub==\S+$", hub_requirements(), flags=re.MULTILINE)
+def jupyterhub_pin(settings=None) -> str:
+    """``jupyterhub==X``: the hub's version, which the single-user image matches."""
+    (pin,) = re.findall(r"^jupyterhub==\S+$", hub_requirements(settings), flags=re.MULTILINE)
     return pin
 
 
@@ -64,14 +68,14 @@ def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
     wheel = built_wheel()
     proxy = FILES / "proxy"
     contexts = {
-        "hub": {"requirements.txt": hub_requirements().encode(), wheel.name: wheel.read_bytes(),
+        "hub": {"requirements.txt": hub_requirements(settings).encode(), wheel.name: wheel.read_bytes(),
                 "start-hub.sh": (FILES / "start-hub.sh").read_bytes()},
         "proxy": {name: (proxy / name).read_bytes()
                   for name in ("requirements.txt", "package.json", "package-lock.json", "start-proxy.sh")},
     }
     if not settings.singleuser_image:
         contexts["singleuser"] = {
-            "requirements.txt": ("\n".join([jupyterhub_pin(), *settings.singleuser_packages]) + "\n").encode(),
+            "requirements.txt": ("\n".join([jupyterhub_pin(settings), *settings.singleuser_packages]) + "\n").encode(),
             "start-singleuser.sh": (FILES / "start-singleuser.sh").read_bytes(),
         }
     recipes = []

@@ -67,7 +67,7 @@ def check_archive(path: Path, target: Target) -> Archive:
     if missing:
         raise RestoreError(f"{refuse}: the archive lacks {', '.join(missing)}")
     archived = manifest["versions"].get("jupyterhub")
-    ours = jupyterhub_pin().split("==", 1)[1]
+    ours = jupyterhub_pin(target.settings).split("==", 1)[1]
     if archived and Version(archived) > Version(ours):
         raise RestoreError(f"{refuse}: its hub database comes from JupyterHub {archived}, newer than the "
                            f"{ours} this deploy installs; deploy with the newer pins, then restore")

@@ -3,11 +3,27 @@
 # unprivileged user jupyterhub (uid 990):
 #   - the Docker socket's group, whatever number this host gave it, so that the hub can start servers;
 #   - the secrets, copied to a tmpfs that only the hub's user can read (they stay root's 0600 on the host);
-#   - its database volume, which earlier versions wrote as root.
+#   - its database volume, which earlier versions wrote as root;
+#   - its database upgraded, after a copy, when JupyterHub's version changed.
 set -eu
 install -d -m 700 -o 990 -g 990 /run/jupyterhub/secrets
 for secret in /run/secrets/*; do
   [ -f "$secret" ] && install -m 600 -o 990 -g 990 "$secret" /run/jupyterhub/secrets/
 done
 if [ "$(stat -c %u /srv/jupyterhub)" != 990 ]; then chown -R 990:990 /srv/jupyterhub; fi
-exec setpriv --reuid=990 --regid=990 --groups="$(stat -c %g /var/run/docker.sock)" --inh-caps=-all "$@"
+hub_user="--reuid=990 --regid=990 --groups=$(stat -c %g /var/run/docker.sock) --inh-caps=-all"
+# Another JupyterHub than the one that last ran on this database: copy the database as it was (SQLite's
+# online backup, beside it on the volume), then upgrade it. User servers keep running meanwhile.
+data=/srv/jupyterhub
+version=$(python3 -c 'import jupyterhub; print(jupyterhub.__version__)')
+last=$(cat "$data/jupyterhub-version" 2>/dev/null || echo unknown)
+if [ -s "$data/jupyterhub.sqlite" ] && [ "$last" != "$version" ]; then
+  copy="$data/jupyterhub.sqlite.$last-to-$version.$(date -u +%Y%m%dT%H%M%SZ)"
+  setpriv $hub_user python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).backup(sqlite3.connect(sys.argv[2]))' \
+    "$data/jupyterhub.sqlite" "$copy"
+  echo "JupyterHub $last -> $version: the database was copied to $copy; upgrading it" >&2
+  setpriv $hub_user jupyterhub upgrade-db --config /etc/jupyterhub/jupyterhub_config.py
+fi
+echo "$version" > "$data/jupyterhub-version" && chown 990:990 "$data/jupyterhub-version"
+# shellcheck disable=SC2086 # $hub_user is several options, without spaces in them
+exec setpriv $hub_user "$@"
