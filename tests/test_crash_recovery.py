@@ -110,7 +110,10 @@ def test_the_database_volume_keeps_nothing_that_belongs_to_one_run_of_the_hub(cr
     """Pid files, sockets and locks live on the tmpfs that each start of the container gets empty."""
     deployment, target, _ = crash_site
     kept = on_host(deployment, target, "docker exec jupyterhub ls -A /srv/jupyterhub").split()
-    assert set(kept) <= {"jupyterhub.sqlite", "jupyterhub.sqlite-journal", "admin-passwords-applied.json"}, kept
+    # What persists on purpose: the database, which admin password files were applied, and which JupyterHub
+    # last ran on the database (an upgrade is detected by it).
+    assert set(kept) <= {"jupyterhub.sqlite", "jupyterhub.sqlite-journal", "admin-passwords-applied.json",
+                         "jupyterhub-version"}, kept
     mounts = on_host(deployment, target, "docker inspect --format '{{json .HostConfig.Tmpfs}}' jupyterhub")
     assert "/run/jupyterhub" in mounts
 

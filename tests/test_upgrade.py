@@ -11,6 +11,7 @@ import pytest
 from roles.images import jupyterhub_pin
 from roles.images.recipes import TEMPLATES
 from testbed import smoke
+from testbed.hub import HubClient
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,6 @@ def test_a_new_jupyterhub_upgrades_the_hub_in_place_and_keeps_users_tokens_and_s
     assert on_host(deployment, target, "docker inspect --format '{{.Id}}' jupyter-ursula") == container
     assert hub.servers("ursula")[""]["ready"]
     assert hub.read_file("ursula", "results.txt") == "before the upgrade"
-    from testbed.hub import HubClient
     me = HubClient(hub.url, hub.ca_file, token=token).api("GET", "/user")
     assert me.status_code == 200 and me.json()["name"] == "ursula"
     # The database as it was is kept beside it, and the hub said what it did.
