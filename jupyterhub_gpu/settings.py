@@ -134,6 +134,42 @@ AptUrl = Annotated[str, AfterValidator(_pattern(APT_URL, "an http:// or https://
                                                      "where apt's $(ARCH) may stand"))]
 
 
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ()._+-]{0,39}")
+
+
+class ImageProfile(BaseModel):
+    """One choice in the spawn form: an image, whether it holds a GPU, and what its servers may use."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, AfterValidator(_pattern(PROFILE_NAME, "1-40 letters, digits, spaces and '()._+-'"))] = \
+        Field(description="What the spawn form shows.")
+    gpu: bool = Field(default=False, description="Its servers hold a GPU; offered only to users who may have one, "
+                      "on hosts with GPUs. Other profiles' servers see no GPU.")
+    packages: list[PinnedRequirement] = Field(
+        default_factory=list, description="Pinned pip packages added to the standard single-user image.")
+    image: ImageRef | None = Field(default=None, description="An image to pull instead of building one.")
+    cpu_limit: float | None = Field(default=None, gt=0, le=1024,
+                                    description="CPUs its servers may use. Empty: `user_cpu_limit`.")
+    mem_limit: str | None = Field(default=None, pattern=r"^[0-9]+[KMGT]?$",
+                                  description="Memory its servers may use. Empty: `user_mem_limit`.")
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "profile"
+
+    def __str__(self) -> str:
+        extras = [f"{key}={value}" for key, value in self.model_dump(exclude_defaults=True).items() if key != "name"]
+        return f"{self.name}" + (f" ({', '.join(extras)})" if extras else "")
+
+
+# PyTorch from PyPI: its wheels bring the CUDA runtime libraries; the driver's libcuda comes from the host.
+DEFAULT_PROFILES = [
+    ImageProfile(name="Standard", cpu_limit=1, mem_limit="2G"),
+    ImageProfile(name="GPU (CUDA)", gpu=True, packages=["torch==2.9.1"]),
+]
+
+
 class HubSettings(BaseModel):
     """What one target host should run. Unknown keys are refused."""
 
@@ -226,6 +262,19 @@ class HubSettings(BaseModel):
     singleuser_packages: list[PinnedRequirement] = Field(
         default_factory=lambda: ["jupyterlab==4.6.6"],
         description="Pinned pip packages of the built single-user image, besides `jupyterhub` itself.",
+    )
+    image_profiles: list[ImageProfile] = Field(
+        default_factory=lambda: list(DEFAULT_PROFILES),
+        description="The spawn form's choices, in order: each a `name`, `gpu` (its servers hold a GPU), extra "
+        "pinned `packages` on the standard image or an `image` to pull, and its own `cpu_limit` and `mem_limit`. "
+        "GPU profiles are built and offered only where there are GPUs, to users who may have one; a GPU user's "
+        "default is the first GPU profile, everyone else's the first other one. The default's GPU image is "
+        "several GB (PyTorch).",
+    )
+    shutdown_on_logout: bool = Field(
+        default=False,
+        description="Stop a user's servers when they log out (their files stay; a GPU goes back to the pool). "
+        "Off: servers run on until the idle culler stops them.",
     )
     hub_packages: list[PinnedRequirement] = Field(
         default_factory=list,
@@ -427,13 +476,15 @@ class HubSettings(BaseModel):
     user_mem_limit: str | None = Field(
         default=None,
         pattern=r"^[0-9]+[KMGT]?$",
-        description="Memory each user container may use, like `8G`. Empty: half the host's memory.",
+        description="Memory each user container may use, like `8G`, where its image profile sets none. Empty: half "
+        "the host's memory.",
     )
     user_cpu_limit: float | None = Field(
         default=None,
         gt=0,
         le=1024,
-        description="CPUs each user container may use, like `2` or `0.5`. Empty: half the host's CPUs, at least one.",
+        description="CPUs each user container may use, like `2` or `0.5`, where its image profile sets none. Empty: "
+        "half the host's CPUs, at least one.",
     )
     user_pids_limit: int = Field(
         default=4096,
@@ -603,6 +654,19 @@ class HubSettings(BaseModel):
         description="When every GPU is taken: `refuse` the spawn with a message, or start a CPU-only server (`cpu`).",
     )
 
+    @field_validator("image_profiles")
+    @classmethod
+    def _profiles_offer_something_to_everyone(cls, profiles: list[ImageProfile]) -> list[ImageProfile]:
+        if not any(not profile.gpu for profile in profiles):
+            raise ValueError("image_profiles needs at least one profile without gpu: true, for users (and hosts) "
+                             "without a GPU")
+        for field in ("name", "slug"):
+            seen = [getattr(profile, field) for profile in profiles]
+            twice = sorted({value for value in seen if seen.count(value) > 1})
+            if twice:
+                raise ValueError(f"image_profiles: more than one profile is named {', '.join(map(repr, twice))}")
+        return profiles
+
     @field_validator("hub_packages")
     @classmethod
     def _hub_packages_pin_jupyterhub(cls, packages: list[str]) -> list[str]:
@@ -745,7 +809,10 @@ def settings_table() -> str:
     rows = ["| setting | default | what it does |", "| --- | --- | --- |"]
     for name, field in HubSettings.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        shown = "empty" if default in (None, []) else f"`{default}`"
+        if isinstance(default, list) and default and isinstance(default[0], BaseModel):
+            shown = "; ".join(f"`{item}`" for item in default)
+        else:
+            shown = "empty" if default in (None, []) else f"`{default}`"
         rows.append(f"| `{name}` | {shown} | {field.description} |")
     return "\n".join(rows)
 

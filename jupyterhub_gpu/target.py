@@ -35,6 +35,11 @@ class Target:
         return tuple(by_id.get(gpu, gpu) for gpu in wanted)
 
     @property
+    def offered_profiles(self) -> tuple:
+        """The image profiles this host offers: GPU ones only where it has GPUs to hand out."""
+        return tuple(profile for profile in self.settings.image_profiles if not profile.gpu or self.gpu_pool)
+
+    @property
     def install_dir(self) -> PurePosixPath:
         return PurePosixPath(self.settings.install_dir)
 

@@ -156,11 +156,12 @@ class HubPages:
         self.browser.open(f"{self.base}/hub/logout")
         self.browser.wait_for_url("/hub/login")
 
-    def start_server(self, hardware: str | None = None) -> None:
-        """Start one's server from the spawn form; returns once the hub sent the browser on to it."""
+    def start_server(self, profile: str | None = None) -> None:
+        """Start one's server from the spawn form, on the image ``profile`` where given; returns once the hub
+        sent the browser on to it."""
         self.browser.open(f"{self.base}/hub/spawn")
-        if hardware:
-            self.browser.select("select[name=gpu]", hardware)
+        if profile:
+            self.browser.select("select[name=image]", profile)
         # With nothing to choose (no GPUs) the hub shows no form and starts the server at once.
         if self.browser.driver.find_elements(By.CSS_SELECTOR, "#spawn_form"):
             self.browser.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
@@ -174,8 +175,8 @@ class HubPages:
         WebDriverWait(self.browser.driver, 120, ignored_exceptions=(StaleElementReferenceException,)
                       ).until(left_the_form)
 
-    def start_server_or_fail(self, hardware: str | None = None) -> None:
-        self.start_server(hardware)
+    def start_server_or_fail(self, profile: str | None = None) -> None:
+        self.start_server(profile)
         if "/hub/spawn" in self.browser.url and "/hub/spawn-pending/" not in self.browser.url:
             raise AssertionError(f"the hub did not start the server:\n{self.browser.text()[:2000]}")
 

@@ -27,6 +27,14 @@ TEST_TOKEN_SCOPES = ["admin:users", "admin:groups", "admin:servers", "admin:serv
                      "read:hub", "list:users", "read:users", "access:services", "tokens"]
 
 
+# The test bed's GPU profile: the CUDA runtime alone (a few MB) instead of PyTorch (several GB), so that the
+# suite builds a CUDA image in seconds; the deploy's default stays PyTorch.
+GPU_TEST_PROFILES = [
+    {"name": "Standard", "cpu_limit": 1, "mem_limit": "2G"},
+    {"name": "GPU (CUDA)", "gpu": True, "packages": ["nvidia-cuda-runtime-cu12==12.9.79"]},
+]
+
+
 class SmokeFailure(AssertionError):
     pass
 
@@ -89,7 +97,7 @@ def start(count: int, data: dict | None = None, prefix: str = "smoke", repositor
     engine = testbed_engine.client()
     targets = start_targets(engine, count, prefix=prefix, gpus=repository is not None, wsl_host=wsl_host)
     for target in targets:
-        target.data.update(repository.inventory_data() if repository else {})
+        target.data.update({**repository.inventory_data(), "image_profiles": GPU_TEST_PROFILES} if repository else {})
         target.data.update(data or {})
     targets_file = write_inventory_file(targets, STATE / f"targets-{uuid.uuid4().hex[:8]}.json")
     return Deployment(engine, targets, targets_file, [])

@@ -28,7 +28,8 @@ def load(tmp_path, monkeypatch):
     def load(data: dict, secrets: dict | None = None, **target):
         secrets_dir = tmp_path / "secrets"
         secrets_dir.mkdir(exist_ok=True)
-        for name, value in {"proxy_token": "p" * 64, "ops_api_token": "o" * 64, **(secrets or {})}.items():
+        for name, value in {"proxy_token": "p" * 64, "ops_api_token": "o" * 64, "gpu_check_api_token": "g" * 64,
+                              **(secrets or {})}.items():
             (secrets_dir / name).write_text(value + "\n")
         settings = from_host_data("host1", data)
         document = hub_settings(Target(settings=settings, profile=PROFILE, **target), IMAGES)
@@ -135,7 +136,37 @@ def test_idle_servers_are_culled_and_gpu_servers_sooner(load):
     # Without GPUs no GPU culler runs; with no limits, none at all.
     assert "gpu-idle-culler" not in {service["name"] for service in load({}).JupyterHub.services}
     off = load({"idle_timeout": 0, "gpu_idle_timeout": 0}, gpus=gpus)
-    assert {service["name"] for service in off.JupyterHub.services} == {"gpus"}
+    assert {service["name"] for service in off.JupyterHub.services} == {"gpus", "jupyterhub-gpu-check"}
+
+
+def test_image_profiles_in_the_spawn_form_gpu_ones_only_for_gpu_users(load):
+    from types import SimpleNamespace
+
+    gpus = GPUInventory("/usr/bin/nvidia-smi", (GPU("0", "GPU-aaaa", "A100", 40960),))
+    config = load({"user_cpu_limit": 4, "user_mem_limit": "16G"}, gpus=gpus)
+    spawner = config.GPUDockerSpawner
+    gpu_user, other = SimpleNamespace(may_use_gpu=lambda: True), SimpleNamespace(may_use_gpu=lambda: False)
+    assert list(spawner.allowed_images(gpu_user)) == ["GPU (CUDA)", "Standard"]
+    assert list(spawner.allowed_images(other)) == ["Standard"]
+    assert spawner.gpu_images == ["GPU (CUDA)"]
+    # The old set-up's one core and 2 GB for the standard profile; the GPU profile gets the host-wide limits.
+    assert spawner.limits_by_image == {"Standard": {"cpu_limit": 1.0, "mem_limit": "2G"},
+                                       "GPU (CUDA)": {"cpu_limit": 4.0, "mem_limit": "16G"}}
+    assert config.JupyterHub.shutdown_on_logout is False
+    # Without GPUs there is one profile: no choice, no GPU image.
+    cpu_only = load({"shutdown_on_logout": True})
+    assert "allowed_images" not in cpu_only.GPUDockerSpawner and cpu_only.JupyterHub.shutdown_on_logout is True
+
+
+def test_the_gpu_check_may_start_and_stop_its_own_users_servers_only(load):
+    gpus = GPUInventory("/usr/bin/nvidia-smi", (GPU("0", "GPU-aaaa", "A100", 40960),))
+    config = load({}, gpus=gpus)
+    services = {service["name"]: service for service in config.JupyterHub.services}
+    assert services["jupyterhub-gpu-check"]["api_token"] == "g" * 64
+    roles = {role["name"]: role for role in config.JupyterHub.load_roles}
+    assert roles["jupyterhub-gpu-check"]["scopes"] == ["servers!user=gpu-check", "read:users!user=gpu-check"]
+    assert roles["gpu-check-user"]["users"] == ["gpu-check"]
+    assert "jupyterhub-gpu-check" not in {service["name"] for service in load({}).JupyterHub.services}
 
 
 def test_a_scraper_token_reads_metrics_and_nothing_else(load):
@@ -156,7 +187,9 @@ def test_user_servers_come_back_with_the_engine_and_are_found_at_their_new_addre
 
 
 def test_user_containers_are_limited_and_gain_no_privileges_unless_they_may_sudo(load):
-    config = load({"sudo_groups": ["teachers"], "user_pids_limit": 512, "user_mem_limit": "6G", "user_cpu_limit": 1.5})
+    # A profile without limits of its own has the user_* limits.
+    config = load({"sudo_groups": ["teachers"], "user_pids_limit": 512, "user_mem_limit": "6G", "user_cpu_limit": 1.5,
+                   "image_profiles": [{"name": "Standard"}]})
     spawner = config.GPUDockerSpawner
     assert (spawner.mem_limit, spawner.cpu_limit, spawner.gpu_shm_size) == ("6G", 1.5, "4G")
     student = spawner.extra_host_config(spawner_of("students"))
@@ -169,9 +202,12 @@ def test_user_containers_are_limited_and_gain_no_privileges_unless_they_may_sudo
     assert {"SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE"} <= set(teacher["cap_add"])
 
 
-def test_limits_default_to_half_the_host(load):
+def test_limits_default_to_the_standard_profile_and_else_to_half_the_host(load):
     spawner = load({}).GPUDockerSpawner
-    assert (spawner.mem_limit, spawner.cpu_limit) == ("16384M", 2.0)
+    assert (spawner.mem_limit, spawner.cpu_limit) == ("2G", 1.0)
+    gpus = GPUInventory("/usr/bin/nvidia-smi", (GPU("0", "GPU-aaaa", "A100", 40960),))
+    assert load({}, gpus=gpus).GPUDockerSpawner.limits_by_image["GPU (CUDA)"] == {"cpu_limit": 2.0,
+                                                                                  "mem_limit": "16384M"}
 
 
 def test_ldap_with_a_bind_template_tls_and_a_group_rule(load, tmp_path):

@@ -125,6 +125,58 @@ def test_a_scraper_reads_metrics_with_its_own_token_and_sees_the_gpu_pool(operat
         hub.stop_server("metricsgpu")
 
 
+def _container(engine, target, user: str) -> dict:
+    code, output = engine.containers.get(target.container_id).exec_run(["docker", "inspect", f"jupyter-{user}"])
+    assert code == 0, output
+    return json.loads(output)[0]
+
+
+def test_each_image_profile_holds_a_gpu_or_not_with_its_own_limits(operated, engine):
+    target = operated.targets[0]
+    hub = operated.hub(target, server_hostname=NAME)
+    for user in ("profstd", "profgpu"):
+        hub.ensure_user(user)
+    hub.start_server("profstd", options={"image": "Standard"})
+    hub.start_server("profgpu")  # a GPU user who picks nothing gets the GPU profile
+    try:
+        standard, gpu = _container(engine, target, "profstd"), _container(engine, target, "profgpu")
+        assert "NVIDIA_VISIBLE_DEVICES=void" in standard["Config"]["Env"]
+        assert not standard["HostConfig"]["DeviceRequests"]
+        # The old set-up's one core and 2 GB for the standard profile.
+        assert standard["HostConfig"]["Memory"] == 2 * 2**30
+        assert standard["HostConfig"]["CpuQuota"] == 100_000  # one core of DockerSpawner's 100 ms period
+        (request,) = gpu["HostConfig"]["DeviceRequests"]
+        assert len(request["DeviceIDs"]) == 1 and gpu["HostConfig"]["ShmSize"] == 4 * 2**30
+        assert gpu["Config"]["Image"].startswith("jupyterhub-gpu/profile-gpu-cuda:")
+        assert standard["Config"]["Image"].startswith("jupyterhub-gpu/singleuser:")
+        # In the GPU image the CUDA runtime loads and says its version; no device is needed for that.
+        code, output = engine.containers.get(target.container_id).exec_run(
+            ["docker", "exec", "-u", "jovyan", "jupyter-profgpu", "python3", "-c",
+             "import ctypes, glob, sys; lib = ctypes.CDLL([f for p in sys.path for f in "
+             "glob.glob(p + '/nvidia/cuda_runtime/lib/libcudart.so*')][0]); v = ctypes.c_int(); "
+             "lib.cudaRuntimeGetVersion(ctypes.byref(v)); print(v.value)"])
+        assert code == 0 and output.decode().strip() == "12090", output
+    finally:
+        for user in ("profstd", "profgpu"):
+            hub.stop_server(user)
+
+
+def test_the_gpu_check_gets_as_far_as_the_stand_in_allows_and_names_the_missing_link(operated):
+    target = operated.targets[0]
+    hub = operated.hub(target, server_hostname=NAME)
+    run = run_deploy(operated.targets_file, deploy="deploy/gpu_check.py")
+    assert run.returncode != 0 and "FAILED at" in run.log, run.log[-4000:]
+    # Through the hub, a GPU and the image's CUDA runtime; then the stand-in's missing driver library, said so.
+    assert "starting a throwaway GPU (CUDA) server for the user gpu-check" in run.log
+    assert "GPU given by the hub: GPU-" in run.log
+    assert "CUDA runtime in the image: libcudart 12.9" in run.log
+    assert "FAILED at runtime: the driver's libcuda.so.1 is not in the container" in run.log
+    assert "Traceback" not in run.log
+    # The throwaway server is gone, and with it its GPU.
+    assert not hub.servers("gpu-check")
+    assert all(server["user"] != "gpu-check" for server in hub.gpu_table()["servers"])
+
+
 def _rewritten(archive: Path, destination: Path, manifest_change=None, damage: str | None = None) -> Path:
     """A copy of ``archive`` with its manifest changed, or one member's last byte flipped."""
     with tarfile.open(archive) as source, tarfile.open(destination, "w") as copy:
@@ -191,7 +243,7 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
     fresh_started = time.monotonic()
     (fresh,) = start_targets(engine, 1, prefix="reprov", gpus=True)
     try:
-        fresh.data.update({**nvidia_repository.inventory_data(), **DATA})
+        fresh.data.update({**nvidia_repository.inventory_data(), "image_profiles": smoke.GPU_TEST_PROFILES, **DATA})
         targets_file = write_inventory_file([fresh], tmp_path / "fresh.json")
         fresh_deployment = smoke.Deployment(engine, [fresh], targets_file, [])
 

@@ -9,6 +9,8 @@ import secrets
 
 import pytest
 
+from selenium.webdriver.common.by import By
+
 from testbed.browser import HubPages, JupyterLab
 from testbed.nvidia import FAKE_GPUS
 
@@ -16,6 +18,10 @@ pytestmark = pytest.mark.slow
 
 ENV_CELL = ('import os; print("NV=" + os.environ["NVIDIA_VISIBLE_DEVICES"] + ";"); '
             'print("CUDA=" + os.environ.get("CUDA_VISIBLE_DEVICES", "none") + ";")')
+# The GPU profile's CUDA runtime, loaded as a library in the notebook, reports its version (no device needed).
+CUDART_CELL = ('import ctypes, glob, os, sys; '
+               'lib = ctypes.CDLL([f for p in sys.path for f in glob.glob(p + "/nvidia/cuda_runtime/lib/libcudart.so*")][0]); '
+               'v = ctypes.c_int(); lib.cudaRuntimeGetVersion(ctypes.byref(v)); print(f"CUDART={v.value};")')
 
 
 def unique(name: str) -> str:
@@ -86,12 +92,16 @@ def test_signed_up_person_starts_a_gpu_server_runs_a_notebook_and_finds_it_again
     admin.authorize(name)
 
     pages.logged_in(name, password)
-    form = pages.browser.wait_for("select[name=gpu]").text
-    assert "1 GPU" in form and "CPU only" in form
-    pages.start_server_or_fail(hardware="gpu")
+    # Both image profiles, the GPU one first (what a GPU user came for); no separate hardware choice.
+    form = pages.browser.wait_for("select[name=image]").text
+    assert form.split("\n") == ["GPU (CUDA)", "Standard"], form
+    assert not pages.browser.driver.find_elements(By.CSS_SELECTOR, "select[name=gpu]")
+    pages.start_server_or_fail("GPU (CUDA)")
     lab = JupyterLab(pages.browser)
     lab.wait_until_loaded()
     lab.new_notebook()
+    cudart = lab.run_cell(CUDART_CELL, expect="CUDART=")
+    assert re.search(r"CUDART=12\d\d\d;", cudart), cudart
     output = lab.run_cell(ENV_CELL, expect="CUDA=")
     visible = re.search(r"NV=([^;\n]*);", output).group(1)
     cuda = re.search(r"CUDA=([^;\n]*);", output).group(1)
@@ -105,10 +115,13 @@ def test_signed_up_person_starts_a_gpu_server_runs_a_notebook_and_finds_it_again
     pages.stop_server()
     pages.logout()
     pages.logged_in(name, password)
-    pages.start_server_or_fail(hardware="cpu")
+    pages.start_server_or_fail("Standard")
     lab.wait_until_loaded()
     lab.open_notebook(people_hub["url"], name, "gpu-check.ipynb")
     assert any("NVIDIA_VISIBLE_DEVICES" in source for source in lab.cell_sources())
+    # The standard profile holds no GPU.
+    table = people_hub["api"].get("/services/gpus/api/assignments").json()
+    assert [server["gpus"] for server in table["servers"] if server["user"] == name] == [[]]
 
 
 def test_another_person_sees_neither_the_admin_pages_nor_someone_elses_server(people_hub, person):
@@ -141,7 +154,7 @@ def test_with_every_gpu_taken_a_person_asking_for_one_reads_why(people_hub, pers
         judy = unique("judy")
         pages, password = approved_person(people_hub, person, judy)
         pages.logged_in(judy, password)
-        pages.start_server(hardware="gpu")
+        pages.start_server("GPU (CUDA)")
         text = pages.browser.wait_for_text("GPUs are in use")
         assert f"All {len(FAKE_GPUS)} GPUs are in use; try again later, or start a CPU-only server." in text
     finally:
@@ -159,7 +172,7 @@ def test_sudo_inside_ones_container_only_for_sudo_groups(people_hub, person):
         if in_group:  # an admin puts them in the group once they have logged in
             api.api("POST", "/groups/sudoers", json={"users": []})
             api.api("POST", "/groups/sudoers/users", json={"users": [name]}).raise_for_status()
-        pages.start_server_or_fail(hardware="cpu")
+        pages.start_server_or_fail("Standard")
         lab = JupyterLab(pages.browser)
         lab.wait_until_loaded()
         lab.new_notebook()

@@ -4,7 +4,7 @@ on the controller and shipped to the hosts that lack them, or built on each host
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand, deploy, operation
@@ -28,6 +28,8 @@ class Images:
     hub: str
     proxy: str
     singleuser: str
+    # Each offered image profile's image, by profile name, in the settings' order.
+    profiles: dict[str, str] = field(default_factory=dict)
 
 
 def _pull_or_debootstrap(state, host, base: BaseRecipe):
@@ -101,18 +103,31 @@ def ensure_images(target: Target) -> Images:
         if recipes:
             ensure_installed(["zstd"], "to load the images shipped from the controller")
         for recipe in recipes:
+            _say_if_large(recipe)
             shipped(name=f"{recipe.name} image {recipe.tag} (built once on the controller)", recipe=recipe, base=base)
     else:
         base_image(name=f"Base image {base.tag}", base=base)
         recipes = image_recipes(target, target.profile.ca_bundle_sha256)
         for recipe in recipes:
+            _say_if_large(recipe)
             _build_here(target, recipe)
 
     tags = {recipe.name: recipe.tag for recipe in recipes}
     if settings.singleuser_image:
         pulled(name=f"Single-user image {settings.singleuser_image}", image=settings.singleuser_image)
         tags["singleuser"] = settings.singleuser_image
-    return Images(**tags)
+    profiles = {}
+    for profile in target.offered_profiles:
+        if profile.image:
+            pulled(name=f"{profile.name} profile image {profile.image}", image=profile.image)
+        profiles[profile.name] = profile.image or tags.get(f"profile-{profile.slug}", tags["singleuser"])
+    return Images(hub=tags["hub"], proxy=tags["proxy"], singleuser=tags["singleuser"], profiles=profiles)
+
+
+def _say_if_large(recipe: ImageRecipe) -> None:
+    if recipe.large and not host.get_fact(DockerImage, object_id=recipe.tag):
+        host.log(f"the {recipe.title} image {recipe.tag} is several GB: building and loading it takes minutes "
+                 "(once; later deploys reuse it)", log_func=logger.warning)
 
 
 def _build_here(target: Target, recipe: ImageRecipe) -> None:
@@ -147,6 +162,7 @@ def unused_images_removed(current: list[str], keep: int):
 
 def prune_unused(target: Target, images: Images) -> None:
     """Once the hub runs on ``images``: earlier built images go, but ``keep_previous_images`` of each."""
-    built = [image for image in (images.hub, images.proxy, images.singleuser) if image.startswith("jupyterhub-gpu/")]
+    built = sorted({image for image in (images.hub, images.proxy, images.singleuser, *images.profiles.values())
+                    if image.startswith("jupyterhub-gpu/")})
     unused_images_removed(name="Unused earlier images removed", current=built,
                           keep=target.settings.keep_previous_images)

@@ -9,6 +9,7 @@ import hashlib
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from pyinfra import logger
@@ -93,7 +94,30 @@ def ensure_built(recipe: ImageRecipe, base: BaseRecipe) -> None:
         if recipe.builder_ca:
             (context / "ca" / "host.pem").write_bytes(Path(HOST_CA_BUNDLE).read_bytes())
         logger.info(f"--> building {recipe.tag} on the controller (once for every target that lacks it)")
-        _run(["docker", "build", "-q", "-t", recipe.tag, str(context)], f"the build of {recipe.tag}")
+        if recipe.large:
+            _build_showing_progress(recipe, context)
+        else:
+            _run(["docker", "build", "-q", "-t", recipe.tag, str(context)], f"the build of {recipe.tag}")
+
+
+def _build_showing_progress(recipe: ImageRecipe, context: Path, every: float = 30) -> None:
+    """A long build says where it is: each build step as it starts, and its last line every ``every`` seconds,
+    so that ten minutes of downloading CUDA libraries do not look like a hang."""
+    started = time.monotonic()
+    shown = started
+    tail: list[str] = []
+    process = subprocess.Popen(["docker", "build", "-t", recipe.tag, str(context)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, errors="replace")
+    for line in process.stdout:
+        line = line.rstrip()
+        tail = (tail + [line])[-40:]
+        now = time.monotonic()
+        if line.startswith("Step ") or now - shown >= every:
+            shown = now
+            logger.info(f"    {recipe.title} image, {now - started:.0f} s: {line[:160]}")
+    if process.wait() != 0:
+        raise ControllerBuildError(f"the build of {recipe.tag} failed on the controller:\n" + "\n".join(tail))
+    logger.info(f"    {recipe.title} image built in {time.monotonic() - started:.0f} s")
 
 
 def archive(recipe: ImageRecipe) -> Path:

@@ -39,6 +39,9 @@ class ImageRecipe:
     tag: str
     files: dict[str, bytes] = field(hash=False)
     builder_ca: str
+    # Several GB (a CUDA profile): the deploy says so before it builds, and shows the build's progress.
+    large: bool = False
+    title: str = ""
 
 
 def hub_requirements(settings=None) -> str:
@@ -58,6 +61,17 @@ def base_recipe(target: Target) -> BaseRecipe:
     return BaseRecipe(ref=target.base_image, tag=target.base_tag, fallback=target.settings.base_image_fallback,
                       suite=target.profile.os_codename, mirror=target.debootstrap_mirror,
                       components=target.debootstrap_components)
+
+
+def _recipe(name: str, target: Target, builder_ca: str, files: dict[str, bytes], large: bool = False,
+            title: str = "") -> ImageRecipe:
+    digest = hashlib.sha256()
+    for part in [target.base_tag.encode(), builder_ca.encode(), *(p.encode() + b"\0" + c for p, c in
+                                                                   sorted(files.items()))]:
+        digest.update(part)
+        digest.update(b"\0")
+    return ImageRecipe(name, f"jupyterhub-gpu/{name}:{digest.hexdigest()[:16]}", files, builder_ca, large,
+                       title or name)
 
 
 def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
@@ -85,10 +99,14 @@ def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
         files = {"Dockerfile": dockerfile.encode(), **files}
         if extra_ca:
             files["ca/extra.pem"] = extra_ca
-        digest = hashlib.sha256()
-        for part in [target.base_tag.encode(), builder_ca.encode(), *(p.encode() + b"\0" + c for p, c in
-                                                                       sorted(files.items()))]:
-            digest.update(part)
-            digest.update(b"\0")
-        recipes.append(ImageRecipe(name, f"jupyterhub-gpu/{name}:{digest.hexdigest()[:16]}", files, builder_ca))
+        recipes.append(_recipe(name, target, builder_ca, files))
+    standard = recipes[-1].tag if not settings.singleuser_image else settings.singleuser_image
+    for profile in target.offered_profiles:
+        if profile.image or not profile.packages:
+            continue
+        # On the standard image, which already trusts the builder's CAs.
+        dockerfile = render(TEMPLATES, "profile.Dockerfile.j2", parent=standard)
+        recipes.append(_recipe(f"profile-{profile.slug}", target, "", {
+            "Dockerfile": dockerfile.encode(), "requirements.txt": ("\n".join(profile.packages) + "\n").encode()},
+            large=profile.gpu, title=f"{profile.name} profile"))
     return recipes

@@ -72,6 +72,9 @@ def ensure_secrets(target: Target) -> HubSecrets:
         generated(name, purpose)
     if settings.ops_token:
         generated("ops_api_token", "the read-only API token of the ops service, for monitoring scripts")
+    if target.gpu_pool:
+        generated("gpu_check_api_token", "the token of bin/gpu-check, which may start and stop the servers of the "
+                  "user gpu-check only")
     if settings.metrics_token:
         generated("metrics_api_token", "the token of a Prometheus scraper, which may read /hub/metrics only")
 

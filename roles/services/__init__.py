@@ -14,6 +14,7 @@ from pyinfra.operations import files
 from pyinfra.operations.util import any_changed
 
 from jupyterhub_gpu.facts import ComposeServices
+from roles import gpu_check
 from roles.images import Images
 from roles.network import HUB_API_PORT, HUB_MAC, PROXY_MAC
 from jupyterhub_gpu.target import Target
@@ -27,9 +28,15 @@ OPS_TOKEN_SCOPES = ["read:hub", "list:users", "read:users", "read:servers", "acc
 HEALTHY = ("healthy", "running")
 
 
+def _standard(target: Target):
+    """The profile of users who may have no GPU: the first without one."""
+    return next(profile for profile in target.offered_profiles if not profile.gpu)
+
+
 def hub_settings(target: Target, images: Images) -> dict:
     """What the hub's static configuration reads (/etc/jupyterhub/hub.json): data, never code."""
     s = target.settings
+    standard = _standard(target)
     return {
         "hub": {
             "log_level": s.hub_log_level,
@@ -41,7 +48,10 @@ def hub_settings(target: Target, images: Images) -> dict:
             "ops_token": s.ops_token,
             "ops_token_scopes": OPS_TOKEN_SCOPES,
             "metrics_token": s.metrics_token,
+            "gpu_check": {"service": gpu_check.SERVICE, "user": gpu_check.USER, "scopes": gpu_check.SCOPES}
+            if target.gpu_pool else None,
             "activity_interval": s.activity_interval,
+            "shutdown_on_logout": s.shutdown_on_logout,
         },
         "culler": {
             "idle_timeout": s.idle_timeout,
@@ -85,7 +95,13 @@ def hub_settings(target: Target, images: Images) -> dict:
             },
         },
         "spawner": {
-            "image": images.singleuser,
+            # A server started without a pick runs the standard profile, with its limits.
+            "image": images.profiles.get(standard.name, images.singleuser),
+            "profiles": [{"name": profile.name, "image": images.profiles.get(profile.name, images.singleuser),
+                          "gpu": profile.gpu,
+                          "cpu_limit": profile.cpu_limit or target.user_cpu_limit,
+                          "mem_limit": profile.mem_limit or target.user_mem_limit}
+                         for profile in target.offered_profiles],
             "network": s.network_name,
             "home_volume_prefix": f"{s.compose_project}-user-",
             "gpu_ids": list(target.gpu_pool),
@@ -94,8 +110,8 @@ def hub_settings(target: Target, images: Images) -> dict:
             "on_exhausted": s.gpu_on_exhausted,
             "devices_filtered": not target.profile.wsl,
             "pool_label": s.compose_project,
-            "mem_limit": target.user_mem_limit,
-            "cpu_limit": target.user_cpu_limit,
+            "mem_limit": standard.mem_limit or target.user_mem_limit,
+            "cpu_limit": standard.cpu_limit or target.user_cpu_limit,
             "pids_limit": s.user_pids_limit,
             "cpu_shares": s.user_cpu_shares,
             "concurrent_starts": target.spawns_at_once,

@@ -8,7 +8,7 @@ import html
 from dockerspawner import DockerSpawner
 from jupyterhub.utils import fmt_ip_url, wait_for_http_server
 from tornado.web import HTTPError
-from traitlets import Bool, Enum, Int, List, TraitError, Unicode, Union, default, validate
+from traitlets import Bool, Dict, Enum, Int, List, TraitError, Unicode, Union, default, validate
 
 from gpudockerspawner import metrics
 from gpudockerspawner.line import StartLine
@@ -52,7 +52,15 @@ class GPUDockerSpawner(DockerSpawner):
         Unicode(),
         config=True,
         help="Images (as users pick them from allowed_images, or the resolved names) whose containers get "
-        "GPUs. Empty (the default): every image does.",
+        "GPUs. Empty (the default): every image does. Where set, a user who may have a GPU and picks no image "
+        "gets the first allowed one of them, and the spawn form's image choice is the hardware choice.",
+    )
+    limits_by_image = Dict(
+        value_trait=Dict(),
+        config=True,
+        help="""Limits of servers by the image picked (its name in allowed_images), applied at each start:
+        ``{"Standard": {"cpu_limit": 1, "mem_limit": "2G"}}``. Images not listed keep ``cpu_limit`` and
+        ``mem_limit``. (Those two are evaluated once per spawner, before anyone picks an image.)""",
     )
     gpu_groups = List(
         Unicode(),
@@ -204,8 +212,9 @@ class GPUDockerSpawner(DockerSpawner):
     @default("options_form")
     def _gpu_options_form(self):
         def form(spawner):
-            images = DockerSpawner._default_options_form(spawner)
-            if not (spawner.may_use_gpu() and spawner.offer_cpu_only):
+            images = _image_choice(spawner)
+            # Where images hold GPUs or not (profiles), choosing the image is choosing the hardware.
+            if not (spawner.may_use_gpu() and spawner.offer_cpu_only) or spawner.gpu_images:
                 return images
             count = spawner.gpus_per_user
             choice = (
@@ -231,10 +240,15 @@ class GPUDockerSpawner(DockerSpawner):
         return options_from_form
 
     async def start(self):
-        image = self.user_options.get("image")
-        image = await self.check_allowed(image) if image else self.image
+        picked = self.user_options.get("image") or self._default_pick()
+        if picked:
+            # Kept with the server, where admins see it.
+            self.user_options = {**self.user_options, "image": picked}
+        for name, value in self.limits_by_image.get(picked or "", {}).items():
+            setattr(self, name, value)
+        image = await self.check_allowed(picked) if picked else self.image
         # No await between the pool check and the reservation: atomic in the hub's event loop.
-        self._reserve(wants_gpu=self._wants_gpu(image))
+        self._reserve(wants_gpu=self._wants_gpu(picked, image))
         try:
             await self._remove_container_with_other_gpus()
             if not self.concurrent_starts:
@@ -293,10 +307,22 @@ class GPUDockerSpawner(DockerSpawner):
         ip, port = await self.get_ip_and_port()
         return f"{self.server.proto}://{fmt_ip_url(ip)}:{port}{self.server.base_url}"
 
-    def _wants_gpu(self, image: str) -> bool:
+    def _default_pick(self) -> str | None:
+        """What a user who picked no image gets, where some allowed images hold GPUs and others not: the first
+        GPU one for a user who may have a GPU, the first other one for everyone else. Otherwise ``image``."""
+        if not self.gpu_images:
+            return None
+        allowed = self._get_allowed_images()
+        if not isinstance(allowed, dict):
+            return None
+        wants = self.may_use_gpu()
+        return next((name for name, image in allowed.items()
+                     if bool({name, image} & set(self.gpu_images)) == wants), None)
+
+    def _wants_gpu(self, picked: str | None, image: str) -> bool:
         if not self.may_use_gpu():
             return False
-        if self.gpu_images and image not in self.gpu_images:
+        if self.gpu_images and not {picked, image} & set(self.gpu_images):
             return False
         if self.user_options.get("gpu") == "cpu":
             if not self.offer_cpu_only:
@@ -343,6 +369,24 @@ class GPUDockerSpawner(DockerSpawner):
             self.log.info("%s: removing container created with GPUs %r", self.owner, created_with)
             await self.remove_object()
             self.object_id = ""
+
+
+def _image_choice(spawner: GPUDockerSpawner) -> str:
+    """The spawn form's image select, where there is a choice: names escaped, the user's default selected.
+    (DockerSpawner 14's own form writes its options as a Python list's repr, and names unescaped.)"""
+    allowed = spawner._get_allowed_images()
+    if not isinstance(allowed, dict) or len(allowed) <= 1:
+        return ""
+    default = spawner._default_pick() or next(iter(allowed))
+    options = "".join(
+        f'<option value="{html.escape(name, quote=True)}"{" selected" if name == default else ""}>'
+        f"{html.escape(name)}</option>"
+        for name in allowed
+    )
+    return (
+        '<label for="image">Image:</label>'
+        f'<select class="form-control" id="image" name="image" required autofocus>{options}</select>'
+    )
 
 
 def _merged(extra, spawner: GPUDockerSpawner, ours: dict) -> dict:

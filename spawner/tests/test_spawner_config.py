@@ -74,3 +74,27 @@ def test_gpu_containers_get_their_own_shm_size_and_cpu_containers_dockers():
         "pids_limit": 512, "shm_size": "4G",
         "device_requests": [{"driver": "", "device_ids": ["0"], "capabilities": [["gpu"]]}],
     }
+
+
+PROFILES = {"GPU (CUDA)": "hub/cuda:1", "Standard": "hub/std:1"}
+
+
+def test_where_images_hold_gpus_or_not_the_image_is_the_hardware_choice():
+    member = spawner(gpu_ids=["0"], allowed_images=PROFILES, gpu_images=["GPU (CUDA)"], image="hub/std:1")
+    # Whoever may have a GPU gets the first GPU image by default; the image choice replaces the hardware one.
+    assert member._default_pick() == "GPU (CUDA)"
+    form = member.options_form(member)
+    assert ('<option value="GPU (CUDA)" selected>GPU (CUDA)</option><option value="Standard">Standard</option>'
+            in form and 'name="gpu"' not in form)
+    # Names are escaped in the form.
+    odd = spawner(gpu_ids=["0"], allowed_images={'<b>"x"</b>': "i:1", "y": "i:2"}, gpu_images=["y"], image="i:1")
+    assert '<option value="&lt;b&gt;&quot;x&quot;&lt;/b&gt;">&lt;b&gt;&quot;x&quot;&lt;/b&gt;</option>' in \
+        odd.options_form(odd)
+    assert member._wants_gpu("GPU (CUDA)", "hub/cuda:1") and not member._wants_gpu("Standard", "hub/std:1")
+    # The same image under another name holds no GPU: what counts is the profile picked.
+    assert not member._wants_gpu("Standard", "hub/cuda:1")
+    outsider = spawner(gpu_ids=["0"], gpu_groups=["gpu-users"], allowed_images=lambda s: {"Standard": "hub/std:1"},
+                       gpu_images=["GPU (CUDA)"], image="hub/std:1")
+    assert outsider._default_pick() == "Standard" and outsider.options_form(outsider) == ""
+    assert not outsider._wants_gpu("GPU (CUDA)", "hub/cuda:1")
+

@@ -70,6 +70,15 @@ def configure_hub(c, hub: dict) -> None:
         services.append({"name": "jupyterhub-gpu-metrics", "api_token": secret("metrics_api_token")})
         roles.append({"name": "jupyterhub-gpu-metrics", "scopes": ["read:metrics"],
                       "services": ["jupyterhub-gpu-metrics"]})
+    check = hub.get("gpu_check")
+    if check:
+        # bin/gpu-check's throwaway servers belong to a user of their own, made here (JupyterHub creates the users
+        # that roles name); its token may start and stop that user's servers only.
+        services.append({"name": check["service"], "api_token": secret("gpu_check_api_token")})
+        roles.append({"name": check["service"], "scopes": check["scopes"], "services": [check["service"]]})
+        roles.append({"name": f"{check['user']}-user", "scopes": ["self"], "users": [check["user"]]})
+    # Logging out stops one's servers (and frees their GPUs) only where asked: a long computation survives it.
+    c.JupyterHub.shutdown_on_logout = hub["shutdown_on_logout"]
     # The proxy's record of each route's traffic, read this often, is what "idle" means to the cullers.
     c.JupyterHub.last_activity_interval = hub["activity_interval"]
     c.JupyterHub.services = services
@@ -129,6 +138,8 @@ def configure_spawner(c, spawner: dict) -> None:
     if spawner.get("cpu_limit"):
         c.GPUDockerSpawner.cpu_limit = spawner["cpu_limit"]
     c.GPUDockerSpawner.gpu_shm_size = spawner["gpu_shm_size"]
+    if len(spawner["profiles"]) > 1:
+        _offer_profiles(c, spawner["profiles"])
     # Sized for a class logging in at once on a small host: servers start a few at a time, the rest wait
     # in line (the wait counts against start_timeout), and none is given up on while the host is busy.
     c.GPUDockerSpawner.concurrent_starts = spawner["concurrent_starts"]
@@ -147,6 +158,21 @@ def configure_spawner(c, spawner: dict) -> None:
     # Each server tells the hub this often when it (a kernel included) was last active.
     c.GPUDockerSpawner.environment = {"GRANT_SUDO": lambda s: "yes" if may_sudo(s) else "no",
                                       "JUPYTERHUB_ACTIVITY_INTERVAL": str(spawner["activity_interval"])}
+
+
+def _offer_profiles(c, profiles: list) -> None:
+    """The spawn form's image profiles: GPU ones only to users who may have a GPU (and first for them, so that
+    their form opens on what they came for); a GPU profile's servers hold a GPU, the others' none."""
+
+    def offered(s) -> dict:
+        may = s.may_use_gpu()
+        usable = [p for p in profiles if may and p["gpu"]] + [p for p in profiles if not p["gpu"]]
+        return {p["name"]: p["image"] for p in usable}
+
+    c.GPUDockerSpawner.allowed_images = offered
+    c.GPUDockerSpawner.gpu_images = [p["name"] for p in profiles if p["gpu"]]
+    c.GPUDockerSpawner.limits_by_image = {
+        p["name"]: {key: p[key] for key in ("cpu_limit", "mem_limit") if p[key]} for p in profiles}
 
 
 def configure_authenticator(c, auth: dict) -> None:
