@@ -80,8 +80,9 @@ def test_secrets_are_private_to_root_on_the_host(deployment):
     target = deployment.targets[0]
     modes = _inner(deployment, target, "sh", "-c", "stat -c '%a %U %n' /opt/jupyterhub-gpu/secrets/*")
     names = {line.split()[2].rsplit("/", 1)[1]: line.split()[:2] for line in modes.splitlines()}
-    # No ops token unless ops_token asks for one; the tests make short-lived tokens of their own.
-    assert set(names) == {"cookie_secret", "proxy_token", "admin-password-admin"}
+    # No ops token unless ops_token asks for one (the tests make short-lived tokens of their own); on a GPU host,
+    # bin/gpu-check's token, which may start and stop the servers of the user gpu-check only.
+    assert set(names) == {"cookie_secret", "proxy_token", "admin-password-admin", "gpu_check_api_token"}
     assert all(mode_owner == ["600", "root"] for mode_owner in names.values()), names
     for name in names:
         secret = _inner(deployment, target, "cat", f"/opt/jupyterhub-gpu/secrets/{name}")
