@@ -286,8 +286,8 @@ class HubSettings(BaseModel):
         default=1,
         ge=0,
         le=20,
-        description="Earlier hub, proxy and single-user images kept after a deploy that replaced them, for a "
-        "rollback; older ones that no container uses are removed.",
+        description="Earlier hub, proxy, single-user and profile images kept after a deploy that replaced them, "
+        "for a rollback; older ones that no container uses are removed.",
     )
     admin_users: list[Username] = Field(
         default_factory=lambda: ["admin"],

@@ -17,8 +17,8 @@ from jupyterhub_gpu.facts import ImagesInUse
 from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.templates import render
 from roles.images import controller
-from roles.images.recipes import (HOST_CA_BUNDLE, TEMPLATES, BaseRecipe, ImageRecipe, base_recipe, image_recipes,
-                                  jupyterhub_pin)
+from roles.images.recipes import (BUILT_PREFIX, HOST_CA_BUNDLE, TEMPLATES, BaseRecipe, ImageRecipe, base_recipe,
+                                  image_recipes, jupyterhub_pin)
 
 __all__ = ["Images", "ensure_images", "jupyterhub_pin", "prune_unused"]
 
@@ -163,6 +163,6 @@ def unused_images_removed(current: list[str], keep: int):
 def prune_unused(target: Target, images: Images) -> None:
     """Once the hub runs on ``images``: earlier built images go, but ``keep_previous_images`` of each."""
     built = sorted({image for image in (images.hub, images.proxy, images.singleuser, *images.profiles.values())
-                    if image.startswith("jupyterhub-gpu/")})
+                    if image.startswith(BUILT_PREFIX)})
     unused_images_removed(name="Unused earlier images removed", current=built,
                           keep=target.settings.keep_previous_images)

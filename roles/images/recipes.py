@@ -44,6 +44,10 @@ class ImageRecipe:
     title: str = ""
 
 
+# The images the deploy builds are named under this prefix (and only those are ever pruned).
+BUILT_PREFIX = "jupyterhub-gpu/"
+
+
 def hub_requirements(settings=None) -> str:
     """The hub image's pip requirements: the deploy's pins, or the inventory's ``hub_packages``."""
     if settings is not None and settings.hub_packages:
@@ -70,7 +74,7 @@ def _recipe(name: str, target: Target, builder_ca: str, files: dict[str, bytes],
                                                                    sorted(files.items()))]:
         digest.update(part)
         digest.update(b"\0")
-    return ImageRecipe(name, f"jupyterhub-gpu/{name}:{digest.hexdigest()[:16]}", files, builder_ca, large,
+    return ImageRecipe(name, f"{BUILT_PREFIX}{name}:{digest.hexdigest()[:16]}", files, builder_ca, large,
                        title or name)
 
 

@@ -107,6 +107,8 @@ class GPUDockerSpawner(DockerSpawner):
     # One line per hub process and pool.
     _lines: dict[tuple, StartLine] = {}
     _turn: asyncio.Future | None = None
+    # cpu_limit and mem_limit as configured, before any pick's limits replaced them.
+    _configured_limits: dict | None = None
 
     @validate("gpu_ids")
     def _valid_gpu_ids(self, proposal):
@@ -244,8 +246,7 @@ class GPUDockerSpawner(DockerSpawner):
         if picked:
             # Kept with the server, where admins see it.
             self.user_options = {**self.user_options, "image": picked}
-        for name, value in self.limits_by_image.get(picked or "", {}).items():
-            setattr(self, name, value)
+        self._apply_limits(picked)
         image = await self.check_allowed(picked) if picked else self.image
         # No await between the pool check and the reservation: atomic in the hub's event loop.
         self._reserve(wants_gpu=self._wants_gpu(picked, image))
@@ -306,6 +307,14 @@ class GPUDockerSpawner(DockerSpawner):
         this of every server that survived its own restart."""
         ip, port = await self.get_ip_and_port()
         return f"{self.server.proto}://{fmt_ip_url(ip)}:{port}{self.server.base_url}"
+
+    def _apply_limits(self, picked: str | None) -> None:
+        """The picked image's limits, or the configured ones for an image ``limits_by_image`` does not list
+        (a spawner outlives its starts, and an earlier pick's limits must not stay)."""
+        if self._configured_limits is None:
+            self._configured_limits = {"cpu_limit": self.cpu_limit, "mem_limit": self.mem_limit}
+        for name, value in {**self._configured_limits, **self.limits_by_image.get(picked or "", {})}.items():
+            setattr(self, name, value)
 
     def _default_pick(self) -> str | None:
         """What a user who picked no image gets, where some allowed images hold GPUs and others not: the first

@@ -98,3 +98,13 @@ def test_where_images_hold_gpus_or_not_the_image_is_the_hardware_choice():
     assert outsider._default_pick() == "Standard" and outsider.options_form(outsider) == ""
     assert not outsider._wants_gpu("GPU (CUDA)", "hub/cuda:1")
 
+
+
+def test_limits_follow_the_image_picked_at_each_start():
+    s = spawner(allowed_images=PROFILES, cpu_limit=4.0, mem_limit="16G",
+                limits_by_image={"Standard": {"cpu_limit": 1.0, "mem_limit": "2G"}})
+    s._apply_limits("Standard")
+    assert (s.cpu_limit, s.mem_limit) == (1.0, 2 * 2**30)
+    # An image without limits of its own gets the configured ones again, not the last pick's.
+    s._apply_limits("GPU (CUDA)")
+    assert (s.cpu_limit, s.mem_limit) == (4.0, 16 * 2**30)

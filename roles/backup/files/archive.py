@@ -109,7 +109,7 @@ def backup(archive_path: str, source: str, hub_image: str, project: str) -> None
             "compose_project": project,
             "hub_image": hub_image,
             "versions": {name: _version(name) for name in ("jupyterhub", "gpudockerspawner", "dockerspawner")},
-            "volumes": [volume for volume in volumes],
+            "volumes": volumes,
             "files": files,
         }
         partial = Path(archive_path + ".partial")
