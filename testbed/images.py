@@ -20,17 +20,32 @@ BASE = "jupyterhub-gpu-testbed/debian:bookworm"
 MIRROR = "http://deb.debian.org/debian"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
-TARGET_DOCKERFILE = f"""FROM {BASE}
+SSH_HOST_DOCKERFILE = f"""FROM {BASE}
 RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
       openssh-server iproute2 procps ca-certificates \\
  && rm -rf /var/lib/apt/lists/* \\
- && mkdir -p /run/sshd /root/.ssh && chmod 700 /root/.ssh && ssh-keygen -A
+ && mkdir -p /run/sshd /root/.ssh && chmod 700 /root/.ssh && ssh-keygen -A \\
+ && echo "LogLevel VERBOSE" > /etc/ssh/sshd_config.d/testbed.conf
+# VERBOSE: sshd logs each session it starts, which the deploy benchmark counts.
 # Like a workstation behind a TLS-inspecting proxy: the host trusts the proxy's CA.
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 EXPOSE 22
 CMD ["/usr/sbin/sshd", "-D", "-e"]
 """
+
+# A host booted by SysV init, as Debian without systemd boots: at each start of the container, runlevel 2's
+# start scripts run in order (what /etc/init.d/rc does), then the SSH server the test bed reaches it by.
+SYSV_INIT = """#!/bin/sh
+for script in /etc/rc2.d/S*; do
+  case "$script" in *ssh) continue ;; esac
+  [ -x "$script" ] && "$script" start
+done >>/var/log/testbed-boot.log 2>&1 </dev/null
+exec /usr/sbin/sshd -D -e
+"""
+SSHD_ONLY = 'EXPOSE 22\nCMD ["/usr/sbin/sshd", "-D", "-e"]\n'
+TARGET_DOCKERFILE = SSH_HOST_DOCKERFILE.replace(
+    SSHD_ONLY, 'COPY testbed-sysv-init /sbin/testbed-sysv-init\nEXPOSE 22\nCMD ["/sbin/testbed-sysv-init"]\n')
 
 
 def ensure_base(engine: docker.DockerClient) -> str:
@@ -71,8 +86,7 @@ CMD ["jupyterhub-singleuser"]
 
 # A WSL2 distribution with two stand-in GPUs (the Windows driver's nvidia-smi where WSL puts it) and the
 # stand-ins for WSL and Windows of tests/testbed/wsl.py.
-WSL_TARGET_DOCKERFILE = TARGET_DOCKERFILE.replace('EXPOSE 22\nCMD ["/usr/sbin/sshd", "-D", "-e"]\n',
-                                                  wsl.DOCKERFILE_ADDITIONS)
+WSL_TARGET_DOCKERFILE = SSH_HOST_DOCKERFILE.replace(SSHD_ONLY, wsl.DOCKERFILE_ADDITIONS)
 
 
 def ensure_target_image(engine: docker.DockerClient, gpus: bool = False, wsl_host: bool = False) -> str:
@@ -83,8 +97,8 @@ def ensure_target_image(engine: docker.DockerClient, gpus: bool = False, wsl_hos
                       {"nvidia-smi": FAKE_NVIDIA_SMI, **wsl.FILES})
     if gpus:
         return _built(engine, "jupyterhub-gpu-testbed/gpu-target", GPU_TARGET_DOCKERFILE,
-                      {"nvidia-smi": FAKE_NVIDIA_SMI})
-    return _built(engine, "jupyterhub-gpu-testbed/target", TARGET_DOCKERFILE)
+                      {"nvidia-smi": FAKE_NVIDIA_SMI, "testbed-sysv-init": SYSV_INIT})
+    return _built(engine, "jupyterhub-gpu-testbed/target", TARGET_DOCKERFILE, {"testbed-sysv-init": SYSV_INIT})
 
 
 def ensure_singleuser_image(engine: docker.DockerClient) -> str:

@@ -8,6 +8,7 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import requests
@@ -37,22 +38,37 @@ class Storm:
         return "; ".join(parts)
 
 
-def storm(hub: HubClient, users: list[str], options: dict | None = None, timeout: float = 900) -> Storm:
-    """Start every user's server at once; wait until each is ready or failed (bounded by ``timeout``)."""
-    result = Storm()
-    for user in users:
-        hub.ensure_user(user)
+@contextmanager
+def hub_api_watched(hub: HubClient, user: str, every: float = 0.25):
+    """While the block runs, someone asks the hub a cheap question (``GET /hub/api/users/<user>``) every
+    ``every`` seconds; yields the list that the answers' latencies go to."""
+    seconds: list[float] = []
     calm = threading.Event()
 
     def ask_the_hub() -> None:
         while not calm.is_set():
             started = time.perf_counter()
             try:
-                hub.api("GET", f"/users/{users[0]}").raise_for_status()
-                result.api_seconds.append(time.perf_counter() - started)
+                hub.api("GET", f"/users/{user}").raise_for_status()
+                seconds.append(time.perf_counter() - started)
             except requests.RequestException:
                 pass
-            calm.wait(0.25)
+            calm.wait(every)
+
+    watcher = threading.Thread(target=ask_the_hub, daemon=True)
+    watcher.start()
+    try:
+        yield seconds
+    finally:
+        calm.set()
+        watcher.join()
+
+
+def storm(hub: HubClient, users: list[str], options: dict | None = None, timeout: float = 900) -> Storm:
+    """Start every user's server at once; wait until each is ready or failed (bounded by ``timeout``)."""
+    result = Storm()
+    for user in users:
+        hub.ensure_user(user)
 
     def spawn(user: str) -> None:
         started = time.perf_counter()
@@ -81,14 +97,10 @@ def storm(hub: HubClient, users: list[str], options: dict | None = None, timeout
             time.sleep(1)
         result.failed[user] = f"not ready within {timeout} s"
 
-    watcher = threading.Thread(target=ask_the_hub, daemon=True)
-    watcher.start()
-    try:
+    with hub_api_watched(hub, users[0]) as api_seconds:
         with ThreadPoolExecutor(len(users)) as pool:
             list(pool.map(spawn, users))
-    finally:
-        calm.set()
-        watcher.join()
+    result.api_seconds = api_seconds
     return result
 
 

@@ -72,10 +72,11 @@ def fresh_host_facts() -> dict:
     from pyinfra.facts.apt import AptSources
     from pyinfra.facts.deb import DebPackages
     from pyinfra.facts.docker import DockerImage, DockerNetwork
-    from pyinfra.facts.files import Directory, File, FileContents, FindInFile, Sha1File, Sha256File
+    from pyinfra.facts.files import Directory, File, FileContents, FindInFile, Link, Sha1File, Sha256File
     from pyinfra.facts.server import Command, TmpDir, Which
     from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
+    from jupyterhub_gpu.apt import PackageManagerState
     from jupyterhub_gpu.facts import ComposeServices, DockerServerVersion, ImagesInUse, PortListening
     from roles.nvidia_toolkit import GPUContainerCheck
     from roles.tls import CertificateState
@@ -83,11 +84,12 @@ def fresh_host_facts() -> dict:
 
     return {
         AptSources: [], DebPackages: {}, DockerImage: lambda **kwargs: None, DockerNetwork: lambda **kwargs: None, Directory: lambda **kwargs: None,
-        File: lambda **kwargs: None, FileContents: lambda **kwargs: None, FindInFile: lambda **kwargs: [],
+        File: lambda **kwargs: None, Link: lambda **kwargs: None, FileContents: lambda **kwargs: None, FindInFile: lambda **kwargs: [],
         Sha1File: lambda **kwargs: None, Sha256File: lambda **kwargs: None, Command: lambda **kwargs: "stopped",
         TmpDir: "/tmp", Which: lambda **kwargs: None, SystemdEnabled: {}, SystemdStatus: {},
         ComposeServices: lambda **kwargs: {}, DockerServerVersion: None, PortListening: lambda **kwargs: False,
         ImagesInUse: lambda **kwargs: ImagesInUse.default(),
         GPUContainerCheck: lambda **kwargs: {"ok": True, "output": ""}, CertificateState: lambda **kwargs: None,
         WindowsScheduledTask: lambda **kwargs: None,
+        PackageManagerState: {"busy": [], "interrupted": False},
     }

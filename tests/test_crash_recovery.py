@@ -10,6 +10,7 @@ import pytest
 
 from testbed.nvidia import FAKE_GPUS
 from testbed.storm import stop_all, storm
+from testbed.targets import wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +58,42 @@ def gpu_state(deployment, target, hub) -> dict:
     held = [gpu for gpus in seen.values() for gpu in gpus]
     assert len(held) == len(set(held)), f"a GPU is held twice: {seen}"
     return seen
+
+
+def servers_with_notes(deployment, target, hub, prefix: str, moment: str) -> dict:
+    """``<prefix>-gpu`` with a GPU and ``<prefix>-cpu`` without, each server holding a note written ``moment``;
+    returns who holds which GPU."""
+    for user, hardware in ((f"{prefix}-gpu", "gpu"), (f"{prefix}-cpu", "cpu")):
+        hub.ensure_user(user)
+        hub.api("POST", f"/users/{user}/server", json={"gpu": hardware}).raise_for_status()
+        hub.start_server(user)
+        hub.write_file(user, "notes.txt", f"{user} {moment}")
+    held = gpu_state(deployment, target, hub)
+    assert held[f"{prefix}-gpu"] and not held[f"{prefix}-cpu"]
+    return held
+
+
+def power_cycled(deployment, target, stop_timeout: int = 0):
+    """Stop the target's container (every process in it dies) and start it again, as a power cut and a boot;
+    returns a client of its hub, at its address now, and when it started. The certificate names the host,
+    which the client checks, whatever address it came back at."""
+    container = deployment.engine.containers.get(target.container_id)
+    container.stop(timeout=stop_timeout)
+    container.start()
+    started = time.monotonic()
+    container.reload()
+    target.address = container.attrs["NetworkSettings"]["IPAddress"]
+    wait_for_port(target.address, 22)
+    return deployment.hub(target, server_hostname=container.attrs["Config"]["Hostname"]), started
+
+
+def servers_back_with_notes(hub, prefix: str, moment: str, started: float, timeout: float = 180) -> None:
+    hub.wait_until_answering(timeout=timeout)
+    for user in (f"{prefix}-gpu", f"{prefix}-cpu"):
+        while not (hub.user(user)["servers"].get("") or {}).get("ready"):
+            assert time.monotonic() - started < timeout, f"{user}'s server did not come back"
+            time.sleep(1)
+        assert hub.read_file(user, "notes.txt") == f"{user} {moment}"
 
 
 def servers_answer_through_the_proxy(hub, since: float) -> None:

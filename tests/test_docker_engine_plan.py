@@ -6,11 +6,12 @@ import hashlib
 
 from pyinfra.facts.apt import AptSources
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import Directory, File, FindInFile, Sha1File
+from pyinfra.facts.files import Directory, File, FindInFile, Link, Sha1File
 from pyinfra.facts.server import TmpDir, Which
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from roles.docker_engine import FILES, START_SCRIPT, ensure_engine
+from roles.docker_engine import BOOT_SERVICE, FILES, START_SCRIPT, ensure_engine
+from jupyterhub_gpu.apt import PackageManagerState
 from jupyterhub_gpu.facts import DockerServerVersion, HostProfile
 from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.settings import HubSettings
@@ -28,11 +29,13 @@ def fresh_facts(overrides=None):
         AptSources: [],
         FindInFile: lambda **kwargs: [],
         File: None,
+        Link: None,
         Directory: None,
         TmpDir: "/tmp",
         Which: lambda command: f"/usr/bin/{command}",
         SystemdStatus: {"docker.service": False},
         SystemdEnabled: {"docker.service": False},
+        PackageManagerState: {"busy": [], "interrupted": False},
     }
     facts.update(overrides or {})
     return facts
@@ -61,7 +64,7 @@ def test_wsl_without_systemd_starts_the_engine_with_the_start_script(monkeypatch
     wsl = target(dict(UBUNTU_22, pid1="init", wsl=True))
     planned = plan(monkeypatch, fresh_facts(), ensure_engine, wsl)
     commands = commands_of(planned)
-    assert not any(c.startswith("systemctl") for c in commands)
+    assert not any(c.startswith("systemctl") or "/etc/rc2.d" in c for c in commands)  # WSL's [boot] starts it
     assert dict(planned)["Docker engine | Docker engine running"] == ["/usr/local/sbin/jupyterhub-gpu-start-docker 60"]
     script = (FILES / "start-docker-engine.sh").read_text()
     assert "/etc/init.d/docker start" in script and "setsid dockerd" in script
@@ -75,6 +78,11 @@ def test_debian_12_without_systemd_gets_docker_io_its_start_script_and_compose_v
         ("Docker engine | Install docker.io, iptables (the Docker engine)", [f"{APT_INSTALL} docker.io iptables"]),
         ("Docker engine | Docker engine start script",
          ["mkdir -p /usr/local/sbin", f"upload {START_SCRIPT}", f"chmod 755 {START_SCRIPT}"]),
+        ("Docker engine | Docker engine init script",
+         ["mkdir -p /etc/init.d", f"upload /etc/init.d/{BOOT_SERVICE}", f"chmod 755 /etc/init.d/{BOOT_SERVICE}"]),
+        ("Docker engine | Docker engine started at boot (runlevels 2-5)",
+         [command for level in (2, 3, 4, 5) for command in
+          (f"mkdir -p /etc/rc{level}.d", f"ln -s /etc/init.d/{BOOT_SERVICE} /etc/rc{level}.d/S90{BOOT_SERVICE}")]),
         ("Docker engine | Docker engine running", [f"{START_SCRIPT} 60"]),
         ("Docker engine | Docker CLI plugins directory",
          ["mkdir -p /usr/local/lib/docker/cli-plugins", "chmod 755 /usr/local/lib/docker/cli-plugins"]),
@@ -98,11 +106,14 @@ def test_converged_systemd_host_yields_no_command(monkeypatch):
 
 def test_converged_host_without_systemd_yields_no_command(monkeypatch):
     converged = target(dict(DEBIAN_12, pid1="sshd", docker_cli=True, docker_server="20.10.24", compose="2.40.3"))
-    script = (FILES / "start-docker-engine.sh").read_bytes()
+    scripts = {START_SCRIPT: (FILES / "start-docker-engine.sh").read_bytes(),
+               f"/etc/init.d/{BOOT_SERVICE}": (FILES / f"{BOOT_SERVICE}.init").read_bytes()}
     installed = {
-        File: lambda path: {"mode": 755, "user": "root", "group": "root", "size": len(script)}
-        if path == START_SCRIPT else None,
-        Sha1File: lambda path: hashlib.sha1(script).hexdigest() if path == START_SCRIPT else None,
+        File: lambda path: {"mode": 755, "user": "root", "group": "root", "size": len(scripts[path])}
+        if path in scripts else None,
+        Sha1File: lambda path: hashlib.sha1(scripts[path]).hexdigest() if path in scripts else None,
+        Link: lambda path: {"link_target": f"/etc/init.d/{BOOT_SERVICE}", "user": "root", "group": "root"}
+        if path.endswith(f"S90{BOOT_SERVICE}") else None,
         Directory: lambda path: {"mode": 755, "user": "root", "group": "root"},
     }
     planned = plan(monkeypatch, fresh_facts({DockerServerVersion: "20.10.24", **installed}), ensure_engine, converged)
@@ -116,3 +127,22 @@ def test_docker_ce_source_adds_dockers_repository_with_signed_by(monkeypatch):
     repo_line = "deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] https://mirror.example.com/docker/linux/ubuntu noble stable"
     assert any(repo_line in c for c in commands), commands
     assert any("docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin" in c for c in commands)
+
+
+def test_an_apt_left_running_by_a_killed_deploy_is_waited_for_and_an_interrupted_dpkg_finished(monkeypatch):
+    busy = fresh_facts({PackageManagerState: {"busy": ["apt-get"], "interrupted": True}})
+    planned = dict(plan(monkeypatch, busy, ensure_engine, target(dict(DEBIAN_12, pid1="sshd"))))
+    (script,) = planned["Docker engine | Package manager free for docker.io, iptables"]
+    assert "apt-get|aptitude|dpkg|unattended-upgr" in script and "sleep 2" in script
+    assert "dpkg --configure -a --force-confdef --force-confold" in script
+    # Before apt runs, not after.
+    names = list(planned)
+    assert names.index("Docker engine | Package manager free for docker.io, iptables") < names.index(
+        "Docker engine | Update apt lists for docker.io, iptables")
+
+
+def test_the_package_manager_fact_reads_what_runs_and_whether_dpkg_was_interrupted():
+    fact = PackageManagerState()
+    assert fact.process(["busy= apt-get dpkg apt-get", "interrupted=1"]) == {"busy": ["apt-get", "dpkg"],
+                                                                            "interrupted": True}
+    assert fact.process(["busy="]) == {"busy": [], "interrupted": False}

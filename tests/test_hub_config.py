@@ -4,7 +4,6 @@ authenticator, without a deploy. Loaded the way JupyterHub loads it (traitlets' 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import traitlets

@@ -9,6 +9,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory, File, FileContents, Sha1File
 from pyinfra.facts.server import TmpDir
 
+from jupyterhub_gpu.apt import PackageManagerState
 from jupyterhub_gpu.facts import GPU, GPUInventory, HostProfile
 from roles.nvidia_toolkit import KEYRING, PACKAGES, ensure_toolkit
 from jupyterhub_gpu.target import Target
@@ -39,6 +40,7 @@ def facts(installed=(), keyring=False, daemon_json=None, sources=None):
         File: file,
         Sha1File: sha1,
         Directory: lambda path: {"mode": 755} if path == "/etc/apt/sources.list.d" else None,
+        PackageManagerState: {"busy": [], "interrupted": False},
         TmpDir: "/tmp",
         FileContents: lambda path: daemon_json.splitlines() if daemon_json else None,
     }

@@ -5,6 +5,7 @@ from pyinfra.facts.files import Directory, File, Sha1File
 from pyinfra.facts.server import TmpDir
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
+from jupyterhub_gpu.apt import PackageManagerState
 from jupyterhub_gpu.facts import HostProfile
 from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.settings import HubSettings
@@ -20,6 +21,7 @@ def facts(certificate=None):
         File: lambda path: None,
         Sha1File: lambda path: None,
         Directory: lambda path: {"mode": 755} if path in ("/etc/systemd/system",) else None,
+        PackageManagerState: {"busy": [], "interrupted": False},
         TmpDir: "/tmp",
         CertificateState: lambda path, days=30: certificate,
         SystemdStatus: {"jupyterhub-gpu-renew.timer": False},

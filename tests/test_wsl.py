@@ -5,15 +5,12 @@ and started: WSL's init runs the [boot] command), the hub and every user server 
 
 from __future__ import annotations
 
-import re
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.test_crash_recovery import gpu_state, on_host
+from tests.test_crash_recovery import gpu_state, on_host, power_cycled, servers_back_with_notes, servers_with_notes
 from testbed import smoke, wsl
-from testbed.targets import wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -59,30 +56,10 @@ def test_closing_lines_say_what_was_arranged(wsl_deployment):
 
 def test_after_windows_restarts_the_hub_and_every_server_come_back_by_themselves(wsl_deployment):
     (target,) = wsl_deployment.targets
-    hub = wsl_deployment.hub(target)
-    for user, hardware in (("wsl-gpu", "gpu"), ("wsl-cpu", "cpu")):
-        hub.ensure_user(user)
-        hub.api("POST", f"/users/{user}/server", json={"gpu": hardware}).raise_for_status()
-        hub.start_server(user)
-        hub.write_file(user, "notes.txt", f"{user} before the restart")
-    before = gpu_state(wsl_deployment, target, hub)
-    assert before["wsl-gpu"] and not before["wsl-cpu"]
-
-    container = wsl_deployment.engine.containers.get(target.container_id)
-    container.stop(timeout=5)  # Windows restarts: the distribution goes down with everything in it
-    container.start()
-    started = time.monotonic()
-    container.reload()
-    target.address = container.attrs["NetworkSettings"]["IPAddress"]
-    wait_for_port(target.address, 22)
-    # Its address may have changed; its certificate names the host, which is what the client checks.
-    hub = wsl_deployment.hub(target, server_hostname=container.attrs["Config"]["Hostname"])
-    hub.wait_until_answering(timeout=180)
-    for user in ("wsl-gpu", "wsl-cpu"):
-        while not (hub.user(user)["servers"].get("") or {}).get("ready"):
-            assert time.monotonic() - started < 180, f"{user}'s server did not come back"
-            time.sleep(1)
-        assert hub.read_file(user, "notes.txt") == f"{user} before the restart"
+    before = servers_with_notes(wsl_deployment, target, wsl_deployment.hub(target), "wsl", "before the restart")
+    # Windows restarts: the distribution goes down with everything in it.
+    hub, started = power_cycled(wsl_deployment, target, stop_timeout=5)
+    servers_back_with_notes(hub, "wsl", "before the restart", started)
     assert gpu_state(wsl_deployment, target, hub) == before
     # WSL ran both boot commands: the distribution's own, and the deploy's, which started the engine.
     assert on_host(wsl_deployment, target, "cat /var/log/testbed-boot.log").count("booted") == 2

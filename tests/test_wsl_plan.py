@@ -5,7 +5,6 @@ Desktop, files that already hold other settings), comparing exact commands; a co
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 from pyinfra.facts.files import Directory, File, FileContents, Sha1File

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
-from pyinfra.operations import apt, files, systemd
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import apt, files, systemd, sysvinit
 
 from roles.docker_engine.compose_binary import compose_binary
-from jupyterhub_gpu.apt import ensure_installed
+from jupyterhub_gpu.apt import ensure_installed, package_manager_ready
 from jupyterhub_gpu.facts import DockerServerVersion
 from jupyterhub_gpu.target import Target
 
@@ -19,6 +20,8 @@ CLI_PLUGINS = "/usr/local/lib/docker/cli-plugins"
 
 # Where no systemd runs the engine: the one way it is started, by the deploy and at boot.
 START_SCRIPT = "/usr/local/sbin/jupyterhub-gpu-start-docker"
+# Where SysV init boots the host (no systemd, not WSL, whose [boot] command starts the engine instead).
+BOOT_SERVICE = "jupyterhub-gpu-docker"
 FILES = Path(__file__).parent / "files"
 
 
@@ -64,9 +67,21 @@ def ensure_engine(target: Target):
     elif not profile.docker_desktop:
         files.put(name="Docker engine start script", src=str(FILES / "start-docker-engine.sh"), dest=START_SCRIPT,
                   mode="755")
+        if not profile.wsl:
+            _started_at_boot()
         engine_running(name="Docker engine running")
 
     _ensure_compose_v2(target)
+
+
+def _started_at_boot() -> None:
+    """Without systemd, a host booted by SysV init runs /etc/rc2.d's start scripts: ours starts the engine,
+    which brings back the hub and every server by their restart policies."""
+    files.put(name="Docker engine init script", src=str(FILES / f"{BOOT_SERVICE}.init"),
+              dest=f"/etc/init.d/{BOOT_SERVICE}", mode="755")
+    # Late in the boot (after networking), and no stop links: stopping the engine is the shutdown's job.
+    sysvinit.enable(name="Docker engine started at boot (runlevels 2-5)", service=BOOT_SERVICE, start_priority=90,
+                    stop_levels=())
 
 
 def _docker_ce_repository(target: Target) -> None:
@@ -81,7 +96,10 @@ def _docker_ce_repository(target: Target) -> None:
         src=f"deb [arch={arch} signed-by={keyring}] {base} {profile.os_codename} stable",
         filename="docker",
     )
-    apt.update(name="Update apt lists for Docker's repository", _if=repo.did_change)
+    # Also when a package is missing: a deploy killed between the two would otherwise never read the lists.
+    missing = [package for package in CE_PACKAGES if package not in host.get_fact(DebPackages)]
+    package_manager_ready(name="Package manager free for Docker's packages")
+    apt.update(name="Update apt lists for Docker's repository", _if=lambda: repo.did_change() or bool(missing))
 
 
 def _ensure_compose_v2(target: Target) -> None:
@@ -94,6 +112,7 @@ def _ensure_compose_v2(target: Target) -> None:
     if profile.os_id == "ubuntu" or profile.os_version not in ("11", "12"):
         # Ubuntu calls it docker-compose-v2; Debian 13 ships v2 as docker-compose.
         package = "docker-compose-v2" if profile.os_id == "ubuntu" else "docker-compose"
+        package_manager_ready(name="Package manager free for Docker Compose v2")
         apt.packages(name="Install Docker Compose v2", packages=[package])
         return
     # Debian 12 packages only Compose v1: bring the static v2 plugin from the controller.

@@ -135,19 +135,65 @@ def archive(recipe: ImageRecipe) -> Path:
     return path
 
 
+STAGING = "/var/tmp"
+
+
 def ship(state, host, recipe: ImageRecipe, base: BaseRecipe) -> bool:
-    """The pyinfra function command that puts ``recipe``'s image on ``host``."""
-    ensure_built(recipe, base)
-    if type(host.connector).__name__ == "LocalConnector":
-        return True  # the controller is the host: the image was built where it is needed
-    local = archive(recipe)
-    remote = f"/var/tmp/{local.name}"
-    if not host.put_file(str(local), remote):
-        raise ControllerBuildError(f"could not copy {local.name} to {host.name}")
+    """The pyinfra function command that puts ``recipe``'s image on ``host``. A failure is said in one
+    message (no traceback) and leaves nothing behind on the host; what runs there is not touched."""
+    try:
+        ensure_built(recipe, base)
+        if type(host.connector).__name__ == "LocalConnector":
+            return True  # the controller is the host: the image was built where it is needed
+        local = archive(recipe)
+    except ControllerBuildError as error:
+        host.log(str(error), log_func=logger.error)
+        return False
+    remote = f"{STAGING}/{local.name}"
+    size = local.stat().st_size
+    try:
+        copied = host.put_file(str(local), remote)
+    except OSError:  # paramiko's SFTP raises where the remote write fails, a full disk among others
+        copied = False
+    if not copied:
+        host.run_shell_command(StringCommand("rm", "-f", QuoteString(remote)))
+        host.log(f"could not copy the {recipe.title} image ({size // 2**20} MiB compressed) to {STAGING} on "
+                 f"{host.name}{_space_left(host, STAGING, size)}; the hub was left as it was",
+                 log_func=logger.error)
+        return False
     loaded, output = host.run_shell_command(StringCommand("zstd", "-dc", QuoteString(remote), "|", "docker", "load",
                                                           "-q", ";", "status=$?;", "rm", "-f", QuoteString(remote),
                                                           ";", "exit", "$status"))
     if not loaded:
-        raise ControllerBuildError(f"docker load of {recipe.tag} failed on {host.name}:\n{output.stderr}")
-    host.log(f"{recipe.tag} shipped from the controller ({local.stat().st_size // 2**20} MiB compressed)")
+        error = output.stderr
+        if "no space left on device" in error.lower():
+            root = _docker_root(host)
+            error = f"Docker's data directory {root} is full{_space_left(host, root, _image_size(recipe.tag))}"
+        host.log(f"docker load of {recipe.tag} failed on {host.name}: {error}; the hub was left as it was",
+                 log_func=logger.error)
+        return False
+    host.log(f"{recipe.tag} shipped from the controller ({size // 2**20} MiB compressed)")
     return True
+
+
+def _space_left(host, path: str, needed: int) -> str:
+    """", the disk is full: ... MiB free at <path>, ... MiB needed" where that explains the failure."""
+    ok, output = host.run_shell_command(StringCommand("df", "-Pk", QuoteString(path)))
+    try:
+        free = int(output.stdout_lines[-1].split()[3]) * 1024
+    except (IndexError, ValueError):
+        return ""
+    if not ok or free >= needed:
+        return ""
+    return (f": the disk is full ({free // 2**20} MiB free at {path}, {needed // 2**20} MiB needed); free some "
+            "space there (`docker image prune` removes images no container uses) and deploy again")
+
+
+def _docker_root(host) -> str:
+    ok, output = host.run_shell_command(StringCommand("docker", "info", "--format", "{{.DockerRootDir}}"))
+    return output.stdout.strip() if ok and output.stdout.strip() else "/var/lib/docker"
+
+
+def _image_size(tag: str) -> int:
+    result = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", tag], capture_output=True, text=True)
+    return int(result.stdout.strip() or 0) if result.returncode == 0 else 0

@@ -82,7 +82,13 @@ def backup(archive_path: str, source: str, hub_image: str, project: str) -> None
         if database.exists():
             # SQLite's online backup: a consistent copy even while the hub writes.
             with sqlite3.connect(database) as live, sqlite3.connect(work / "hub" / DATABASE) as copy:
-                live.backup(copy)
+                try:
+                    live.backup(copy)
+                except sqlite3.OperationalError as error:
+                    if "disk is full" not in str(error):
+                        raise
+                    # SQLite says ENOSPC in its own words: said as the other writes say it.
+                    raise OSError(errno.ENOSPC, str(error), str(work / "hub" / DATABASE)) from error
             say(f"hub database: {(work / 'hub' / DATABASE).stat().st_size} bytes")
         skip = {DATABASE, DATABASE + "-journal", DATABASE + "-wal", DATABASE + "-shm"}
         contents["hub/data.tar.gz"] = _tar_directory(HUB_DATA, work / "hub" / "data.tar.gz", skip=skip)

@@ -1,0 +1,145 @@
+"""What goes wrong on a real host, made to happen on a fresh GPU host of this module's own: the deploy is
+killed at ten points of its first run, the host reboots, its disk fills up during an image's shipping and
+during a backup. Each fault is made from outside, the way it happens (SIGKILL to the whole deploy, the
+host's power cycled, a filesystem that really runs out of space), and each ends with the hub checked over
+verified HTTPS."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import pytest
+
+from testbed import smoke
+from testbed.deploy import operation_order, run_deploy
+from testbed.targets import remove_targets, write_inventory_file
+from tests.test_crash_recovery import gpu_state, on_host, power_cycled, servers_back_with_notes, servers_with_notes
+
+pytestmark = pytest.mark.slow
+
+KILLS = 10
+INSTALL_DIR = smoke.INSTALL_DIR
+
+
+@pytest.fixture(scope="module")
+def faulty(engine, nvidia_repository):
+    """One fresh GPU host, not deployed yet: the first test deploys it, killed ten times on the way."""
+    deployment = smoke.start(1, prefix="faults", repository=nvidia_repository)
+    try:
+        yield deployment
+    finally:
+        remove_targets(engine, deployment.targets)
+        deployment.targets_file.unlink(missing_ok=True)
+
+
+def kill_at(plan: list[str], point: int, delay: float):
+    """``run_deploy``'s ``kill_when``: SIGKILL ``delay`` seconds after the first operation at or after
+    ``plan[point]`` starts. Operations the plan has but a re-run no longer needs (the engine answers, so
+    its installation is not planned again) are passed over by their place in the plan."""
+    cursor = 0
+
+    def kill_when(name: str) -> float | None:
+        nonlocal cursor
+        try:
+            index = plan.index(name, cursor)
+        except ValueError:
+            return None
+        cursor = index + 1
+        return delay if index >= point else None
+
+    return kill_when
+
+
+def test_a_first_deploy_killed_at_ten_points_picks_up_each_time_and_converges(faulty):
+    """The first deploy of a fresh host is killed ten times, each time at a later point chosen with a seed;
+    each re-run must get past where the previous one died (it is killed only on reaching its own point, and
+    fails the test if it stops with an error first). The run after the tenth kill converges to a working hub,
+    and the one after that changes nothing."""
+    seed = int(os.environ.get("JUPYTERHUB_GPU_FAULT_SEED") or random.randrange(1_000_000))
+    print(f"kill points chosen with seed {seed}; to replay: JUPYTERHUB_GPU_FAULT_SEED={seed} "
+          f"bin/test tests/test_faults.py")
+    plan = operation_order(faulty.targets_file)
+    chooser = random.Random(seed)
+    points = sorted(chooser.sample(range(len(plan)), KILLS))
+    delays = [round(chooser.uniform(0, 2), 1) for _ in points]
+    for number, (point, delay) in enumerate(zip(points, delays), start=1):
+        run = faulty.deploy(kill_when=kill_at(plan, point, delay))
+        where = f"kill {number} (seed {seed}): at {plan[point]!r} + {delay} s"
+        if run.killed_at is None:
+            # Nothing at or after the point was left to do; then the run must have finished cleanly.
+            assert run.returncode == 0, f"{where}: the run failed before reaching its point:\n{run.log[-4000:]}"
+            print(f"{where}: finished before it ({run.seconds:.0f} s)")
+        else:
+            assert run.returncode in (-9, 0), f"{where}: the run failed:\n{run.log[-4000:]}"
+            print(f"{where}: killed in {run.killed_at!r} after {run.seconds:.0f} s")
+    converged = faulty.deploy()
+    assert converged.returncode == 0, converged.log[-5000:]
+    (target,) = faulty.targets
+    smoke.check_hub(faulty, target)
+    again = faulty.deploy()
+    assert again.returncode == 0 and again.totals["success"] == 0, again.changed_operations()
+
+
+def test_after_a_reboot_the_hub_and_every_server_come_back_without_a_deploy(faulty):
+    """The host's power is cycled (every process killed, /run emptied): SysV init's start scripts start the
+    engine, whose restart policies bring back the hub, the proxy and each user's server with its GPU."""
+    (target,) = faulty.targets
+    before = servers_with_notes(faulty, target, faulty.hub(target), "reboot", "before the reboot")
+    hub, started = power_cycled(faulty, target)
+    write_inventory_file(faulty.targets, faulty.targets_file)  # its address now, for the tests after this one
+    servers_back_with_notes(hub, "reboot", "before the reboot", started)
+    assert gpu_state(faulty, target, hub) == before
+    print(f"reboot: every server ready {time.monotonic() - started:.0f} s after the host started")
+    for user in ("reboot-gpu", "reboot-cpu"):
+        hub.stop_server(user)
+
+
+def hub_container(deployment, target) -> str:
+    return on_host(deployment, target, "docker inspect --format '{{.Id}} {{.State.StartedAt}}' jupyterhub")
+
+
+def test_a_full_disk_while_an_image_is_shipped_stops_the_deploy_and_leaves_the_hub_as_it_was(faulty):
+    """A new image profile needs an image the host lacks; the host's /var/tmp, where the image arrives, is a
+    filesystem of 32 MiB. The deploy stops there, says that the disk is full and where, removes what it
+    copied, and the hub runs on untouched: reverting the setting then changes nothing at all."""
+    (target,) = faulty.targets
+    hub = faulty.hub(target)
+    before = hub_container(faulty, target)
+    on_host(faulty, target, "mount -t tmpfs -o size=32m tmpfs /var/tmp")
+    try:
+        profiles = list(target.data["image_profiles"])
+        full = faulty.redeploy_with(image_profiles=[*profiles, {"name": "With six", "packages": ["six==1.17.0"]}])
+        assert full.returncode != 0
+        assert "the disk is full (" in full.log and "MiB free at /var/tmp" in full.log, full.log[-4000:]
+        assert "Traceback" not in full.log, full.log[-4000:]
+        assert on_host(faulty, target, "ls -A /var/tmp") == ""
+        assert hub_container(faulty, target) == before
+        assert hub.version()
+    finally:
+        on_host(faulty, target, "umount /var/tmp")
+    reverted = faulty.redeploy_with(image_profiles=profiles)
+    assert reverted.returncode == 0 and reverted.totals["success"] == 0, reverted.changed_operations()
+
+
+def test_a_full_disk_during_a_backup_stops_it_with_a_message_and_the_hub_runs_on(faulty, tmp_path):
+    (target,) = faulty.targets
+    hub = faulty.hub(target)
+    hub.ensure_user("backed-up")
+    hub.start_server("backed-up", options={"gpu": "cpu"})
+    hub.write_file("backed-up", "data.txt", "x" * 100_000)
+    before = hub_container(faulty, target)
+    backups = f"{INSTALL_DIR}/backups"
+    on_host(faulty, target, f"mkdir -p {backups} && mount -t tmpfs -o size=64k,mode=700 tmpfs {backups}")
+    try:
+        run = run_deploy(faulty.targets_file, deploy="deploy/backup.py", env={"JUPYTERHUB_GPU_BACKUPS": str(tmp_path)})
+        assert run.returncode != 0
+        assert "no space left on this host's disk for the backup" in run.log, run.log[-4000:]
+        assert on_host(faulty, target, f"ls -A {backups}") == ""
+        assert list(tmp_path.iterdir()) == []
+        assert hub_container(faulty, target) == before
+        assert hub.read_file("backed-up", "data.txt") == "x" * 100_000
+    finally:
+        on_host(faulty, target, f"umount {backups}")
+        hub.stop_server("backed-up")
