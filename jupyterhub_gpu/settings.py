@@ -225,6 +225,12 @@ class HubSettings(BaseModel):
         default="https://download.docker.com/linux",
         description="Base URL of Docker's apt repository (or a mirror of it), for `engine_source: docker-ce`.",
     )
+    engine_live_restore: bool = Field(
+        default=True,
+        description="Docker's `live-restore`: the hub, the proxy and every user server (kernels, GPUs and all) keep "
+        "running while the Docker engine is down: killed, restarted for the NVIDIA runtime, or upgraded. "
+        "Set in `/etc/docker/daemon.json` (the engine reloads it, no restart). Docker Desktop's engine is left alone.",
+    )
     image_build: Literal["controller", "target"] = Field(
         default="controller",
         description="Where the hub and single-user images are built: once on the controller's Docker engine and "

@@ -183,11 +183,19 @@ def test_deploy_run_while_the_hub_is_down_repairs_it(crash_site):
     assert again.totals["success"] == 0, again.changed_operations()
 
 
-def test_engine_killed_and_started_again_brings_back_the_hub_and_every_server(crash_site):
+def test_engine_killed_leaves_every_server_running_and_reachable_and_takes_it_back(crash_site):
+    """Docker's live-restore (``engine_live_restore``, on by default): while the killed engine is down, the hub
+    and every user server go on answering through the proxy; started again, it takes back the same containers,
+    none restarted, each with its GPUs."""
     deployment, target, hub = crash_site
     before = gpu_state(deployment, target, hub)
+    users = "docker ps -q --filter label=gpudockerspawner.owner | xargs docker inspect --format '{{.Name}} {{.State.StartedAt}}'"
+    containers = on_host(deployment, target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub")
     on_host(deployment, target, "kill -9 $(cat /var/run/docker.pid)")
     on_host(deployment, target, "for i in $(seq 30); do docker info >/dev/null 2>&1 || exit 0; sleep 1; done; exit 1")
+    assert hub.version()
+    for user in ("crash-gpu", "crash-cpu"):
+        assert hub.read_file(user, "before-the-crash.txt") == f"{user} was here"
     # Started again as this host starts it (no systemd here): the package's init script, or dockerd itself
     # where the init script cannot raise its limits (a container).
     started = time.monotonic()
@@ -195,6 +203,7 @@ def test_engine_killed_and_started_again_brings_back_the_hub_and_every_server(cr
                                 "(setsid dockerd >>/var/log/docker.log 2>&1 </dev/null &)")
     on_host(deployment, target, "for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1")
     servers_answer_through_the_proxy(hub, since=started)
+    assert on_host(deployment, target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub") == containers
     assert gpu_state(deployment, target, hub) == before
 
 

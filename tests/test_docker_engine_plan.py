@@ -3,14 +3,15 @@ WSL2 with and without systemd, Docker Desktop, Docker's own repository; and that
 yields no command at all."""
 
 import hashlib
+import json
 
 from pyinfra.facts.apt import AptSources
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import Directory, File, FindInFile, Link, Sha1File
+from pyinfra.facts.files import Directory, File, FileContents, FindInFile, Link, Sha1File
 from pyinfra.facts.server import TmpDir, Which
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from roles.docker_engine import BOOT_SERVICE, FILES, START_SCRIPT, ensure_engine
+from roles.docker_engine import BOOT_SERVICE, FILES, START_SCRIPT, ensure_engine, merged_daemon_json
 from jupyterhub_gpu.apt import PackageManagerState
 from jupyterhub_gpu.facts import DockerServerVersion, HostProfile
 from jupyterhub_gpu.target import Target
@@ -29,6 +30,7 @@ def fresh_facts(overrides=None):
         AptSources: [],
         FindInFile: lambda **kwargs: [],
         File: None,
+        FileContents: None,
         Link: None,
         Directory: None,
         TmpDir: "/tmp",
@@ -47,6 +49,8 @@ def target(profile: dict, **settings) -> Target:
 
 APT_INSTALL = 'DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold" install'
 APT_UPDATE = ["apt-get update", "touch /var/lib/apt/periodic/update-success-stamp"]
+LIVE_RESTORE = ["mkdir -p /etc/docker", "upload /etc/docker/daemon.json", "chmod 644 /etc/docker/daemon.json"]
+CONVERGED_DAEMON_JSON = ['{', '    "live-restore": true', '}']
 
 
 def test_ubuntu_24_with_systemd_gets_docker_io_compose_v2_and_a_systemd_unit(monkeypatch):
@@ -56,6 +60,8 @@ def test_ubuntu_24_with_systemd_gets_docker_io_compose_v2_and_a_systemd_unit(mon
         ("Docker engine | Install docker.io, iptables (the Docker engine)", [f"{APT_INSTALL} docker.io iptables"]),
         ("Docker engine | Docker engine enabled and running",
          ["systemctl start docker.service", "systemctl enable docker.service"]),
+        ("Docker engine | Docker engine keeps containers running while it is down (live-restore)", LIVE_RESTORE),
+        ("Docker engine | Docker engine reloads daemon.json", ["systemctl reload docker"]),
         ("Docker engine | Install Docker Compose v2", [f"{APT_INSTALL} docker-compose-v2"]),
     ]
 
@@ -84,6 +90,8 @@ def test_debian_12_without_systemd_gets_docker_io_its_start_script_and_compose_v
          [command for level in (2, 3, 4, 5) for command in
           (f"mkdir -p /etc/rc{level}.d", f"ln -s /etc/init.d/{BOOT_SERVICE} /etc/rc{level}.d/S90{BOOT_SERVICE}")]),
         ("Docker engine | Docker engine running", [f"{START_SCRIPT} 60"]),
+        ("Docker engine | Docker engine keeps containers running while it is down (live-restore)", LIVE_RESTORE),
+        ("Docker engine | Docker engine reloads daemon.json", ['kill -HUP "$(cat /var/run/docker.pid)"']),
         ("Docker engine | Docker CLI plugins directory",
          ["mkdir -p /usr/local/lib/docker/cli-plugins", "chmod 755 /usr/local/lib/docker/cli-plugins"]),
         ("Docker engine | Install the Docker Compose v2 plugin",
@@ -99,7 +107,8 @@ def test_docker_desktop_engine_is_left_alone(monkeypatch):
 
 def test_converged_systemd_host_yields_no_command(monkeypatch):
     converged = target(dict(UBUNTU_24, pid1="systemd", docker_cli=True, docker_server="26.1.3", compose="2.27.1"))
-    facts = fresh_facts({SystemdStatus: {"docker.service": True}, SystemdEnabled: {"docker.service": True}})
+    facts = fresh_facts({SystemdStatus: {"docker.service": True}, SystemdEnabled: {"docker.service": True},
+                         FileContents: lambda path: CONVERGED_DAEMON_JSON})
     planned = plan(monkeypatch, facts, ensure_engine, converged)
     assert planned and commands_of(planned) == []
 
@@ -116,6 +125,7 @@ def test_converged_host_without_systemd_yields_no_command(monkeypatch):
         if path.endswith(f"S90{BOOT_SERVICE}") else None,
         Directory: lambda path: {"mode": 755, "user": "root", "group": "root"},
     }
+    installed[FileContents] = lambda path: CONVERGED_DAEMON_JSON
     planned = plan(monkeypatch, fresh_facts({DockerServerVersion: "20.10.24", **installed}), ensure_engine, converged)
     assert planned and commands_of(planned) == []
 
@@ -146,3 +156,26 @@ def test_the_package_manager_fact_reads_what_runs_and_whether_dpkg_was_interrupt
     assert fact.process(["busy= apt-get dpkg apt-get", "interrupted=1"]) == {"busy": ["apt-get", "dpkg"],
                                                                             "interrupted": True}
     assert fact.process(["busy="]) == {"busy": [], "interrupted": False}
+
+
+def test_live_restore_joins_the_keys_daemon_json_has_and_the_engine_only_reloads(monkeypatch):
+    existing = ['{"runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}},', '"data-root": "/srv/docker"}']
+    assert json.loads(merged_daemon_json(existing, {"live-restore": True})) == {
+        "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}}, "data-root": "/srv/docker",
+        "live-restore": True}
+    assert merged_daemon_json(CONVERGED_DAEMON_JSON, {"live-restore": True}) is None
+    assert json.loads(merged_daemon_json(None, {"live-restore": False})) == {"live-restore": False}
+    running = target(dict(DEBIAN_12, pid1="sshd", docker_cli=True, docker_server="20.10.24", compose="2.40.3"))
+    planned = plan(monkeypatch, fresh_facts({DockerServerVersion: "20.10.24", FileContents: lambda path: existing}),
+                   ensure_engine, running)
+    assert dict(planned)["Docker engine | Docker engine reloads daemon.json"] == ['kill -HUP "$(cat /var/run/docker.pid)"']
+    assert not any("restart" in c or "stop" in c for c in commands_of(planned))
+
+
+def test_daemon_json_that_is_not_json_stops_the_deploy_naming_the_file(monkeypatch):
+    import pytest
+    from pyinfra.api import OperationError
+    running = target(dict(DEBIAN_12, pid1="sshd", docker_cli=True, docker_server="20.10.24", compose="2.40.3"))
+    with pytest.raises(OperationError, match="/etc/docker/daemon.json is not valid JSON"):
+        plan(monkeypatch, fresh_facts({DockerServerVersion: "20.10.24", FileContents: lambda path: ["{oops"]}),
+             ensure_engine, running)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import StringCommand, deploy, operation
+from pyinfra.api import OperationError, StringCommand, deploy, operation
 from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import FileContents
 from pyinfra.operations import apt, files, systemd, sysvinit
 
 from roles.docker_engine.compose_binary import compose_binary
@@ -16,6 +19,7 @@ from jupyterhub_gpu.target import Target
 
 CE_PACKAGES = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
 CLI_PLUGINS = "/usr/local/lib/docker/cli-plugins"
+DAEMON_JSON = "/etc/docker/daemon.json"
 
 
 # Where no systemd runs the engine: the one way it is started, by the deploy and at boot.
@@ -49,6 +53,34 @@ def engine_restarted(use_systemd: bool, timeout: int = 60):
     yield StringCommand(START_SCRIPT, str(timeout))
 
 
+def merged_daemon_json(lines: list[str] | None, options: dict, config: str = DAEMON_JSON) -> str | None:
+    """``daemon.json``'s text with ``options`` set and every other key kept; None where it has them already."""
+    try:
+        current = json.loads("\n".join(lines)) if lines and "".join(lines).strip() else {}
+    except json.JSONDecodeError as error:
+        raise OperationError(f"{config} is not valid JSON ({error}): mend it, then deploy again")
+    if all(current.get(key) == value for key, value in options.items()):
+        return None
+    return json.dumps({**current, **options}, indent=4) + "\n"
+
+
+@operation(is_idempotent=True)
+def daemon_options(options: dict, config: str = DAEMON_JSON):
+    """Merge ``options`` into the engine's ``daemon.json``, keeping every other key it has."""
+    merged = merged_daemon_json(host.get_fact(FileContents, path=config), options, config)
+    if merged is None:
+        said = ", ".join(f'"{key}": {json.dumps(value)}' for key, value in options.items())
+        host.noop(f"{config} already has {said}")
+        return
+    yield from files.put._inner(src=io.StringIO(merged), dest=config, mode="644")
+
+
+@operation(is_idempotent=False)
+def engine_reloaded(use_systemd: bool):
+    """Make the Docker engine read ``daemon.json`` again (SIGHUP): no container stops."""
+    yield "systemctl reload docker" if use_systemd else 'kill -HUP "$(cat /var/run/docker.pid)"'
+
+
 @deploy("Docker engine")
 def ensure_engine(target: Target):
     profile = target.profile
@@ -70,8 +102,19 @@ def ensure_engine(target: Target):
         if not profile.wsl:
             _started_at_boot()
         engine_running(name="Docker engine running")
+    if not profile.docker_desktop:
+        _live_restore(target)
 
     _ensure_compose_v2(target)
+
+
+def _live_restore(target: Target) -> None:
+    """Containers that keep running while the engine is down: a killed or upgraded engine, or its restart
+    for the NVIDIA runtime, then costs nobody their kernels. Reloadable, so set without a restart."""
+    configured = daemon_options(name="Docker engine keeps containers running while it is down (live-restore)",
+                                options={"live-restore": target.settings.engine_live_restore})
+    engine_reloaded(name="Docker engine reloads daemon.json", use_systemd=target.profile.systemd,
+                    _if=configured.did_change)
 
 
 def _started_at_boot() -> None:

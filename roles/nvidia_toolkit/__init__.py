@@ -12,12 +12,11 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files
 
-from roles.docker_engine import engine_restarted
+from roles.docker_engine import DAEMON_JSON, engine_restarted
 from jupyterhub_gpu.apt import ensure_installed, package_manager_ready
 from jupyterhub_gpu.target import Target
 
 KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
-DAEMON_JSON = "/etc/docker/daemon.json"
 CDI_SPEC = "/etc/cdi/nvidia.yaml"
 # NVIDIA's guide installs these four together, at one version when pinned. No driver: on WSL2 the
 # driver is Windows', on Linux it is the host's own business.
