@@ -321,3 +321,52 @@ def test_admin_accounts_come_from_their_password_files_once(load, tmp_path):
     assert hub.get_user("admin").is_valid_password("rotated-generated-password")
     applied = json.loads((tmp_path / "admin-passwords-applied.json").read_text())
     assert set(applied) == {"admin"} and "rotated" not in json.dumps(applied)
+
+
+def test_native_logins_check_passwords_off_the_hubs_event_loop(load, tmp_path):
+    """Right and wrong passwords, an unapproved account and a locked one answer as NativeAuthenticator's own
+    checks do, and while eight logins hash their passwords the event loop keeps serving: a timer due every 10 ms
+    is never late by as much as four hashes take (in the loop, eight would run back to back)."""
+    import asyncio
+    import time
+
+    import bcrypt
+
+    from jupyterhub import orm
+
+    config = load({}, secrets={"admin-password-admin": "first-generated-password"})
+    db = orm.new_session_factory("sqlite://")()
+    hub = config.JupyterHub.authenticator_class(admin_users={"admin"}, _deprecated_db_session=db,
+                                                allowed_failed_logins=2, seconds_before_next_try=600)
+    hub.create_user("carol", "carols-long-password")
+    hub.get_user("carol").is_authorized = True
+    hub.create_user("dave", "daves-long-password!")  # signed up, never approved
+
+    async def logins():
+        late = []
+
+        async def ticker():
+            while True:
+                due = time.perf_counter() + 0.01
+                await asyncio.sleep(0.01)
+                late.append(time.perf_counter() - due)
+
+        ticking = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.05)  # ticking before the logins start
+        answers = await asyncio.gather(*(hub.authenticate(None, {"username": "carol", "password": "carols-long-password"})
+                                        for _ in range(8)))
+        await asyncio.sleep(0.05)  # and after: a tick held back by the logins is counted
+        ticking.cancel()
+        refused = [await hub.authenticate(None, {"username": name, "password": password}) for name, password in
+                   (("carol", "wrong-password"), ("dave", "daves-long-password!"), ("nobody", "x" * 20))]
+        return answers, refused, late
+
+    answers, refused, late = asyncio.run(logins())
+    assert answers == ["carol"] * 8 and refused == [None, None, None]
+    started = time.perf_counter()
+    bcrypt.checkpw(b"carols-long-password", hub.get_user("carol").password)
+    one_hash = time.perf_counter() - started
+    assert max(late) < 4 * one_hash, f"the event loop was held {max(late):.2f} s (one hash: {one_hash:.2f} s)"
+    # Locked after allowed_failed_logins wrong tries: even the right password is refused meanwhile.
+    asyncio.run(hub.authenticate(None, {"username": "carol", "password": "wrong-again"}))
+    assert asyncio.run(hub.authenticate(None, {"username": "carol", "password": "carols-long-password"})) is None
