@@ -62,12 +62,13 @@ class DeployRun:
 
 def run_deploy(targets_file: Path, deploy: str = "deploy/jupyterhub.py", inventory: str = "inventories/ci.py",
                env: dict | None = None, timeout: int = 1800,
-               kill_when: Callable[[str], float | None] | None = None) -> DeployRun:
+               kill_when: Callable[[str], float | None] | None = None, parallel: int | None = 8) -> DeployRun:
     """Run the deploy to its end, or, where ``kill_when(operation name)`` returns a number of seconds, SIGKILL
-    it that long after that operation started."""
+    it that long after that operation started. ``parallel``: pyinfra's ``--parallel`` (None: its default, every
+    host at once)."""
     started = time.monotonic()
     process = subprocess.Popen(
-        [PYINFRA, "-y", "--json", "--parallel", "8", inventory, deploy],
+        [PYINFRA, "-y", "--json", *(["--parallel", str(parallel)] if parallel else []), inventory, deploy],
         cwd=REPO,
         env={**os.environ, "JUPYTERHUB_GPU_TARGETS": str(targets_file), **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
