@@ -136,6 +136,20 @@ TLS12_CIPHERS = ":".join([
 ENTRY_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"]
 
 
+# Where the hub reaches the Docker engine.
+ENGINE_SOCKET = "/run/docker-engine/docker.sock"
+
+
+def _engine_socket_mount(target: Target) -> str:
+    """The engine's socket through its directory: a bind-mounted socket file keeps the socket the engine had
+    when the hub started, which an engine restarted under live-restore (the hub running on) no longer
+    listens on; the directory shows the new one. Docker Desktop's socket is a link into its own VM's
+    shares, so there the file is mounted (Docker Desktop's engine is left alone, live-restore included)."""
+    if target.profile.docker_desktop:
+        return f"/var/run/docker.sock:{ENGINE_SOCKET}"
+    return f"/var/run:{ENGINE_SOCKET.rsplit('/', 1)[0]}:ro"
+
+
 def compose_project(target: Target, images: Images, certificate: Certificate, secrets: HubSecrets) -> dict:
     """The Compose project as data; written out by a YAML emitter, so no value can add structure."""
     s = target.settings
@@ -154,9 +168,9 @@ def compose_project(target: Target, images: Images, certificate: Certificate, se
         # What belongs to one run of the hub lives on a tmpfs that every start gets empty.
         "tmpfs": ["/run/jupyterhub"],
         "working_dir": "/run/jupyterhub",
-        "environment": {"JUPYTERHUB_GPU_SECRETS": "/run/jupyterhub/secrets"},
+        "environment": {"JUPYTERHUB_GPU_SECRETS": "/run/jupyterhub/secrets", "DOCKER_HOST": f"unix://{ENGINE_SOCKET}"},
         "volumes": [
-            "/var/run/docker.sock:/var/run/docker.sock",
+            _engine_socket_mount(target),
             "hub-data:/srv/jupyterhub",
             "./jupyterhub_config.py:/etc/jupyterhub/jupyterhub_config.py:ro",
             "./hub.json:/etc/jupyterhub/hub.json:ro",

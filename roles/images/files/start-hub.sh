@@ -1,7 +1,8 @@
 #!/bin/sh
 # The hub's entry point. It starts as root only to hand the hub what it may have, then runs it as the
 # unprivileged user jupyterhub (uid 990):
-#   - the Docker socket's group, whatever number this host gave it, so that the hub can start servers;
+#   - the Docker socket's group ($DOCKER_HOST), whatever number this host gave it, so that the hub can start
+#     servers;
 #   - the secrets, copied to a tmpfs that only the hub's user can read (they stay root's 0600 on the host);
 #   - its database volume, which earlier versions wrote as root;
 #   - its database upgraded, after a copy, when JupyterHub's version changed.
@@ -11,7 +12,7 @@ for secret in /run/secrets/*; do
   [ -f "$secret" ] && install -m 600 -o 990 -g 990 "$secret" /run/jupyterhub/secrets/
 done
 if [ "$(stat -c %u /srv/jupyterhub)" != 990 ]; then chown -R 990:990 /srv/jupyterhub; fi
-hub_user="--reuid=990 --regid=990 --groups=$(stat -c %g /var/run/docker.sock) --inh-caps=-all"
+hub_user="--reuid=990 --regid=990 --groups=$(stat -c %g "${DOCKER_HOST#unix://}") --inh-caps=-all"
 # Another JupyterHub than the one that last ran on this database: copy the database as it was (SQLite's
 # online backup, beside it on the volume), then upgrade it. User servers keep running meanwhile.
 data=/srv/jupyterhub
