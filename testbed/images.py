@@ -41,6 +41,7 @@ for script in /etc/rc2.d/S*; do
   case "$script" in *ssh) continue ;; esac
   [ -x "$script" ] && "$script" start
 done >>/var/log/testbed-boot.log 2>&1 </dev/null
+mkdir -p /run/sshd
 exec /usr/sbin/sshd -D -e
 """
 SSHD_ONLY = 'EXPOSE 22\nCMD ["/usr/sbin/sshd", "-D", "-e"]\n'

@@ -43,8 +43,8 @@ def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target
     """Start ``count`` fresh hosts that can run their own Docker engine (see tests/testbed/README.md);
     with ``gpus``, hosts whose driver reports two stand-in GPUs; with ``wsl_host``, WSL2 stand-ins (with GPUs)."""
     image = ensure_target_image(engine, gpus=gpus, wsl_host=wsl_host)
-    # A WSL host's /run is a tmpfs, emptied at each start as on any host that boots.
-    boot = ["--tmpfs", "/run:rw,exec,size=256m"] if wsl_host else []
+    # /run is a tmpfs, emptied at each start as on any host that boots (pid files, sockets and locks go).
+    boot = ["--tmpfs", "/run:rw,exec,size=256m"]
     public_key = ssh_key().with_suffix(".pub")
     run = uuid.uuid4().hex[:6]
     hosts = []
