@@ -186,7 +186,7 @@ def test_deploy_run_while_the_hub_is_down_repairs_it(crash_site):
 def test_engine_killed_leaves_every_server_running_and_reachable_and_takes_it_back(crash_site):
     """Docker's live-restore (``engine_live_restore``, on by default): while the killed engine is down, the hub
     and every user server go on answering through the proxy; started again, it takes back the same containers,
-    none restarted, each with its GPUs."""
+    none restarted, each with its GPUs, and the hub can start and stop servers on it."""
     deployment, target, hub = crash_site
     before = gpu_state(deployment, target, hub)
     users = "docker ps -q --filter label=gpudockerspawner.owner | xargs docker inspect --format '{{.Name}} {{.State.StartedAt}}'"
@@ -205,6 +205,10 @@ def test_engine_killed_leaves_every_server_running_and_reachable_and_takes_it_ba
     servers_answer_through_the_proxy(hub, since=started)
     assert on_host(deployment, target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub") == containers
     assert gpu_state(deployment, target, hub) == before
+    # The hub that ran on reaches the engine that came back: it starts and stops a server.
+    hub.ensure_user("crash-after-engine")
+    hub.start_server("crash-after-engine", options={"gpu": "cpu"})
+    hub.stop_server("crash-after-engine")
 
 
 FLEET = [f"fleet{i:02d}" for i in range(20)]
