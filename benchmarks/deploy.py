@@ -18,9 +18,9 @@ over SSH: the deploy's work is real (apt, the engine, image loads, Compose), the
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
@@ -33,6 +33,9 @@ from testbed.deploy import DeployRun, run_deploy
 from testbed.images import ensure_singleuser_image
 from testbed.storm import Storm
 from testbed.targets import TargetHost, remove_targets, start_targets, write_inventory_file
+
+
+SHIPPED = "built on the controller and shipped"
 
 
 def deploy(targets: list[TargetHost], label: str) -> DeployRun:
@@ -121,11 +124,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     counts = [int(n) for n in args.targets.split(",")]
-    cpus = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    print(f"machine: {platform.node()}, {cpus} CPUs, {platform.platform()}", flush=True)
+    print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}", flush=True)
 
     engine = testbed_engine.client()
-    ways = {"built on the controller and shipped": {}, "built on each target": {"image_build": "target"}}
+    ways = {SHIPPED: {}, "built on each target": {"image_build": "target"}}
     if "target-builds" in skip:
         del ways["built on each target"]
     shipped: list[TargetHost] = []
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
             for targets in cold(engine, ways, 1).values():
                 remove_targets(engine, targets)
             for way, targets in cold(engine, ways, args.cold).items():
-                if way == "built on the controller and shipped":
+                if way == SHIPPED:
                     shipped = targets
                 else:
                     remove_targets(engine, targets)

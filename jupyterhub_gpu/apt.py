@@ -48,10 +48,16 @@ def package_manager_ready(timeout: int = 900):
     yield StringCommand("sh", "-c", QuoteString(script))
 
 
+def missing_packages(packages: list[str]) -> list[str]:
+    """Those of ``packages`` that the package database does not have installed."""
+    installed = host.get_fact(DebPackages)
+    return [package for package in packages if package not in installed]
+
+
 def ensure_installed(packages: list[str], why: str, recommends: bool = False) -> None:
     # apt.packages(update=True) would refresh the lists on every run; asking the package database
     # first keeps a second run free of changes.
-    missing = [package for package in packages if package not in host.get_fact(DebPackages)]
+    missing = missing_packages(packages)
     if missing:
         package_manager_ready(name=f"Package manager free for {', '.join(missing)}")
         apt.update(name=f"Update apt lists for {', '.join(missing)}", cache_time=3600)

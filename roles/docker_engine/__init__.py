@@ -8,12 +8,11 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import OperationError, StringCommand, deploy, operation
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import apt, files, systemd, sysvinit
 
 from roles.docker_engine.compose_binary import compose_binary
-from jupyterhub_gpu.apt import ensure_installed, package_manager_ready
+from jupyterhub_gpu.apt import ensure_installed, missing_packages, package_manager_ready
 from jupyterhub_gpu.facts import DockerServerVersion
 from jupyterhub_gpu.target import Target
 
@@ -140,8 +139,9 @@ def _docker_ce_repository(target: Target) -> None:
         filename="docker",
     )
     # Also when a package is missing: a deploy killed between the two would otherwise never read the lists.
-    missing = [package for package in CE_PACKAGES if package not in host.get_fact(DebPackages)]
-    package_manager_ready(name="Package manager free for Docker's packages")
+    missing = missing_packages(CE_PACKAGES)
+    if missing:
+        package_manager_ready(name="Package manager free for Docker's packages")
     apt.update(name="Update apt lists for Docker's repository", _if=lambda: repo.did_change() or bool(missing))
 
 

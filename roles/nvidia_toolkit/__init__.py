@@ -8,12 +8,11 @@ import json
 
 from pyinfra import host
 from pyinfra.api import FactBase, OperationError, QuoteString, StringCommand, deploy, operation
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files
 
 from roles.docker_engine import DAEMON_JSON, engine_restarted
-from jupyterhub_gpu.apt import ensure_installed, package_manager_ready
+from jupyterhub_gpu.apt import ensure_installed, missing_packages, package_manager_ready
 from jupyterhub_gpu.target import Target
 
 KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
@@ -112,8 +111,9 @@ def ensure_toolkit(target: Target) -> None:
     )
     # Also when a package is missing: a deploy killed after writing the repository's entry but before its
     # lists were read would otherwise never read them.
-    missing = [package for package in PACKAGES if package not in host.get_fact(DebPackages)]
-    package_manager_ready(name="Package manager free for NVIDIA's packages")
+    missing = missing_packages(PACKAGES)
+    if missing:
+        package_manager_ready(name="Package manager free for NVIDIA's packages")
     apt.update(name="Update apt lists for NVIDIA's repository", _if=lambda: repository.did_change() or bool(missing))
     version = settings.nvidia_toolkit_version
     apt.packages(
