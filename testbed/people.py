@@ -10,6 +10,7 @@ import re
 import ssl
 import time
 from dataclasses import dataclass, field
+from http.client import RemoteDisconnected
 from urllib.parse import urlsplit
 
 import requests
@@ -42,7 +43,14 @@ class Person:
 
     def _request(self, method: str, path: str, **kwargs) -> requests.Response:
         kwargs.setdefault("timeout", TIMEOUT)
-        return self.session.request(method, self.url + path, verify=self.ca_file, **kwargs)
+        try:
+            return self.session.request(method, self.url + path, verify=self.ca_file, **kwargs)
+        except requests.ConnectionError as error:
+            # The proxy closes a kept-alive connection after 5 s idle; one that closes as a request goes out
+            # ends without an answer. A browser sends that request again on a new connection, so we do too.
+            if not _closed_unanswered(error):
+                raise
+            return self.session.request(method, self.url + path, verify=self.ca_file, **kwargs)
 
     def _xsrf(self, path: str = "/hub/") -> str:
         """The _xsrf cookie's value that a page under ``path`` put in the form or header, as its scripts do."""
@@ -149,6 +157,18 @@ class Person:
         result = self.run_code(code)
         if result != expected:
             raise AssertionError(f"{self.name}: {code!r} gave {result!r}, not {expected!r}")
+
+
+def _closed_unanswered(error: BaseException) -> bool:
+    """Whether ``error`` (or what it wraps) is a connection the server closed before any byte of an answer."""
+    seen = 0
+    while error is not None and seen < 5:
+        if isinstance(error, (RemoteDisconnected, ConnectionResetError)):
+            return True
+        error = next((arg for arg in getattr(error, "args", ()) if isinstance(arg, BaseException)),
+                     error.__cause__ or error.__context__)
+        seen += 1
+    return False
 
 
 def _alert(page: str) -> str:
