@@ -1,7 +1,8 @@
 """Throwaway targets for CI smoke deploys, listed in the JSON file named by $JUPYTERHUB_GPU_TARGETS.
 
-Each entry: {"name": "<address>", "ssh_key": "<path>", "data": {<settings>}}. ``bin/ci-smoke``
-starts such targets, writes the file, deploys twice and checks each hub.
+Each entry: {"name": "<address>", "ssh_key": "<path>", "data": {<settings>}, "groups": [...]}; a cluster's
+entries name their group, "hub" or "gpu_nodes" (see inventories/cluster.py). ``bin/ci-smoke`` starts such
+targets, writes the file, deploys twice and checks each hub.
 """
 
 import json
@@ -23,3 +24,7 @@ targets = [
     )
     for entry in _entries
 ]
+
+# A cluster's groups (by host name; the data is the entry's, above).
+hub = [entry["name"] for entry in _entries if "hub" in entry.get("groups", ())]
+gpu_nodes = [entry["name"] for entry in _entries if "gpu_nodes" in entry.get("groups", ())]

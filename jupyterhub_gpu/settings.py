@@ -116,6 +116,10 @@ AllowedGroup = Annotated[str, AfterValidator(_pattern(re.compile(r"^[^\x00-\x1f\
                                                       "1 to 256 printable characters"))]
 GroupName = Annotated[str, AfterValidator(_pattern(re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"),
                                                    "a JupyterHub group name: letters, digits, '.', '_', '-'"))]
+VolumeOptionName = Annotated[str, AfterValidator(_pattern(re.compile(r"^[a-z][a-z0-9_.-]{0,63}$"),
+                                                          "a volume driver option name: a-z, 0-9, '_', '.', '-'"))]
+VolumeOptionValue = Annotated[str, AfterValidator(_pattern(re.compile(r"^[^\x00-\x1f\x7f]{0,1024}$"),
+                                                           "up to 1024 printable characters"))]
 EnvName = Annotated[str, AfterValidator(_pattern(re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"),
                                                  "an environment variable name"))]
 WslName = Annotated[str, AfterValidator(_pattern(re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
@@ -658,6 +662,30 @@ class HubSettings(BaseModel):
     gpu_on_exhausted: Literal["refuse", "cpu"] = Field(
         default="refuse",
         description="When every GPU is taken: `refuse` the spawn with a message, or start a CPU-only server (`cpu`).",
+    )
+
+    swarm_advertise_address: IpAddress | None = Field(
+        default=None,
+        description="In a cluster (an inventory with a `gpu_nodes` group), on the `hub` host: the address the Docker "
+        "Swarm manager advertises to the GPU nodes (`docker swarm init --advertise-addr`). Empty: the host's first "
+        "IPv4 address outside Docker's bridges.",
+    )
+    swarm_remove_absent_nodes: bool = Field(
+        default=False,
+        description="In a cluster, on the `hub` host: drain every swarm node that is no longer in the `gpu_nodes` "
+        "group (its users' servers stop, and their spawn page says so) and remove it from the swarm. Off: such a "
+        "node is named in a warning and left as it is.",
+    )
+    home_volume_driver: DockerName | None = Field(
+        default=None,
+        description="In a cluster: a Docker volume driver that every GPU node reaches (like `local` with NFS "
+        "options in `home_volume_driver_options`) for users' home volumes; their servers may then start on any "
+        "node. Empty: a user's home lives on the node of their first server, and their later servers start there.",
+    )
+    home_volume_driver_options: dict[VolumeOptionName, VolumeOptionValue] = Field(
+        default_factory=dict,
+        description="Options of `home_volume_driver`, like `{type: nfs, o: \"addr=10.0.0.5,rw,nfsvers=4\", "
+        "device: \":/export/homes/{username}\"}`; `{username}` becomes the user's name.",
     )
 
     @field_validator("image_profiles")

@@ -54,7 +54,16 @@ def warn_if_insecure(summary: HostSummary, target) -> None:
 
 
 def say_where_the_hub_is(summary: HostSummary, target, provisioned) -> None:
-    """The closing lines of a deploy that brought a hub up: where it answers, its GPUs, how admins get in."""
+    """The closing lines of a deploy that brought a hub up: where it answers, its GPUs, how admins get in; on a
+    cluster's GPU node, whose swarm it serves and with which GPUs."""
+    if not target.runs_hub:
+        gpus = [gpu for gpu in target.gpus.gpus if gpu.uuid in target.gpu_pool]
+        summary.say(f"a GPU node of the swarm that {target.cluster.manager} manages: it runs user servers, with "
+                    + (f"{len(gpus)} GPUs for Swarm to hand out: " + "; ".join(f"{gpu.name} ({gpu.uuid})" for gpu in gpus)
+                       if gpus else "no GPU (CPU-only servers)"))
+        for line in provisioned.uptime.said:
+            summary.say(line)
+        return
     if target.profile.wsl and len(target.gpu_pool) > 1:
         summary.warn(f"this is a WSL2 host with {len(target.gpu_pool)} GPUs: WSL2 shows every container every "
                      "GPU, so which GPU a user holds is advisory here (see README, GPUs)")
@@ -66,6 +75,9 @@ def say_where_the_hub_is(summary: HostSummary, target, provisioned) -> None:
         summary.say(f"it hands out {len(pool)} GPU{'s' if len(pool) > 1 else ''}, {target.settings.gpus_per_user} "
                     "per server: " + "; ".join(f"{gpu.index} {gpu.name} {gpu.memory_mib // 1024} GiB ({gpu.uuid})"
                                                for gpu in pool))
+    elif target.cluster:
+        summary.say(f"its servers run on the swarm's GPU nodes ({', '.join(target.cluster.nodes)}); Docker Swarm "
+                    f"hands out their GPUs, {target.settings.gpus_per_user} per server")
     else:
         summary.say("it has no GPU to hand out: every server is CPU-only")
     for admin, path in provisioned.secrets.admin_passwords.items():

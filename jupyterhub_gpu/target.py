@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from jupyterhub_gpu.cluster import Cluster
 from jupyterhub_gpu.facts import GPUInventory, HostProfile
 from jupyterhub_gpu.settings import HubSettings
 
@@ -22,12 +23,15 @@ class Target:
     gpus: GPUInventory = GPUInventory()
     # The OpenID provider's endpoints, as set or as its discovery document names them.
     oauth_endpoints: dict = field(default_factory=dict)
+    # Its part in a cluster (an inventory with GPU nodes), or None for a hub of its own.
+    cluster: Cluster | None = None
 
     @property
     def gpu_pool(self) -> tuple[str, ...]:
-        """The GPUs user containers get: UUIDs, which name a device the same way inside and outside."""
+        """The GPUs user containers get here: UUIDs, which name a device the same way inside and outside. In a
+        cluster only GPU nodes run user servers."""
         wanted = self.settings.gpu_ids
-        if wanted == "none":
+        if wanted == "none" or (self.cluster and not self.cluster.gpu_node):
             return ()
         if wanted == "auto":
             return tuple(gpu.uuid for gpu in self.gpus.gpus)
@@ -35,9 +39,25 @@ class Target:
         return tuple(by_id.get(gpu, gpu) for gpu in wanted)
 
     @property
+    def runs_hub(self) -> bool:
+        """A hub of its own, or a cluster's hub host."""
+        return self.cluster is None or self.cluster.is_manager
+
+    @property
+    def hands_out_gpus(self) -> bool:
+        """Whether servers of this host's hub, or on this GPU node, may get GPUs: from its own pool, or, on a
+        cluster's hub, from the GPU nodes' (Swarm knows how many)."""
+        return bool(self.gpu_pool) or bool(self.cluster and self.cluster.is_manager)
+
+    @property
+    def live_restore(self) -> bool:
+        """Docker refuses swarm mode with live-restore: off on every host of a cluster."""
+        return self.settings.engine_live_restore and self.cluster is None
+
+    @property
     def offered_profiles(self) -> tuple:
         """The image profiles this host offers: GPU ones only where it has GPUs to hand out."""
-        return tuple(profile for profile in self.settings.image_profiles if not profile.gpu or self.gpu_pool)
+        return tuple(profile for profile in self.settings.image_profiles if not profile.gpu or self.hands_out_gpus)
 
     @property
     def install_dir(self) -> PurePosixPath:

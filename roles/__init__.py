@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jupyterhub_gpu.target import Target
-from roles import docker_engine, images, network, nvidia_toolkit, restore, secrets, services, tls, wsl
+from roles import docker_engine, images, network, nvidia_toolkit, restore, secrets, services, swarm, tls, wsl
 
 
 @dataclass
@@ -13,8 +13,9 @@ class Provisioned:
     """What the roles leave for the deploy's closing lines."""
 
     uptime: wsl.Uptime
-    secrets: secrets.HubSecrets
-    certificate: tls.Certificate
+    # None on a cluster's GPU nodes, which run no hub.
+    secrets: secrets.HubSecrets | None
+    certificate: tls.Certificate | None
 
 
 def provision(target: Target, restore_from: restore.Archive | None = None) -> Provisioned:
@@ -24,8 +25,16 @@ def provision(target: Target, restore_from: restore.Archive | None = None) -> Pr
     docker_engine.ensure_engine(target)
     uptime = wsl.ensure_uptime(target)
     nvidia_toolkit.ensure_toolkit(target)
+    swarm.ensure_swarm(target)
+    if not target.runs_hub:
+        # A GPU node runs user servers only: their images, and the check that its containers get GPUs.
+        built = images.ensure_images(target, for_servers_only=True)
+        nvidia_toolkit.verify_gpus(target, built.singleuser)
+        images.prune_unused(target, built)
+        return Provisioned(uptime, None, None)
     network.ensure_network(target)
     built = images.ensure_images(target)
+    swarm.hold_network(target, built.singleuser)
     nvidia_toolkit.verify_gpus(target, built.singleuser)
     if restore_from is not None:
         restore.ensure_restored(target, built, restore_from)

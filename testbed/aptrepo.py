@@ -14,6 +14,7 @@ packages carry the toolkit's commands as stand-ins:
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import subprocess
 import textwrap
@@ -62,13 +63,33 @@ NVIDIA_CTK = textwrap.dedent('''\
         sys.exit(f"nvidia-ctk stand-in: unsupported arguments {args}")
 ''')
 
+# The head of the real toolkit's default config.toml (`nvidia-ctk config default`): top-level keys, Swarm's
+# commented out, then its tables.
+RUNTIME_CONFIG = """#accept-nvidia-visible-devices-as-volume-mounts = false
+#accept-nvidia-visible-devices-envvar-when-unprivileged = true
+disable-require = false
+supported-driver-capabilities = "compat32,compute,display,graphics,ngx,utility,video"
+#swarm-resource = "DOCKER_RESOURCE_GPU"
+
+[nvidia-container-cli]
+environment = []
+ldconfig = "@/sbin/ldconfig"
+load-kmods = true
+
+[nvidia-container-runtime]
+log-level = "info"
+mode = "auto"
+runtimes = ["runc", ""]
+"""
+
 PACKAGES = {
     "libnvidia-container1": ("", {}),
     "libnvidia-container-tools": (
         f"libnvidia-container1 (= {VERSION})",
         {"usr/bin/nvidia-container-cli": "#!/bin/sh\necho 'NVRM version: test bed stand-in'\n"},
     ),
-    "nvidia-container-toolkit-base": ("python3", {"usr/bin/nvidia-ctk": NVIDIA_CTK}),
+    "nvidia-container-toolkit-base": ("python3", {"usr/bin/nvidia-ctk": NVIDIA_CTK,
+                                                  "etc/nvidia-container-runtime/config.toml": RUNTIME_CONFIG}),
     "nvidia-container-toolkit": (
         f"nvidia-container-toolkit-base (= {VERSION}), libnvidia-container-tools (= {VERSION})",
         {f"usr/bin/{HOOK_NAME}": STUB, "usr/bin/nvidia-container-runtime": "#!/bin/sh\nexec runc \"$@\"\n"},
@@ -105,7 +126,7 @@ def build(root: Path) -> Path:
             file = tree / path
             file.parent.mkdir(parents=True, exist_ok=True)
             file.write_text(text)
-            file.chmod(0o755)
+            file.chmod(0o644 if path.startswith("etc/") else 0o755)
         _run("dpkg-deb", "--root-owner-group", "--build", str(tree), str(pool / f"{name}_{VERSION}_{ARCH}.deb"))
     (pool / "Packages").write_text(_run("apt-ftparchive", "packages", ".", cwd=pool))
     (pool / "Release").write_text(_run("apt-ftparchive", "release", ".", cwd=pool))
@@ -118,7 +139,9 @@ class Repository:
     """The repository served on ``address`` (the test bed's bridge gateway, which targets reach)."""
 
     def __init__(self, address: str):
-        directory = build(STATE / "aptrepo")
+        # Named by what it holds, so that a changed stand-in is built anew rather than served stale.
+        content = hashlib.sha256(repr(sorted(PACKAGES.items())).encode()).hexdigest()[:12]
+        directory = build(STATE / f"aptrepo-{content}")
         handler = functools.partial(_QuietHandler, directory=str(directory))
         self.server = http.server.ThreadingHTTPServer((address, 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

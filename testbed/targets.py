@@ -24,9 +24,11 @@ class TargetHost:
     address: str
     container_id: str
     data: dict = field(default_factory=dict)
+    # Inventory groups beside "targets": a cluster's "hub" or "gpu_nodes".
+    groups: list[str] = field(default_factory=list)
 
     def inventory_entry(self, ssh_key: Path) -> dict:
-        return {"name": self.address, "ssh_key": str(ssh_key), "data": self.data}
+        return {"name": self.address, "ssh_key": str(ssh_key), "data": self.data, "groups": self.groups}
 
 
 def ssh_key() -> Path:

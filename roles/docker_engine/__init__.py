@@ -109,9 +109,10 @@ def ensure_engine(target: Target):
 
 def _live_restore(target: Target) -> None:
     """Containers that keep running while the engine is down: a killed or upgraded engine, or its restart
-    for the NVIDIA runtime, then costs nobody their kernels. Reloadable, so set without a restart."""
+    for the NVIDIA runtime, then costs nobody their kernels. Reloadable, so set without a restart. Off in a
+    cluster: Docker refuses swarm mode with it."""
     configured = daemon_options(name="Docker engine keeps containers running while it is down (live-restore)",
-                                options={"live-restore": target.settings.engine_live_restore})
+                                options={"live-restore": target.live_restore})
     engine_reloaded(name="Docker engine reloads daemon.json", use_systemd=target.profile.systemd,
                     _if=configured.did_change)
 

@@ -88,10 +88,21 @@ def pulled(image: str):
     yield StringCommand("docker", "pull", "-q", QuoteString(image))
 
 
+def _runs_here(for_servers_only: bool):
+    """Which images a host needs: a cluster's GPU nodes only those of user servers. (A cluster's hub host keeps
+    them too: the hub reads a server image's command from it.)"""
+    def needed(recipe: ImageRecipe) -> bool:
+        return not for_servers_only or recipe.name == "singleuser" or recipe.name.startswith("profile-")
+
+    return needed
+
+
 @deploy("Images")
-def ensure_images(target: Target) -> Images:
+def ensure_images(target: Target, for_servers_only: bool = False) -> Images:
+    """The images, tagged alike on every host; ``for_servers_only``: only those of user servers (a GPU node)."""
     settings = target.settings
     base = base_recipe(target)
+    needed = _runs_here(for_servers_only)
     where = settings.image_build
     if where == "controller" and controller.engine_version() is None:
         host.log("the controller has no Docker engine that answers: each host builds its own images",
@@ -100,15 +111,15 @@ def ensure_images(target: Target) -> Images:
 
     if where == "controller":
         recipes = image_recipes(target, controller.ca_bundle_sha256())
-        if recipes:
+        if any(map(needed, recipes)):
             ensure_installed(["zstd"], "to load the images shipped from the controller")
-        for recipe in recipes:
+        for recipe in filter(needed, recipes):
             _say_if_large(recipe)
             shipped(name=f"{recipe.name} image {recipe.tag} (built once on the controller)", recipe=recipe, base=base)
     else:
         base_image(name=f"Base image {base.tag}", base=base)
         recipes = image_recipes(target, target.profile.ca_bundle_sha256)
-        for recipe in recipes:
+        for recipe in filter(needed, recipes):
             _say_if_large(recipe)
             _build_here(target, recipe)
 

@@ -35,6 +35,13 @@ def firewall_applied(script: str = FIREWALL):
 @deploy("Docker network")
 def ensure_network(target: Target) -> None:
     settings = target.settings
+    if target.cluster:
+        # Spans the swarm's nodes; attachable, so that the hub and the proxy (Compose containers) join it.
+        docker.network(name=f"Overlay network {settings.network_name} across the swarm", network=settings.network_name,
+                       driver="overlay", attachable=True)
+        host.log("an overlay network carries user servers' traffic between nodes: this host's firewall, which keeps "
+                 "user containers apart on a bridge, does not apply to it")
+        return
     docker.network(name=f"Bridge network {settings.network_name}", network=settings.network_name, driver="bridge")
     if target.profile.docker_desktop:
         host.log("Docker Desktop's engine runs in its own VM: this host's firewall cannot keep its containers apart")

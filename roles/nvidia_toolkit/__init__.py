@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 from pyinfra import host
 from pyinfra.api import FactBase, OperationError, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files
+from pyinfra.operations.util import any_changed
 
-from roles.docker_engine import DAEMON_JSON, engine_restarted
+from gpudockerspawner.placement import GPU_RESOURCE, GPU_RESOURCE_VARIABLE
+from roles.docker_engine import DAEMON_JSON, daemon_options, engine_restarted
 from jupyterhub_gpu.apt import ensure_installed, missing_packages, package_manager_ready
 from jupyterhub_gpu.target import Target
 
 KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
 CDI_SPEC = "/etc/cdi/nvidia.yaml"
+RUNTIME_CONFIG = "/etc/nvidia-container-runtime/config.toml"
+# NVIDIA's Swarm set-up: the runtime takes a task's GPUs from the variable Swarm sets, not NVIDIA_VISIBLE_DEVICES.
+SWARM_RESOURCE = f'swarm-resource = "{GPU_RESOURCE_VARIABLE}"'
 # NVIDIA's guide installs these four together, at one version when pinned. No driver: on WSL2 the
 # driver is Windows', on Linux it is the host's own business.
 PACKAGES = ["nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools",
@@ -52,6 +58,31 @@ def docker_runtime_configured(config: str = DAEMON_JSON):
         host.noop(f"{config} already has the nvidia runtime")
         return
     yield StringCommand("nvidia-ctk", "runtime", "configure", "--runtime=docker", QuoteString(f"--config={config}"))
+
+
+def with_swarm_resource(lines: list[str] | None) -> str | None:
+    """The runtime's config.toml with ``swarm-resource`` set (its commented default replaced, or the key put
+    before the first table, where TOML keeps top-level keys); None where it is set already."""
+    lines = list(lines or [])
+    if SWARM_RESOURCE in (line.strip() for line in lines):
+        return None
+    at = next((i for i, line in enumerate(lines) if re.match(r"^\s*#?\s*swarm-resource\s*=", line)), None)
+    if at is not None:
+        lines[at] = SWARM_RESOURCE
+    else:
+        first_table = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
+        lines.insert(first_table, SWARM_RESOURCE)
+    return "\n".join(lines) + "\n"
+
+
+@operation(is_idempotent=True)
+def swarm_resource_read(config: str = RUNTIME_CONFIG):
+    """NVIDIA's runtime gives a container the GPUs that Swarm assigned its task (``swarm-resource``)."""
+    text = with_swarm_resource(host.get_fact(FileContents, path=config))
+    if text is None:
+        host.noop(f"{config} has {SWARM_RESOURCE}")
+        return
+    yield from files.put._inner(src=io.StringIO(text), dest=config, mode="644")
 
 
 @operation(is_idempotent=True)
@@ -121,12 +152,25 @@ def ensure_toolkit(target: Target) -> None:
         packages=[f"{package}={version}" for package in PACKAGES] if version else PACKAGES,
         no_recommends=True,
     )
-    configured = docker_runtime_configured(name="Docker engine knows the nvidia runtime")
+    changed = [docker_runtime_configured(name="Docker engine knows the nvidia runtime")]
+    if target.cluster and target.cluster.gpu_node:
+        changed += _swarm_gpu_node(target)
     # Only a changed daemon.json restarts the engine: a no-change run leaves running user servers alone.
     engine_restarted(name="Restart the Docker engine for the nvidia runtime", use_systemd=target.profile.systemd,
-                     _if=configured.did_change)
+                     _if=any_changed(*changed))
     if settings.nvidia_cdi:
         cdi_spec(name="CDI spec for NVIDIA GPUs")
+
+
+def _swarm_gpu_node(target: Target) -> list:
+    """NVIDIA's set-up for a Swarm GPU node: the engine advertises the node's GPUs as generic resources and runs
+    every container with the nvidia runtime (a service cannot choose one), which reads Swarm's assignment."""
+    advertised = daemon_options(
+        name="Docker engine advertises its GPUs to the swarm, with the nvidia runtime as its default",
+        options={"node-generic-resources": [f"{GPU_RESOURCE}={gpu}" for gpu in target.gpu_pool],
+                 "default-runtime": "nvidia"})
+    read = swarm_resource_read(name="NVIDIA's runtime takes the GPUs that Swarm assigned")
+    return [advertised, read]
 
 
 @deploy("GPU check")

@@ -3,8 +3,9 @@ supports, and what the settings ask of the host (GPUs, certificates, an identity
 
 from __future__ import annotations
 
-from pyinfra import host
+from pyinfra import host, state
 
+from jupyterhub_gpu.cluster import Cluster, cluster_of
 from jupyterhub_gpu.facts import GPUInventory, HostProfile, NvidiaGPUs, TargetProfile
 from jupyterhub_gpu.settings import HubSettings, InventoryError, from_host_data
 from jupyterhub_gpu.target import Target
@@ -17,6 +18,8 @@ SUPPORTED = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
 def check() -> Target:
     """Return the validated target, or raise InventoryError naming what is wrong."""
     settings = from_host_data(host.name, host.data.dict())
+    cluster = cluster_of(state.inventory, host.name, {active.name for active in state.activated_hosts})
+    _check_cluster(host.name, settings, cluster)
     profile: HostProfile = host.get_fact(TargetProfile)
     supported = SUPPORTED.get(profile.os_id)
     if supported is None or profile.os_version not in supported:
@@ -27,9 +30,18 @@ def check() -> Target:
         )
     gpus: GPUInventory = host.get_fact(NvidiaGPUs) if settings.gpu_ids != "none" else GPUInventory()
     _check_gpus(host.name, settings, gpus)
-    target = Target(settings=settings, profile=profile, gpus=gpus, oauth_endpoints=_oauth_endpoints(host.name, settings))
+    target = Target(settings=settings, profile=profile, gpus=gpus, oauth_endpoints=_oauth_endpoints(host.name, settings),
+                    cluster=cluster)
     _check_tls(host.name, target)
     return target
+
+
+def _check_cluster(host_name: str, settings: HubSettings, cluster: Cluster | None) -> None:
+    if cluster and settings.engine_live_restore and "engine_live_restore" in settings.model_fields_set:
+        raise InventoryError(
+            f"invalid inventory data for host {host_name} (nothing was changed):\n"
+            "  engine_live_restore = True: Docker refuses swarm mode with live-restore, and this host is in a "
+            "cluster (the inventory has a gpu_nodes group); remove the key, or set it false")
 
 
 def _oauth_endpoints(host_name: str, settings: HubSettings) -> dict:

@@ -56,8 +56,8 @@ def hub_settings(target: Target, images: Images) -> dict:
         "culler": {
             "idle_timeout": s.idle_timeout,
             "max_age": s.max_age,
-            "gpu_idle_timeout": s.gpu_idle_timeout if target.gpu_pool else 0,
-            "gpu_max_age": s.gpu_max_age if target.gpu_pool else 0,
+            "gpu_idle_timeout": s.gpu_idle_timeout if target.hands_out_gpus else 0,
+            "gpu_max_age": s.gpu_max_age if target.hands_out_gpus else 0,
             "cull_every": s.cull_every,
         },
         "authenticator": {
@@ -121,6 +121,9 @@ def hub_settings(target: Target, images: Images) -> dict:
             "hsts_max_age": target.hsts_max_age,
             "sudo_groups": list(s.sudo_groups),
             "activity_interval": s.activity_interval,
+            # A cluster's hub starts servers as Swarm services on the GPU nodes.
+            "swarm": {"home_volume_driver": s.home_volume_driver,
+                      "home_volume_driver_options": dict(s.home_volume_driver_options)} if target.cluster else None,
         },
     }
 
@@ -150,6 +153,12 @@ def _engine_socket_mount(target: Target) -> str:
     return f"/var/run:{ENGINE_SOCKET.rsplit('/', 1)[0]}:ro"
 
 
+def _firewall_identity(target: Target, mac: str) -> dict:
+    """The fixed MAC address by which the bridge's firewall knows the hub and the proxy; none on a cluster's
+    overlay network, where that firewall does not apply."""
+    return {} if target.cluster else {"mac_address": mac}
+
+
 def compose_project(target: Target, images: Images, certificate: Certificate, secrets: HubSecrets) -> dict:
     """The Compose project as data; written out by a YAML emitter, so no value can add structure."""
     s = target.settings
@@ -158,7 +167,7 @@ def compose_project(target: Target, images: Images, certificate: Certificate, se
         "image": images.hub,
         "container_name": "jupyterhub",
         # The firewall knows the hub by this address: it may reach user servers, and nobody else may.
-        "mac_address": HUB_MAC,
+        **_firewall_identity(target, HUB_MAC),
         # Not "unless-stopped": Docker 20.10 leaves such containers down after its engine was killed.
         "restart": "always",
         "networks": [s.network_name],
@@ -194,7 +203,7 @@ def compose_project(target: Target, images: Images, certificate: Certificate, se
         "image": images.proxy,
         "container_name": "jupyterhub-proxy",
         # The internet-facing process: no Docker socket, no database, no CA; its certificate, key and token only.
-        "mac_address": PROXY_MAC,
+        **_firewall_identity(target, PROXY_MAC),
         "restart": "always",
         "networks": [s.network_name],
         **locked_down,

@@ -57,10 +57,14 @@ async def assignments() -> dict:
     servers, gpus = [], {}
     for user in json.loads(response.body):
         for server_name, server in (user.get("servers") or {}).items():
-            held = (server.get("state") or {}).get("gpus", [])
-            servers.append({"user": user["name"], "server": server_name, "gpus": held, "ready": server.get("ready")})
+            state = server.get("state") or {}
+            held = state.get("gpus", [])
+            servers.append({"user": user["name"], "server": server_name, "gpus": held, "ready": server.get("ready"),
+                            # On a cluster, the Swarm node the server runs on (GPU ids are per node).
+                            "node": state.get("node")})
             for gpu in held:
-                gpus.setdefault(gpu, []).append(f"{user['name']}/{server_name}")
+                key = f"{state['node']}/{gpu}" if state.get("node") else gpu
+                gpus.setdefault(key, []).append(f"{user['name']}/{server_name}")
     return {"gpus": dict(sorted(gpus.items())), "servers": sorted(servers, key=lambda s: (s["user"], s["server"]))}
 
 
@@ -75,15 +79,18 @@ class AssignmentsPage(HubOAuthenticated, web.RequestHandler):
     @web.authenticated
     async def get(self):
         data = await assignments()
+        on_nodes = any(s["node"] for s in data["servers"])
         rows = "".join(
             f"<tr><td>{html.escape(s['user'])}</td><td>{html.escape(s['server'] or '(default)')}</td>"
-            f"<td>{html.escape(', '.join(s['gpus']) or 'CPU only')}</td><td>{'yes' if s['ready'] else 'starting'}</td></tr>"
+            + (f"<td>{html.escape(s['node'] or '')}</td>" if on_nodes else "")
+            + f"<td>{html.escape(', '.join(s['gpus']) or 'CPU only')}</td><td>{'yes' if s['ready'] else 'starting'}</td></tr>"
             for s in data["servers"]
         )
+        columns = ["user", "server"] + (["node"] if on_nodes else []) + ["GPUs", "ready"]
         self.write(
-            "<!doctype html><title>GPU assignments</title><h1>GPU assignments</h1>"
-            "<table border=1 cellpadding=4><tr><th>user</th><th>server</th><th>GPUs</th><th>ready</th></tr>"
-            f"{rows or '<tr><td colspan=4>no running servers</td></tr>'}</table>"
+            "<!doctype html><title>GPU assignments</title><h1>GPU assignments</h1><table border=1 cellpadding=4><tr>"
+            + "".join(f"<th>{column}</th>" for column in columns) + "</tr>"
+            + (rows or f"<tr><td colspan={len(columns)}>no running servers</td></tr>") + "</table>"
         )
 
 

@@ -4,6 +4,13 @@
 # jovyan use sudo without a password, as in the Jupyter Docker Stacks images; without it jovyan cannot.
 # root has no password: nobody can become root any other way.
 set -eu
+# On a Swarm GPU node, Swarm names the task's GPUs in DOCKER_RESOURCE_NVIDIA-GPU (comma-separated UUIDs); NVIDIA's
+# runtime reads it through swarm-resource. CUDA is told the same, so that a runtime that shows more GPUs than
+# Swarm gave (reported of some toolkit versions) still has CUDA use only the task's own.
+swarm_gpus=$(printenv 'DOCKER_RESOURCE_NVIDIA-GPU' || true)
+if [ -n "$swarm_gpus" ]; then
+  export CUDA_VISIBLE_DEVICES="$swarm_gpus"
+fi
 if [ "$(id -u)" = 0 ]; then
   if [ "${GRANT_SUDO:-no}" = yes ]; then
     printf 'jovyan ALL=(ALL) NOPASSWD:ALL\n' > /etc/sudoers.d/jovyan

@@ -97,6 +97,14 @@ def configure_culler(c, culler: dict) -> None:
 
 def configure_spawner(c, spawner: dict) -> None:
     c.JupyterHub.spawner_class = "gpudockerspawner.GPUDockerSpawner"
+    swarm = spawner.get("swarm")
+    if swarm:
+        # A cluster: each server a Swarm service on a GPU node, Swarm handing out the GPUs. The settings below
+        # (c.GPUDockerSpawner) apply to it too, as to any subclass.
+        c.JupyterHub.spawner_class = "gpudockerspawner.swarm.GPUSwarmSpawner"
+        if swarm["home_volume_driver"]:
+            c.GPUSwarmSpawner.volume_driver = swarm["home_volume_driver"]
+            c.GPUSwarmSpawner.volume_driver_options = swarm["home_volume_driver_options"]
     c.GPUDockerSpawner.image = spawner["image"]
     c.GPUDockerSpawner.network_name = spawner["network"]
     # The proxy reaches each server at its container's address on the network. The address can change when
@@ -107,7 +115,8 @@ def configure_spawner(c, spawner: dict) -> None:
     # Servers are removed when they stop (a fresh container each start), yet a server that was running when
     # the engine or the host went down comes back with it: a restart policy, and so no auto-remove. "always",
     # because Docker 20.10 leaves "unless-stopped" containers down after its engine was killed.
-    c.GPUDockerSpawner.remove = True
+    if not swarm:  # a Swarm service's containers are always removed with it
+        c.GPUDockerSpawner.remove = True
     sudo_groups = frozenset(spawner["sudo_groups"])
 
     def may_sudo(s) -> bool:

@@ -1,0 +1,263 @@
+"""GPUSwarmSpawner: each user server a Docker Swarm service on one of the GPU nodes, with Swarm's scheduler
+handing out the GPUs (generic resources) instead of the hub's own pool."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+
+from docker.errors import NotFound
+from docker.types import ContainerSpec, DriverConfig, EndpointSpec, Mount, Placement, Resources, RestartPolicy, TaskTemplate
+from dockerspawner import SwarmSpawner
+from tornado.web import HTTPError
+from traitlets import Bool, Float, Unicode
+
+from gpudockerspawner.placement import (GPU_RESOURCE, NO_RESOURCES, SERVERS_LABEL, assigned_gpus, node_gpus,
+                                        serving_nodes, task_address, unplaceable)
+from gpudockerspawner.spawner import OWNER_LABEL, POOL_LABEL, GPUDockerSpawner
+
+# What Docker before 23.0 says of a task holding a generic resource whenever the task's node changes (its swarmkit's
+# constraint enforcer tests the resource backwards, moby/moby#44378); a node changes when it first runs a task on
+# the network, among other times. Such a start is tried again.
+ENFORCER_REJECTION = "assigned node no longer meets constraints"
+START_ATTEMPTS = 3
+# Task states on the way to running, and the ones it never comes back from.
+STARTING = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
+ENDED = {"complete", "shutdown", "failed", "rejected", "orphaned", "remove"}
+
+
+class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
+    """GPUDockerSpawner's choices (profiles, GPU groups, the start line, the GPU table), each server a Swarm
+    service: a GPU server asks for ``gpus_per_user`` of the nodes' ``NVIDIA-GPU`` generic resources, and
+    Swarm picks the node and the GPUs; the spawner reads back which, and keeps them in its state."""
+
+    home_on_node = Bool(
+        True,
+        config=True,
+        help="""Start a user's servers on the node that holds their home volume (the node of their first
+        server): a placement constraint kept in the spawner's state. Turn off where homes are on a volume
+        driver that every node reaches (``volume_driver``).""",
+    )
+    nodes_cache_seconds = Float(10, config=True, help="How long the nodes' GPU count is reused before asking again.")
+
+    node = Unicode("", help="The node the current server runs on (its hostname); persisted in the state.")
+    home_node = Unicode("", help="The id of the node that holds the user's home volume; persisted in the state.")
+
+    _wants_gpu_now = False
+    _nodes_read: tuple[float, list] = (0.0, [])
+
+    # Swarm's accounting is the pool: nothing to rebuild from container labels.
+    def load_state(self, state):
+        SwarmSpawner.load_state(self, state)
+        self.assigned_gpus = list(state.get("gpus", []))
+        self.node = state.get("node", "")
+        self.home_node = state.get("home_node", "")
+
+    def get_state(self):
+        state = super().get_state()
+        if self.node:
+            state["node"] = self.node
+        if self.home_node:
+            state["home_node"] = self.home_node
+        return state
+
+    def clear_state(self):
+        # The home node outlives the server: the user's files stay there.
+        super().clear_state()
+        self.node = ""
+
+    def _reserve(self, wants_gpu: bool) -> None:
+        self._release()
+        self._wants_gpu_now = wants_gpu and self.cluster_gpus() > 0
+
+    def _release(self) -> None:
+        if self.assigned_gpus:
+            self.log.info("%s: Swarm takes back GPUs %s on %s", self.owner, self.assigned_gpus, self.node)
+        self.assigned_gpus = []
+
+    def _nodes(self) -> list:
+        """The nodes that take user servers, read at most every ``nodes_cache_seconds``."""
+        read_at, nodes = self._nodes_read
+        if time.monotonic() - read_at > self.nodes_cache_seconds:
+            nodes = serving_nodes(self.client.nodes())
+            GPUSwarmSpawner._nodes_read = (time.monotonic(), nodes)
+        return nodes
+
+    def cluster_gpus(self) -> int:
+        return sum(len(node_gpus(node)) for node in self._nodes())
+
+    def may_use_gpu(self) -> bool:
+        if self.gpu_groups and not any(group.name in self.gpu_groups for group in self.user.groups):
+            return False
+        return self.cluster_gpus() > 0
+
+    def get_env(self):
+        env = super().get_env()
+        if self._wants_gpu_now:
+            # Swarm's own variable names the task's GPUs (NVIDIA's runtime reads it through swarm-resource, the
+            # image's entry point narrows CUDA to it); an image's NVIDIA_VISIBLE_DEVICES=all must not widen it.
+            env.pop("NVIDIA_VISIBLE_DEVICES", None)
+            env.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            env["NVIDIA_VISIBLE_DEVICES"] = "void"
+        return env
+
+    @property
+    def mounts(self):
+        """Named volumes as volumes (SwarmSpawner makes every mount a bind, which a volume name is not), on the
+        node's local driver or on ``volume_driver``; paths as binds."""
+        mounts = []
+        for source, volume in self.volume_binds.items():
+            named = not source.startswith("/")
+            driver = None
+            if named and self.volume_driver:
+                options = {key: self.format_volume_name(value, self) for key, value in self.volume_driver_options.items()}
+                driver = DriverConfig(self.volume_driver, options or None)
+            mounts.append(Mount(target=volume["bind"], source=source, type="volume" if named else "bind",
+                                read_only=volume["mode"] == "ro", driver_config=driver))
+        return mounts
+
+    def _placement(self) -> Placement:
+        constraints = [f"node.labels.{SERVERS_LABEL}==true"]
+        if self.home_on_node and self.home_node and not self.volume_driver:
+            constraints.append(f"node.id=={self.home_node}")
+        return Placement(constraints=constraints)
+
+    async def create_object(self):
+        host_config = self._eval_if_callable(self.extra_host_config) or {}
+        create = dict(self._eval_if_callable(self.extra_create_kwargs) or {})
+        labels = {**create.pop("labels", {}), POOL_LABEL: self.pool_label, OWNER_LABEL: self.owner}
+        container = ContainerSpec(
+            image=self.image, env=self.get_env(), args=await self.get_command(), mounts=self.mounts,
+            user=create.pop("user", None), labels=labels,
+            cap_add=host_config.get("cap_add"), cap_drop=host_config.get("cap_drop"),
+            **self.extra_container_spec,
+        )
+        if create:
+            self.log.warning("%s: extra_create_kwargs %s have no Swarm counterpart and are left out", self.owner,
+                             sorted(create))
+        resources = Resources(
+            mem_limit=self.mem_limit, mem_reservation=self.mem_guarantee,
+            cpu_limit=int(self.cpu_limit * 1e9) if self.cpu_limit else None,
+            cpu_reservation=int(self.cpu_guarantee * 1e9) if self.cpu_guarantee else None,
+            generic_resources={GPU_RESOURCE: self.gpus_per_user} if self._wants_gpu_now else None,
+            **self.extra_resources_spec,
+        )
+        if host_config.get("pids_limit"):
+            resources.setdefault("Limits", {})["Pids"] = host_config["pids_limit"]
+        task = TaskTemplate(
+            container_spec=container, resources=resources, placement=self._placement(),
+            # A server whose node goes away is stopped, not started again elsewhere without its files.
+            restart_policy=RestartPolicy(condition="none"),
+            networks=[self.network_name] if self.network_name else [], **self.extra_task_spec,
+        )
+        # The hub and the proxy reach the task by its address: no virtual IP (and no IPVS) needed.
+        endpoint = EndpointSpec(mode="dnsrr", **self.extra_endpoint_spec)
+        service = await self.docker("create_service", task_template=task, endpoint_spec=endpoint,
+                                    name=self.service_name, labels=labels)
+        while not await self.docker("tasks", filters={"service": self.service_name}):
+            await asyncio.sleep(0.2)
+        return service
+
+    async def start_object(self):
+        """Until the task runs; a task that no node can take, for want of a free GPU, ends the spawn at once
+        (or, under ``on_exhausted = "cpu"``, becomes a CPU-only server) instead of waiting out start_timeout."""
+        delay, attempts = 0.2, 1
+        while True:
+            task = await self.get_task()
+            if not task:
+                raise RuntimeError(f"Service {self.service_name} not found")
+            state = task["Status"]["State"]
+            reason = unplaceable(task)
+            if reason and self._wants_gpu_now and NO_RESOURCES in reason:
+                if await self._gpus_being_freed():
+                    # A stopped server's task lets go of its GPU a moment after its service is removed.
+                    await asyncio.sleep(0.5)
+                    continue
+                await self._no_gpu_free(reason)
+                continue
+            if reason:
+                raise self._refusal(f"No node can take your server now ({reason}); try again later.")
+            if state == "running":
+                break
+            if state in ENDED:
+                said = task["Status"].get("Err") or task["Status"].get("Message")
+                if said == ENFORCER_REJECTION and attempts < START_ATTEMPTS:
+                    attempts += 1
+                    self.log.info("%s: Swarm rejected the task (%s); starting it again", self.owner, said)
+                    await self._new_service()
+                    continue
+                raise RuntimeError(f"Service {self.service_name} {state}: {said}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 2)
+        self.assigned_gpus = assigned_gpus(task)
+        node = await self.docker("inspect_node", task["NodeID"])
+        self.node = node["Description"]["Hostname"]
+        if self.home_on_node and not self.volume_driver:
+            self.home_node = node["ID"]
+        self.log.info("%s: running on %s with GPUs %s", self.owner, self.node, self.assigned_gpus or "none")
+
+    async def _gpus_being_freed(self) -> bool:
+        """Whether a task that holds GPUs is on its way out (told to stop, not stopped yet)."""
+        tasks = await self.docker("tasks")
+        return any(task.get("DesiredState") != "running" and task["Status"]["State"] not in ENDED
+                   and assigned_gpus(task) for task in tasks)
+
+    async def _no_gpu_free(self, reason: str) -> None:
+        total = self.cluster_gpus()
+        on_home = self.home_on_node and self.home_node and not self.volume_driver
+        message = (f"All {total} GPUs are in use" + (" on the node that holds your files" if on_home else "")
+                   + "; try again later, or start a CPU-only server.")
+        if self.on_exhausted == "refuse":
+            self.log.info("%s: %s (Swarm: %s)", self.owner, message, reason)
+            await self.remove_object()
+            raise self._refusal(message)
+        self.log.warning("%s: %s Starting it CPU-only.", self.owner, message)
+        self._wants_gpu_now = False
+        await self._new_service()
+
+    async def _new_service(self) -> None:
+        """The service made anew: removed (its name free once Swarm has let go of it), then created."""
+        await self.remove_object()
+        while await self.get_object() is not None:
+            await asyncio.sleep(0.2)
+        self.object_id = (await self.create_object())[self.object_id_key]
+
+    @staticmethod
+    def _refusal(message: str) -> HTTPError:
+        error = HTTPError(503, log_message=message)
+        error.jupyterhub_message = message
+        error.jupyterhub_html_message = html.escape(message)
+        return error
+
+    async def poll(self):
+        """Stopped once its task was told to stop or ended, or its node is down (the task then only looks running)."""
+        task = await self.get_task()
+        if not task:
+            return 0
+        state = task["Status"]["State"]
+        if task.get("DesiredState") != "running" or state in ENDED:
+            return f"task {state} (desired {task.get('DesiredState')})"
+        if state not in STARTING | {"running"}:
+            return f"task {state}"
+        if task.get("NodeID"):
+            node = await self.docker("inspect_node", task["NodeID"])
+            if node["Status"]["State"] != "ready":
+                return f"node {node['Description']['Hostname']} is {node['Status']['State']}"
+        return None
+
+    async def remove_object(self):
+        # Also after a refused spawn, whose service is gone already.
+        try:
+            await super().remove_object()
+        except NotFound:
+            self.log.debug("Service %s is gone already", self.service_name)
+
+    async def get_ip_and_port(self):
+        """The task's own address on the network (asked each time: a new task gets a new one)."""
+        task = await self.get_task()
+        address = task_address(task or {}, self.network_name)
+        if address is None:
+            raise RuntimeError(f"Service {self.service_name} has no address on {self.network_name}")
+        return address, self.port
