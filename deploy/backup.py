@@ -20,5 +20,11 @@ from roles import backup, preflight  # noqa: E402
 
 target = preflight.check()
 destination = Path(os.environ.get("JUPYTERHUB_GPU_BACKUPS") or REPO / "backups").resolve()
-archive = backup.ensure_backup(target, destination)
-Summary.for_host(state, host).say(f"backed up into {archive}; restore with bin/restore <inventory> {archive}")
+if target.runs_hub:
+    archive = backup.ensure_backup(target, destination)
+    Summary.for_host(state, host).say(f"backed up into {archive}; restore with bin/restore <inventory> {archive}")
+else:
+    # The archive tool runs in the hub's image, which a GPU node does not have.
+    Summary.for_host(state, host).warn(
+        f"a GPU node of the swarm: not backed up; its users' homes are the volumes {target.settings.compose_project}"
+        "-user-* here (see README, More than one GPU machine)")

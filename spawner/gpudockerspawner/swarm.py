@@ -40,6 +40,12 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         driver that every node reaches (``volume_driver``).""",
     )
     nodes_cache_seconds = Float(10, config=True, help="How long the nodes' GPU count is reused before asking again.")
+    release_wait = Float(
+        60,
+        config=True,
+        help="""Seconds a GPU server waits for Swarm to let go of a GPU that no running server holds any more
+        (a server just stopped) before it is refused. Where every GPU is held, it is refused at once.""",
+    )
 
     node = Unicode("", help="The node the current server runs on (its hostname); persisted in the state.")
     home_node = Unicode("", help="The id of the node that holds the user's home volume; persisted in the state.")
@@ -120,7 +126,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
 
     def _placement(self) -> Placement:
         constraints = [f"node.labels.{SERVERS_LABEL}==true"]
-        if self.home_on_node and self.home_node and not self.volume_driver:
+        if self._on_home_node():
             constraints.append(f"node.id=={self.home_node}")
         return Placement(constraints=constraints)
 
@@ -163,7 +169,8 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     async def start_object(self):
         """Until the task runs; a task that no node can take, for want of a free GPU, ends the spawn at once
         (or, under ``on_exhausted = "cpu"``, becomes a CPU-only server) instead of waiting out start_timeout."""
-        delay, attempts = 0.2, 1
+        delay, attempts, waited = 0.2, 1, False
+        patience = time.monotonic() + self.release_wait
         while True:
             task = await self.get_task()
             if not task:
@@ -171,13 +178,21 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             state = task["Status"]["State"]
             reason = unplaceable(task)
             if reason and self._wants_gpu_now and NO_RESOURCES in reason:
-                if await self._gpus_being_freed():
-                    # A stopped server's task lets go of its GPU a moment after its service is removed.
+                if time.monotonic() < patience and await self._free_gpus() >= self.gpus_per_user:
+                    # A stopped server's GPU is free for the hub before Swarm has let go of it: a moment after
+                    # its service is removed, longer when its node has just come back.
+                    if not waited:
+                        self.log.info("%s: waiting for Swarm to let go of a GPU that no server holds", self.owner)
+                        waited = True
                     await asyncio.sleep(0.5)
                     continue
                 await self._no_gpu_free(reason)
                 continue
             if reason:
+                await self.remove_object()
+                if self._on_home_node():
+                    raise self._refusal("The GPU node that holds your files is not taking servers now (it is down "
+                                        "or drained); try again later.")
                 raise self._refusal(f"No node can take your server now ({reason}); try again later.")
             if state == "running":
                 break
@@ -195,19 +210,24 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         node = await self.docker("inspect_node", task["NodeID"])
         self.node = node["Description"]["Hostname"]
         if self.home_on_node and not self.volume_driver:
-            self.home_node = node["ID"]
+            self.home_node = node["ID"]  # where the home volume now is
         self.log.info("%s: running on %s with GPUs %s", self.owner, self.node, self.assigned_gpus or "none")
 
-    async def _gpus_being_freed(self) -> bool:
-        """Whether a task that holds GPUs is on its way out (told to stop, not stopped yet)."""
-        tasks = await self.docker("tasks")
-        return any(task.get("DesiredState") != "running" and task["Status"]["State"] not in ENDED
-                   and assigned_gpus(task) for task in tasks)
+    async def _free_gpus(self) -> int:
+        """GPUs that no running server holds, on the nodes this server may start on."""
+        nodes = {node["ID"]: len(node_gpus(node)) for node in serving_nodes(await self.docker("nodes"))
+                 if not self._on_home_node() or node["ID"] == self.home_node}
+        for task in await self.docker("tasks", filters={"desired-state": "running"}):
+            if task.get("NodeID") in nodes:
+                nodes[task["NodeID"]] -= len(assigned_gpus(task))
+        return sum(max(0, free) for free in nodes.values())
+
+    def _on_home_node(self) -> bool:
+        return bool(self.home_on_node and self.home_node and not self.volume_driver)
 
     async def _no_gpu_free(self, reason: str) -> None:
         total = self.cluster_gpus()
-        on_home = self.home_on_node and self.home_node and not self.volume_driver
-        message = (f"All {total} GPUs are in use" + (" on the node that holds your files" if on_home else "")
+        message = (f"All {total} GPUs are in use" + (" on the node that holds your files" if self._on_home_node() else "")
                    + "; try again later, or start a CPU-only server.")
         if self.on_exhausted == "refuse":
             self.log.info("%s: %s (Swarm: %s)", self.owner, message, reason)
@@ -232,7 +252,15 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         return error
 
     async def poll(self):
-        """Stopped once its task was told to stop or ended, or its node is down (the task then only looks running)."""
+        """Stopped once its task was told to stop or ended, or its node is down (the task then only looks running).
+        A stopped server's service is removed here: the hub calls no stop for a server that a poll found
+        stopped, and Swarm would otherwise keep counting its GPU until the node came back."""
+        status = await self._task_status()
+        if status is not None and self.object_id:
+            await self.remove_object()
+        return status
+
+    async def _task_status(self):
         task = await self.get_task()
         if not task:
             return 0

@@ -1,0 +1,212 @@
+"""A GPU cluster on Docker Swarm, deployed over SSH by the same deploy: a hub host (the manager, no GPU) and two
+GPU nodes with two stand-in GPUs each, all docker-in-docker targets; a third node joins later. Swarm hands out
+the GPUs (generic resources); the tests read what each server got from the hub's GPU table and from the
+server's own process, on its node."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from testbed.nvidia import FAKE_GPUS
+from testbed.smoke import Deployment, deploy_twice
+from testbed.targets import TargetHost, remove_targets, start_targets, write_inventory_file
+from testbed import STATE
+
+pytestmark = pytest.mark.slow
+
+PROFILES = [{"name": "Standard"}]
+GPU_VARIABLE = "DOCKER_RESOURCE_NVIDIA-GPU"
+
+
+def cluster_member(target: TargetHost, group: str, repository) -> TargetHost:
+    target.groups = [group]
+    target.data.update({**repository.inventory_data(), "image_profiles": PROFILES})
+    return target
+
+
+@pytest.fixture(scope="module")
+def cluster(engine, nvidia_repository):
+    (manager,) = start_targets(engine, 1, prefix="swarmhub")
+    nodes = start_targets(engine, 2, prefix="gpunode", gpus=True)
+    targets = [cluster_member(manager, "hub", nvidia_repository),
+               *(cluster_member(node, "gpu_nodes", nvidia_repository) for node in nodes)]
+    deployment = Deployment(engine, targets, write_inventory_file(targets, STATE / "targets-swarm.json"), [])
+    try:
+        deploy_twice(deployment)
+        yield deployment
+    finally:
+        remove_targets(engine, deployment.targets)
+        deployment.targets_file.unlink(missing_ok=True)
+
+
+def run(deployment: Deployment, target: TargetHost, command: str) -> str:
+    code, output = deployment.engine.containers.get(target.container_id).exec_run(["sh", "-c", command])
+    assert code == 0, f"{command}: {output.decode(errors='replace')}"
+    return output.decode()
+
+
+def hostname(deployment: Deployment, target: TargetHost) -> str:
+    return run(deployment, target, "hostname").strip()
+
+
+def node_state(deployment: Deployment, manager: TargetHost, node: str) -> str:
+    return run(deployment, manager, f"docker node inspect {node} --format '{{{{.Status.State}}}}'").strip()
+
+
+def placed(hub) -> dict[str, tuple[str, str]]:
+    """{user: (node, GPU)} from the hub's GPU table, for servers holding one GPU."""
+    return {server["user"]: (server["node"], server["gpus"][0])
+            for server in hub.gpu_table()["servers"] if server["gpus"]}
+
+
+def environments(deployment: Deployment, node: TargetHost, user: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The environment of ``user``'s container on ``node`` as created (what the NVIDIA runtime reads), and that
+    of its server process (what CUDA reads)."""
+    container = run(deployment, node, f"docker ps --quiet --filter label=com.docker.swarm.service.name=jupyter-{user}")
+    created = json.loads(run(deployment, node, f"docker inspect --format '{{{{json .Config.Env}}}}' {container.strip()}"))
+    raw = run(deployment, node, f"docker exec -u 1000 {container.strip()} cat /proc/1/environ")
+    return (dict(item.split("=", 1) for item in created),
+            dict(item.split("=", 1) for item in raw.split("\0") if "=" in item))
+
+
+def start_all(cluster: Deployment, users: list[str]) -> None:
+    """Start ``users``' servers at once; where one does not come up, the hub's log and the services say why."""
+    hub = cluster.hub(cluster.targets[0])
+    for user in users:
+        hub.ensure_user(user)
+    try:
+        with ThreadPoolExecutor(len(users)) as pool:
+            list(pool.map(lambda user: hub.start_server(user, timeout=180), users))
+    except (TimeoutError, OSError) as error:
+        said = run(cluster, cluster.targets[0], "docker service ls; docker node ls; docker logs --tail 80 jupyterhub 2>&1")
+        raise AssertionError(f"{error}\n{said}") from error
+
+
+def refusal(hub, user: str) -> tuple[float, str]:
+    """Seconds until a spawn that must fail is refused, and what the user was told."""
+    hub.ensure_user(user)
+    started = time.monotonic()
+    response = hub.api("POST", f"/users/{user}/server", json={})
+    told = response.text
+    if response.status_code < 400:
+        with hub.session.get(f"{hub.url}/hub/api/users/{user}/server/progress", stream=True, timeout=60,
+                             verify=hub.ca_file) as events:
+            told = "".join(line for line in events.iter_lines(decode_unicode=True))
+    return time.monotonic() - started, told
+
+
+def test_the_first_deploy_forms_the_swarm_and_the_second_changes_nothing_on_any_host(cluster):
+    manager, *nodes = cluster.targets
+    second = cluster.runs[1]
+    assert second.returncode == 0 and not second.totals.get("success"), second.changed_operations()
+    assert second.results["totals"]["hosts"] > 0
+    lines = run(cluster, manager, "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'").split("\n")
+    assert sorted(line for line in lines if line) == sorted(
+        [f"{hostname(cluster, manager)} Ready Leader"] + [f"{hostname(cluster, node)} Ready " for node in nodes])
+    for node in nodes:
+        described = run(cluster, manager, f"docker node inspect {hostname(cluster, node)} --format "
+                                          "'{{json .Description.Resources.GenericResources}} {{json .Spec.Labels}}'")
+        for _, uuid, _, _ in FAKE_GPUS:
+            assert uuid in described
+        assert '"jupyterhub-gpu.gpu-count":"2"' in described and '"jupyterhub-gpu.gpu-model":"Stand-in GPU"' in described
+        assert '"default-runtime": "nvidia"' in run(cluster, node, "cat /etc/docker/daemon.json")
+    # The join token went from the manager to the node's engine and nowhere else.
+    token = run(cluster, manager, "docker swarm join-token --quiet worker").strip()
+    assert all(token not in deploy.log for deploy in cluster.runs)
+
+
+def test_four_users_get_gpus_across_both_nodes_and_a_fifth_is_told_at_once(cluster):
+    manager, *nodes = cluster.targets
+    by_name = {hostname(cluster, node): node for node in nodes}
+    hub = cluster.hub(manager)
+    start_all(cluster, ["ann", "ben", "cat", "dan"])
+    table = placed(hub)
+    assert sorted(table) == ["ann", "ben", "cat", "dan"]
+    assert len(set(table.values())) == 4, table
+    assert {node for node, _ in table.values()} == set(by_name), table
+    for user, (node, gpu) in table.items():
+        created, process = environments(cluster, by_name[node], user)
+        # Swarm's assignment for the runtime, and CUDA told the same by the image's entry point.
+        assert created[GPU_VARIABLE] == gpu and "NVIDIA_VISIBLE_DEVICES" not in created, created
+        assert process["CUDA_VISIBLE_DEVICES"] == gpu, process
+
+    seconds, told = refusal(hub, "eve")
+    assert "All 4 GPUs are in use; try again later, or start a CPU-only server." in told, told
+    assert seconds < 10, seconds
+    assert not hub.servers("eve")
+
+    freed = table["ann"]
+    hub.stop_server("ann")
+    hub.start_server("eve", timeout=120)
+    assert placed(hub)["eve"] == freed
+    # A CPU-only server asks Swarm for no GPU, and the runtime is told to show it none.
+    hub.ensure_user("cpuonly")
+    server = hub.start_server("cpuonly", options={"gpu": "cpu"}, timeout=120)
+    cpu_node = server["state"]["node"]
+    assert "cpuonly" not in placed(hub)
+    created, _ = environments(cluster, by_name[cpu_node], "cpuonly")
+    assert created["NVIDIA_VISIBLE_DEVICES"] == "void" and GPU_VARIABLE not in created, created
+    hub.stop_server("cpuonly")
+
+
+def test_a_users_files_are_there_when_their_next_server_starts_on_the_node_that_holds_them(cluster):
+    hub = cluster.hub(cluster.targets[0])
+    hub.write_file("ben", "notes.txt", "ben's work")
+    node = placed(hub)["ben"][0]
+    hub.stop_server("ben")
+    hub.start_server("ben", timeout=120)
+    assert placed(hub)["ben"][0] == node
+    assert hub.read_file("ben", "notes.txt") == "ben's work"
+
+
+def test_a_stopped_worker_engine_stops_its_servers_and_no_gpu_is_handed_out_twice_when_it_returns(cluster):
+    manager, *nodes = cluster.targets
+    by_name = {hostname(cluster, node): node for node in nodes}
+    hub = cluster.hub(manager)
+    before = placed(hub)
+    down_name = before["ben"][0]
+    down = by_name[down_name]
+    on_down = sorted(user for user, (node, _) in before.items() if node == down_name)
+    run(cluster, down, 'kill "$(cat /var/run/docker.pid)"')
+    deadline = time.monotonic() + 150
+    while any(hub.servers(user) for user in on_down):
+        assert time.monotonic() < deadline, f"servers on {down_name} still listed: {placed(hub)}"
+        time.sleep(2)
+    # The table agrees with what runs: the other node's servers only, as before.
+    assert placed(hub) == {user: where for user, where in before.items() if user not in on_down}
+
+    run(cluster, down, "/usr/local/sbin/jupyterhub-gpu-start-docker 60")
+    deadline = time.monotonic() + 90
+    # Back in the swarm, with none of the stopped servers' containers left on it.
+    while node_state(cluster, manager, down_name) != "ready" or run(cluster, down, "docker ps --all --quiet "
+                                                                                     "--filter name=jupyter-"):
+        assert time.monotonic() < deadline, run(cluster, down, "docker ps --all")
+        time.sleep(2)
+    start_all(cluster, on_down)
+    after = placed(hub)
+    assert len(set(after.values())) == len(after) == len(before), after
+    for user in on_down:
+        assert after[user][0] == down_name
+        assert environments(cluster, down, user)[0][GPU_VARIABLE] == after[user][1]
+    assert hub.read_file("ben", "notes.txt") == "ben's work"
+
+
+def test_a_third_worker_joins_and_its_gpus_are_used_without_touching_running_servers(cluster, nvidia_repository):
+    manager = cluster.targets[0]
+    hub = cluster.hub(manager)
+    tasks = run(cluster, manager, "docker service ps --filter desired-state=running --format '{{.ID}}' "
+                                  "$(docker service ls --quiet --filter name=jupyter-)")
+    (third,) = start_targets(cluster.engine, 1, prefix="gpunodeb", gpus=True)
+    cluster.targets.append(cluster_member(third, "gpu_nodes", nvidia_repository))
+    write_inventory_file(cluster.targets, cluster.targets_file)
+    deploy_twice(cluster)
+    assert run(cluster, manager, "docker service ps --filter desired-state=running --format '{{.ID}}' "
+                                 "$(docker service ls --quiet --filter name=jupyter-)") == tasks
+    start_all(cluster, ["fay", "gus"])
+    table = placed(hub)
+    assert {table["fay"][0], table["gus"][0]} == {hostname(cluster, third)}
+    assert len(set(table.values())) == len(table) == 6

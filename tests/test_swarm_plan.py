@@ -1,0 +1,192 @@
+"""A cluster's parts without hosts: which host plays which part, what the Swarm and NVIDIA roles would run on
+a hub host and a GPU node, how the runtime's config.toml is edited, and how the spawner reads a task."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from pyinfra.api import Inventory
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import Directory, File, FileContents, Sha1File
+from pyinfra.facts.server import TmpDir
+
+from gpudockerspawner.placement import assigned_gpus, node_gpus, serving_nodes, task_address, unplaceable
+from jupyterhub_gpu.apt import PackageManagerState
+from jupyterhub_gpu.cluster import Cluster, cluster_of
+from jupyterhub_gpu.facts import DockerServerVersion, HostProfile
+from jupyterhub_gpu.settings import HubSettings, InventoryError
+from jupyterhub_gpu.target import Target
+from roles.nvidia_toolkit import KEYRING, PACKAGES, RUNTIME_CONFIG, ensure_toolkit, with_swarm_resource
+from roles.preflight import _check_cluster
+from roles.swarm import ServiceImage, SwarmNodes, SwarmState, ensure_swarm, hold_network
+from tests.plan import plan
+from tests.test_nvidia_toolkit_plan import REPO, SOURCES, TWO_GPUS, UBUNTU_24
+
+MANAGER = Cluster(manager="hub.lab", nodes=("gpu1.lab", "gpu2.lab"), this_host="hub.lab")
+NODE = Cluster(manager="hub.lab", nodes=("@local",), this_host="@local")
+ACTIVE_NODE = {"LocalNodeState": "active", "NodeID": "n1", "RemoteManagers": [{"Addr": "10.0.0.5:2377"}]}
+LABELS = {"jupyterhub-gpu.user-servers": "true", "jupyterhub-gpu.inventory-name": "@local",
+          "jupyterhub-gpu.gpu-count": "2", "jupyterhub-gpu.gpu-model": "RTX A6000"}
+
+
+def inventory(**groups):
+    hosts = {name: SimpleNamespace(name=name) for members in groups.values() for name in members}
+    return SimpleNamespace(get_group=lambda group, default=None: [hosts[n] for n in groups.get(group, [])] or default)
+
+
+def test_which_part_a_host_plays():
+    assert cluster_of(inventory(all=["a"]), "a", {"a"}) is None
+    cluster = cluster_of(inventory(hub=["h"], gpu_nodes=["g1", "g2"]), "g2", {"h", "g1", "g2"})
+    assert cluster == Cluster("h", ("g1", "g2"), "g2") and cluster.gpu_node and not cluster.is_manager
+    assert cluster_of(inventory(hub=["h"], gpu_nodes=["h", "g"]), "h", {"h", "g"}).gpu_node
+    for groups, host, active, said in [
+        ({"hub": ["h1", "h2"], "gpu_nodes": ["g"]}, "g", {"h1", "h2", "g"}, "exactly one host"),
+        ({"gpu_nodes": ["g"]}, "g", {"g"}, "it has none"),
+        ({"hub": ["h"], "gpu_nodes": ["g"], "others": ["x"]}, "x", {"h", "g", "x"}, "neither the hub group"),
+        ({"hub": ["h"], "gpu_nodes": ["g"]}, "g", {"g"}, "not part of this run"),
+    ]:
+        with pytest.raises(InventoryError, match=said):
+            cluster_of(inventory(**groups), host, active)
+
+
+def test_live_restore_asked_for_in_a_cluster_is_refused_before_any_change():
+    _check_cluster("h", HubSettings(engine_live_restore=True), None)
+    _check_cluster("h", HubSettings(), MANAGER)  # the default gives way
+    with pytest.raises(InventoryError, match="engine_live_restore = True: Docker refuses swarm mode"):
+        _check_cluster("h", HubSettings(engine_live_restore=True), MANAGER)
+    assert not Target(HubSettings(), HostProfile(**UBUNTU_24), cluster=MANAGER).live_restore
+
+
+def test_the_hub_host_of_a_cluster_offers_gpu_profiles_but_runs_no_gpu_itself():
+    hub = Target(HubSettings(), HostProfile(**UBUNTU_24), TWO_GPUS, cluster=MANAGER)
+    assert hub.gpu_pool == () and hub.hands_out_gpus and any(p.gpu for p in hub.offered_profiles)
+    node = Target(HubSettings(), HostProfile(**UBUNTU_24), TWO_GPUS, cluster=NODE)
+    assert len(node.gpu_pool) == 2 and not node.runs_hub
+
+
+def test_swarm_resource_replaces_the_commented_default_or_goes_before_the_first_table():
+    default = ['#accept-nvidia-visible-devices-as-volume-mounts = false', '#swarm-resource = "DOCKER_RESOURCE_GPU"',
+               '', '[nvidia-container-cli]', 'ldconfig = "@/sbin/ldconfig"']
+    assert with_swarm_resource(default).splitlines() == [
+        default[0], 'swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"', '', *default[3:]]
+    assert with_swarm_resource(with_swarm_resource(default).splitlines()) is None
+    assert with_swarm_resource(["[nvidia-container-cli]", "x = 1"]).splitlines() == [
+        'swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"', "[nvidia-container-cli]", "x = 1"]
+    assert with_swarm_resource(None) == 'swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"\n'
+
+
+def toolkit_facts(daemon_json: dict | None, config_toml: list[str] | None):
+    return {
+        DebPackages: {name: ["1.17.8-1"] for name in PACKAGES + ["curl", "gnupg"]},
+        File: lambda path: {"mode": 644, "size": 1} if path in (KEYRING, SOURCES) else None,
+        Sha1File: lambda path: __import__("hashlib").sha1(f"deb [signed-by={KEYRING}] {REPO} /\n".encode()).hexdigest(),
+        Directory: lambda path: {"mode": 755} if path in ("/etc/apt/sources.list.d", "/etc/nvidia-container-runtime",
+                                                          "/etc/docker") else None,
+        PackageManagerState: {"busy": [], "interrupted": False},
+        TmpDir: "/tmp",
+        FileContents: lambda path: (json.dumps(daemon_json).splitlines() if daemon_json else None)
+        if path.endswith("daemon.json") else config_toml,
+    }
+
+
+def test_a_gpu_node_advertises_its_gpus_with_the_nvidia_runtime_as_default_and_restarts_once(monkeypatch):
+    runtime = {"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}}
+    node = Target(HubSettings(), HostProfile(**UBUNTU_24), TWO_GPUS, cluster=NODE)
+    planned = [(name.removeprefix("NVIDIA Container Toolkit | "), commands)
+               for name, commands in plan(monkeypatch, toolkit_facts(runtime, ['#swarm-resource = "X"']), ensure_toolkit, node)
+               if commands]
+    assert planned == [
+        ("Docker engine advertises its GPUs to the swarm, with the nvidia runtime as its default",
+         ["upload /etc/docker/daemon.json", "chmod 644 /etc/docker/daemon.json"]),
+        ("NVIDIA's runtime takes the GPUs that Swarm assigned", [f"upload {RUNTIME_CONFIG}", f"chmod 644 {RUNTIME_CONFIG}"]),
+        ("Restart the Docker engine for the nvidia runtime", ["systemctl restart docker"]),
+    ]
+    converged = {**runtime, "node-generic-resources": [f"NVIDIA-GPU={gpu.uuid}" for gpu in TWO_GPUS.gpus],
+                 "default-runtime": "nvidia"}
+    facts = toolkit_facts(converged, ['swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"'])
+    assert not any(commands for _, commands in plan(monkeypatch, facts, ensure_toolkit, node))
+
+
+def swarm_facts(swarm: dict, nodes: list | None = None, version: str = "20.10.24"):
+    return {SwarmState: swarm, SwarmNodes: nodes or [], DockerServerVersion: version}
+
+
+def test_the_hub_host_inits_the_swarm_once(monkeypatch):
+    hub = Target(HubSettings(), HostProfile(**UBUNTU_24, ipv4=("10.0.0.5",)), cluster=MANAGER)
+    planned = dict(plan(monkeypatch, swarm_facts({"LocalNodeState": "inactive"}), ensure_swarm, hub))
+    assert planned["Docker Swarm | Swarm managed here (the hub host)"] == ["docker swarm init --advertise-addr 10.0.0.5"]
+    managing = {"LocalNodeState": "active", "ControlAvailable": True, "NodeAddr": "10.0.0.5"}
+    assert not any(commands for _, commands in plan(monkeypatch, swarm_facts(managing), ensure_swarm, hub))
+    set_address = Target(HubSettings(swarm_advertise_address="192.168.7.1"), hub.profile, cluster=MANAGER)
+    assert "docker swarm init --advertise-addr 192.168.7.1" in dict(
+        plan(monkeypatch, swarm_facts({}), ensure_swarm, set_address))["Docker Swarm | Swarm managed here (the hub host)"]
+
+
+def test_a_gpu_node_joins_and_is_labelled_through_the_manager_then_nothing(monkeypatch):
+    node = Target(HubSettings(), HostProfile(**UBUNTU_24), TWO_GPUS, cluster=NODE)
+    # The manager's facts are asked of the manager: here the one planned host answers for both.
+    monkeypatch.setattr(Inventory, "get_host", lambda self, name, default=None: self.hosts["@local"])
+    planned = plan(monkeypatch, swarm_facts({"LocalNodeState": "inactive"}), ensure_swarm, node)
+    changes = {name: commands for name, commands in planned if commands}
+    # The join runs on the controller (the token read from the manager and handed on), never as a shell line.
+    assert list(changes) == ["Docker Swarm | Node in the hub host's swarm",
+                             "Docker Swarm | Node labelled with its GPUs, taking user servers"]
+    assert all(command.startswith("FunctionCommand(")
+               for commands in changes.values() for command in commands), changes
+    labelled = [{"id": "n1", "hostname": "gpu1", "state": "ready", "availability": "active", "labels": LABELS}]
+    assert not any(commands for _, commands in plan(monkeypatch, swarm_facts(ACTIVE_NODE, labelled), ensure_swarm, node))
+
+
+def test_nodes_gone_from_the_inventory_are_left_with_a_warning_or_drained_when_asked(monkeypatch):
+    gone = [{"id": "n9", "hostname": "old", "state": "ready", "availability": "active",
+             "labels": {"jupyterhub-gpu.inventory-name": "gpu9.lab"}},
+            {"id": "x", "hostname": "theirs", "state": "ready", "availability": "active", "labels": {}}]
+    managing = {"LocalNodeState": "active", "ControlAvailable": True, "NodeAddr": "10.0.0.5"}
+    profile = HostProfile(**UBUNTU_24, ipv4=("10.0.0.5",))
+    name = "Docker Swarm | Swarm nodes gone from the inventory"
+    left = dict(plan(monkeypatch, swarm_facts(managing, gone), ensure_swarm, Target(HubSettings(), profile, cluster=MANAGER)))
+    assert left[name] == []
+    drained = dict(plan(monkeypatch, swarm_facts(managing, gone), ensure_swarm,
+                        Target(HubSettings(swarm_remove_absent_nodes=True), profile, cluster=MANAGER)))[name]
+    assert drained[0] == "docker node update --availability drain n9" and drained[-1] == "docker node rm --force n9"
+    assert not any("theirs" in command or " x" in command for command in drained), "a node the deploy never labelled"
+
+
+def test_the_network_is_held_on_every_gpu_node_by_one_idle_global_service(monkeypatch):
+    hub = Target(HubSettings(), HostProfile(**UBUNTU_24), cluster=MANAGER)
+    planned = dict(plan(monkeypatch, {ServiceImage: None}, hold_network, hub, "jupyterhub-gpu/singleuser:1"))
+    (create,) = planned["Docker Swarm | Network jupyternet held on every GPU node"]
+    assert create.startswith("docker service create --detach --no-resolve-image --name jupyternet-hold --mode global "
+                             "--constraint node.labels.jupyterhub-gpu.user-servers==true --network jupyternet")
+    assert "--update-order start-first" in create and create.endswith("jupyterhub-gpu/singleuser:1 infinity")
+    assert dict(plan(monkeypatch, {ServiceImage: "jupyterhub-gpu/singleuser:0"}, hold_network, hub,
+                     "jupyterhub-gpu/singleuser:1"))["Docker Swarm | Network jupyternet held on every GPU node"] == [
+        "docker service update --detach --no-resolve-image --image jupyterhub-gpu/singleuser:1 jupyternet-hold"]
+    assert plan(monkeypatch, {ServiceImage: "jupyterhub-gpu/singleuser:1"}, hold_network, hub,
+                "jupyterhub-gpu/singleuser:1")[0][1] == []
+
+
+def named(*values):
+    return [{"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": value}} for value in values]
+
+
+def test_the_spawner_reads_a_tasks_gpus_address_and_why_it_waits():
+    # Docker 20.10 answers GenericResources, the API's documentation names AssignedGenericResources.
+    assert assigned_gpus({"GenericResources": named("GPU-a")}) == ["GPU-a"]
+    assert assigned_gpus({"AssignedGenericResources": named("GPU-b", "GPU-c")}) == ["GPU-b", "GPU-c"]
+    assert assigned_gpus({"GenericResources": [{"DiscreteResourceSpec": {"Kind": "other", "Value": 1}}]}) == []
+    ready = {"Spec": {"Labels": {"jupyterhub-gpu.user-servers": "true"}, "Availability": "active"},
+             "Status": {"State": "ready"}, "Description": {"Resources": {"GenericResources": named("GPU-a", "GPU-b")}}}
+    down = {**ready, "Status": {"State": "down"}}
+    drained = {**ready, "Spec": {**ready["Spec"], "Availability": "drain"}}
+    manager = {**ready, "Spec": {"Labels": {}, "Availability": "active"}}
+    assert serving_nodes([ready, down, drained, manager]) == [ready] and node_gpus(ready) == ["GPU-a", "GPU-b"]
+    attached = {"NetworksAttachments": [{"Network": {"Spec": {"Name": "ingress"}}, "Addresses": ["10.0.0.3/24"]},
+                                        {"Network": {"Spec": {"Name": "jupyternet"}}, "Addresses": ["10.0.1.7/24"]}]}
+    assert task_address(attached, "jupyternet") == "10.0.1.7" and task_address(attached, "other") is None
+    waiting = {"Status": {"State": "pending", "Err": "no suitable node (insufficient resources on 2 nodes)"}}
+    assert "insufficient resources" in unplaceable(waiting)
+    assert unplaceable({"Status": {"State": "pending", "Message": "pending task scheduling"}}) is None
+    assert unplaceable({"Status": {"State": "running"}}) is None
