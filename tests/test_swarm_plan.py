@@ -7,7 +7,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from pyinfra.api import Inventory
+from pyinfra.api import Inventory, OperationError
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory, File, FileContents, Sha1File
 from pyinfra.facts.server import TmpDir
@@ -26,7 +26,9 @@ from tests.test_nvidia_toolkit_plan import REPO, SOURCES, TWO_GPUS, UBUNTU_24
 
 MANAGER = Cluster(manager="hub.lab", nodes=("gpu1.lab", "gpu2.lab"), this_host="hub.lab")
 NODE = Cluster(manager="hub.lab", nodes=("@local",), this_host="@local")
-ACTIVE_NODE = {"LocalNodeState": "active", "NodeID": "n1", "RemoteManagers": [{"Addr": "10.0.0.5:2377"}]}
+# (The one planned host answers for the node and for the manager: the manager's address, 10.0.0.5, is its own.)
+ACTIVE_NODE = {"LocalNodeState": "active", "NodeID": "n1", "NodeAddr": "10.0.0.5",
+               "RemoteManagers": [{"Addr": "10.0.0.5:2377"}]}
 LABELS = {"jupyterhub-gpu.user-servers": "true", "jupyterhub-gpu.inventory-name": "@local",
           "jupyterhub-gpu.gpu-count": "2", "jupyterhub-gpu.gpu-model": "RTX A6000"}
 
@@ -137,6 +139,9 @@ def test_a_gpu_node_joins_and_is_labelled_through_the_manager_then_nothing(monke
                for commands in changes.values() for command in commands), changes
     labelled = [{"id": "n1", "hostname": "gpu1", "state": "ready", "availability": "active", "labels": LABELS}]
     assert not any(commands for _, commands in plan(monkeypatch, swarm_facts(ACTIVE_NODE, labelled), ensure_swarm, node))
+    elsewhere = {**ACTIVE_NODE, "RemoteManagers": [{"Addr": "192.168.9.9:2377"}]}
+    with pytest.raises(OperationError, match="a node of another swarm .*192.168.9.9:2377.*docker swarm leave"):
+        plan(monkeypatch, swarm_facts(elsewhere, labelled), ensure_swarm, node)
 
 
 def test_nodes_gone_from_the_inventory_are_left_with_a_warning_or_drained_when_asked(monkeypatch):

@@ -117,8 +117,12 @@ def swarm_joined(manager_name: str):
     with a token read from the manager just then."""
     swarm = host.get_fact(SwarmState)
     if _active(swarm):
-        managers = ", ".join(m.get("Addr", "?") for m in swarm.get("RemoteManagers") or [])
-        host.noop(f"this host is a node of the swarm managed at {managers}")
+        managers = [m.get("Addr", "?") for m in swarm.get("RemoteManagers") or []]
+        ours = host.state.inventory.get_host(manager_name).get_fact(SwarmState).get("NodeAddr")
+        if ours not in {address.rsplit(":", 1)[0] for address in managers}:
+            raise OperationError(f"this host is a node of another swarm (managers: {', '.join(managers)}), not of "
+                                 f"the hub host {manager_name}'s; make it leave (`docker swarm leave`) and deploy again")
+        host.noop(f"this host is a node of the swarm managed at {', '.join(managers)}")
         return
     yield FunctionCommand(_join, (manager_name,), {})
 

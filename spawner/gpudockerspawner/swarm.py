@@ -101,8 +101,9 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     def get_env(self):
         env = super().get_env()
         if self._wants_gpu_now:
-            # Swarm's own variable names the task's GPUs (NVIDIA's runtime reads it through swarm-resource, the
-            # image's entry point narrows CUDA to it); an image's NVIDIA_VISIBLE_DEVICES=all must not widen it.
+            # Swarm's own variable names the task's GPUs: NVIDIA's runtime reads it in place of NVIDIA_VISIBLE_DEVICES
+            # (swarm-resource), and the image's entry point narrows CUDA to it. The hub, which cannot know them
+            # before Swarm has placed the task, names none.
             env.pop("NVIDIA_VISIBLE_DEVICES", None)
             env.pop("CUDA_VISIBLE_DEVICES", None)
         else:
