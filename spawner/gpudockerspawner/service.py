@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import signal
 import sys
 from urllib.parse import urlsplit
 
@@ -111,6 +112,10 @@ def main() -> None:
     # Reached by name (a proxy in another container): listen on the container's addresses.
     address = url.hostname if url.hostname in ("127.0.0.1", "localhost") else ""
     make_app().listen(url.port or PORT, address=address)
+    # The hub stops its services with SIGINT, then SIGTERM: both end this one at once, also where whoever
+    # started the hub left SIGINT ignored (as a shell does for a job it runs in the background).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     IOLoop.current().start()
 
 
