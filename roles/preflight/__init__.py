@@ -32,7 +32,8 @@ def check() -> Target:
     _check_gpus(host.name, settings, gpus)
     target = Target(settings=settings, profile=profile, gpus=gpus, oauth_endpoints=_oauth_endpoints(host.name, settings),
                     cluster=cluster)
-    _check_tls(host.name, target)
+    if target.runs_hub:  # a cluster's GPU nodes serve no TLS
+        _check_tls(host.name, target)
     return target
 
 

@@ -351,10 +351,7 @@ class GPUDockerSpawner(DockerSpawner):
                 + "; try again later, or start a CPU-only server."
             )
             if self.on_exhausted == "refuse":
-                error = HTTPError(503, log_message=message)
-                error.jupyterhub_message = message
-                error.jupyterhub_html_message = html.escape(message)
-                raise error
+                raise refusal(message)
             self.log.warning("%s: %s Starting it CPU-only.", self.owner, message)
             return
         self.assigned_gpus = chosen
@@ -378,6 +375,14 @@ class GPUDockerSpawner(DockerSpawner):
             self.log.info("%s: removing container created with GPUs %r", self.owner, created_with)
             await self.remove_object()
             self.object_id = ""
+
+
+def refusal(message: str) -> HTTPError:
+    """A spawn refused with ``message``, which the spawn page shows the user as it is."""
+    error = HTTPError(503, log_message=message)
+    error.jupyterhub_message = message
+    error.jupyterhub_html_message = html.escape(message)
+    return error
 
 
 def _image_choice(spawner: GPUDockerSpawner) -> str:

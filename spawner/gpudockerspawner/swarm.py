@@ -4,18 +4,16 @@ handing out the GPUs (generic resources) instead of the hub's own pool."""
 from __future__ import annotations
 
 import asyncio
-import html
 import time
 
 from docker.errors import NotFound
 from docker.types import ContainerSpec, DriverConfig, EndpointSpec, Mount, Placement, Resources, RestartPolicy, TaskTemplate
 from dockerspawner import SwarmSpawner
-from tornado.web import HTTPError
 from traitlets import Bool, Float, Unicode
 
 from gpudockerspawner.placement import (GPU_RESOURCE, NO_RESOURCES, SERVERS_LABEL, assigned_gpus, node_gpus,
                                         serving_nodes, task_address, unplaceable)
-from gpudockerspawner.spawner import OWNER_LABEL, POOL_LABEL, GPUDockerSpawner
+from gpudockerspawner.spawner import OWNER_LABEL, POOL_LABEL, GPUDockerSpawner, refusal
 
 # What Docker before 23.0 says of a task holding a generic resource whenever the task's node changes (its swarmkit's
 # constraint enforcer tests the resource backwards, moby/moby#44378); a node changes when it first runs a task on
@@ -192,9 +190,9 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             if reason:
                 await self.remove_object()
                 if self._on_home_node():
-                    raise self._refusal("The GPU node that holds your files is not taking servers now (it is down "
+                    raise refusal("The GPU node that holds your files is not taking servers now (it is down "
                                         "or drained); try again later.")
-                raise self._refusal(f"No node can take your server now ({reason}); try again later.")
+                raise refusal(f"No node can take your server now ({reason}); try again later.")
             if state == "running":
                 break
             if state in ENDED:
@@ -233,7 +231,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         if self.on_exhausted == "refuse":
             self.log.info("%s: %s (Swarm: %s)", self.owner, message, reason)
             await self.remove_object()
-            raise self._refusal(message)
+            raise refusal(message)
         self.log.warning("%s: %s Starting it CPU-only.", self.owner, message)
         self._wants_gpu_now = False
         await self._new_service()
@@ -244,13 +242,6 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         while await self.get_object() is not None:
             await asyncio.sleep(0.2)
         self.object_id = (await self.create_object())[self.object_id_key]
-
-    @staticmethod
-    def _refusal(message: str) -> HTTPError:
-        error = HTTPError(503, log_message=message)
-        error.jupyterhub_message = message
-        error.jupyterhub_html_message = html.escape(message)
-        return error
 
     async def poll(self):
         """Stopped once its task was told to stop or ended, or its node is down (the task then only looks running).
