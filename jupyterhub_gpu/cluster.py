@@ -44,5 +44,5 @@ def cluster_of(inventory, host_name: str, active: set[str]) -> Cluster | None:
         problem = (f"the hub host {hubs[0]} is not part of this run (--limit?): GPU nodes join its swarm and are "
                    "labelled through it, so every run that includes them includes it")
     if problem:
-        raise InventoryError(f"invalid inventory for host {host_name} (nothing was changed):\n  {problem}")
+        raise InventoryError.for_host(host_name, problem)
     return Cluster(manager=hubs[0], nodes=nodes, this_host=host_name)

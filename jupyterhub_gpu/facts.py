@@ -42,6 +42,8 @@ if command -v docker >/dev/null 2>&1; then
   echo "docker_os=$(docker info --format '{{.OperatingSystem}}' 2>/dev/null)"
   echo "compose=$(docker compose version --short 2>/dev/null)"
 fi
+# The engine the distribution would install, where apt has read its lists.
+echo "docker_io_candidate=$(apt-cache policy docker.io 2>/dev/null | awk '/Candidate:/ {print $2}')"
 if command -v ip >/dev/null 2>&1; then
   ip -4 -o addr show 2>/dev/null | awk '{print "ipv4=" $2 " " $4}'
 fi
@@ -78,6 +80,7 @@ class HostProfile:
     docker_server: str = ""
     docker_os: str = ""
     compose: str = ""
+    docker_io_candidate: str = ""
     ipv4: tuple[str, ...] = ()
     apt_mirrors: tuple[str, ...] = ()
     ca_bundle_sha256: str = ""
@@ -121,6 +124,39 @@ def _first_uri(source_line: str) -> str | None:
         if word.startswith(("http://", "https://")):
             return word.rstrip("/")
     return None
+
+
+@dataclass(frozen=True)
+class Login:
+    user: str
+    uid: int
+    # Whether the host has sudo, and whether it lets this user become root without a password.
+    sudo: bool
+    sudo_without_password: bool
+
+
+class LoginUser(FactBase):
+    """Who the deploy logs in as, gathered as that user (never through sudo)."""
+
+    def command(self) -> str:
+        return ('echo "$(id -un) $(id -u) $(command -v sudo >/dev/null 2>&1 && echo 1 || echo 0) '
+                '$(sudo -n true >/dev/null 2>&1 && echo 1 || echo 0)"')
+
+    def process(self, output) -> Login:
+        user, uid, sudo, without_password = "".join(output).split()
+        return Login(user, int(uid), sudo == "1", without_password == "1")
+
+
+class EffectiveUid(FactBase):
+    """The uid the deploy's commands run as (with sudo where the inventory says so), or None where they cannot
+    run at all (sudo refused)."""
+
+    def command(self) -> str:
+        return "id -u"
+
+    def process(self, output):
+        uid = "".join(output).strip()
+        return int(uid) if uid.isdigit() else None
 
 
 class TargetProfile(FactBase):

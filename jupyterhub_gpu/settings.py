@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 # The spawner's own GPU id grammar, so that the deploy and the hub read ids alike.
 from gpudockerspawner.pool import PoolError, parse_gpu_ids
+from pyinfra.api.exceptions import PyinfraError
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -805,8 +806,15 @@ class HubSettings(BaseModel):
         return paths
 
 
-class InventoryError(ValueError):
-    """Inventory data that cannot be deployed; raised before any change."""
+class InventoryError(PyinfraError, ValueError):
+    """Inventory data that cannot be deployed; raised before any change. A pyinfra error, so that pyinfra's
+    command line prints the message alone, with no traceback before it."""
+
+    @classmethod
+    def for_host(cls, host_name: str, *problems: str) -> InventoryError:
+        """The refusal for ``host_name``, one problem (key, value, what is allowed) a line."""
+        return cls(f"invalid inventory data for host {host_name} (nothing was changed):\n"
+                   + "\n".join(f"  {problem}" for problem in problems))
 
 
 def _is_own_key(key: str) -> bool:
@@ -826,16 +834,14 @@ def from_host_data(host_name: str, data: dict) -> HubSettings:
             if item["type"] == "extra_forbidden":
                 close = difflib.get_close_matches(top, HubSettings.model_fields, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else "; see the settings table in README.md"
-                problems.append(f"  {key}: unknown setting{hint}")
+                problems.append(f"{key}: unknown setting{hint}")
                 continue
             message = item["msg"].removeprefix("Value error, ")
             if not item["loc"]:  # a rule across settings
-                problems.append(f"  {message}")
+                problems.append(message)
                 continue
-            problems.append(f"  {key} = {own.get(top)!r}: {message}")
-        raise InventoryError(
-            f"invalid inventory data for host {host_name} (nothing was changed):\n" + "\n".join(problems)
-        ) from None
+            problems.append(f"{key} = {own.get(top)!r}: {message}")
+        raise InventoryError.for_host(host_name, *problems) from None
 
 
 def settings_table() -> str:

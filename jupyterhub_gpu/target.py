@@ -10,6 +10,9 @@ from jupyterhub_gpu.cluster import Cluster
 from jupyterhub_gpu.facts import GPUInventory, HostProfile
 from jupyterhub_gpu.settings import HubSettings
 
+# The Docker engine each release's docker.io package brings, where apt cannot say before it has read its lists.
+DISTRO_ENGINES = {("debian", "11"): "20.10", ("debian", "12"): "20.10", ("debian", "13"): "26.1",
+                  ("ubuntu", "22.04"): "24.0", ("ubuntu", "24.04"): "24.0"}
 # The distribution's own archive, for the debootstrap fallback when apt sources name none.
 DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://archive.ubuntu.com/ubuntu"}
 
@@ -58,6 +61,22 @@ class Target:
     def offered_profiles(self) -> tuple:
         """The image profiles this host offers: GPU ones only where it has GPUs to hand out."""
         return tuple(profile for profile in self.settings.image_profiles if not profile.gpu or self.hands_out_gpus)
+
+    @property
+    def engine_major(self) -> int:
+        """The major version of the Docker engine the hub runs on: the one that answers, else the one the deploy
+        installs (Docker's own packages are 25 or newer; the distribution's are as apt or DISTRO_ENGINES say)."""
+        profile = self.profile
+        if profile.docker_server:
+            version = profile.docker_server
+        elif self.settings.engine_source == "docker-ce":
+            return 25
+        elif profile.docker_io_candidate and profile.docker_io_candidate != "(none)":
+            version = profile.docker_io_candidate.split(":")[-1]
+        else:
+            version = DISTRO_ENGINES.get((profile.os_id, profile.os_version), "0")
+        major = version.split(".")[0]
+        return int(major) if major.isdigit() else 0
 
     @property
     def install_dir(self) -> PurePosixPath:

@@ -21,7 +21,7 @@ import textwrap
 import threading
 from pathlib import Path
 
-from testbed import STATE
+from testbed import STATE, machine_lock
 from testbed.nvidia import HOOK_NAME, STUB
 
 VERSION = "1.17.8-1"
@@ -141,7 +141,8 @@ class Repository:
     def __init__(self, address: str):
         # Named by what it holds, so that a changed stand-in is built anew rather than served stale.
         content = hashlib.sha256(repr(sorted(PACKAGES.items())).encode()).hexdigest()[:12]
-        directory = build(STATE / f"aptrepo-{content}")
+        with machine_lock("aptrepo"):
+            directory = build(STATE / f"aptrepo-{content}")
         handler = functools.partial(_QuietHandler, directory=str(directory))
         self.server = http.server.ThreadingHTTPServer((address, 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

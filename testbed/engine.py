@@ -14,7 +14,7 @@ import docker
 import requests
 from docker.types import DeviceRequest
 
-from testbed import STATE
+from testbed import STATE, machine_lock
 from testbed.images import ensure_base
 from testbed.nvidia import stub_dir
 
@@ -30,11 +30,12 @@ def client() -> docker.DockerClient:
     """
     # A fixed API version: negotiating one needs an engine that already answers. 1.41 is Debian 12's.
     engine = docker.from_env(version="1.41", timeout=600)
-    if not _answers(engine):
-        _start_dockerd(engine)
-    if not _runs_gpu_requests(engine, ensure_base(engine)):
-        _stop_dockerd(engine)
-        _start_dockerd(engine)
+    with machine_lock("engine"):
+        if not _answers(engine):
+            _start_dockerd(engine)
+        if not _runs_gpu_requests(engine, ensure_base(engine)):
+            _stop_dockerd(engine)
+            _start_dockerd(engine)
     return engine
 
 

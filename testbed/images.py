@@ -13,10 +13,12 @@ from pathlib import Path
 import docker
 
 from roles.images import jupyterhub_pin
-from testbed import wsl
+from testbed import machine_lock, wsl
 from testbed.nvidia import FAKE_NVIDIA_SMI
 
 BASE = "jupyterhub-gpu-testbed/debian:bookworm"
+# Debian 13, for targets that run its systemd 257 and Docker 26.
+TRIXIE_BASE = "jupyterhub-gpu-testbed/debian:trixie"
 MIRROR = "http://deb.debian.org/debian"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -49,22 +51,55 @@ TARGET_DOCKERFILE = SSH_HOST_DOCKERFILE.replace(
     SSHD_ONLY, 'COPY testbed-sysv-init /sbin/testbed-sysv-init\nEXPOSE 22\nCMD ["/sbin/testbed-sysv-init"]\n')
 
 
-def ensure_base(engine: docker.DockerClient) -> str:
-    """Debian 12 minbase from the mirror, imported as BASE (about 25 s, once per machine)."""
-    try:
-        engine.images.get(BASE)
-        return BASE
-    except docker.errors.ImageNotFound:
-        pass
+def ensure_base(engine: docker.DockerClient, suite: str = "bookworm") -> str:
+    """Debian minbase of ``suite`` from the mirror, imported as jupyterhub-gpu-testbed/debian:<suite> (about
+    25 s for bookworm, 40 s for trixie; once per machine)."""
+    tag = f"{BASE.rsplit(':', 1)[0]}:{suite}"
+    with machine_lock(f"base-{suite}"):
+        try:
+            engine.images.get(tag)
+            return tag
+        except docker.errors.ImageNotFound:
+            _debootstrapped(suite, tag)
+    return tag
+
+
+def _debootstrapped(suite: str, tag: str) -> None:
     with tempfile.TemporaryDirectory(prefix="jupyterhub-gpu-testbed-rootfs-", dir="/var/tmp") as root:
-        subprocess.run(["debootstrap", "--variant=minbase", "bookworm", root, MIRROR],
+        subprocess.run(["debootstrap", "--variant=minbase", suite, root, MIRROR],
                        check=True, stdout=subprocess.DEVNULL)
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "import", "-", BASE], stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["docker", "import", "-", tag], stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
         if tar.wait() != 0:
             raise RuntimeError("tar of the debootstrapped root failed")
-    return BASE
 
+
+# A host booted by systemd, as every Ubuntu and Debian server (and WSL2's Ubuntu) is: systemd is PID 1 and stops
+# on SIGRTMIN+3, as `docker stop` then sends. Besides root, it has the accounts people reach servers with:
+# `ops` (sudo without a password, as a cloud image's default user), `opspw` (sudo asks for SUDO_PASSWORD) and
+# `nosudo` (no sudo rights at all, though sudo asks for its password, the same). sshd takes the test bed's key for
+# every account from one root-owned file.
+# systemd-modules-load fails in a container (no modules to load there), which would leave the system
+# "degraded"; a real host has it.
+SUDO_PASSWORD = "testbed-sudo-password"
+SYSTEMD_TARGET_DOCKERFILE = """FROM {base}
+RUN apt-get update \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
+      systemd systemd-sysv dbus openssh-server sudo iproute2 procps ca-certificates \\
+ && rm -rf /var/lib/apt/lists/* \\
+ && systemctl enable ssh && systemctl mask systemd-modules-load.service \\
+ && printf 'LogLevel VERBOSE\\nAuthorizedKeysFile .ssh/authorized_keys /etc/ssh/testbed_authorized_keys\\n' \\
+      > /etc/ssh/sshd_config.d/testbed.conf \\
+ && useradd --create-home --shell /bin/bash ops && echo 'ops ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/ops \\
+ && useradd --create-home --shell /bin/bash opspw && echo 'opspw:{password}' | chpasswd \\
+ && echo 'opspw ALL=(ALL) ALL' > /etc/sudoers.d/opspw \\
+ && useradd --create-home --shell /bin/bash nosudo && echo 'nosudo:{password}' | chpasswd
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+{extra}ENV container=docker
+STOPSIGNAL SIGRTMIN+3
+EXPOSE 22
+CMD ["/sbin/init"]
+"""
 
 # A GPU host before the deploy: the NVIDIA driver is there (its nvidia-smi reports two stand-in GPUs),
 # the container toolkit is not: the deploy installs it from the test bed's apt repository.
@@ -90,9 +125,21 @@ CMD ["jupyterhub-singleuser"]
 WSL_TARGET_DOCKERFILE = SSH_HOST_DOCKERFILE.replace(SSHD_ONLY, wsl.DOCKERFILE_ADDITIONS)
 
 
-def ensure_target_image(engine: docker.DockerClient, gpus: bool = False, wsl_host: bool = False) -> str:
+def ensure_target_image(engine: docker.DockerClient, gpus: bool = False, wsl_host: bool = False,
+                        systemd_suite: str | None = None) -> str:
     """A fresh Debian 12 host with sshd; with ``gpus``, a driver's nvidia-smi reporting stand-in GPUs; with
-    ``wsl_host``, a WSL2 distribution (with GPUs) whose Windows and WSL are stand-ins."""
+    ``wsl_host``, a WSL2 distribution (with GPUs) whose Windows and WSL are stand-ins; with ``systemd_suite``, a
+    host of that Debian release booted by systemd."""
+    if systemd_suite:
+        if wsl_host:  # WSL2 with [boot] systemd=true, as Ubuntu's distribution ships: WSL's init starts systemd
+            extra, files, kind = wsl.SYSTEMD_DOCKERFILE_ADDITIONS, {"nvidia-smi": FAKE_NVIDIA_SMI, **wsl.SYSTEMD_FILES}, "-wsl"
+        elif gpus:
+            extra, files, kind = "COPY nvidia-smi /usr/bin/nvidia-smi\n", {"nvidia-smi": FAKE_NVIDIA_SMI}, "-gpu"
+        else:
+            extra, files, kind = "", None, ""
+        dockerfile = SYSTEMD_TARGET_DOCKERFILE.format(base=ensure_base(engine, systemd_suite), password=SUDO_PASSWORD,
+                                                      extra=extra)
+        return _built(engine, f"jupyterhub-gpu-testbed/{systemd_suite}-systemd{kind}-target", dockerfile, files)
     if wsl_host:
         return _built(engine, "jupyterhub-gpu-testbed/wsl-target", WSL_TARGET_DOCKERFILE,
                       {"nvidia-smi": FAKE_NVIDIA_SMI, **wsl.FILES})
@@ -114,11 +161,15 @@ def _built(engine: docker.DockerClient, name: str, dockerfile: str, extra: dict[
     files = {"Dockerfile": dockerfile.encode(), "ca-certificates.crt": HOST_CA_BUNDLE.read_bytes()}
     files.update({filename: text.encode() for filename, text in (extra or {}).items()})
     tag = f"{name}:" + hashlib.sha256(b"\0".join(files.values())).hexdigest()[:12]
-    try:
-        engine.images.get(tag)
-        return tag
-    except docker.errors.ImageNotFound:
-        pass
+    with machine_lock(f"image-{name.rsplit('/', 1)[-1]}"):
+        try:
+            engine.images.get(tag)
+        except docker.errors.ImageNotFound:
+            _build(engine, tag, files)
+    return tag
+
+
+def _build(engine: docker.DockerClient, tag: str, files: dict[str, bytes]) -> None:
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as archive:
         for filename, data in files.items():
@@ -128,4 +179,3 @@ def _built(engine: docker.DockerClient, name: str, dockerfile: str, extra: dict[
             archive.addfile(info, io.BytesIO(data))
     context.seek(0)
     engine.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
-    return tag

@@ -20,7 +20,7 @@ from testbed.deploy import DeployRun, run_deploy
 from testbed.hub import HubClient
 from testbed import STATE
 from testbed.aptrepo import Repository
-from testbed.targets import TargetHost, bridge_gateway, remove_targets, start_targets, write_inventory_file
+from testbed.targets import HostKind, TargetHost, bridge_gateway, remove_targets, start_targets, write_inventory_file
 
 INSTALL_DIR = "/opt/jupyterhub-gpu"
 TEST_TOKEN_SCOPES = ["admin:users", "admin:groups", "admin:servers", "admin:server_state", "access:servers",
@@ -91,11 +91,11 @@ class Deployment:
 
 
 def start(count: int, data: dict | None = None, prefix: str = "smoke", repository: Repository | None = None,
-          wsl_host: bool = False) -> Deployment:
+          wsl_host: bool = False, kinds: list[HostKind] | None = None) -> Deployment:
     """Fresh targets; with an NVIDIA ``repository``, GPU hosts that install the toolkit from it; with
-    ``wsl_host``, WSL2 stand-ins."""
+    ``wsl_host``, WSL2 stand-ins; ``kinds``, one per target, says what each is (testbed.targets.HostKind)."""
     engine = testbed_engine.client()
-    targets = start_targets(engine, count, prefix=prefix, gpus=repository is not None, wsl_host=wsl_host)
+    targets = start_targets(engine, count, prefix=prefix, gpus=repository is not None, wsl_host=wsl_host, kinds=kinds)
     for target in targets:
         target.data.update({**repository.inventory_data(), "image_profiles": GPU_TEST_PROFILES} if repository else {})
         target.data.update(data or {})

@@ -12,10 +12,40 @@ from pathlib import Path
 
 import docker
 
-from testbed import STATE
-from testbed.images import ensure_target_image
+from testbed import RUN, STATE
+from testbed.images import SUDO_PASSWORD, ensure_target_image
 
 LABEL = "jupyterhub-gpu-testbed"
+
+
+@dataclass(frozen=True)
+class HostKind:
+    """What a target is: its Debian release, what boots it, and whom the deploy logs in as."""
+
+    # "bookworm" (Debian 12, Docker 20.10) or "trixie" (Debian 13, Docker 26); trixie boots systemd only.
+    suite: str = "bookworm"
+    # "sysv": runlevel 2's start scripts, as Debian without systemd boots; "systemd": systemd as PID 1.
+    init: str = "sysv"
+    # "root"; "ops": sudo without a password; "opspw": sudo asks for a password (pyinfra's _sudo_password);
+    # "nosudo": no sudo rights (systemd targets only).
+    ssh_user: str = "root"
+
+    def inventory_data(self) -> dict:
+        """How pyinfra reaches such a host: as root, or as a user who becomes root with sudo."""
+        if self.ssh_user == "root":
+            return {}
+        data = {"ssh_user": self.ssh_user, "_sudo": True}
+        if self.ssh_user == "opspw":
+            data["_sudo_password"] = SUDO_PASSWORD
+        return data
+
+    def __str__(self) -> str:
+        return f"Debian {'13' if self.suite == 'trixie' else '12'} ({self.init}, as {self.ssh_user})"
+
+
+SYSV = HostKind()
+# Where most people are: a current Debian with systemd and Docker 26, reached as a user with sudo.
+SYSTEMD_SUDO = HostKind("trixie", "systemd", "ops")
 
 
 @dataclass
@@ -26,6 +56,7 @@ class TargetHost:
     data: dict = field(default_factory=dict)
     # Inventory groups beside "targets": a cluster's "hub" or "gpu_nodes".
     groups: list[str] = field(default_factory=list)
+    kind: HostKind = SYSV
 
     def inventory_entry(self, ssh_key: Path) -> dict:
         return {"name": self.address, "ssh_key": str(ssh_key), "data": self.data, "groups": self.groups}
@@ -41,21 +72,26 @@ def ssh_key() -> Path:
 
 
 def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target", gpus: bool = False,
-                  wsl_host: bool = False) -> list[TargetHost]:
-    """Start ``count`` fresh hosts that can run their own Docker engine (see tests/testbed/README.md);
-    with ``gpus``, hosts whose driver reports two stand-in GPUs; with ``wsl_host``, WSL2 stand-ins (with GPUs)."""
-    image = ensure_target_image(engine, gpus=gpus, wsl_host=wsl_host)
-    # /run is a tmpfs, emptied at each start as on any host that boots (pid files, sockets and locks go).
-    boot = ["--tmpfs", "/run:rw,exec,size=256m"]
+                  wsl_host: bool = False, kinds: list[HostKind] | None = None) -> list[TargetHost]:
+    """Start ``count`` fresh hosts that can run their own Docker engine (see testbed/README.md);
+    with ``gpus``, hosts whose driver reports two stand-in GPUs; with ``wsl_host``, WSL2 stand-ins (with GPUs);
+    ``kinds``, one per host, says what each is (default: Debian 12 booted by SysV init, reached as root)."""
+    kinds = kinds or [SYSV] * count
     public_key = ssh_key().with_suffix(".pub")
     run = uuid.uuid4().hex[:6]
     hosts = []
-    for index in range(count):
+    for index, kind in enumerate(kinds):
+        systemd = kind.init == "systemd"
+        image = ensure_target_image(engine, gpus=gpus, wsl_host=wsl_host, systemd_suite=kind.suite if systemd else None)
+        # /run is a tmpfs, emptied at each start as on any host that boots (pid files, sockets and locks go).
+        boot = ["--tmpfs", "/run:rw,exec,size=256m"]
+        if systemd:
+            boot += ["--tmpfs", "/run/lock", "--volume", f"{public_key}:/etc/ssh/testbed_authorized_keys:ro"]
         name = f"{LABEL}-{prefix}{index}-{run}"
         # The docker CLI, not docker-py: `systempaths=unconfined` is a CLI-side option.
         container_id = subprocess.run(
             ["docker", "run", "--detach", "--name", name, "--hostname", f"{prefix}{index}",
-             "--label", f"{LABEL}={run}",
+             "--label", f"{LABEL}={run}", "--label", f"{LABEL}.run={RUN}",
              "--cap-add=ALL", "--cap-drop=SYS_RESOURCE",
              "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
              "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
@@ -69,7 +105,8 @@ def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target
         container = engine.containers.get(container_id)
         container.reload()
         address = container.attrs["NetworkSettings"]["IPAddress"]
-        hosts.append(TargetHost(name=name, address=address, container_id=container.id))
+        hosts.append(TargetHost(name=name, address=address, container_id=container.id, data=kind.inventory_data(),
+                                kind=kind))
     for target in hosts:
         wait_for_port(target.address, 22)
     return hosts
@@ -106,8 +143,9 @@ def remove_targets(engine: docker.DockerClient, targets: list[TargetHost]) -> No
 
 
 def remove_all(engine: docker.DockerClient) -> int:
-    """Remove every test bed target left behind by an interrupted run."""
-    leftovers = engine.containers.list(all=True, filters={"label": LABEL})
+    """Remove every test bed target left behind by an interrupted run (not this run's: its workers share it)."""
+    leftovers = [container for container in engine.containers.list(all=True, filters={"label": LABEL})
+                 if container.labels.get(f"{LABEL}.run") != RUN]
     for container in leftovers:
         container.remove(force=True, v=True)
     return len(leftovers)

@@ -121,8 +121,25 @@ COPY testbed-wsl-init /usr/local/sbin/testbed-wsl-init
 CMD ["/usr/local/sbin/testbed-wsl-init"]
 """
 
+# WSL2 with systemd (`[boot] systemd=true`, as Ubuntu's distribution ships): WSL's init starts systemd as PID 1,
+# which makes /run/WSL at each boot here; the rest is as above.
+WSL_SYSTEMD_CONF = "[boot]\nsystemd=true\n"
+SYSTEMD_DOCKERFILE_ADDITIONS = f"""RUN apt-get update \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \\
+ && rm -rf /var/lib/apt/lists/* \\
+ && mkdir -p /usr/lib/wsl/lib /mnt/c/Windows/System32 /mnt/c/testbed /mnt/c/Users/ann \\
+ && printf 'WSL_DISTRO_NAME={DISTRIBUTION}\\n' >> /etc/environment \\
+ && printf 'd /run/WSL 0755 root root -\\n' > /etc/tmpfiles.d/testbed-wsl.conf
+COPY nvidia-smi /usr/lib/wsl/lib/nvidia-smi
+COPY cmd.exe whoami.exe schtasks.exe wsl.exe /mnt/c/Windows/System32/
+COPY wslpath /usr/bin/wslpath
+COPY wsl.conf /etc/wsl.conf
+"""
+
 FILES = {"cmd.exe": CMD_EXE, "whoami.exe": WHOAMI_EXE, "schtasks.exe": SCHTASKS_EXE, "wsl.exe": WSL_EXE,
          "wslpath": WSLPATH, "wsl.conf": WSL_CONF, "testbed-wsl-init": INIT}
+SYSTEMD_FILES = {**{name: text for name, text in FILES.items() if name != "testbed-wsl-init"},
+                 "wsl.conf": WSL_SYSTEMD_CONF}
 
 
 def calls(read) -> list[dict]:

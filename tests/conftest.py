@@ -8,7 +8,7 @@ from testbed import engine as testbed_engine
 from testbed import smoke
 from testbed.aptrepo import Repository
 from testbed.browser import Browser
-from testbed.targets import bridge_gateway, remove_all, remove_targets, start_targets
+from testbed.targets import SYSTEMD_SUDO, SYSV, bridge_gateway, remove_all, remove_targets, start_targets
 
 
 @pytest.fixture(scope="session")
@@ -28,10 +28,14 @@ def nvidia_repository(engine):
 
 @pytest.fixture(scope="session")
 def deployment(engine, nvidia_repository):
-    """Two fresh GPU hosts (stand-in driver) with the hub deployed by the CI smoke path: deployed, then
-    deployed again. The first deploy installs the toolkit from the stand-in repository."""
-    with smoke.deployed(smoke.start(2, prefix="hub", repository=nvidia_repository,
-                                    data={"sudo_groups": ["sudoers"], "http_port": 80, "hsts_max_age": 600})) as deployment:
+    """Two fresh GPU hosts (stand-in driver) of the kinds people have, with the hub deployed by the CI smoke path:
+    deployed, then deployed again. Target 0 is Debian 12 booted by SysV init (Docker 20.10), reached as root;
+    target 1 is Debian 13 booted by systemd (Docker 26), reached as a user with sudo. The first deploy installs
+    the toolkit from the stand-in repository. Both build their images from Debian 12 (base_image), so that they
+    share the test bed's image builds."""
+    with smoke.deployed(smoke.start(2, prefix="hub", repository=nvidia_repository, kinds=[SYSV, SYSTEMD_SUDO],
+                                    data={"sudo_groups": ["sudoers"], "http_port": 80, "hsts_max_age": 600,
+                                          "base_image": "debian:bookworm-slim"})) as deployment:
         yield deployment
 
 
@@ -47,6 +51,18 @@ def fresh_gpu_target(engine):
     (target,) = start_targets(engine, 1, prefix="freshgpu", gpus=True)
     yield target
     remove_targets(engine, [target])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Scenarios side by side (bin/test runs pytest-xdist with --dist loadgroup): a slow module's tests stay
+    together on one worker, and so do all that share the main deployment, which is made once per worker that
+    needs it. Fast tests go to whichever worker is free."""
+    for item in items:
+        if "deployment" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("main deployment"))
+        elif item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -75,3 +91,17 @@ def browsers(request):
             path = browser.screenshot(f"{request.node.name}-{index}")
             print(f"screenshot of the last page: {path}")
         browser.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Each test file's time (setup, call and teardown summed), slowest first, so that the next slow one shows."""
+    seconds: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) and getattr(report, "nodeid", ""):
+                path = report.nodeid.split("::", 1)[0]
+                seconds[path] = seconds.get(path, 0.0) + report.duration
+    if seconds:
+        terminalreporter.section("seconds by test file")
+        for path, total in sorted(seconds.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{total:8.1f} s  {path}")

@@ -4,7 +4,8 @@ import pytest
 
 from testbed.acme import throwaway_ca
 from testbed.deploy import run_deploy
-from testbed.targets import remove_targets, start_targets, write_inventory_file
+from testbed.images import SUDO_PASSWORD
+from testbed.targets import HostKind, remove_targets, start_targets, write_inventory_file
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,36 @@ def test_bad_value_fails_before_any_change(engine, fresh_target, data, expected,
     assert run.returncode != 0
     assert expected in run.log
     assert "nothing was changed" in run.log
+    # The message alone: what a person reads first is what is wrong, not a traceback.
+    assert "Traceback" not in run.log
     assert _untouched(engine, fresh_target) == []
+
+
+@pytest.fixture(scope="module")
+def systemd_target(engine):
+    """A fresh Debian 12 host booted by systemd, with accounts that have sudo rights, ask a password, or have none."""
+    (target,) = start_targets(engine, 1, prefix="access", kinds=[HostKind("bookworm", "systemd")])
+    yield target
+    remove_targets(engine, [target])
+
+
+ACCESS = [
+    ({"ssh_user": "ops"}, "the deploy logs in as 'ops' (uid 1000), who is not root, and the inventory does not set _sudo"),
+    ({"ssh_user": "opspw", "_sudo": True}, "sudo asks 'opspw' for a password and the inventory gives none"),
+    ({"ssh_user": "nosudo", "_sudo": True, "_sudo_password": SUDO_PASSWORD}, "'nosudo' could not become root with sudo"),
+]
+
+
+@pytest.mark.parametrize(("access", "expected"), ACCESS, ids=["no _sudo", "no _sudo_password", "no sudo rights"])
+def test_a_login_that_cannot_become_root_is_refused_before_any_change(engine, systemd_target, access, expected,
+                                                                      tmp_path):
+    target = systemd_target
+    target.data = dict(access)
+    run = run_deploy(write_inventory_file([target], tmp_path / "targets.json"))
+    assert run.returncode != 0
+    assert expected in run.log and "nothing was changed" in run.log, run.log[-3000:]
+    assert "Traceback" not in run.log
+    assert _untouched(engine, target) == []
 
 
 def test_one_bad_host_stops_every_host(engine, tmp_path):

@@ -8,6 +8,7 @@ import ssl
 import pytest
 
 from roles.images import jupyterhub_pin
+from roles.network import HUB_MAC, PROXY_MAC
 from testbed.nvidia import FAKE_GPUS
 from testbed.smoke import check_hub
 
@@ -76,8 +77,9 @@ def test_each_hub_answers_over_verified_https(deployment):
         assert login.status_code == 200 and 'id="login_submit"' in login.text
 
 
-def test_secrets_are_private_to_root_on_the_host(deployment):
-    target = deployment.targets[0]
+@pytest.mark.parametrize("index", [0, 1], ids=["as root", "as a sudo user"])
+def test_secrets_are_private_to_root_on_the_host(deployment, index):
+    target = deployment.targets[index]
     modes = _inner(deployment, target, "sh", "-c", "stat -c '%a %U %n' /opt/jupyterhub-gpu/secrets/*")
     names = {line.split()[2].rsplit("/", 1)[1]: line.split()[:2] for line in modes.splitlines()}
     # No ops token unless ops_token asks for one (the tests make short-lived tokens of their own); on a GPU host,
@@ -89,6 +91,19 @@ def test_secrets_are_private_to_root_on_the_host(deployment):
         assert len(secret) >= 24
         for run in deployment.runs:
             assert secret not in run.log
+
+
+def test_the_firewall_knows_the_hub_and_the_proxy_by_their_mac_on_either_engine(deployment):
+    """Docker 25 and newer take a MAC address per network endpoint and ignore the container-wide one: on Docker
+    26 as on 20.10 the hub and the proxy carry the addresses the firewall trusts."""
+    engines = set()
+    for target in deployment.targets:
+        engines.add(_inner(deployment, target, "docker", "version", "--format", "{{.Server.Version}}").split(".")[0])
+        for name, mac in (("jupyterhub", HUB_MAC), ("jupyterhub-proxy", PROXY_MAC)):
+            assert _inner(deployment, target, "docker", "inspect", "--format",
+                          "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}", name) == mac
+        _inner(deployment, target, "/usr/local/sbin/jupyterhub-gpu-firewall", "--check")
+    assert engines == {"20", "26"}
 
 
 def test_user_server_keeps_a_file_written_through_the_proxy(deployment):

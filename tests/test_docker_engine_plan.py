@@ -179,3 +179,28 @@ def test_daemon_json_that_is_not_json_stops_the_deploy_naming_the_file(monkeypat
     with pytest.raises(OperationError, match="/etc/docker/daemon.json is not valid JSON"):
         plan(monkeypatch, fresh_facts({DockerServerVersion: "20.10.24", FileContents: lambda path: ["{oops"]}),
              ensure_engine, running)
+
+
+DEBIAN_13 = dict(os_id="debian", os_version="13", os_codename="trixie", arch="x86_64", hostname="gpu3")
+
+
+def test_the_hub_gets_its_mac_address_the_way_its_engine_takes_it():
+    """Docker 25+ (API 1.44) takes a MAC address per network endpoint (and Debian 13's Compose 2.26 drops a
+    container-wide one there); older engines refuse that and take the container-wide key. Where no engine runs
+    yet, the one the deploy installs decides: apt's candidate, else the release's docker.io."""
+    from roles.network import HUB_MAC
+    from roles.services import _network_endpoint
+
+    per_endpoint = {"networks": {"jupyternet": {"mac_address": HUB_MAC}}}
+    container_wide = {"mac_address": HUB_MAC, "networks": ["jupyternet"]}
+    cases = [
+        (dict(DEBIAN_12), {}, container_wide),
+        (dict(DEBIAN_13), {}, per_endpoint),
+        (dict(UBUNTU_24, docker_io_candidate="27.5.1-0ubuntu3~24.04.2"), {}, per_endpoint),
+        (dict(UBUNTU_24, docker_io_candidate="24.0.7-0ubuntu4"), {}, container_wide),
+        (dict(DEBIAN_12, docker_server="26.1.5+dfsg1"), {}, per_endpoint),
+        (dict(DEBIAN_13, docker_server="20.10.24+dfsg1"), {}, container_wide),
+        (dict(UBUNTU_22), {"engine_source": "docker-ce"}, per_endpoint),
+    ]
+    for profile, settings, expected in cases:
+        assert _network_endpoint(target(profile, **settings), HUB_MAC) == expected, (profile, settings)

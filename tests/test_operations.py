@@ -4,7 +4,9 @@ wiped host is reprovisioned from a backup (back up, destroy, fresh host, restore
 
 One GPU target (two stand-in GPUs) deployed twice, with limits short enough to watch: a GPU server idle for
 20 s is stopped, a busy one after 90 s, a CPU-only one not within the test. The reprovisioning test comes
-last: it destroys that target."""
+last: it destroys that target. The target, and the fresh one that replaces it, are Debian 12 booted by systemd
+and reached as a user whose sudo asks for a password (pyinfra's _sudo_password): the deploy, the backup's download
+and the restore's upload all go through sudo."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from testbed import smoke
 from testbed.browser import HubPages
 from testbed.deploy import run_deploy
 from testbed.hub import HubClient
-from testbed.targets import remove_targets, start_targets, write_inventory_file
+from testbed.targets import HostKind, remove_targets, start_targets, write_inventory_file
 
 pytestmark = pytest.mark.slow
 
@@ -43,11 +45,13 @@ threading.Thread(target=_tick, daemon=True).start()
 # and browsers that trusted the local CA keep trusting the hub.
 NAME = "jupyter.lab.test"
 DATA = {**LIMITS, "metrics_token": True, "hub_names": [NAME], "hub_addresses": ["127.0.0.1"]}
+SUDO_WITH_PASSWORD = HostKind("bookworm", "systemd", "opspw")
 
 
 @pytest.fixture(scope="module")
 def operated(engine, nvidia_repository):
-    with smoke.deployed(smoke.start(1, prefix="ops", repository=nvidia_repository, data=DATA)) as deployment:
+    with smoke.deployed(smoke.start(1, prefix="ops", repository=nvidia_repository, data=DATA,
+                                    kinds=[SUDO_WITH_PASSWORD])) as deployment:
         yield deployment
 
 
@@ -241,7 +245,7 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
     # The WSL distribution is unregistered: the host and everything on it is gone.
     remove_targets(engine, operated.targets)
     fresh_started = time.monotonic()
-    (fresh,) = start_targets(engine, 1, prefix="reprov", gpus=True)
+    (fresh,) = start_targets(engine, 1, prefix="reprov", gpus=True, kinds=[SUDO_WITH_PASSWORD])
     try:
         fresh.data.update({**nvidia_repository.inventory_data(), "image_profiles": smoke.GPU_TEST_PROFILES, **DATA})
         targets_file = write_inventory_file([fresh], tmp_path / "fresh.json")
@@ -251,6 +255,7 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
         damaged = _rewritten(archive, tmp_path / "damaged.tar", damage="volumes/jupyterhub-gpu-user-carol.tar.gz")
         refused = run_deploy(targets_file, deploy="deploy/restore.py", env={"JUPYTERHUB_GPU_ARCHIVE": str(damaged)})
         assert refused.returncode != 0 and "does not match its sha256" in refused.log, refused.log[-3000:]
+        assert "Traceback" not in refused.log
         newer = _rewritten(archive, tmp_path / "newer.tar",
                            manifest_change=lambda m: m["versions"].update(jupyterhub="99.0.0"))
         refused = run_deploy(targets_file, deploy="deploy/restore.py", env={"JUPYTERHUB_GPU_ARCHIVE": str(newer)})

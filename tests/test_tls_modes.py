@@ -1,4 +1,5 @@
-"""Certificates from certbot against a local ACME server (Pebble), and provided ones, served by the hub."""
+"""Certificates from certbot against a local ACME server (Pebble), renewed by systemd's timer and service, and
+provided ones, served by the hub."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from testbed import STATE, smoke
 from testbed.targets import write_inventory_file
 from testbed.acme import Pebble, throwaway_ca
-from testbed.targets import bridge_gateway, remove_targets
+from testbed.targets import SYSV, HostKind, bridge_gateway, remove_targets
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +28,10 @@ def pebble(engine):
 
 @pytest.fixture(scope="module")
 def tls_deployment(engine, pebble):
-    """Two fresh targets deployed at once: one with a certificate from Pebble over HTTP-01, one with a
-    provided certificate. Deployed twice; Pebble's order count is read between the runs."""
-    deployment = smoke.start(2, prefix="tls")
+    """Two fresh targets deployed at once: one booted by systemd with a certificate from Pebble over HTTP-01,
+    one booted by SysV init with a provided certificate. Deployed twice; Pebble's order count is read between
+    the runs."""
+    deployment = smoke.start(2, prefix="tls", kinds=[HostKind("bookworm", "systemd"), SYSV])
     acme, provided = deployment.targets
     pebble.resolve(LE_NAME, acme.address)
     acme.data.update(tls_mode="letsencrypt", hub_names=[LE_NAME], acme_server=pebble.directory_url,
@@ -80,6 +82,14 @@ def test_provided_mode_serves_the_provided_certificate(tls_deployment):
     assert (code, output.decode().strip()) == (0, "600 root"), "the key must be readable by root only"
 
 
+def test_the_renewal_timer_is_enabled_and_scheduled_by_systemd(tls_deployment):
+    container = tls_deployment.engine.containers.get(tls_deployment.targets[0].container_id)
+    timers = container.exec_run(["systemctl", "list-timers", "--all", "--no-legend", "jupyterhub-gpu-renew.timer"])
+    assert "jupyterhub-gpu-renew.timer" in timers.output.decode() and "jupyterhub-gpu-renew.service" in timers.output.decode()
+    enabled = container.exec_run(["systemctl", "is-enabled", "jupyterhub-gpu-renew.timer"])
+    assert enabled.output.decode().strip() == "enabled"
+
+
 def test_forced_renewal_serves_a_new_serial_and_keeps_user_servers(tls_deployment, pebble):
     acme = tls_deployment.targets[0]
     root = pebble.issuing_root()
@@ -91,9 +101,16 @@ def test_forced_renewal_serves_a_new_serial_and_keeps_user_servers(tls_deploymen
     started = container.exec_run(["docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}", "jupyter-ann"]).output
     before = served_certificate(acme.address, LE_NAME, ca_pem=root)["serialNumber"]
 
-    # What the scheduler runs, forced, and without the random wait that spreads scheduled renewals.
-    code, output = container.exec_run(["/opt/jupyterhub-gpu/acme/renew", "--force-renewal", "--no-random-sleep-on-renew"])
+    # What the timer starts, started once: the unit's own command, forced, and without the random wait that
+    # spreads scheduled renewals (a runtime drop-in, gone at the next boot, adds certbot's two flags).
+    drop_in = "/run/systemd/system/jupyterhub-gpu-renew.service.d"
+    code, output = container.exec_run(["sh", "-c", f"mkdir -p {drop_in} && printf '[Service]\\nExecStart=\\n"
+                                       "ExecStart=/opt/jupyterhub-gpu/acme/renew --force-renewal "
+                                       f"--no-random-sleep-on-renew\\n' > {drop_in}/force.conf && systemctl daemon-reload "
+                                       "&& systemctl start jupyterhub-gpu-renew.service"])
     assert code == 0, output.decode(errors="replace")
+    result = container.exec_run(["systemctl", "show", "--property=Result", "--value", "jupyterhub-gpu-renew.service"])
+    assert result.output.decode().strip() == "success"
     hub.wait_until_answering()
 
     assert served_certificate(acme.address, LE_NAME, ca_pem=root)["serialNumber"] != before

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import io
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pyinfra import host
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import files
 
+from jupyterhub_gpu import remote as remote_command
 from jupyterhub_gpu.target import Target
 
 FILES = Path(__file__).parent / "files"
@@ -94,25 +96,27 @@ class _Progress(io.RawIOBase):
 
 def download(state, host, remote: str, local: str) -> bool:
     """Copy the archive to the controller with a progress line, check it arrived whole, remove it on the host."""
-    ok, output = host.run_shell_command(StringCommand("stat", "-c", "%s", QuoteString(remote), "&&", "sha256sum",
-                                                      QuoteString(remote)))
+    ok, output = remote_command.run(state, host, StringCommand("stat", "-c", "%s", QuoteString(remote), "&&",
+                                                               "sha256sum", QuoteString(remote)))
     if not ok:
         raise BackupError(f"{host.name}: the archive {remote} was not made:\n{output.stderr}")
     size_line, sum_line = output.stdout_lines[-2:]
     size, remote_sha = int(size_line), sum_line.split()[0]
     path = Path(local)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    with open(partial, "wb") as stream:
+    partial.unlink(missing_ok=True)  # one an interrupted run left may be readable by others
+    # Private from its first byte: it holds the hub's secrets and everyone's files.
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as stream:
         progress = _Progress(stream, f"{host.name}: {path.name}", size)
-        if not host.get_file(remote, progress):
+        if not remote_command.get(state, host, remote, progress):
             raise BackupError(f"{host.name}: could not copy {remote} to the controller")
     if progress.digest.hexdigest() != remote_sha:
         partial.unlink()
         raise BackupError(f"{host.name}: {path.name} differs from the host's copy after the transfer; try again")
     partial.chmod(0o600)
     partial.replace(path)
-    host.run_shell_command(StringCommand("rm", "-f", QuoteString(remote)))
+    remote_command.run(state, host, StringCommand("rm", "-f", QuoteString(remote)))
     host.log(f"backup saved on the controller: {path} ({size / 2**20:,.1f} MiB, sha256 {remote_sha[:16]}…)")
     return True
 

@@ -10,6 +10,7 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import files
 
+from jupyterhub_gpu import remote
 from jupyterhub_gpu.target import Target
 
 FILES = Path(__file__).parent / "files"
@@ -26,8 +27,8 @@ class GPUCheckFailed(RuntimeError):
 def _run(state, host, script: str) -> bool:
     """Run the check and show its findings; a failed check fails the operation with its own words, not a
     traceback."""
-    ok, output = host.run_shell_command(StringCommand("docker", "exec", "-i", "jupyterhub", "python3", "-", "<",
-                                                      QuoteString(script)), _timeout=1200)
+    ok, output = remote.run(state, host, StringCommand("docker", "exec", "-i", "jupyterhub", "python3", "-", "<",
+                                                       QuoteString(script)), _timeout=1200)
     for line in output.stdout_lines:
         host.log(line, log_func=logger.error if line.startswith("FAILED") else logger.info)
     if not ok and not any(line.startswith("FAILED") for line in output.stdout_lines):

@@ -12,6 +12,7 @@ from pyinfra.facts.docker import DockerImage
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import docker, files
 
+from jupyterhub_gpu import remote
 from jupyterhub_gpu.apt import ensure_installed
 from jupyterhub_gpu.facts import ImagesInUse
 from jupyterhub_gpu.target import Target
@@ -33,8 +34,8 @@ class Images:
 
 
 def _pull_or_debootstrap(state, host, base: BaseRecipe):
-    pulled, _ = host.run_shell_command(StringCommand("docker", "pull", "-q", QuoteString(base.ref), "&&",
-                                                     "docker", "tag", QuoteString(base.ref), QuoteString(base.tag)))
+    pulled, _ = remote.run(state, host, StringCommand("docker", "pull", "-q", QuoteString(base.ref), "&&",
+                                                      "docker", "tag", QuoteString(base.ref), QuoteString(base.tag)))
     if pulled:
         return True
     if base.fallback == "none":
@@ -43,7 +44,7 @@ def _pull_or_debootstrap(state, host, base: BaseRecipe):
              f"({base.suite}) instead", log_func=logger.warning)
     script = render(TEMPLATES, "debootstrap.sh.j2", suite=base.suite, mirror=base.mirror, components=base.components,
                     tag=base.tag)
-    built, output = host.run_shell_command(StringCommand("sh", "-c", QuoteString(script)))
+    built, output = remote.run(state, host, StringCommand("sh", "-c", QuoteString(script)))
     if not built:
         raise RuntimeError(f"debootstrap of {base.suite} from {base.mirror} failed:\n{output.stderr}")
     return True

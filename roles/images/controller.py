@@ -4,6 +4,8 @@ target. Five targets then build nothing; a target that has the tag receives noth
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import os
@@ -15,6 +17,7 @@ from pathlib import Path
 from pyinfra import logger
 from pyinfra.api import QuoteString, StringCommand
 
+from jupyterhub_gpu import remote
 from jupyterhub_gpu.templates import render
 from roles.images.recipes import HOST_CA_BUNDLE, TEMPLATES, BaseRecipe, ImageRecipe
 
@@ -45,9 +48,16 @@ def ca_bundle_sha256() -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
-def _lock(key: str) -> threading.Lock:
+@contextlib.contextmanager
+def _lock(key: str):
+    """Held by one deploy of this controller at a time, for ``key``: the hosts of one run (greenlets), and other
+    runs side by side (processes), make each image and archive once."""
     with _locks_lock:
-        return _locks.setdefault(key, threading.Lock())
+        lock = _locks.setdefault(key, threading.Lock())
+    BUILDS.mkdir(parents=True, exist_ok=True)
+    with lock, open(BUILDS / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
 
 
 def _present(tag: str) -> bool:
@@ -125,8 +135,6 @@ def archive(recipe: ImageRecipe) -> Path:
     path = BUILDS / (recipe.tag.replace("/", "-").replace(":", "-") + ".tar.zst")
     with _lock(f"{recipe.tag} archive"):
         if not path.exists():
-            # The image may predate this checkout's build directory (built by an earlier deploy or by hand).
-            BUILDS.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".partial")
             _run(["bash", "-c", 'set -o pipefail; docker save "$0" | zstd -q -T0 -3 -f -o "$1"', recipe.tag,
                   str(partial)],
@@ -140,7 +148,11 @@ STAGING = "/var/tmp"
 
 def ship(state, host, recipe: ImageRecipe, base: BaseRecipe) -> bool:
     """The pyinfra function command that puts ``recipe``'s image on ``host``. A failure is said in one
-    message (no traceback) and leaves nothing behind on the host; what runs there is not touched."""
+    message (no traceback) and leaves nothing behind on the host; what runs there is not touched.
+
+    The archive goes, as the SSH user, into a directory made fresh for it (0700, under STAGING), and is
+    loaded from there as the host's operations run (with sudo where the inventory says so) once its sha256
+    is the one sent: nobody else on the host can read, replace or pre-place it."""
     try:
         ensure_built(recipe, base)
         if type(host.connector).__name__ == "LocalConnector":
@@ -149,31 +161,46 @@ def ship(state, host, recipe: ImageRecipe, base: BaseRecipe) -> bool:
     except ControllerBuildError as error:
         host.log(str(error), log_func=logger.error)
         return False
-    remote = f"{STAGING}/{local.name}"
     size = local.stat().st_size
+    made, output = host.run_shell_command(StringCommand("mktemp", "-d", QuoteString(f"{STAGING}/jupyterhub-gpu-image.XXXXXXXX")))
+    if not made:
+        host.log(f"could not make a directory for the {recipe.title} image in {STAGING} on {host.name}: "
+                 f"{output.stderr}; the hub was left as it was", log_func=logger.error)
+        return False
+    staging = output.stdout.strip()
+    staged = f"{staging}/{local.name}"
     try:
-        copied = host.put_file(str(local), remote)
+        copied = host.put_file(str(local), staged)
     except OSError:  # paramiko's SFTP raises where the remote write fails, a full disk among others
         copied = False
     if not copied:
-        host.run_shell_command(StringCommand("rm", "-f", QuoteString(remote)))
+        host.run_shell_command(StringCommand("rm", "-rf", QuoteString(staging)))
         host.log(f"could not copy the {recipe.title} image ({size // 2**20} MiB compressed) to {STAGING} on "
                  f"{host.name}{_space_left(host, STAGING, size)}; the hub was left as it was",
                  log_func=logger.error)
         return False
-    loaded, output = host.run_shell_command(StringCommand("zstd", "-dc", QuoteString(remote), "|", "docker", "load",
-                                                          "-q", ";", "status=$?;", "rm", "-f", QuoteString(remote),
-                                                          ";", "exit", "$status"))
+    loaded, output = remote.run(state, host, StringCommand(
+        "echo", QuoteString(f"{_sha256(local)}  {staged}"), "|", "sha256sum", "-c", "--quiet", "&&",
+        "zstd", "-dc", QuoteString(staged), "|", "docker", "load", "-q", ";",
+        "status=$?;", "rm", "-rf", QuoteString(staging), ";", "exit", "$status"))
     if not loaded:
         error = output.stderr
         if "no space left on device" in error.lower():
-            root = _docker_root(host)
+            root = _docker_root(state, host)
             error = f"Docker's data directory {root} is full{_space_left(host, root, _image_size(recipe.tag))}"
         host.log(f"docker load of {recipe.tag} failed on {host.name}: {error}; the hub was left as it was",
                  log_func=logger.error)
         return False
     host.log(f"{recipe.tag} shipped from the controller ({size // 2**20} MiB compressed)")
     return True
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as archive_file:
+        for block in iter(lambda: archive_file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _space_left(host, path: str, needed: int) -> str:
@@ -189,8 +216,8 @@ def _space_left(host, path: str, needed: int) -> str:
             "space there (`docker image prune` removes images no container uses) and deploy again")
 
 
-def _docker_root(host) -> str:
-    ok, output = host.run_shell_command(StringCommand("docker", "info", "--format", "{{.DockerRootDir}}"))
+def _docker_root(state, host) -> str:
+    ok, output = remote.run(state, host, StringCommand("docker", "info", "--format", "{{.DockerRootDir}}"))
     return output.stdout.strip() if ok and output.stdout.strip() else "/var/lib/docker"
 
 

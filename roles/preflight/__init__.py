@@ -3,10 +3,13 @@ supports, and what the settings ask of the host (GPUs, certificates, an identity
 
 from __future__ import annotations
 
+import sys
+
 from pyinfra import host, state
 
 from jupyterhub_gpu.cluster import Cluster, cluster_of
-from jupyterhub_gpu.facts import GPUInventory, HostProfile, NvidiaGPUs, TargetProfile
+from jupyterhub_gpu.facts import (EffectiveUid, GPUInventory, HostProfile, Login, LoginUser, NvidiaGPUs,
+                                  TargetProfile)
 from jupyterhub_gpu.settings import HubSettings, InventoryError, from_host_data
 from jupyterhub_gpu.target import Target
 from roles import tls
@@ -20,6 +23,7 @@ def check() -> Target:
     settings = from_host_data(host.name, host.data.dict())
     cluster = cluster_of(state.inventory, host.name, {active.name for active in state.activated_hosts})
     _check_cluster(host.name, settings, cluster)
+    _check_root(host.name)
     profile: HostProfile = host.get_fact(TargetProfile)
     supported = SUPPORTED.get(profile.os_id)
     if supported is None or profile.os_version not in supported:
@@ -39,10 +43,36 @@ def check() -> Target:
 
 def _check_cluster(host_name: str, settings: HubSettings, cluster: Cluster | None) -> None:
     if cluster and settings.engine_live_restore and "engine_live_restore" in settings.model_fields_set:
-        raise InventoryError(
-            f"invalid inventory data for host {host_name} (nothing was changed):\n"
-            "  engine_live_restore = True: Docker refuses swarm mode with live-restore, and this host is in a "
+        raise InventoryError.for_host(
+            host_name, "engine_live_restore = True: Docker refuses swarm mode with live-restore, and this host is in a "
             "cluster (the inventory has a gpu_nodes group); remove the key, or set it false")
+
+
+def _check_root(host_name: str) -> None:
+    """The deploy's commands run as root: the SSH user is root, or becomes root with sudo (pyinfra's ``_sudo``).
+    Asked first as the SSH user, so that a sudo that would ask for a password nobody gave is never run."""
+    login: Login = host.get_fact(LoginUser, _sudo=False, _su_user=None, _doas=False)
+    if login.uid == 0:
+        return
+    user = login.user
+    if not host.data.get("_sudo"):
+        problem = (f"the deploy logs in as {user!r} (uid {login.uid}), who is not root, and the inventory does not set "
+                   "_sudo: log in as root, or as a user with sudo rights and set _sudo: True (and _sudo_password "
+                   "where sudo asks for a password)")
+    elif not login.sudo:
+        problem = f"_sudo = True, but {host_name} has no sudo command: install sudo (as root), or log in as root"
+    elif not (login.sudo_without_password or host.data.get("_sudo_password") or sys.stdin.isatty()):
+        # From a terminal, pyinfra asks for the password itself.
+        problem = (f"_sudo = True: sudo asks {user!r} for a password and the inventory gives none: set "
+                   f"_sudo_password (or run pyinfra from a terminal, where it asks), let {user!r} use sudo without a "
+                   "password, or log in as root")
+    elif host.get_fact(EffectiveUid, _ignore_errors=True) == 0:
+        return
+    else:
+        problem = (f"_sudo = True: {user!r} could not become root with sudo (see sudo's words above): check "
+                   f"_sudo_password, and that {user!r} may run any command with sudo (a file in /etc/sudoers.d/), "
+                   "or log in as root")
+    raise InventoryError.for_host(host_name, problem)
 
 
 def _oauth_endpoints(host_name: str, settings: HubSettings) -> dict:
@@ -55,17 +85,14 @@ def _oauth_endpoints(host_name: str, settings: HubSettings) -> dict:
     try:
         discovered = oidc.endpoints(settings.oauth_issuer_url, settings.build_extra_ca_certs)
     except oidc.DiscoveryError as error:
-        raise InventoryError(f"invalid inventory data for host {host_name} (nothing was changed):\n"
-                             f"  oauth_issuer_url = {settings.oauth_issuer_url!r}: {error}") from None
+        raise InventoryError.for_host(host_name, f"oauth_issuer_url = {settings.oauth_issuer_url!r}: {error}") from None
     return {key: given[key] or discovered[key] for key in given}
 
 
 def _check_tls(host_name: str, target: Target) -> None:
     problems = tls.problems_before_change(target)
     if problems:
-        raise InventoryError(
-            f"invalid inventory data for host {host_name} (nothing was changed):\n" + "\n".join(f"  {p}" for p in problems)
-        )
+        raise InventoryError.for_host(host_name, *problems)
 
 
 def _check_gpus(host_name: str, settings: HubSettings, gpus: GPUInventory) -> None:
@@ -74,16 +101,12 @@ def _check_gpus(host_name: str, settings: HubSettings, gpus: GPUInventory) -> No
         return
     if not gpus.gpus:
         found = f"nvidia-smi at {gpus.nvidia_smi} reports none ({gpus.error})" if gpus.nvidia_smi else "no nvidia-smi"
-        raise InventoryError(
-            f"invalid inventory data for host {host_name} (nothing was changed):\n"
-            f"  gpu_ids = {wanted!r}: the host has no GPU ({found}); install the NVIDIA driver "
-            "(on WSL2: the Windows driver), or set gpu_ids: auto or none"
-        )
+        raise InventoryError.for_host(
+            host_name, f"gpu_ids = {wanted!r}: the host has no GPU ({found}); install the NVIDIA driver "
+            "(on WSL2: the Windows driver), or set gpu_ids: auto or none")
     known = {gpu.index for gpu in gpus.gpus} | {gpu.uuid for gpu in gpus.gpus}
     missing = [gpu for gpu in wanted if gpu not in known]
     if missing:
         listed = ", ".join(f"{gpu.index} ({gpu.uuid}, {gpu.name})" for gpu in gpus.gpus)
-        raise InventoryError(
-            f"invalid inventory data for host {host_name} (nothing was changed):\n"
-            f"  gpu_ids = {wanted!r}: the host has no GPU {', '.join(missing)}; it has {listed}"
-        )
+        raise InventoryError.for_host(
+            host_name, f"gpu_ids = {wanted!r}: the host has no GPU {', '.join(missing)}; it has {listed}")

@@ -14,8 +14,10 @@ from pathlib import Path
 from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand, operation
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.files import File
 
+from jupyterhub_gpu import remote as remote_command
 from jupyterhub_gpu.target import Target
 from roles import backup
 from roles.images import Images
@@ -24,8 +26,9 @@ from roles.images.recipes import jupyterhub_pin
 CHUNK = 1 << 20
 
 
-class RestoreError(ValueError):
-    pass
+class RestoreError(PyinfraError, ValueError):
+    """An archive that cannot be restored; raised before any change. A pyinfra error, so that pyinfra's command
+    line prints the message alone."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def check_archive(path: Path, target: Target) -> Archive:
 
 
 def _upload(state, host, local: str, remote: str) -> bool:
-    if not host.put_file(local, remote):
+    if not remote_command.put(state, host, local, remote):
         raise backup.BackupError(f"could not copy {local} to {host.name}")
     return True
 

@@ -153,10 +153,19 @@ def _engine_socket_mount(target: Target) -> str:
     return f"/var/run:{ENGINE_SOCKET.rsplit('/', 1)[0]}:ro"
 
 
-def _firewall_identity(target: Target, mac: str) -> dict:
-    """The fixed MAC address by which the bridge's firewall knows the hub and the proxy; none on a cluster's
-    overlay network, where that firewall does not apply."""
-    return {} if target.cluster else {"mac_address": mac}
+def _network_endpoint(target: Target, mac: str) -> dict:
+    """The service's place on the shared network, with the fixed MAC address by which the bridge's firewall knows
+    the hub and the proxy (none on a cluster's overlay network, where that firewall does not apply).
+
+    Docker 25 (API 1.44) and newer take a MAC address per network endpoint: older releases of Compose (Debian
+    13's 2.26) drop a container-wide one there. Older engines refuse a per-endpoint one, so they get the
+    container-wide key."""
+    network = target.settings.network_name
+    if target.cluster:
+        return {"networks": [network]}
+    if target.engine_major >= 25:
+        return {"networks": {network: {"mac_address": mac}}}
+    return {"mac_address": mac, "networks": [network]}
 
 
 def compose_project(target: Target, images: Images, certificate: Certificate, secrets: HubSecrets) -> dict:
@@ -166,11 +175,10 @@ def compose_project(target: Target, images: Images, certificate: Certificate, se
     hub = {
         "image": images.hub,
         "container_name": "jupyterhub",
-        # The firewall knows the hub by this address: it may reach user servers, and nobody else may.
-        **_firewall_identity(target, HUB_MAC),
+        # The firewall knows the hub by its MAC address: it may reach user servers, and nobody else may.
+        **_network_endpoint(target, HUB_MAC),
         # Not "unless-stopped": Docker 20.10 leaves such containers down after its engine was killed.
         "restart": "always",
-        "networks": [s.network_name],
         **locked_down,
         # The hub's API port is below 1024 (see the firewall); its unprivileged user may bind it.
         "sysctls": {"net.ipv4.ip_unprivileged_port_start": 0},
@@ -203,9 +211,8 @@ def compose_project(target: Target, images: Images, certificate: Certificate, se
         "image": images.proxy,
         "container_name": "jupyterhub-proxy",
         # The internet-facing process: no Docker socket, no database, no CA; its certificate, key and token only.
-        **_firewall_identity(target, PROXY_MAC),
+        **_network_endpoint(target, PROXY_MAC),
         "restart": "always",
-        "networks": [s.network_name],
         **locked_down,
         "ports": ports,
         "volumes": [f"{certificate.directory}/server.crt:/etc/jupyterhub-proxy/tls/server.crt:ro",

@@ -11,6 +11,7 @@ from pyinfra import host, logger
 from pyinfra.api import FactBase, FunctionCommand, OperationError, QuoteString, StringCommand, deploy, operation
 
 from gpudockerspawner.placement import GPU_COUNT_LABEL, GPU_MODEL_LABEL, INVENTORY_LABEL, SERVERS_LABEL
+from jupyterhub_gpu import remote
 from jupyterhub_gpu.facts import DockerServerVersion
 from jupyterhub_gpu.target import Target
 
@@ -94,16 +95,15 @@ def engine_hands_out_gpus_safely():
 def _join(state, host, manager_name: str) -> bool:
     manager = state.inventory.get_host(manager_name)
     quiet = {"print_output": False, "print_input": False}
-    found, output = manager.run_shell_command(
-        StringCommand("docker", "info", "--format", "'{{.Swarm.NodeAddr}}'"), **quiet)
+    found, output = remote.run(state, manager, StringCommand("docker", "info", "--format", "'{{.Swarm.NodeAddr}}'"), **quiet)
     address = output.stdout.strip() if found else ""
-    got, token = manager.run_shell_command(StringCommand("docker", "swarm", "join-token", "--quiet", "worker"), **quiet)
+    got, token = remote.run(state, manager, StringCommand("docker", "swarm", "join-token", "--quiet", "worker"), **quiet)
     if not (address and got):
         host.log(f"could not read the swarm's address and join token from the hub host {manager_name}",
                  log_func=logger.error)
         return False
-    joined, output = host.run_shell_command(
-        StringCommand("docker", "swarm", "join", "--token", QuoteString(token.stdout.strip()),
+    joined, output = remote.run(
+        state, host, StringCommand("docker", "swarm", "join", "--token", QuoteString(token.stdout.strip()),
                       QuoteString(f"{address}:{SWARM_PORT}")), **quiet)
     if not joined:
         # Docker's own words, which never hold the token.
@@ -128,7 +128,7 @@ def swarm_joined(manager_name: str):
 
 
 def _labelled(state, host, manager_name: str, labels: dict) -> bool:
-    found, output = host.run_shell_command(StringCommand("docker", "info", "--format", "'{{.Swarm.NodeID}}'"))
+    found, output = remote.run(state, host, StringCommand("docker", "info", "--format", "'{{.Swarm.NodeID}}'"))
     node_id = output.stdout.strip() if found else ""
     if not node_id:
         host.log("this host is not a node of the swarm: cannot label it", log_func=logger.error)
@@ -137,7 +137,7 @@ def _labelled(state, host, manager_name: str, labels: dict) -> bool:
     changes = []
     for key, value in labels.items():
         changes += ["--label-add", QuoteString(f"{key}={value}")]
-    done, output = manager.run_shell_command(StringCommand("docker", "node", "update", *changes, QuoteString(node_id)))
+    done, output = remote.run(state, manager, StringCommand("docker", "node", "update", *changes, QuoteString(node_id)))
     if not done:
         host.log(f"could not label this node on {manager_name}: {output.stderr.strip()}", log_func=logger.error)
     return done

@@ -1,0 +1,71 @@
+"""A host as most people have one: Debian 13 booted by systemd, Docker 26, reached over SSH as a user with sudo
+(the main deployment's target 1). The deploy logs in as that user and works as root; the engine and the firewall
+are systemd units that start at boot; live-restore is applied by a reload; a power cut and a boot bring back the
+engine, the hub, the proxy and every user server with its GPU, with no deploy.
+
+The last test power-cycles the target, which may come back at another address: this module runs after the other
+modules that use the main deployment (pytest runs test files in name order), and its clients name the host as
+its certificate does."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.test_crash_recovery import gpu_state, on_host, power_cycled, servers_back_with_notes, servers_with_notes
+
+pytestmark = pytest.mark.slow
+
+INSTALL_DIR = "/opt/jupyterhub-gpu"
+
+
+@pytest.fixture(scope="module")
+def systemd_host(deployment):
+    (target,) = [target for target in deployment.targets if target.kind.init == "systemd"]
+    return deployment, target
+
+
+def test_the_deploy_logs_in_as_the_sudo_user_and_everything_it_makes_is_roots(systemd_host):
+    deployment, target = systemd_host
+    assert (target.data["ssh_user"], target.data["_sudo"]) == ("ops", True)
+    logins = on_host(deployment, target, "journalctl --no-pager -o cat -u ssh.service | grep 'Accepted publickey for'")
+    assert {line.split()[3] for line in logins.splitlines()} == {"ops"}, logins
+    # Nothing of the deploy's belongs to the SSH user, and the images went through a private staging directory
+    # that is gone.
+    assert on_host(deployment, target, f"find {INSTALL_DIR} /etc/docker /usr/local/sbin -user ops") == ""
+    assert on_host(deployment, target, "ls -A /var/tmp | grep jupyterhub-gpu-image || true") == ""
+
+
+def test_engine_and_firewall_are_units_started_at_boot_and_live_restore_came_by_reload(systemd_host):
+    deployment, target = systemd_host
+    units = "docker.service jupyterhub-gpu-firewall.service"
+    assert on_host(deployment, target, f"systemctl is-enabled {units}").split() == ["enabled", "enabled"]
+    assert on_host(deployment, target, f"systemctl is-active {units}").split() == ["active", "active"]
+    assert on_host(deployment, target, "docker version --format '{{.Server.Version}}'").startswith("26.")
+    assert on_host(deployment, target, "docker info --format '{{.LiveRestoreEnabled}}'") == "true"
+    first = deployment.runs[0].changed_operations()
+    assert any(name.startswith("Docker engine | Docker engine reloads daemon.json on") and target.address in name
+               for name in first), first
+
+
+def test_a_power_cut_and_a_boot_bring_back_the_hub_and_every_server_with_its_gpu(systemd_host):
+    deployment, target = systemd_host
+    hub = deployment.hub(target)
+    held = servers_with_notes(deployment, target, hub, "boot", "before the power cut")
+    engine_before = on_host(deployment, target, "systemctl show --property=MainPID --value docker.service")
+
+    hub, started = power_cycled(deployment, target)
+    hub.wait_until_answering(timeout=180)
+    answering = time.monotonic() - started
+    servers_back_with_notes(hub, "boot", "before the power cut", started)
+    print(f"power cycle of a systemd host (Debian 13, Docker 26) to the hub answering: {answering:.1f} s; "
+          f"to both servers ready: {time.monotonic() - started:.1f} s")
+
+    # systemd started the engine (a new process) and the firewall, which is in force again.
+    assert on_host(deployment, target, "systemctl show --property=MainPID --value docker.service") != engine_before
+    assert on_host(deployment, target, "systemctl is-active jupyterhub-gpu-firewall.service") == "active"
+    on_host(deployment, target, "/usr/local/sbin/jupyterhub-gpu-firewall --check")
+    assert gpu_state(deployment, target, hub) == held
+    for user in ("boot-gpu", "boot-cpu"):
+        hub.stop_server(user)
