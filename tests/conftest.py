@@ -53,16 +53,31 @@ def fresh_gpu_target(engine):
     remove_targets(engine, [target])
 
 
-@pytest.hookimpl(tryfirst=True)
+# The modules whose tests share the main deployment (the session fixture ``deployment``): one worker runs
+# them all, in name order, so that the deployment is made once. Collection checks that the list is complete.
+MAIN_DEPLOYMENT_MODULES = {"test_crash_recovery.py", "test_deploy.py", "test_hardening.py", "test_people.py",
+                           "test_spawn_storm.py", "test_systemd_host.py"}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Scenarios side by side (bin/test runs pytest-xdist with --dist loadgroup): a slow module's tests stay
-    together on one worker, and so do all that share the main deployment, which is made once per worker that
-    needs it. Fast tests go to whichever worker is free."""
     for item in items:
-        if "deployment" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("main deployment"))
-        elif item.get_closest_marker("slow"):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+        if "deployment" in item.fixturenames and item.path.name not in MAIN_DEPLOYMENT_MODULES:
+            raise pytest.UsageError(f"{item.nodeid} uses the main deployment: add {item.path.name} to "
+                                    "MAIN_DEPLOYMENT_MODULES in tests/conftest.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Scenarios side by side (pytest.ini runs two pytest-xdist workers): each module's tests stay together on
+    one worker, and so do the modules of the main deployment; the largest units start first. (xdist's own
+    ``loadgroup`` cannot group by mark under pytest 9, whose node ids it can no longer rewrite.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ScenarioScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "main deployment" if path.rsplit("/", 1)[-1] in MAIN_DEPLOYMENT_MODULES else path
+
+    return ScenarioScheduling(config, log)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -92,6 +92,8 @@ def test_after_a_reboot_the_hub_and_every_server_come_back_without_a_deploy(faul
     servers_back_with_notes(hub, "reboot", "before the reboot", started)
     assert gpu_state(faulty, target, hub) == before
     print(f"reboot: every server ready {time.monotonic() - started:.0f} s after the host started")
+    # The boot script applied the firewall (before it started the engine, and as the engine names the network).
+    on_host(faulty, target, "/usr/local/sbin/jupyterhub-gpu-firewall --check")
     for user in ("reboot-gpu", "reboot-cpu"):
         hub.stop_server(user)
 

@@ -62,9 +62,15 @@ def test_a_power_cut_and_a_boot_bring_back_the_hub_and_every_server_with_its_gpu
     print(f"power cycle of a systemd host (Debian 13, Docker 26) to the hub answering: {answering:.1f} s; "
           f"to both servers ready: {time.monotonic() - started:.1f} s")
 
-    # systemd started the engine (a new process) and the firewall, which is in force again.
+    # systemd started the engine (a new process) and, before it, the firewall, which is in force again: no user
+    # container that the engine restarted ran a moment without it.
     assert on_host(deployment, target, "systemctl show --property=MainPID --value docker.service") != engine_before
     assert on_host(deployment, target, "systemctl is-active jupyterhub-gpu-firewall.service") == "active"
+    firewall_in_force = int(on_host(deployment, target, "systemctl show --property=ActiveEnterTimestampMonotonic "
+                                    "--value jupyterhub-gpu-firewall.service"))
+    engine_started = int(on_host(deployment, target, "systemctl show --property=ExecMainStartTimestampMonotonic "
+                                 "--value docker.service"))
+    assert 0 < firewall_in_force <= engine_started
     on_host(deployment, target, "/usr/local/sbin/jupyterhub-gpu-firewall --check")
     assert gpu_state(deployment, target, hub) == held
     for user in ("boot-gpu", "boot-cpu"):

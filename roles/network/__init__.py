@@ -16,6 +16,8 @@ from jupyterhub_gpu.templates import render
 
 TEMPLATES = Path(__file__).parent / "templates"
 FIREWALL = "/usr/local/sbin/jupyterhub-gpu-firewall"
+# The bridge the firewall last applied to, which it reads at boot, before the engine answers.
+FIREWALL_BRIDGE = "/var/lib/jupyterhub-gpu/firewall-bridge"
 # The hub's network identity, which the firewall trusts: its container's MAC address (locally administered),
 # and its API port, below 1024 so that no user container can listen on it.
 HUB_MAC = "02:6a:75:70:68:01"
@@ -48,7 +50,7 @@ def ensure_network(target: Target) -> None:
         return
     files.put(name="Firewall script", dest=FIREWALL, mode="755", src=io.StringIO(render(
         TEMPLATES, "jupyterhub-gpu-firewall.sh.j2", network=settings.network_name, hub_mac=HUB_MAC,
-        proxy_mac=PROXY_MAC, api_port=HUB_API_PORT)))
+        proxy_mac=PROXY_MAC, api_port=HUB_API_PORT, bridge_file=FIREWALL_BRIDGE)))
     if target.profile.systemd:
         unit = files.put(name="Firewall unit (with the Docker engine)", dest="/etc/systemd/system/jupyterhub-gpu-firewall.service",
                          src=str(TEMPLATES / "jupyterhub-gpu-firewall.service"), mode="644")

@@ -5,6 +5,8 @@
 # boot where the deploy arranged that (WSL's [boot] command).
 timeout=${1:-60}
 docker info >/dev/null 2>&1 && exit 0
+# The firewall first, as it was last applied: the engine restarts the user containers as it starts.
+if [ -x /usr/local/sbin/jupyterhub-gpu-firewall ]; then /usr/local/sbin/jupyterhub-gpu-firewall --boot; fi
 if ! /etc/init.d/docker start >/dev/null 2>&1; then
   echo "the init script could not start the Docker engine; starting dockerd directly" >&2
   setsid dockerd >>/var/log/docker.log 2>&1 </dev/null &
@@ -12,7 +14,7 @@ fi
 i=0
 while [ "$i" -lt "$timeout" ]; do
   if docker info >/dev/null 2>&1; then
-    # The firewall that keeps user containers apart, once the deploy has written it.
+    # And as the engine names the network now, once the deploy has written it.
     if [ -x /usr/local/sbin/jupyterhub-gpu-firewall ]; then /usr/local/sbin/jupyterhub-gpu-firewall; fi
     exit 0
   fi
