@@ -12,7 +12,7 @@ from pathlib import Path
 
 import docker
 
-from testbed import RUN, STATE
+from testbed import RUN, STATE, machine_lock
 from testbed.images import SUDO_PASSWORD, ensure_target_image
 
 LABEL = "jupyterhub-gpu-testbed"
@@ -65,9 +65,10 @@ class TargetHost:
 def ssh_key() -> Path:
     """The test bed's SSH key, made once."""
     key = STATE / "ssh" / "id_ed25519"
-    if not key.exists():
-        key.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", LABEL, "-f", str(key)], check=True)
+    with machine_lock("ssh-key"):  # one key for every worker of a run
+        if not key.exists():
+            key.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", LABEL, "-f", str(key)], check=True)
     return key
 
 

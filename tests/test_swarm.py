@@ -1,7 +1,9 @@
 """A GPU cluster on Docker Swarm, deployed over SSH by the same deploy: a hub host (the manager, no GPU) and two
-GPU nodes with two stand-in GPUs each, all docker-in-docker targets; a third node joins later. Swarm hands out
-the GPUs (generic resources); the tests read what each server got from the hub's GPU table and from the
-server's own process, on its node."""
+GPU nodes with two stand-in GPUs each, all docker-in-docker targets running Debian 13 with systemd and Docker 26,
+reached as a user with sudo; a third node joins later. Swarm hands out the GPUs (generic resources); the tests
+read what each server got from the hub's GPU table and from the server's own process, on its node. From Docker 23
+on, Swarm keeps a task holding a GPU when its node changes (moby/moby#44378): the deploy runs no hold service, and
+no task is ever shut down for "no longer meets constraints"."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pytest
 
 from testbed.nvidia import FAKE_GPUS
 from testbed.smoke import Deployment, deploy_twice
-from testbed.targets import TargetHost, remove_targets, start_targets, write_inventory_file
+from testbed.targets import SYSTEMD_SUDO, TargetHost, remove_targets, start_targets, write_inventory_file
 from testbed import STATE
 
 pytestmark = pytest.mark.slow
@@ -24,14 +26,15 @@ GPU_VARIABLE = "DOCKER_RESOURCE_NVIDIA-GPU"
 
 def cluster_member(target: TargetHost, group: str, repository) -> TargetHost:
     target.groups = [group]
-    target.data.update({**repository.inventory_data(), "image_profiles": PROFILES})
+    # Images from Debian 12 (base_image), as the test bed's other scenarios build them.
+    target.data.update({**repository.inventory_data(), "image_profiles": PROFILES, "base_image": "debian:bookworm-slim"})
     return target
 
 
 @pytest.fixture(scope="module")
 def cluster(engine, nvidia_repository):
-    (manager,) = start_targets(engine, 1, prefix="swarmhub")
-    nodes = start_targets(engine, 2, prefix="gpunode", gpus=True)
+    (manager,) = start_targets(engine, 1, prefix="swarmhub", kinds=[SYSTEMD_SUDO])
+    nodes = start_targets(engine, 2, prefix="gpunode", gpus=True, kinds=[SYSTEMD_SUDO] * 2)
     targets = [cluster_member(manager, "hub", nvidia_repository),
                *(cluster_member(node, "gpu_nodes", nvidia_repository) for node in nodes)]
     deployment = Deployment(engine, targets, write_inventory_file(targets, STATE / "targets-swarm.json"), [])
@@ -117,6 +120,14 @@ def test_the_first_deploy_forms_the_swarm_and_the_second_changes_nothing_on_any_
     # The join token went from the manager to the node's engine and nowhere else.
     token = run(cluster, manager, "docker swarm join-token --quiet worker").strip()
     assert all(token not in deploy.log for deploy in cluster.runs)
+    assert run(cluster, manager, "docker version --format '{{.Server.Version}}'").startswith("26.")
+    assert "jupyternet-hold" not in run(cluster, manager, "docker service ls --format '{{.Name}}'")
+
+
+def shut_down_for_constraints(cluster: Deployment) -> str:
+    """Every task of a user's server that Swarm shut down because its node no longer met its constraints."""
+    return run(cluster, cluster.targets[0], "docker service ls --quiet --filter name=jupyter- | xargs -r docker service "
+               "ps --no-trunc --format '{{.Name}} {{.Error}}' | grep 'no longer meets constraints' || true").strip()
 
 
 def test_four_users_get_gpus_across_both_nodes_and_a_fifth_is_told_at_once(cluster):
@@ -133,6 +144,8 @@ def test_four_users_get_gpus_across_both_nodes_and_a_fifth_is_told_at_once(clust
         # Swarm's assignment for the runtime, and CUDA told the same by the image's entry point.
         assert created[GPU_VARIABLE] == gpu and "NVIDIA_VISIBLE_DEVICES" not in created, created
         assert process["CUDA_VISIBLE_DEVICES"] == gpu, process
+    # Each node's first server joined it to the network, a change of the node: no server was shut down for it.
+    assert shut_down_for_constraints(cluster) == ""
 
     seconds, told = refusal(hub, "eve")
     assert "All 4 GPUs are in use; try again later, or start a CPU-only server." in told, told
@@ -171,7 +184,8 @@ def test_a_stopped_worker_engine_stops_its_servers_and_no_gpu_is_handed_out_twic
     down_name = before["ben"][0]
     down = by_name[down_name]
     on_down = sorted(user for user, (node, _) in before.items() if node == down_name)
-    run(cluster, down, 'kill "$(cat /var/run/docker.pid)"')
+    # Stopped, not killed: systemd would start a killed engine again at once.
+    run(cluster, down, "systemctl stop docker.socket docker.service")
     deadline = time.monotonic() + 150
     while any(hub.servers(user) for user in on_down):
         assert time.monotonic() < deadline, f"servers on {down_name} still listed: {placed(hub)}"
@@ -179,7 +193,7 @@ def test_a_stopped_worker_engine_stops_its_servers_and_no_gpu_is_handed_out_twic
     # The table agrees with what runs: the other node's servers only, as before.
     assert placed(hub) == {user: where for user, where in before.items() if user not in on_down}
 
-    run(cluster, down, "/usr/local/sbin/jupyterhub-gpu-start-docker 60")
+    run(cluster, down, "systemctl start docker.service")
     deadline = time.monotonic() + 90
     # Back in the swarm, with none of the stopped servers' containers left on it.
     while node_state(cluster, manager, down_name) != "ready" or run(cluster, down, "docker ps --all --quiet "
@@ -193,6 +207,7 @@ def test_a_stopped_worker_engine_stops_its_servers_and_no_gpu_is_handed_out_twic
         assert after[user][0] == down_name
         assert environments(cluster, down, user)[0][GPU_VARIABLE] == after[user][1]
     assert hub.read_file("ben", "notes.txt") == "ben's work"
+    assert shut_down_for_constraints(cluster) == ""
 
 
 def test_a_third_worker_joins_and_its_gpus_are_used_without_touching_running_servers(cluster, nvidia_repository):
@@ -200,7 +215,7 @@ def test_a_third_worker_joins_and_its_gpus_are_used_without_touching_running_ser
     hub = cluster.hub(manager)
     tasks = run(cluster, manager, "docker service ps --filter desired-state=running --format '{{.ID}}' "
                                   "$(docker service ls --quiet --filter name=jupyter-)")
-    (third,) = start_targets(cluster.engine, 1, prefix="gpunodeb", gpus=True)
+    (third,) = start_targets(cluster.engine, 1, prefix="gpunodeb", gpus=True, kinds=[SYSTEMD_SUDO])
     cluster.targets.append(cluster_member(third, "gpu_nodes", nvidia_repository))
     write_inventory_file(cluster.targets, cluster.targets_file)
     deploy_twice(cluster)

@@ -159,8 +159,8 @@ def test_nodes_gone_from_the_inventory_are_left_with_a_warning_or_drained_when_a
     assert not any("theirs" in command or " x" in command for command in drained), "a node the deploy never labelled"
 
 
-def test_the_network_is_held_on_every_gpu_node_by_one_idle_global_service(monkeypatch):
-    hub = Target(HubSettings(), HostProfile(**UBUNTU_24), cluster=MANAGER)
+def test_the_network_is_held_on_every_gpu_node_by_one_idle_global_service_before_docker_23(monkeypatch):
+    hub = Target(HubSettings(), HostProfile(**UBUNTU_24, docker_server="20.10.24"), cluster=MANAGER)
     planned = dict(plan(monkeypatch, {ServiceImage: None}, hold_network, hub, "jupyterhub-gpu/singleuser:1"))
     (create,) = planned["Docker Swarm | Network jupyternet held on every GPU node"]
     assert create.startswith("docker service create --detach --no-resolve-image --name jupyternet-hold --mode global "
@@ -171,6 +171,17 @@ def test_the_network_is_held_on_every_gpu_node_by_one_idle_global_service(monkey
         "docker service update --detach --no-resolve-image --image jupyterhub-gpu/singleuser:1 jupyternet-hold"]
     assert plan(monkeypatch, {ServiceImage: "jupyterhub-gpu/singleuser:1"}, hold_network, hub,
                 "jupyterhub-gpu/singleuser:1")[0][1] == []
+
+
+def test_from_docker_23_no_hold_service_runs_and_one_an_older_engine_needed_is_removed(monkeypatch):
+    name = "Docker Swarm | No hold service for jupyternet"
+    for profile in (dict(UBUNTU_24, docker_server="26.1.5+dfsg1"), dict(UBUNTU_24, docker_io_candidate="27.5.1")):
+        hub = Target(HubSettings(), HostProfile(**profile), cluster=MANAGER)
+        planned = plan(monkeypatch, {ServiceImage: None}, hold_network, hub, "jupyterhub-gpu/singleuser:1")
+        assert planned == [(name, [])]
+    upgraded = Target(HubSettings(), HostProfile(**UBUNTU_24, docker_server="26.1.5+dfsg1"), cluster=MANAGER)
+    assert plan(monkeypatch, {ServiceImage: "jupyterhub-gpu/singleuser:0"}, hold_network, upgraded,
+                "jupyterhub-gpu/singleuser:1") == [(name, ["docker service rm jupyternet-hold"])]
 
 
 def named(*values):

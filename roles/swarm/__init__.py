@@ -214,11 +214,26 @@ def network_held_on_nodes(service: str, image: str, network: str):
         "--entrypoint", "sleep", QuoteString(image), "infinity")
 
 
+@operation(is_idempotent=True)
+def network_hold_removed(service: str, engine: int):
+    """No hold service where the manager's engine does not need one (Docker 23 or newer): one an older engine
+    needed is removed after an upgrade."""
+    if host.get_fact(ServiceImage, service=service) is None:
+        host.noop(f"no service {service}: Docker {engine} keeps a server holding a GPU when its node changes")
+        return
+    yield StringCommand("docker", "service", "rm", QuoteString(service))
+
+
 @deploy("Docker Swarm")
 def hold_network(target: Target, image: str) -> None:
-    """On a cluster's hub host: the network held on the GPU nodes (see network_held_on_nodes)."""
+    """On a cluster's hub host: the network held on the GPU nodes (see network_held_on_nodes) where the manager's
+    engine predates the fix (Docker 23); none from then on."""
     if target.cluster and target.cluster.is_manager:
         network = target.settings.network_name
+        if target.engine_major >= FIXED_ENGINE:
+            network_hold_removed(name=f"No hold service for {network}", service=f"{network}-hold",
+                                 engine=target.engine_major)
+            return
         network_held_on_nodes(name=f"Network {network} held on every GPU node", service=f"{network}-hold",
                               image=image, network=network)
 
