@@ -223,11 +223,22 @@ class JupyterLab:
 
     def run_cell(self, code: str, expect: str, timeout: float = 120) -> str:
         """Type ``code`` into the last cell, run it with Shift+Enter, and return that cell's output once
-        it shows ``expect``."""
+        it shows ``expect``. Where the cell does not start (its prompt stays ``[ ]:``: JupyterLab drops a run
+        asked for while it is still connecting to a new kernel, more often on a busy machine), run it again,
+        as a person who sees nothing happen does."""
         cell = self.browser.driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell")[-1]
         cell.find_element(By.CSS_SELECTOR, ".cm-content").click()
         self.browser.press(code)
         self.browser.press(Keys.SHIFT, Keys.ENTER)
+
+        def started(driver):
+            return cell.find_element(By.CSS_SELECTOR, ".jp-InputPrompt").text.strip() not in ("", "[ ]:")
+
+        try:
+            WebDriverWait(self.browser.driver, 20).until(started)
+        except TimeoutException:
+            cell.find_element(By.CSS_SELECTOR, ".cm-content").click()
+            self.browser.press(Keys.CONTROL, Keys.ENTER)
 
         def output(driver):
             text = "\n".join(area.text for area in cell.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output"))

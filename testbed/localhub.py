@@ -18,6 +18,7 @@ from pathlib import Path
 
 import docker
 
+from testbed import machine_lock
 from testbed.hub import HubClient
 from testbed.targets import network_gateway
 
@@ -33,11 +34,14 @@ def _free_port() -> int:
 
 
 def ensure_network(engine: docker.DockerClient) -> str:
-    """The spawner tests' bridge network; returns its gateway, where containers reach the hub."""
-    try:
-        network = engine.networks.get(NETWORK)
-    except docker.errors.NotFound:
-        network = engine.networks.create(NETWORK, driver="bridge")
+    """The spawner tests' bridge network, made once (a run interrupted while two made it at once may have left
+    two of that name, which Docker then refuses to tell apart: one is kept); returns its gateway, where
+    containers reach the hub."""
+    with machine_lock("spawner-network"):
+        networks = [network for network in engine.networks.list(names=[NETWORK]) if network.name == NETWORK]
+        for extra in networks[1:]:
+            extra.remove()
+        network = networks[0] if networks else engine.networks.create(NETWORK, driver="bridge")
     return network_gateway(network)
 
 
