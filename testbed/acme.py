@@ -61,6 +61,11 @@ class Pebble:
                 start_new_session=True)
         deadline = time.monotonic() + 30
         while True:
+            for name, process in (("pebble", self.pebble), ("pebble-challtestsrv", self.dns)):
+                if process.poll() is not None:
+                    # Most likely its port is taken: one that an interrupted run left answers with another CA.
+                    raise RuntimeError(f"{name} exited as it started (see {self.root}); is one left by an "
+                                       "interrupted run still listening? `pkill -f pebble` ends it")
             try:
                 requests.get(self.directory_url, verify=str(self.ca_file), timeout=2).raise_for_status()
                 requests.get("http://127.0.0.1:8055/", timeout=2)

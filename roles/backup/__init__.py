@@ -114,7 +114,6 @@ def download(state, host, remote: str, local: str) -> bool:
     if progress.digest.hexdigest() != remote_sha:
         partial.unlink()
         raise BackupError(f"{host.name}: {path.name} differs from the host's copy after the transfer; try again")
-    partial.chmod(0o600)
     partial.replace(path)
     remote_command.run(state, host, StringCommand("rm", "-f", QuoteString(remote)))
     host.log(f"backup saved on the controller: {path} ({size / 2**20:,.1f} MiB, sha256 {remote_sha[:16]}…)")

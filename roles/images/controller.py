@@ -56,7 +56,12 @@ def _lock(key: str):
         lock = _locks.setdefault(key, threading.Lock())
     BUILDS.mkdir(parents=True, exist_ok=True)
     with lock, open(BUILDS / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".lock"), "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+        while True:  # polled: a blocking flock would stop every greenlet of this deploy while another one builds
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.5)
         yield
 
 
