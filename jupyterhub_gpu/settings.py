@@ -46,6 +46,14 @@ HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+-]
 APT_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/(?:[A-Za-z0-9._~%+-]|\$\(ARCH\))*)*")
 # Where the deploy keeps its files: an absolute path of plain characters.
 PATH = re.compile(r"(/[A-Za-z0-9._-]+)+")
+# Where the install directory may not be: system configuration, root's home, Docker's own data, and what a boot
+# empties or the kernel makes up.
+FORBIDDEN_INSTALL_ROOTS = ("/etc", "/root", "/var/lib/docker", "/boot", "/dev", "/proc", "/run", "/sys", "/tmp")
+# Docker's own networks, which user servers must never share with the host or each other.
+DOCKER_OWN_NETWORKS = {"host", "bridge", "none", "default"}
+# Settings whose plain http:// would let anyone on the way change what the host trusts or whom the hub believes.
+TRUST_URLS = ("nvidia_key_url", "engine_repo_url", "acme_server", "oauth_issuer_url", "oauth_authorize_url",
+              "oauth_token_url", "oauth_userdata_url", "oauth_gitlab_url")
 SYSTEM_DIRS = {"/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run", "/sbin",
                "/srv", "/sys", "/tmp", "/usr", "/var", "/usr/local", "/var/lib"}
 PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?(==|>=|<=|~=|!=|<|>)[A-Za-z0-9.*+!_-]+$")
@@ -316,6 +324,12 @@ class HubSettings(BaseModel):
         default=False,
         description="Allow the test-only authenticators (`shared-password`, `dummy`); the deploy's output and "
         "the hub's log say so loudly. Never on a hub that real people use.",
+    )
+    allow_plain_http: bool = Field(
+        default=False,
+        description="Allow plain `http://` for the URLs whose answers decide what the host trusts or whom the hub "
+        "believes (`nvidia_key_url`, `engine_repo_url`, `acme_server`, the `oauth_*` endpoints), for a mirror "
+        "or a provider on a network you trust. Apt repositories themselves may be `http://`: they are signed.",
     )
     allowed_users: list[Username] = Field(
         default_factory=list,
@@ -729,6 +743,34 @@ class HubSettings(BaseModel):
         if path is not None and not path.is_file():
             raise ValueError(f"{str(path)!r} is not a file on the controller")
         return path
+
+    @field_validator("network_name")
+    @classmethod
+    def _network_is_ours(cls, name: str) -> str:
+        if name in DOCKER_OWN_NETWORKS:
+            raise ValueError(f"{name!r} is Docker's own network: a network of its own, like 'jupyternet', keeps "
+                             "user servers apart from everything else")
+        return name
+
+    @field_validator("install_dir")
+    @classmethod
+    def _install_dir_is_its_own(cls, path: str) -> str:
+        for root in FORBIDDEN_INSTALL_ROOTS:
+            if path == root or path.startswith(root + "/"):
+                raise ValueError(f"{path!r} is under {root}: a directory of its own that nothing else manages "
+                                 "and no boot empties, like /opt/jupyterhub-gpu")
+        return path
+
+    @model_validator(mode="after")
+    def _trust_comes_over_https(self):
+        if self.allow_plain_http:
+            return self
+        plain = [f"{name} = {getattr(self, name)!r}" for name in TRUST_URLS
+                 if (getattr(self, name) or "").startswith("http://")]
+        if plain:
+            raise ValueError(f"{'; '.join(plain)}: plain http:// lets anyone on the way change what it answers; "
+                             "use https://, or set allow_plain_http: true for a network you trust")
+        return self
 
     @model_validator(mode="after")
     def _tls_mode_has_what_it_needs(self):

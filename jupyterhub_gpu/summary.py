@@ -45,12 +45,19 @@ class HostSummary:
 
 
 def warn_if_insecure(summary: HostSummary, target) -> None:
-    """A hub that lets in anyone with one password says so, during the deploy and at its end."""
-    if target.settings.insecure_test_mode and target.settings.authenticator in ("shared-password", "dummy"):
-        insecure = (f"INSECURE TEST MODE: authenticator {target.settings.authenticator} lets in anyone who knows "
+    """A hub that lets in anyone with one password, or sends people's passwords in the clear, says so, during the
+    deploy and at its end."""
+    settings = target.settings
+    if settings.insecure_test_mode and settings.authenticator in ("shared-password", "dummy"):
+        insecure = (f"INSECURE TEST MODE: authenticator {settings.authenticator} lets in anyone who knows "
                     "one password; never let people use this hub")
-        host.log(insecure, log_func=logger.warning)
-        summary.warn(insecure)
+    elif settings.authenticator == "ldap" and settings.ldap_tls == "insecure":
+        insecure = (f"ldap_tls is insecure: every login sends its password to {settings.ldap_server_address} in the "
+                    "clear; use on_connect (ldaps) or before_bind (STARTTLS)")
+    else:
+        return
+    host.log(insecure, log_func=logger.warning)
+    summary.warn(insecure)
 
 
 def say_where_the_hub_is(summary: HostSummary, target, provisioned) -> None:

@@ -152,7 +152,8 @@ class Repository:
         self.key_url = f"{base}/gpgkey"
 
     def inventory_data(self) -> dict:
-        return {"nvidia_repo_url": self.repo_url, "nvidia_key_url": self.key_url}
+        # Served over plain HTTP on the test bed's own bridge: a network the tests trust, said on purpose.
+        return {"nvidia_repo_url": self.repo_url, "nvidia_key_url": self.key_url, "allow_plain_http": True}
 
     def close(self) -> None:
         self.server.shutdown()

@@ -64,3 +64,24 @@ def test_debian_deb822_sources_give_the_mirror_and_settings_override():
     )
     assert chosen.names == ("hub.example.org",) and chosen.addresses == ("192.0.2.10",)
     assert chosen.base_tag == "jupyterhub-gpu/base:python-3.12-slim"
+
+
+def test_a_hub_that_sends_ldap_passwords_in_the_clear_says_so():
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.context import ctx_host, ctx_state
+
+    from jupyterhub_gpu.facts import HostProfile
+    from jupyterhub_gpu.summary import HostSummary, warn_if_insecure
+
+    inventory = Inventory((["@local"], {}))
+    state = State(inventory, Config())
+    ldap = {"authenticator": "ldap", "ldap_server_address": "ldap.example.org", "allow_all": True,
+            "ldap_bind_dn_template": ["uid={username},ou=people,dc=example,dc=org"]}
+    said = {}
+    with ctx_state.use(state), ctx_host.use(inventory.get_host("@local")):
+        for tls in ("insecure", "on_connect"):
+            said[tls] = []
+            warn_if_insecure(HostSummary(said[tls]), Target(HubSettings(**ldap, ldap_tls=tls), HostProfile()))
+    assert said == {"insecure": [(True, "ldap_tls is insecure: every login sends its password to ldap.example.org "
+                                        "in the clear; use on_connect (ldaps) or before_bind (STARTTLS)")],
+                    "on_connect": []}

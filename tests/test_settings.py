@@ -29,6 +29,16 @@ README = Path(__file__).resolve().parents[1] / "README.md"
         ({"gpu_idle_timeout": -5}, "gpu_idle_timeout = -5"),
         ({"build_extra_ca_certs": ["/nonexistent.pem"]}, "'/nonexistent.pem' is not a file on the controller"),
         ({"user_mem_limit": "lots"}, "user_mem_limit = 'lots'"),
+        ({"network_name": "host"}, "network_name = 'host': 'host' is Docker's own network"),
+        ({"network_name": "bridge"}, "network_name = 'bridge': 'bridge' is Docker's own network"),
+        ({"install_dir": "/etc/jupyterhub"}, "install_dir = '/etc/jupyterhub': '/etc/jupyterhub' is under /etc"),
+        ({"install_dir": "/root/hub"}, "is under /root"),
+        ({"install_dir": "/var/lib/docker/hub"}, "is under /var/lib/docker"),
+        ({"singleuser_image": "--privileged"}, "singleuser_image = '--privileged'"),
+        ({"nvidia_key_url": "http://nvidia.github.io/libnvidia-container/gpgkey"},
+         "nvidia_key_url = 'http://nvidia.github.io/libnvidia-container/gpgkey': plain http:// lets anyone on the "
+         "way change what it answers; use https://, or set allow_plain_http: true"),
+        ({"acme_server": "http://acme.example.org/dir"}, "acme_server = 'http://acme.example.org/dir': plain http://"),
     ],
 )
 def test_bad_value_is_refused_with_its_key(data, expected):
@@ -99,3 +109,12 @@ def test_extra_ca_certs_must_hold_a_certificate(tmp_path):
 
 def test_readme_settings_table_is_generated_from_the_model():
     assert settings_table() in README.read_text(), "regenerate it: python -m jupyterhub_gpu.settings"
+
+
+def test_plain_http_where_trust_is_decided_is_allowed_only_on_purpose():
+    said = {"nvidia_key_url": "http://mirror.lab.test/nvidia/gpgkey", "engine_repo_url": "http://mirror.lab.test/docker"}
+    with pytest.raises(InventoryError, match="nvidia_key_url = .*; engine_repo_url = .*: plain http://"):
+        from_host_data("host1", said)
+    assert from_host_data("host1", {**said, "allow_plain_http": True}).nvidia_key_url == said["nvidia_key_url"]
+    # Apt repositories are signed: plain http:// is theirs to use.
+    assert from_host_data("host1", {"nvidia_repo_url": "http://mirror.lab.test/nvidia/$(ARCH)"})
