@@ -162,6 +162,11 @@ def verify(archive_path: str, into: Path) -> dict:
         path = into / name
         if not path.is_file() or sha256(path) != expected["sha256"]:
             raise SystemExit(f"{archive_path}: {name} does not match its sha256 in the manifest; nothing was restored")
+    # Every inner archive's members, before anything on the host changes.
+    for name in manifest["files"]:
+        if name.endswith(".tar.gz"):
+            with tarfile.open(into / name) as inner:
+                checked(inner, f"{archive_path}: {name}")
     return manifest
 
 
@@ -170,17 +175,57 @@ def _safe() -> dict:
     return {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
 
 
+def refusal(member: tarfile.TarInfo, links: set) -> str | None:
+    """Why ``member`` of an inner archive may not be extracted as root on the host, or None. ``links`` holds the
+    names of the links seen before it. The hub image's Python (3.11.2) has no extraction filter, so these are
+    the 'tar' filter's rules, and the same everywhere: no absolute path and no '..'; no device or FIFO; a hard
+    link only to a member of the tree; nothing written through a link. A symbolic link itself may point
+    anywhere (a user's virtualenv points at /usr/bin/python3): it is followed only inside that user's
+    container, never by the restore."""
+    parts = [part for part in member.name.split("/") if part not in ("", ".")]
+    if member.name.startswith("/") or ".." in parts:
+        return "an absolute path or '..'"
+    if member.ischr() or member.isblk() or member.isfifo():
+        return "a device file or FIFO"
+    if member.islnk():
+        target = [part for part in member.linkname.split("/") if part not in ("", ".")]
+        if member.linkname.startswith("/") or ".." in target:
+            return f"a hard link to {member.linkname}, outside the archive"
+    for depth in range(1, len(parts)):
+        if "/".join(parts[:depth]) in links:
+            return f"a path through the link {'/'.join(parts[:depth])}"
+    if member.issym() or member.islnk():
+        links.add("/".join(parts))
+    return None
+
+
+def checked(archive: tarfile.TarFile, name: str) -> list:
+    """The members of ``archive`` (``name`` in messages), each safe to extract as root, with setuid, setgid and
+    sticky bits and group and other write bits cleared as the 'tar' filter clears them; refuses the archive at
+    the first member that is not."""
+    links: set = set()
+    members = []
+    for member in archive.getmembers():
+        why = refusal(member, links)
+        if why:
+            raise SystemExit(f"{name}: {member.name} is {why}; nothing was restored")
+        member.mode &= ~0o7022
+        members.append(member)
+    return members
+
+
 def _replace_contents(directory: Path, packed: Path, members=None) -> None:
     """Make ``directory`` hold exactly what ``packed`` holds (only ``members`` of it, where given)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name in members if members is not None else os.listdir(directory):
-        path = directory / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
     with tarfile.open(packed) as archive:
-        archive.extractall(directory, numeric_owner=True, **_safe())
+        safe = checked(archive, packed.name)  # before anything is removed
+        for name in members if members is not None else os.listdir(directory):
+            path = directory / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+        archive.extractall(directory, members=safe, numeric_owner=True, **_safe())
 
 
 def volumes(archive_path: str) -> None:
