@@ -61,11 +61,14 @@ class Deployment:
         return ca_file
 
     def hub(self, target: TargetHost, ca_file: Path | None = None, server_hostname: str | None = None) -> HubClient:
-        """A client of the target's hub, by default trusting the target's own local CA (self-signed mode), with
-        an API token of the tests' own: made by the admin (with the password the deploy generated), for an
-        hour, with the scopes the tests use."""
+        """A client of the target's hub, by default trusting the target's own local CA (self-signed mode) and
+        checking that its certificate names the hub (its first name: the host's own where no hub_names are set),
+        which holds whatever address a power-cycled host comes back at; with an API token of the tests' own: made
+        by the admin (with the password the deploy generated), for an hour, with the scopes the tests use."""
         if ca_file is None:
             ca_file = self.ca_file(target)
+            hostname = self.engine.containers.get(target.container_id).attrs["Config"]["Hostname"]
+            server_hostname = server_hostname or (target.data.get("hub_names") or [hostname])[0]
         port = target.data.get("https_port", 443)
         client = HubClient(f"https://{target.address}:{port}", ca_file, None, server_hostname)
         if target.container_id not in self.tokens:

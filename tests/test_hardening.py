@@ -109,6 +109,11 @@ def test_the_proxy_runs_apart_unprivileged_with_only_its_certificate(deployment)
     assert sorted(m.split(":")[0].rsplit("/", 1)[1] for m in mounts) == ["proxy_token", "server.crt", "server.key"], mounts
     assert _inner(deployment, target, "docker", "exec", "jupyterhub-proxy", "sh", "-c",
                   "test -e /var/run/docker.sock && echo present || echo absent") == "absent"
+    # Its key and token live in memory: a tmpfs, private to its user, not the container's writable layer.
+    assert _inner(deployment, target, "docker", "exec", "jupyterhub-proxy", "stat", "-f", "-c", "%T",
+                  "/run/proxy") == "tmpfs"
+    assert _inner(deployment, target, "docker", "exec", "jupyterhub-proxy", "stat", "-c", "%a %u",
+                  "/run/proxy", "/run/proxy/server.key") == "700 990\n600 990"
     for container, process in (("jupyterhub-proxy", "node"), ("jupyterhub", "jupyterhub")):
         owners = _inner(deployment, target, "docker", "top", container, "-eo", "pid,uid,args")
         lines = [line.split(None, 2) for line in owners.splitlines()[1:] if process in line]

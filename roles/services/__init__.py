@@ -215,6 +215,8 @@ def compose_project(target: Target, images: Images, certificate: Certificate, se
         "restart": "always",
         **locked_down,
         "ports": ports,
+        # Where its entry point hands it the key and token: memory only, never the container's writable layer.
+        "tmpfs": ["/run/proxy"],
         "volumes": [f"{certificate.directory}/server.crt:/etc/jupyterhub-proxy/tls/server.crt:ro",
                     f"{certificate.directory}/server.key:/etc/jupyterhub-proxy/tls/server.key:ro"],
         "secrets": ["proxy_token"],
