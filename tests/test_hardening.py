@@ -92,6 +92,14 @@ def test_a_user_container_holds_no_hub_state_and_runs_limited(deployment, two_se
     fields = dict(line.split(":\t") for line in status.splitlines())
     assert fields["NoNewPrivs"] == "1"
     assert not int(fields["CapBnd"], 16) & (1 << 13), "CAP_NET_RAW is in the bounding set"
+    # Nobody can pose as the hub: a user cannot listen on its API port (which the firewall lets every container
+    # reach), nor on any port below 1024.
+    listen = "import socket; socket.socket().bind(('0.0.0.0', 81)); print('listening')"
+    code, output = deployment.engine.containers.get(target.container_id).exec_run(
+        ["docker", "exec", "-u", "1000", "jupyter-isoa", "python3", "-c", listen])
+    assert code != 0 and b"PermissionError" in output, output
+    assert _inner(deployment, target, "docker", "exec", "jupyter-isoa", "cat",
+                  "/proc/sys/net/ipv4/ip_unprivileged_port_start") == "1024"
 
 
 def test_the_firewall_drops_the_metadata_address_and_is_in_force(deployment):

@@ -198,6 +198,8 @@ def test_user_containers_are_limited_and_gain_no_privileges_unless_they_may_sudo
     teacher = spawner.extra_host_config(spawner_of("teachers"))
     assert "security_opt" not in teacher and teacher["cap_drop"] == ["ALL"]
     assert "NET_RAW" not in teacher["cap_add"] and "NET_BIND_SERVICE" not in teacher["cap_add"]
+    for host_config in (student, teacher):  # nobody binds a port below 1024, the hub's API port among them
+        assert host_config["sysctls"] == {"net.ipv4.ip_unprivileged_port_start": "1024"}
     assert {"SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE"} <= set(teacher["cap_add"])
 
 

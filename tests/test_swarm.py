@@ -146,6 +146,11 @@ def test_four_users_get_gpus_across_both_nodes_and_a_fifth_is_told_at_once(clust
         assert process["CUDA_VISIBLE_DEVICES"] == gpu, process
     # Each node's first server joined it to the network, a change of the node: no server was shut down for it.
     assert shut_down_for_constraints(cluster) == ""
+    # As on one host, nobody listens below port 1024 in their server.
+    user, (node, _) = next(iter(table.items()))
+    container = run(cluster, by_name[node], f"docker ps --quiet --filter label=com.docker.swarm.service.name=jupyter-{user}")
+    assert run(cluster, by_name[node], f"docker exec {container.strip()} cat "
+                                      "/proc/sys/net/ipv4/ip_unprivileged_port_start").strip() == "1024"
 
     seconds, told = refusal(hub, "eve")
     assert "All 4 GPUs are in use; try again later, or start a CPU-only server." in told, told

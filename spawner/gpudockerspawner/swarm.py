@@ -137,7 +137,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             image=self.image, env=self.get_env(), args=await self.get_command(), mounts=self.mounts,
             user=create.pop("user", None), labels=labels,
             cap_add=host_config.get("cap_add"), cap_drop=host_config.get("cap_drop"),
-            **self.extra_container_spec,
+            sysctls=host_config.get("sysctls"), **self.extra_container_spec,
         )
         if create:
             self.log.warning("%s: extra_create_kwargs %s have no Swarm counterpart and are left out", self.owner,

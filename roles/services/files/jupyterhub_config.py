@@ -124,8 +124,11 @@ def configure_spawner(c, spawner: dict) -> None:
 
     def host_config(s) -> dict:
         # cpu_shares: under load the hub and the proxy (Docker's 1024) outweigh each user container.
+        # Docker lets any process in a container bind any port (ip_unprivileged_port_start 0): back to 1024, so
+        # that no user can listen on the hub's API port, which the firewall lets every container reach.
         limits = {"restart_policy": {"Name": "always"}, "auto_remove": False, "pids_limit": spawner["pids_limit"],
-                  "cpu_shares": spawner["cpu_shares"], "cap_drop": ["ALL"]}
+                  "cpu_shares": spawner["cpu_shares"], "cap_drop": ["ALL"],
+                  "sysctls": {"net.ipv4.ip_unprivileged_port_start": "1024"}}
         if may_sudo(s):
             # sudo needs a setuid binary (so new privileges) and root's usual powers, bar raw sockets and
             # privileged ports (the hub's API port is one: no container may pose as the hub).
