@@ -75,8 +75,8 @@ def servers_with_notes(deployment, target, hub, prefix: str, moment: str) -> dic
 
 def power_cycled(deployment, target, stop_timeout: int = 0):
     """Stop the target's container (every process in it dies) and start it again, as a power cut and a boot;
-    returns a client of its hub, at its address now, and when it started. The certificate names the host,
-    which the client checks, whatever address it came back at."""
+    returns a client of its hub, at its address now, and when it started. The client checks the certificate for
+    the hub's name (the host's, where no hub_names are set), whatever address it came back at."""
     container = deployment.engine.containers.get(target.container_id)
     container.stop(timeout=stop_timeout)
     container.start()
@@ -84,7 +84,7 @@ def power_cycled(deployment, target, stop_timeout: int = 0):
     container.reload()
     target.address = container.attrs["NetworkSettings"]["IPAddress"]
     wait_for_port(target.address, 22)
-    return deployment.hub(target, server_hostname=container.attrs["Config"]["Hostname"]), started
+    return deployment.hub(target), started
 
 
 def servers_back_with_notes(hub, prefix: str, moment: str, started: float, timeout: float = 180) -> None:
