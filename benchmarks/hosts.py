@@ -25,7 +25,7 @@ KINDS = [SYSV, HostKind("bookworm", "systemd"), HostKind("bookworm", "systemd", 
 
 def measure(kind: HostKind, repository: Repository) -> dict[str, float]:
     deployment = smoke.start(1, prefix="benchhost", repository=repository, kinds=[kind],
-                             data={"base_image": "debian:bookworm-slim"})
+                             data=smoke.DEBIAN_12_IMAGES)
     (target,) = deployment.targets
     try:
         cold, again = smoke.deploy_twice(deployment)

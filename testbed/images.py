@@ -17,8 +17,6 @@ from testbed import machine_lock, wsl
 from testbed.nvidia import FAKE_NVIDIA_SMI
 
 BASE = "jupyterhub-gpu-testbed/debian:bookworm"
-# Debian 13, for targets that run its systemd 257 and Docker 26.
-TRIXIE_BASE = "jupyterhub-gpu-testbed/debian:trixie"
 MIRROR = "http://deb.debian.org/debian"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 

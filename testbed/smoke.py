@@ -35,6 +35,10 @@ GPU_TEST_PROFILES = [
 ]
 
 
+# Images from Debian 12 whatever the target's release, so that Debian 13 targets share the test bed's image builds.
+DEBIAN_12_IMAGES = {"base_image": "debian:bookworm-slim"}
+
+
 class SmokeFailure(AssertionError):
     pass
 

@@ -78,6 +78,8 @@ def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target
     with ``gpus``, hosts whose driver reports two stand-in GPUs; with ``wsl_host``, WSL2 stand-ins (with GPUs);
     ``kinds``, one per host, says what each is (default: Debian 12 booted by SysV init, reached as root)."""
     kinds = kinds or [SYSV] * count
+    if len(kinds) != count:
+        raise ValueError(f"{count} targets asked for, {len(kinds)} kinds given")
     public_key = ssh_key().with_suffix(".pub")
     run = uuid.uuid4().hex[:6]
     hosts = []

@@ -35,7 +35,7 @@ def deployment(engine, nvidia_repository):
     share the test bed's image builds."""
     with smoke.deployed(smoke.start(2, prefix="hub", repository=nvidia_repository, kinds=[SYSV, SYSTEMD_SUDO],
                                     data={"sudo_groups": ["sudoers"], "http_port": 80, "hsts_max_age": 600,
-                                          "base_image": "debian:bookworm-slim"})) as deployment:
+                                          **smoke.DEBIAN_12_IMAGES})) as deployment:
         yield deployment
 
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from testbed.nvidia import FAKE_GPUS
-from testbed.smoke import Deployment, deploy_twice
+from testbed.smoke import DEBIAN_12_IMAGES, Deployment, deploy_twice
 from testbed.targets import SYSTEMD_SUDO, TargetHost, remove_targets, start_targets, write_inventory_file
 from testbed import STATE
 
@@ -26,8 +26,7 @@ GPU_VARIABLE = "DOCKER_RESOURCE_NVIDIA-GPU"
 
 def cluster_member(target: TargetHost, group: str, repository) -> TargetHost:
     target.groups = [group]
-    # Images from Debian 12 (base_image), as the test bed's other scenarios build them.
-    target.data.update({**repository.inventory_data(), "image_profiles": PROFILES, "base_image": "debian:bookworm-slim"})
+    target.data.update({**repository.inventory_data(), "image_profiles": PROFILES, **DEBIAN_12_IMAGES})
     return target
 
 

@@ -13,11 +13,12 @@ import time
 
 import pytest
 
+from testbed import smoke
 from tests.test_crash_recovery import gpu_state, on_host, power_cycled, servers_back_with_notes, servers_with_notes
 
 pytestmark = pytest.mark.slow
 
-INSTALL_DIR = "/opt/jupyterhub-gpu"
+INSTALL_DIR = smoke.INSTALL_DIR
 
 
 @pytest.fixture(scope="module")
