@@ -49,6 +49,12 @@ if command -v ip >/dev/null 2>&1; then
 fi
 grep -h -E '^[[:space:]]*(deb[[:space:]]|URIs:)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
   /etc/apt/sources.list.d/*.sources 2>/dev/null | sed 's/^/apt_source=/'
+# IPsec ESP, which an encrypted overlay network needs: y or m (built in, a module), n (not built), or unknown.
+for config in "/boot/config-$(uname -r)" /proc/config.gz; do
+  [ -r "$config" ] || continue
+  gzip -dcf "$config" 2>/dev/null | sed -n 's/^# CONFIG_INET_ESP is not set/kernel_esp=n/p; s/^CONFIG_INET_ESP=/kernel_esp=/p'
+  break
+done
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
   echo "ca_bundle_sha256=$(sha256sum /etc/ssl/certs/ca-certificates.crt | cut -d' ' -f1)"
 fi
@@ -84,6 +90,8 @@ class HostProfile:
     ipv4: tuple[str, ...] = ()
     apt_mirrors: tuple[str, ...] = ()
     ca_bundle_sha256: str = ""
+    # The kernel's CONFIG_INET_ESP: "y", "m", "n", or "" where the kernel's configuration cannot be read.
+    kernel_esp: str = ""
 
     @property
     def systemd(self) -> bool:
@@ -157,6 +165,34 @@ class EffectiveUid(FactBase):
     def process(self, output):
         uid = "".join(output).strip()
         return int(uid) if uid.isdigit() else None
+
+
+class IdHolders(FactBase):
+    """The host's accounts and groups that hold a numeric id: {"users": [...], "groups": [...]}."""
+
+    def command(self, id_number: int) -> str:
+        return (f"getent passwd {int(id_number)} | cut -d: -f1 | sed 's/^/user /'; "
+                f"getent group {int(id_number)} | cut -d: -f1 | sed 's/^/group /'; true")
+
+    def process(self, output) -> dict:
+        holders = {"users": [], "groups": []}
+        for line in output:
+            kind, _, name = line.strip().partition(" ")
+            if name:
+                holders[f"{kind}s"].append(name)
+        return holders
+
+
+class AccountIds(FactBase):
+    """A host account's uid and its same-named group's gid: {"uid": int | None, "gid": int | None}."""
+
+    def command(self, account: str) -> StringCommand:
+        return StringCommand("sh", "-c", QuoteString(
+            f"echo uid=$(getent passwd {account} | cut -d: -f3); echo gid=$(getent group {account} | cut -d: -f3)"))
+
+    def process(self, output) -> dict:
+        ids = dict(line.strip().partition("=")[::2] for line in output if "=" in line)
+        return {key: int(ids[key]) if ids.get(key, "").isdigit() else None for key in ("uid", "gid")}
 
 
 class TargetProfile(FactBase):

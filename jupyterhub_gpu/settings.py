@@ -138,7 +138,20 @@ OAuthScope = Annotated[str, AfterValidator(_pattern(re.compile(r"^[\x21\x23-\x5b
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
 DockerName = Annotated[str, AfterValidator(_pattern(DOCKER_NAME, "letters, digits, '_', '.', '-', starting with a letter or digit"))]
 ImageRef = Annotated[str, AfterValidator(_pattern(IMAGE_REF, "a Docker image reference like 'quay.io/jupyter/base-notebook:2025-01-06'"))]
-Username = Annotated[str, AfterValidator(_pattern(JUPYTER_USERNAME, "lower-case letters, digits, '.', '_', '-'"))]
+# The host's system account that holds service_uid, so that no package is given that id later.
+SERVICE_ACCOUNT = "jupyterhub-gpu"
+# The hub user whose throwaway servers bin/gpu-check starts: nobody logs in or signs up under this name.
+GPU_CHECK_USER = "gpu-check"
+
+
+def _not_reserved(name: str) -> str:
+    if name == GPU_CHECK_USER:
+        raise ValueError(f"{name!r} is reserved for bin/gpu-check's throwaway servers: nobody may log in under it")
+    return name
+
+
+Username = Annotated[str, AfterValidator(_pattern(JUPYTER_USERNAME, "lower-case letters, digits, '.', '_', '-'")),
+                     AfterValidator(_not_reserved)]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 PinnedRequirement = Annotated[str, AfterValidator(_pinned_requirement)]
 HttpUrl = Annotated[str, AfterValidator(_pattern(HTTP_URL, "an http:// or https:// URL of letters, digits and "
@@ -301,6 +314,15 @@ class HubSettings(BaseModel):
         "(`roles/images/templates/hub-requirements.txt`), for a site that holds or moves its own versions; must pin "
         "`jupyterhub`, which the single-user image then matches. Changing the version upgrades the hub in place.",
     )
+    service_uid: int = Field(
+        default=990,
+        ge=100,
+        le=65533,
+        description="The user and group id the hub and the proxy run as, inside their containers and so to the "
+        "host's kernel: a host process with that id could read their secrets through `/proc`. The deploy refuses an "
+        "id that a host account or group holds, and reserves it as the system account `jupyterhub-gpu`, so that no "
+        "package gets it later. Not 1000, the servers' `jovyan`. Changing it re-owns the hub's database volume.",
+    )
     keep_previous_images: int = Field(
         default=1,
         ge=0,
@@ -334,7 +356,8 @@ class HubSettings(BaseModel):
     allowed_users: list[Username] = Field(
         default_factory=list,
         description="Users who may log in. With `ldap` and `oauth` an allow rule is required: this, "
-        "`allowed_groups`, or `allow_all`.",
+        "`allowed_groups`, or `allow_all`. Not with `native`, where an admin's approval is the allow rule (listed "
+        "names would skip it).",
     )
     allowed_groups: list[AllowedGroup] = Field(
         default_factory=list,
@@ -450,10 +473,13 @@ class HubSettings(BaseModel):
         default_factory=lambda: ["openid", "profile", "email"],
         description="`oauth` `generic`: scopes to ask for.",
     )
-    oauth_username_claim: str = Field(
-        default="preferred_username",
+    oauth_username_claim: str | None = Field(
+        default=None,
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
-        description="`oauth` `generic`: the claim that becomes the hub user name.",
+        description="`oauth` `generic` and `azuread`: the claim that becomes the hub user name; it must be unique and "
+        "never handed to someone else. Empty: `preferred_username` for `generic`; `oid` for `azuread` (the "
+        "user's object id: oauthenticator's default, the display name `name`, is not unique). `github` uses the "
+        "login, `gitlab` the username, both unique.",
     )
     oauth_groups_claim: str = Field(
         default="groups",
@@ -691,6 +717,13 @@ class HubSettings(BaseModel):
         "group (its users' servers stop, and their spawn page says so) and remove it from the swarm. Off: such a "
         "node is named in a warning and left as it is.",
     )
+    swarm_network_encrypted: bool = Field(
+        default=True,
+        description="In a cluster: the overlay network that carries the hub's and the proxy's traffic with the "
+        "servers (login cookies, API tokens) between nodes is encrypted (IPsec, Docker's `encrypted` option; the "
+        "nodes' kernels need ESP, which the deploy checks). Off: that traffic crosses the LAN in clear, for a LAN "
+        "nobody else is on. Fixed when the network is made: changing it means making the network anew.",
+    )
     home_volume_driver: DockerName | None = Field(
         default=None,
         description="In a cluster: a Docker volume driver that every GPU node reaches (like `local` with NFS "
@@ -789,6 +822,13 @@ class HubSettings(BaseModel):
                              "use another port or acme_challenge: dns-01")
         return self
 
+    @field_validator("service_uid")
+    @classmethod
+    def _not_jovyan(cls, uid: int) -> int:
+        if uid == 1000:
+            raise ValueError("1000 is jovyan's, who runs every user's server")
+        return uid
+
     @model_validator(mode="after")
     def _authenticator_has_what_it_needs(self):
         kind = self.authenticator
@@ -796,6 +836,10 @@ class HubSettings(BaseModel):
             raise ValueError(f"authenticator {kind!r} lets anyone who knows one password in (or, for dummy, anyone "
                              "at all): it is for tests only and needs insecure_test_mode: true; "
                              "for people use native, ldap or oauth")
+        if kind == "native" and self.allowed_users:
+            raise ValueError(f"allowed_users = {self.allowed_users!r}: with authenticator 'native' these names skip an "
+                             "admin's approval, so whoever signs up first under one of them gets in; leave it empty "
+                             "(an admin approves each sign-up at /hub/authorize), or use ldap or oauth")
         if kind in ("ldap", "oauth") and not (self.allowed_users or self.allowed_groups or self.allow_all):
             raise ValueError(f"authenticator {kind!r} needs an allow rule: allowed_users, allowed_groups, "
                              "or allow_all: true (everyone the provider authenticates)")

@@ -25,6 +25,7 @@ def provision(target: Target, restore_from: restore.Archive | None = None) -> Pr
     docker_engine.ensure_engine(target)
     uptime = wsl.ensure_uptime(target)
     nvidia_toolkit.ensure_toolkit(target)
+    network.ensure_cluster_firewall(target)
     swarm.ensure_swarm(target)
     if not target.runs_hub:
         # A GPU node runs user servers only: their images, and the check that its containers get GPUs.

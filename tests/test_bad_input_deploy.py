@@ -126,3 +126,15 @@ def test_provided_certificate_that_does_not_fit_fails_before_any_change(engine, 
     assert run.returncode != 0
     assert expected in run.log
     assert _untouched(engine, fresh_target) == []
+
+
+def test_a_service_uid_another_account_holds_fails_before_any_change(engine, fresh_target, tmp_path):
+    # A package made a system user with the id the hub and the proxy would run as: its processes could read their
+    # secrets through /proc.
+    container = engine.containers.get(fresh_target.container_id)
+    assert container.exec_run(["useradd", "--system", "--uid", "990", "--user-group", "colord"]).exit_code == 0
+    run = run_deploy(write_inventory_file([fresh_target], tmp_path / "targets.json"))
+    assert run.returncode != 0
+    assert ("service_uid = 990: the host's account 'colord' and group 'colord' hold that id" in run.log
+            and "nothing was changed" in run.log), run.log[-3000:]
+    assert _untouched(engine, fresh_target) == []

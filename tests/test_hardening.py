@@ -11,26 +11,11 @@ import ssl
 import pytest
 import requests
 
+from testbed.probe import PROBE
+
 pytestmark = pytest.mark.slow
 
 INSTALL_DIR = "/opt/jupyterhub-gpu"
-# Run inside a user container: try one TCP connection, say how it went.
-PROBE = """
-import socket, sys
-host, port = sys.argv[1], int(sys.argv[2])
-if host == "gateway":
-    for line in open("/proc/net/route").read().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == "00000000":
-            host = socket.inet_ntoa(bytes.fromhex(fields[2])[::-1])
-try:
-    socket.create_connection((host, port), timeout=3).close()
-    print("open")
-except socket.timeout:
-    print("timeout")
-except OSError as error:
-    print(type(error).__name__)
-"""
 
 
 def _inner(deployment, target, *command, check: bool = True) -> str:
@@ -131,6 +116,19 @@ def test_the_proxy_runs_apart_unprivileged_with_only_its_certificate(deployment)
         sources = _inner(deployment, target, "docker", "inspect", "--format", "{{range .Mounts}}{{.Source}} {{end}}",
                          container)
         assert f"{INSTALL_DIR}/ca" not in sources, (container, sources)
+
+
+def test_the_hub_and_the_proxy_run_as_an_id_the_host_reserves_for_them(deployment):
+    """service_uid (990) belongs to a system account of the deploy's on the host, which nobody logs in as: no
+    other host process runs with the id that can read the hub's and the proxy's secrets."""
+    for target in deployment.targets:
+        assert _inner(deployment, target, "getent", "passwd", "990") == \
+            "jupyterhub-gpu:x:990:990::/nonexistent:/usr/sbin/nologin"
+        assert _inner(deployment, target, "getent", "group", "990").startswith("jupyterhub-gpu:x:990:")
+        for container in ("jupyterhub", "jupyterhub-proxy"):
+            pid = _inner(deployment, target, "docker", "inspect", "--format", "{{.State.Pid}}", container)
+            ids = _inner(deployment, target, "grep", "-E", "^(Uid|Gid):", f"/proc/{pid}/status").split()
+            assert ids == ["Uid:", *["990"] * 4, "Gid:", *["990"] * 4], (container, ids)
 
 
 def test_the_local_ca_signs_nothing_but_the_hubs_names(deployment):

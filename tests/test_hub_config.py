@@ -4,6 +4,8 @@ authenticator, without a deploy. Loaded the way JupyterHub loads it (traitlets' 
 from __future__ import annotations
 
 import json
+import logging
+from types import SimpleNamespace
 
 import pytest
 import traitlets
@@ -24,14 +26,14 @@ IMAGES = Images(hub="jupyterhub-gpu/hub:1", singleuser="jupyterhub-gpu/singleuse
 def load(tmp_path, monkeypatch):
     """Write hub.json for ``data`` and the secrets the hub reads, then load the configuration."""
 
-    def load(data: dict, secrets: dict | None = None, **target):
+    def load(data: dict, secrets: dict | None = None, images: Images = IMAGES, **target):
         secrets_dir = tmp_path / "secrets"
         secrets_dir.mkdir(exist_ok=True)
         for name, value in {"proxy_token": "p" * 64, "ops_api_token": "o" * 64, "gpu_check_api_token": "g" * 64,
                               **(secrets or {})}.items():
             (secrets_dir / name).write_text(value + "\n")
         settings = from_host_data("host1", data)
-        document = hub_settings(Target(settings=settings, profile=PROFILE, **target), IMAGES)
+        document = hub_settings(Target(settings=settings, profile=PROFILE, **target), images)
         (tmp_path / "hub.json").write_text(json.dumps(document))
         monkeypatch.setenv("JUPYTERHUB_GPU_SETTINGS", str(tmp_path / "hub.json"))
         monkeypatch.setenv("JUPYTERHUB_GPU_SECRETS", str(secrets_dir))
@@ -67,7 +69,20 @@ def test_sudo_is_granted_to_members_of_sudo_groups_only(load):
     assert grant(spawner_of("teachers", "students")) == "yes"
     assert grant(spawner_of("students")) == "no"
     assert grant(spawner_of()) == "no"
-    assert config.GPUDockerSpawner.extra_create_kwargs == {"user": "root"}
+    # The built image starts as root for its entry point, which drops to jovyan.
+    assert config.GPUDockerSpawner.extra_create_kwargs(SimpleNamespace(image=IMAGES.singleuser)) == {"user": "root"}
+
+
+def test_images_made_elsewhere_run_as_their_own_user(load):
+    pulled = "quay.io/jupyter/pytorch-notebook:2025-01-06"
+    images = Images(hub=IMAGES.hub, singleuser=IMAGES.singleuser, proxy=IMAGES.proxy,
+                    profiles={"Standard": IMAGES.singleuser, "PyTorch": pulled})
+    config = load({"image_profiles": [{"name": "Standard"}, {"name": "PyTorch", "gpu": True, "image": pulled}]},
+                  images=images, gpus=GPUInventory("/usr/bin/nvidia-smi", (GPU("0", "GPU-aaaa", "A100", 40960),)))
+    spawner = config.GPUDockerSpawner
+    assert spawner.own_user_images == [pulled]
+    assert spawner.extra_create_kwargs(SimpleNamespace(image=pulled)) == {}
+    assert spawner.extra_create_kwargs(SimpleNamespace(image=IMAGES.singleuser)) == {"user": "root"}
 
 
 def test_the_proxy_runs_apart_and_no_stale_pid_file_stays_on_the_database_volume(load, tmp_path):
@@ -165,6 +180,11 @@ def test_the_gpu_check_may_start_and_stop_its_own_users_servers_only(load):
     roles = {role["name"]: role for role in config.JupyterHub.load_roles}
     assert roles["jupyterhub-gpu-check"]["scopes"] == ["servers!user=gpu-check", "read:users!user=gpu-check"]
     assert roles["gpu-check-user"]["users"] == ["gpu-check"]
+    # Nobody logs in as the check's user, whatever the identity provider says; everyone else as before.
+    hook = config.Authenticator.post_auth_hook
+    authenticator = SimpleNamespace(log=logging.getLogger("test"))
+    assert hook(authenticator, None, {"name": "gpu-check"}) is None
+    assert hook(authenticator, None, {"name": "ada", "admin": None}) == {"name": "ada", "admin": None}
     assert "jupyterhub-gpu-check" not in {service["name"] for service in load({}).JupyterHub.services}
 
 
@@ -259,7 +279,7 @@ OAUTH = {"authenticator": "oauth", "oauth_client_id": "hub", "oauth_client_secre
          "oauthenticator.gitlab.GitLabOAuthenticator",
          {"gitlab_url": "https://gitlab.example.org", "allowed_gitlab_groups": {"lab"}}),
         ("azuread", {"oauth_azuread_tenant_id": "contoso.onmicrosoft.com"}, "oauthenticator.azuread.AzureAdOAuthenticator",
-         {"tenant_id": "contoso.onmicrosoft.com"}),
+         {"tenant_id": "contoso.onmicrosoft.com", "username_claim": "oid"}),
     ],
 )
 def test_oauth_providers(load, monkeypatch, provider, extra, class_path, checks):
@@ -366,6 +386,31 @@ def test_native_logins_check_passwords_off_the_hubs_event_loop(load, monkeypatch
     assert answers == ["carol"] * 8 and refused == [None, None, None]
     assert len(checked_in) >= 9, "each login with a known name checks its password"
     assert loop_thread not in checked_in, "a password was checked in the event loop's thread"
-    # Locked after allowed_failed_logins wrong tries: even the right password is refused meanwhile.
+    # Locked after allowed_failed_logins wrong tries: even the right password is refused meanwhile, from that address.
     asyncio.run(hub.authenticate(None, {"username": "carol", "password": "wrong-again"}))
     assert asyncio.run(hub.authenticate(None, {"username": "carol", "password": "carols-long-password"})) is None
+
+
+def test_failed_logins_lock_a_name_for_their_address_only_and_reserved_names_cannot_sign_up(load):
+    """Anyone can try an admin's name: they lock it for their own address, never for the admin's."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from jupyterhub import orm
+
+    config = load({}, secrets={"admin-password-admin": "first-generated-password"})
+    db = orm.new_session_factory("sqlite://")()
+    hub = config.JupyterHub.authenticator_class(admin_users={"admin"}, _deprecated_db_session=db, allowed_failed_logins=3,
+                                                seconds_before_next_try=600)
+
+    def login(address: str, password: str):
+        handler = SimpleNamespace(request=SimpleNamespace(remote_ip=address))
+        return asyncio.run(hub.authenticate(handler, {"username": "admin", "password": password}))
+
+    for _ in range(5):
+        assert login("192.0.2.66", "guessed-password") is None
+    assert login("192.0.2.66", "first-generated-password") is None, "locked for the guesser's address"
+    assert login("198.51.100.7", "first-generated-password") == "admin", "not for the admin's"
+    assert hub.create_user("gpu-check", "a-long-enough-password") is None
+    assert hub.create_user("admin", "a-long-enough-password") is None
+    assert hub.get_user("gpu-check") is None

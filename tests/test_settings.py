@@ -75,6 +75,12 @@ def test_bad_value_is_refused_with_its_key(data, expected):
          "needs oauth_client_id; exactly one of oauth_client_secret_file, oauth_client_secret_env; "
          "oauth_azuread_tenant_id; hub_names or oauth_callback_url"),
         ({"sudo_groups": ["no spaces"]}, "sudo_groups.0 = ['no spaces']"),
+        # Native sign-ups under a listed name would skip the admin's approval: first come, first in.
+        ({"allowed_users": ["ada"]}, "allowed_users = ['ada']: with authenticator 'native' these names skip an "
+                                     "admin's approval"),
+        ({"admin_users": ["admin", "gpu-check"]}, "admin_users.1 = ['admin', 'gpu-check']: 'gpu-check' is reserved"),
+        ({"authenticator": "ldap", "allowed_users": ["gpu-check"], "ldap_server_address": "ldap.example.org"},
+         "allowed_users.0 = ['gpu-check']: 'gpu-check' is reserved for bin/gpu-check's throwaway servers"),
     ],
 )
 def test_settings_that_only_fit_together_are_checked_together(data, expected):

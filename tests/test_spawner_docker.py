@@ -3,6 +3,7 @@ the stand-in NVIDIA hook: what each container holds is read from Docker and from
 
 from __future__ import annotations
 
+import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,10 +42,10 @@ def spawn(hub: LocalHub, user: str, **options) -> None:
     hub.api.start_server(user)
 
 
-def refused_spawn(hub: LocalHub, user: str) -> str:
+def refused_spawn(hub: LocalHub, user: str, **options) -> str:
     """Start a server that must fail; return what the hub told the user."""
     hub.api.ensure_user(user)
-    response = hub.api.api("POST", f"/users/{user}/server")
+    response = hub.api.api("POST", f"/users/{user}/server", json=options or None)
     if response.status_code >= 400:
         return response.text
     deadline = time.monotonic() + 60
@@ -169,3 +170,20 @@ def test_gpu_groups_limit_who_gets_a_gpu(make_hub):
     spawn(hub, "ben")
     assert hub.gpus_of("ann")["device_requests"] == ["0"]
     assert hub.gpus_of("ben")["visible"] == "void"
+
+
+def test_an_image_made_elsewhere_runs_as_its_own_user_and_one_that_would_run_as_root_is_refused(
+        make_hub, engine, singleuser_image):
+    # Made elsewhere, as an image from a registry would be: one names a user (as the Jupyter Docker Stacks images
+    # name jovyan), the other root.
+    own_user, as_root = f"{singleuser_image}-user1000", f"{singleuser_image}-root"
+    for tag, user in ((own_user, "1000"), (as_root, "root")):
+        engine.images.build(fileobj=io.BytesIO(f"FROM {singleuser_image}\nUSER {user}\n".encode()), tag=tag, rm=True)
+    hub = make_hub(own_user_images=[own_user, as_root], allowed_images={"own": own_user, "root": as_root})
+    spawn(hub, "ann", image="own")
+    container = hub.container_of("ann")
+    assert container.attrs["Config"]["User"] == "1000"
+    assert container.exec_run(["grep", "^Uid:", "/proc/1/status"]).output.decode().split()[1:] == ["1000"] * 4
+    told = refused_spawn(hub, "ben", image="root")
+    assert f"The image {as_root} runs its server as root" in told, told
+    assert not engine.containers.list(all=True, filters={"name": f"{hub.prefix}-ben"})

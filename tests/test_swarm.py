@@ -8,12 +8,15 @@ no task is ever shut down for "no longer meets constraints"."""
 from __future__ import annotations
 
 import json
+import shlex
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from testbed.nvidia import FAKE_GPUS
+from testbed.probe import PROBE
 from testbed.smoke import DEBIAN_12_IMAGES, Deployment, deploy_twice
 from testbed.targets import SYSTEMD_SUDO, TargetHost, remove_targets, start_targets, write_inventory_file
 from testbed import STATE
@@ -26,7 +29,10 @@ GPU_VARIABLE = "DOCKER_RESOURCE_NVIDIA-GPU"
 
 def cluster_member(target: TargetHost, group: str, repository) -> TargetHost:
     target.groups = [group]
-    target.data.update({**repository.inventory_data(), "image_profiles": PROFILES, **DEBIAN_12_IMAGES})
+    # This machine's kernel has no IPsec ESP, which an encrypted overlay needs (the preflight refuses it, see below):
+    # the servers' traffic crosses the test bed's own network in clear.
+    target.data.update({**repository.inventory_data(), "image_profiles": PROFILES, **DEBIAN_12_IMAGES,
+                        "swarm_network_encrypted": False})
     return target
 
 
@@ -178,6 +184,74 @@ def test_a_users_files_are_there_when_their_next_server_starts_on_the_node_that_
     hub.start_server("ben", timeout=120)
     assert placed(hub)["ben"][0] == node
     assert hub.read_file("ben", "notes.txt") == "ben's work"
+
+
+def container_of(cluster: Deployment, node: TargetHost, user: str) -> str:
+    return run(cluster, node, f"docker ps --quiet --filter label=com.docker.swarm.service.name=jupyter-{user}").strip()
+
+
+def probe(cluster: Deployment, node: TargetHost, user: str, host: str, port: int) -> str:
+    """One TCP connection tried from ``user``'s server, as the user (jovyan) would: open, timeout or the error."""
+    return run(cluster, node, f"docker exec -u 1000 {container_of(cluster, node, user)} python3 -c "
+                              f"{shlex.quote(PROBE)} {shlex.quote(host)} {port}").strip()
+
+
+def test_a_users_server_on_a_gpu_node_reaches_the_hubs_api_and_nothing_else_of_the_cluster(cluster):
+    manager, *nodes = cluster.targets
+    by_name = {hostname(cluster, node): node for node in nodes}
+    hub = cluster.hub(manager)
+    table = placed(hub)
+    (user, (node_name, _)), *others = sorted(table.items())
+    node = by_name[node_name]
+    other_node = next(target for name, target in by_name.items() if name != node_name)
+    assert probe(cluster, node, user, "jupyterhub", 81) == "open"
+    # Other users' servers, on this node and on the other, by their addresses on the overlay network; the proxy's
+    # API; the node itself (through its docker_gwbridge) and the cluster's other hosts, Swarm's ports included.
+    closed = [("jupyterhub-proxy", 8001), ("gateway", 22), (manager.address, 22), (manager.address, 2377),
+              (other_node.address, 7946), (node.address, 22)]
+    for other, (other_node_name, _) in others:
+        address = run(cluster, by_name[other_node_name], "docker inspect --format '{{.NetworkSettings.Networks."
+                      f"jupyternet.IPAddress}}}}' {container_of(cluster, by_name[other_node_name], other)}").strip()
+        closed.append((address, 8888))
+    assert {other_node_name for _, (other_node_name, _) in others} == set(by_name), "servers on both nodes"
+    for host, port in closed:
+        assert probe(cluster, node, user, host, port) == "timeout", (host, port)
+    # The fence is the container's own, set before the server started, and the server cannot undo it: the
+    # metadata address is dropped there too (checked by its rule, never probed).
+    container = container_of(cluster, node, user)
+    rules = run(cluster, node, f"docker exec --privileged {container} iptables -S OUTPUT")
+    assert "-A OUTPUT -d 169.254.169.254/32 -j DROP" in rules and "--dport 81 -j ACCEPT" in rules, rules
+    status = dict(line.split(":\t") for line in run(cluster, node, f"docker exec {container} grep -E "
+                                                                     "'^(CapBnd|NoNewPrivs)' /proc/1/status").splitlines())
+    assert not int(status["CapBnd"], 16) & (1 << 12), "CAP_NET_ADMIN is in the server's bounding set"
+    # Swarm's services carry no no-new-privileges flag: the entry point set it for the server, which is not in a
+    # sudo group, so setuid sudo cannot raise it.
+    assert status["NoNewPrivs"] == "1"
+    # The proxy still reaches every server, and each server the hub.
+    for name in table:
+        hub.write_file(name, "fenced.txt", name)
+        assert hub.read_file(name, "fenced.txt") == name
+
+
+def test_swarms_ports_answer_the_clusters_own_hosts_only(cluster):
+    manager, node, *_ = cluster.targets
+    # From this machine, which is not in the cluster: dropped. From a node: Swarm's own traffic, which works.
+    for port in (2377, 7946):
+        with pytest.raises(socket.timeout):
+            socket.create_connection((manager.address, port), timeout=3)
+    assert run(cluster, node, f"timeout 5 bash -c 'exec 3<>/dev/tcp/{manager.address}/2377' && echo open").strip() == "open"
+    for target in cluster.targets:
+        run(cluster, target, "/usr/local/sbin/jupyterhub-gpu-firewall --check")
+
+
+def test_an_encrypted_overlay_on_a_kernel_without_esp_is_refused_before_any_change(cluster):
+    refused = cluster.redeploy_with(swarm_network_encrypted=True)
+    for target in cluster.targets:
+        target.data["swarm_network_encrypted"] = False
+    write_inventory_file(cluster.targets, cluster.targets_file)
+    assert refused.returncode != 0 and not refused.totals.get("success")
+    assert "is built without IPsec ESP (CONFIG_INET_ESP)" in refused.log and "nothing was changed" in refused.log
+    assert "Traceback" not in refused.log
 
 
 def test_a_stopped_worker_engine_stops_its_servers_and_no_gpu_is_handed_out_twice_when_it_returns(cluster):

@@ -9,19 +9,22 @@ from types import SimpleNamespace
 import pytest
 from pyinfra.api import Inventory, OperationError
 from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.docker import DockerNetwork
 from pyinfra.facts.files import Directory, File, FileContents, Sha1File
-from pyinfra.facts.server import TmpDir
+from pyinfra.facts.server import Command, TmpDir
+from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from gpudockerspawner.placement import assigned_gpus, node_gpus, serving_nodes, task_address, unplaceable
 from jupyterhub_gpu.apt import PackageManagerState
 from jupyterhub_gpu.cluster import Cluster, cluster_of
-from jupyterhub_gpu.facts import DockerServerVersion, HostProfile
+from jupyterhub_gpu.facts import DockerServerVersion, HostProfile, TargetProfile
 from jupyterhub_gpu.settings import HubSettings, InventoryError
 from jupyterhub_gpu.target import Target
+from roles.network import ensure_cluster_firewall, ensure_network, firewall_script
 from roles.nvidia_toolkit import KEYRING, PACKAGES, RUNTIME_CONFIG, ensure_toolkit, with_swarm_resource
 from roles.preflight import _check_cluster
 from roles.swarm import ServiceImage, SwarmNodes, SwarmState, ensure_swarm, hold_network
-from tests.plan import plan
+from tests.plan import commands_of, plan
 from tests.test_nvidia_toolkit_plan import REPO, SOURCES, TWO_GPUS, UBUNTU_24
 
 MANAGER = Cluster(manager="hub.lab", nodes=("gpu1.lab", "gpu2.lab"), this_host="hub.lab")
@@ -59,6 +62,17 @@ def test_live_restore_asked_for_in_a_cluster_is_refused_before_any_change():
     with pytest.raises(InventoryError, match="engine_live_restore = True: Docker refuses swarm mode"):
         _check_cluster("h", HubSettings(engine_live_restore=True), MANAGER)
     assert not Target(HubSettings(), HostProfile(**UBUNTU_24), cluster=MANAGER).live_restore
+
+
+def test_images_made_elsewhere_are_refused_in_a_cluster_whose_servers_their_entry_point_must_fence_in():
+    pulled = HubSettings(image_profiles=[{"name": "Standard"}, {"name": "CUDA", "gpu": True,
+                                                                "image": "nvcr.io/nvidia/pytorch:24.05-py3"}])
+    _check_cluster("h", pulled, None)
+    with pytest.raises(InventoryError, match=r"image_profiles\[1\].image = 'nvcr.io/nvidia/pytorch:24.05-py3': in a "
+                                             "cluster each server is fenced in"):
+        _check_cluster("h", pulled, MANAGER)
+    with pytest.raises(InventoryError, match="singleuser_image = 'quay.io/jupyter/base-notebook:x'"):
+        _check_cluster("h", HubSettings(singleuser_image="quay.io/jupyter/base-notebook:x"), NODE)
 
 
 def test_the_hub_host_of_a_cluster_offers_gpu_profiles_but_runs_no_gpu_itself():
@@ -206,3 +220,45 @@ def test_the_spawner_reads_a_tasks_gpus_address_and_why_it_waits():
     assert "insufficient resources" in unplaceable(waiting)
     assert unplaceable({"Status": {"State": "pending", "Message": "pending task scheduling"}}) is None
     assert unplaceable({"Status": {"State": "running"}}) is None
+
+
+def network_facts(found: list | None):
+    return {DockerNetwork: lambda object_id: found, TargetProfile: HostProfile(**UBUNTU_24, ipv4=("10.0.0.5",)),
+            File: None, Sha1File: None, TmpDir: "/tmp",
+            Directory: lambda path: {"mode": 755} if path in ("/usr/local/sbin", "/etc/systemd/system") else None,
+            Command: lambda command: "stale", SystemdStatus: {}, SystemdEnabled: {}}
+
+
+def test_the_overlay_network_is_made_encrypted_unless_asked_not_to(monkeypatch):
+    hub = Target(HubSettings(), HostProfile(**UBUNTU_24), cluster=MANAGER)
+    made = commands_of(plan(monkeypatch, network_facts(None), ensure_network, hub))
+    assert made == ["docker network create jupyternet -d overlay --attachable --opt encrypted"]
+    in_clear = Target(HubSettings(swarm_network_encrypted=False), hub.profile, cluster=MANAGER)
+    assert commands_of(plan(monkeypatch, network_facts(None), ensure_network, in_clear)) == [
+        "docker network create jupyternet -d overlay --attachable"]
+    encrypted = [{"EnableIPv6": False, "Options": {"encrypted": ""}}]
+    assert commands_of(plan(monkeypatch, network_facts(encrypted), ensure_network, hub)) == []
+
+
+def test_a_network_that_differs_from_the_settings_stops_the_deploy_before_it_changes_anything(monkeypatch):
+    hub = Target(HubSettings(), HostProfile(**UBUNTU_24), cluster=MANAGER)
+    # An overlay made in clear (by an earlier release): Docker cannot encrypt it in place.
+    with pytest.raises(OperationError, match="jupyternet is not encrypted, and swarm_network_encrypted is True"):
+        plan(monkeypatch, network_facts([{"EnableIPv6": False, "Options": {}}]), ensure_network, hub)
+    one_host = Target(HubSettings(), HostProfile(**UBUNTU_24))
+    # The firewall is IPv4 only: a network with IPv6 would let containers reach each other around it.
+    with pytest.raises(OperationError, match="jupyternet has IPv6 on, and the firewall .* is IPv4 only"):
+        plan(monkeypatch, network_facts([{"EnableIPv6": True, "Options": {}}]), ensure_network, one_host)
+
+
+def test_every_host_of_a_cluster_gets_a_firewall_naming_the_clusters_nodes_before_it_joins(monkeypatch):
+    both = Cluster(manager="@local", nodes=("@local",), this_host="@local")
+    node = Target(HubSettings(), HostProfile(**UBUNTU_24, ipv4=("10.0.0.5",)), cluster=both)
+    monkeypatch.setattr(Inventory, "get_host", lambda self, name, default=None: self.hosts["@local"])
+    planned = dict(plan(monkeypatch, network_facts(None), ensure_cluster_firewall, node))
+    assert planned["Cluster firewall | Firewall script"][0] == "upload /usr/local/sbin/jupyterhub-gpu-firewall"
+    assert planned["Cluster firewall | Firewall in force"] == ["/usr/local/sbin/jupyterhub-gpu-firewall"]
+    script = firewall_script(node, "cluster", ["10.0.0.5", "10.0.0.6"])
+    assert "mode=cluster\n" in script and "nodes='10.0.0.5 10.0.0.6'\n" in script
+    assert not commands_of(plan(monkeypatch, network_facts(None), ensure_cluster_firewall,
+                                Target(HubSettings(), node.profile)))

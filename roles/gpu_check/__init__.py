@@ -11,12 +11,13 @@ from pyinfra.api import FunctionCommand, QuoteString, StringCommand, deploy, ope
 from pyinfra.operations import files
 
 from jupyterhub_gpu import remote
+from jupyterhub_gpu.settings import GPU_CHECK_USER
 from jupyterhub_gpu.target import Target
 
 FILES = Path(__file__).parent / "files"
 # The hub service whose token may start and stop the servers of this user, and nothing else.
 SERVICE = "jupyterhub-gpu-check"
-USER = "gpu-check"
+USER = GPU_CHECK_USER
 SCOPES = [f"servers!user={USER}", f"read:users!user={USER}"]
 
 

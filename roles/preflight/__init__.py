@@ -8,9 +8,9 @@ import sys
 from pyinfra import host, state
 
 from jupyterhub_gpu.cluster import Cluster, cluster_of
-from jupyterhub_gpu.facts import (EffectiveUid, GPUInventory, HostProfile, Login, LoginUser, NvidiaGPUs,
-                                  TargetProfile)
-from jupyterhub_gpu.settings import HubSettings, InventoryError, from_host_data
+from jupyterhub_gpu.facts import (EffectiveUid, GPUInventory, HostProfile, IdHolders, Login, LoginUser,
+                                  NvidiaGPUs, TargetProfile)
+from jupyterhub_gpu.settings import SERVICE_ACCOUNT, HubSettings, InventoryError, from_host_data
 from jupyterhub_gpu.target import Target
 from roles import tls
 from roles.preflight import oidc
@@ -32,20 +32,50 @@ def check() -> Target:
             f"host {host.name} runs {profile.os_id or 'an unknown OS'} {profile.os_version}; "
             f"supported are {allowed} (nothing was changed)"
         )
+    if cluster and settings.swarm_network_encrypted and profile.kernel_esp == "n":
+        raise InventoryError.for_host(
+            host.name, f"swarm_network_encrypted = True, but the kernel of {host.name} ({profile.os_id} "
+            f"{profile.os_version}) is built without IPsec ESP (CONFIG_INET_ESP), which Docker's encrypted overlay "
+            "network needs: use a kernel with it, or set swarm_network_encrypted: false, where the servers' traffic "
+            "crosses only a network nobody else is on (it then travels in clear)")
     gpus: GPUInventory = host.get_fact(NvidiaGPUs) if settings.gpu_ids != "none" else GPUInventory()
     _check_gpus(host.name, settings, gpus)
     target = Target(settings=settings, profile=profile, gpus=gpus, oauth_endpoints=_oauth_endpoints(host.name, settings),
                     cluster=cluster)
-    if target.runs_hub:  # a cluster's GPU nodes serve no TLS
+    if target.runs_hub:  # a cluster's GPU nodes serve no TLS and run no hub
         _check_tls(host.name, target)
+        _check_service_uid(host.name, settings)
     return target
 
 
 def _check_cluster(host_name: str, settings: HubSettings, cluster: Cluster | None) -> None:
+    made_elsewhere = [f"singleuser_image = {settings.singleuser_image!r}"] if settings.singleuser_image else []
+    made_elsewhere += [f"image_profiles[{index}].image = {profile.image!r}"
+                       for index, profile in enumerate(settings.image_profiles) if profile.image]
+    if cluster and made_elsewhere:
+        raise InventoryError.for_host(
+            host_name, f"{'; '.join(made_elsewhere)}: in a cluster each server is fenced in on the overlay network by "
+            "the entry point of the image the deploy builds, which an image made elsewhere lacks; give the profile "
+            "`packages` (built on the standard image) instead, or leave the image out")
     if cluster and settings.engine_live_restore and "engine_live_restore" in settings.model_fields_set:
         raise InventoryError.for_host(
             host_name, "engine_live_restore = True: Docker refuses swarm mode with live-restore, and this host is in a "
             "cluster (the inventory has a gpu_nodes group); remove the key, or set it false")
+
+
+def _check_service_uid(host_name: str, settings: HubSettings) -> None:
+    """The hub's and the proxy's id is nobody else's on the host: a process of that account could read their
+    secrets through /proc. The deploy's own reservation of it (SERVICE_ACCOUNT) is theirs."""
+    uid = settings.service_uid
+    holders = host.get_fact(IdHolders, id_number=uid)
+    others = [f"account {name!r}" for name in holders["users"] if name != SERVICE_ACCOUNT]
+    others += [f"group {name!r}" for name in holders["groups"] if name != SERVICE_ACCOUNT]
+    if others:
+        raise InventoryError.for_host(
+            host_name, f"service_uid = {uid}: the host's {' and '.join(others)} "
+            f"{'hold' if len(others) > 1 else 'holds'} that id, and the hub and the proxy "
+            "run as it (a process of that account could read their secrets); pick an id no account or group of "
+            "the host has (`getent passwd <id>` and `getent group <id>` print nothing)")
 
 
 def _check_root(host_name: str) -> None:

@@ -13,7 +13,8 @@ from pyinfra.api import QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import files
 from pyinfra.operations.util import any_changed
 
-from jupyterhub_gpu.facts import ComposeServices
+from jupyterhub_gpu.facts import AccountIds, ComposeServices
+from jupyterhub_gpu.settings import GPU_CHECK_USER, SERVICE_ACCOUNT
 from roles import gpu_check
 from roles.images import Images
 from roles.network import HUB_API_PORT, HUB_MAC, PROXY_MAC
@@ -31,6 +32,10 @@ HEALTHY = ("healthy", "running")
 def _standard(target: Target):
     """The profile of users who may have no GPU: the first without one."""
     return next(profile for profile in target.offered_profiles if not profile.gpu)
+
+
+# The claim that names a hub user where the inventory names none: unique, and never handed to someone else.
+OAUTH_USERNAME_CLAIMS = {"generic": "preferred_username", "azuread": "oid"}
 
 
 def hub_settings(target: Target, images: Images) -> dict:
@@ -63,6 +68,7 @@ def hub_settings(target: Target, images: Images) -> dict:
         "authenticator": {
             "kind": s.authenticator,
             "allowed_users": list(s.allowed_users),
+            "reserved_names": [GPU_CHECK_USER],
             "allowed_groups": list(s.allowed_groups),
             "allow_all": s.allow_all,
             "native": {
@@ -88,7 +94,7 @@ def hub_settings(target: Target, images: Images) -> dict:
                 "callback_url": target.oauth_callback_url,
                 **target.oauth_endpoints,
                 "scopes": list(s.oauth_scopes),
-                "username_claim": s.oauth_username_claim,
+                "username_claim": s.oauth_username_claim or OAUTH_USERNAME_CLAIMS.get(s.oauth_provider),
                 "groups_claim": s.oauth_groups_claim,
                 "azuread_tenant_id": s.oauth_azuread_tenant_id,
                 "gitlab_url": s.oauth_gitlab_url,
@@ -102,6 +108,10 @@ def hub_settings(target: Target, images: Images) -> dict:
                           "cpu_limit": profile.cpu_limit or target.user_cpu_limit,
                           "mem_limit": profile.mem_limit or target.user_mem_limit}
                          for profile in target.offered_profiles],
+            # Images made elsewhere (and those built on them) run as their own USER, never forced to root.
+            "own_user_images": sorted({images.profiles.get(profile.name, images.singleuser)
+                                       for profile in target.offered_profiles
+                                       if profile.image or s.singleuser_image}),
             "network": s.network_name,
             "home_volume_prefix": f"{s.compose_project}-user-",
             "gpu_ids": list(target.gpu_pool),
@@ -134,7 +144,7 @@ TLS12_CIPHERS = ":".join([
     "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
     "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
 ])
-# The hub and the proxy start as root only to hand their unprivileged user (uid 990) what it may have:
+# The hub and the proxy start as root only to hand their unprivileged user (service_uid) what it may have:
 # these capabilities are for that, and no process in them can gain privileges.
 ENTRY_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"]
 
@@ -261,8 +271,30 @@ def stack_up(project_directory: str, services: list[str], timeout: int, inputs_c
     )
 
 
+@operation(is_idempotent=True)
+def id_reserved(account: str, uid: int):
+    """A system account and group of that name hold ``uid`` on the host: no package is given that id later, and
+    what runs as it on the host is the hub's and the proxy's only (the preflight checked nobody else holds it)."""
+    held = host.get_fact(AccountIds, account=account)
+    if held == {"uid": uid, "gid": uid}:
+        host.noop(f"the system account {account} holds id {uid}, the hub's and the proxy's")
+        return
+    name = QuoteString(account)
+    if held["gid"] is None:
+        yield StringCommand("groupadd", "--system", "--gid", str(uid), name)
+    elif held["gid"] != uid:
+        yield StringCommand("groupmod", "--gid", str(uid), name)
+    if held["uid"] is None:
+        yield StringCommand("useradd", "--system", "--uid", str(uid), "--gid", str(uid), "--no-create-home",
+                            "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name)
+    else:
+        yield StringCommand("usermod", "--uid", str(uid), "--gid", str(uid), name)
+
+
 @deploy("Hub services")
 def ensure_services(target: Target, images: Images, certificate: Certificate, secrets: HubSecrets) -> None:
+    id_reserved(name=f"Id {target.settings.service_uid} reserved for the hub and the proxy",
+                account=SERVICE_ACCOUNT, uid=target.settings.service_uid)
     project_dir = str(target.install_dir)
     heading = "# Written by the jupyterhub-gpu deploy; deploy again rather than edit.\n"
     config = files.put(name="Hub configuration (static)", src=str(FILES / "jupyterhub_config.py"),

@@ -91,6 +91,15 @@ class GPUDockerSpawner(DockerSpawner):
         help="Labels this hub's containers, so that hubs sharing one Docker engine keep separate pools.",
     )
 
+    own_user_images = List(
+        Unicode(),
+        config=True,
+        help="""Images (resolved names) whose servers run as the user the image itself names (``USER``), where
+        the others start as root for an entry point that drops to an unprivileged user (``extra_create_kwargs``).
+        For images made elsewhere, whose entry point may not drop anything: a server of such an image whose
+        ``USER`` is root, or unset, is refused with a message instead of making its user root.""",
+    )
+
     concurrent_starts = Int(
         0,
         min=0,
@@ -248,6 +257,8 @@ class GPUDockerSpawner(DockerSpawner):
             self.user_options = {**self.user_options, "image": picked}
         self._apply_limits(picked)
         image = await self.check_allowed(picked) if picked else self.image
+        if image in self.own_user_images:
+            await self._refuse_if_root(image)
         # No await between the pool check and the reservation: atomic in the hub's event loop.
         self._reserve(wants_gpu=self._wants_gpu(picked, image))
         try:
@@ -266,6 +277,14 @@ class GPUDockerSpawner(DockerSpawner):
             raise
         finally:
             self._turn = None
+
+    async def _refuse_if_root(self, image: str) -> None:
+        user = ((await self.docker("inspect_image", image)).get("Config") or {}).get("User") or ""
+        if user.split(":")[0] in ("", "root", "0"):
+            self.log.warning("%s: image %s runs as %s: refused", self.owner, image, user or "root (no USER)")
+            raise refusal(f"The image {image} runs its server as root, which would make you root in your server: "
+                          "an admin must give it a USER that is not root (the Jupyter Docker Stacks images run as "
+                          "jovyan), or build it from packages on the standard image.")
 
     def _line(self) -> StartLine:
         key = (self.pool_label, self.concurrent_starts)

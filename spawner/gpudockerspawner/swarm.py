@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlparse
 
 from docker.errors import NotFound
 from docker.types import ContainerSpec, DriverConfig, EndpointSpec, Mount, Placement, Resources, RestartPolicy, TaskTemplate
@@ -43,6 +44,18 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         config=True,
         help="""Seconds a GPU server waits for Swarm to let go of a GPU that no running server holds any more
         (a server just stopped) before it is refused. Where every GPU is held, it is refused at once.""",
+    )
+
+    fence_network = Bool(
+        False,
+        config=True,
+        help="""Have each server's image fence it in on ``network_name``: the hub's API port is all it may connect
+        to there, and the cloud metadata address is out of reach. No host firewall sees the traffic between
+        containers on an overlay network, so the rules go into each container's own network namespace, set by
+        the image's entry point (which needs ``iptables``, the capabilities NET_ADMIN and SETPCAP that it drops
+        before the server starts, and JUPYTERHUB_GPU_FENCE, the network's subnets, with
+        JUPYTERHUB_GPU_FENCE_PORT, the hub's API port). The jupyterhub-gpu single-user image has such an entry
+        point.""",
     )
 
     node = Unicode("", help="The node the current server runs on (its hostname); persisted in the state.")
@@ -129,14 +142,26 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             constraints.append(f"node.id=={self.home_node}")
         return Placement(constraints=constraints)
 
+    async def _fence(self) -> dict:
+        """What the image's entry point needs to fence the server in (see ``fence_network``)."""
+        network = await self.docker("inspect_network", self.network_name)
+        subnets = [config["Subnet"] for config in (network.get("IPAM") or {}).get("Config") or [] if config.get("Subnet")]
+        if not subnets:
+            raise RuntimeError(f"Network {self.network_name} names no subnet: the server cannot be fenced in on it")
+        return {"JUPYTERHUB_GPU_FENCE": " ".join(subnets), "JUPYTERHUB_GPU_FENCE_PORT": str(urlparse(self.hub.api_url).port)}
+
     async def create_object(self):
         host_config = self._eval_if_callable(self.extra_host_config) or {}
         create = dict(self._eval_if_callable(self.extra_create_kwargs) or {})
         labels = {**create.pop("labels", {}), POOL_LABEL: self.pool_label, OWNER_LABEL: self.owner}
+        env, cap_add = self.get_env(), list(host_config.get("cap_add") or [])
+        if self.fence_network:
+            env.update(await self._fence())
+            cap_add += [cap for cap in ("NET_ADMIN", "SETPCAP") if cap not in cap_add]
         container = ContainerSpec(
-            image=self.image, env=self.get_env(), args=await self.get_command(), mounts=self.mounts,
+            image=self.image, env=env, args=await self.get_command(), mounts=self.mounts,
             user=create.pop("user", None), labels=labels,
-            cap_add=host_config.get("cap_add"), cap_drop=host_config.get("cap_drop"),
+            cap_add=cap_add or None, cap_drop=host_config.get("cap_drop"),
             sysctls=host_config.get("sysctls"), **self.extra_container_spec,
         )
         if create:

@@ -255,7 +255,9 @@ def apply(archive_path: str, work: str) -> None:
         _replace_contents(HUB_DATA, work / "hub" / "data.tar.gz")
         if (work / "hub" / DATABASE).exists():
             shutil.copy2(work / "hub" / DATABASE, HUB_DATA / DATABASE)
-            os.chown(HUB_DATA / DATABASE, 990, 990)
+            # The hub's user, whatever service_uid made it: the volume's own owner.
+            owner = HUB_DATA.stat()
+            os.chown(HUB_DATA / DATABASE, owner.st_uid, owner.st_gid)
         _replace_contents(INSTALL, work / "host" / "install.tar.gz", INSTALL_STATE)
         if (work / "host" / "letsencrypt.tar.gz").exists():
             _replace_contents(LETSENCRYPT, work / "host" / "letsencrypt.tar.gz")

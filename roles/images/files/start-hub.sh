@@ -1,18 +1,20 @@
 #!/bin/sh
 # The hub's entry point. It starts as root only to hand the hub what it may have, then runs it as the
-# unprivileged user jupyterhub (uid 990):
+# unprivileged user jupyterhub ($JUPYTERHUB_GPU_UID, the deploy's service_uid, set in the image):
 #   - the Docker socket's group ($DOCKER_HOST), whatever number this host gave it, so that the hub can start
 #     servers;
 #   - the secrets, copied to a tmpfs that only the hub's user can read (they stay root's 0600 on the host);
 #   - its database volume, which earlier versions wrote as root;
 #   - its database upgraded, after a copy, when JupyterHub's version changed.
 set -eu
-install -d -m 700 -o 990 -g 990 /run/jupyterhub/secrets
+uid=$JUPYTERHUB_GPU_UID
+install -d -m 700 -o "$uid" -g "$uid" /run/jupyterhub/secrets
 for secret in /run/secrets/*; do
-  [ -f "$secret" ] && install -m 600 -o 990 -g 990 "$secret" /run/jupyterhub/secrets/
+  [ -f "$secret" ] && install -m 600 -o "$uid" -g "$uid" "$secret" /run/jupyterhub/secrets/
 done
-if [ "$(stat -c %u /srv/jupyterhub)" != 990 ]; then chown -R 990:990 /srv/jupyterhub; fi
-hub_user="--reuid=990 --regid=990 --groups=$(stat -c %g "${DOCKER_HOST#unix://}") --inh-caps=-all"
+# Written as root by earlier versions, or as another service_uid: the hub's user owns it now.
+if [ "$(stat -c %u:%g /srv/jupyterhub)" != "$uid:$uid" ]; then chown -R "$uid:$uid" /srv/jupyterhub; fi
+hub_user="--reuid=$uid --regid=$uid --groups=$(stat -c %g "${DOCKER_HOST#unix://}") --inh-caps=-all"
 # Another JupyterHub than the one that last ran on this database: copy the database as it was (SQLite's
 # online backup, beside it on the volume), then upgrade it. User servers keep running meanwhile.
 data=/srv/jupyterhub
@@ -25,6 +27,6 @@ if [ -s "$data/jupyterhub.sqlite" ] && [ "$last" != "$version" ]; then
   echo "JupyterHub $last -> $version: the database was copied to $copy; upgrading it" >&2
   setpriv $hub_user jupyterhub upgrade-db --config /etc/jupyterhub/jupyterhub_config.py
 fi
-echo "$version" > "$data/jupyterhub-version" && chown 990:990 "$data/jupyterhub-version"
+echo "$version" > "$data/jupyterhub-version" && chown "$uid:$uid" "$data/jupyterhub-version"
 # shellcheck disable=SC2086 # $hub_user is several options, without spaces in them
 exec setpriv $hub_user "$@"

@@ -86,6 +86,19 @@ def configure_hub(c, hub: dict) -> None:
     c.JupyterHub.load_roles = roles
 
 
+def _refusing(reserved: set):
+    """A post-authentication hook that turns away the ``reserved`` names (JupyterHub refuses a login it returns
+    None for), and those names only."""
+
+    def hook(authenticator, handler, authentication):
+        if authentication and authentication.get("name") in reserved:
+            authenticator.log.warning("Refused a login under the reserved name %r", authentication["name"])
+            return None
+        return authentication
+
+    return hook
+
+
 def configure_culler(c, culler: dict) -> None:
     """Idle servers stopped by jupyterhub-idle-culler; GPU servers by a culler of their own, sooner."""
     from gpudockerspawner import culling
@@ -102,6 +115,9 @@ def configure_spawner(c, spawner: dict) -> None:
         # A cluster: each server a Swarm service on a GPU node, Swarm handing out the GPUs. The settings below
         # (c.GPUDockerSpawner) apply to it too, as to any subclass.
         c.JupyterHub.spawner_class = "gpudockerspawner.swarm.GPUSwarmSpawner"
+        # No host firewall sees the overlay network's traffic between containers: each server's entry point
+        # fences it in (the hub's API port only), and in the cluster no-new-privileges is the entry point's too.
+        c.GPUSwarmSpawner.fence_network = True
         if swarm["home_volume_driver"]:
             c.GPUSwarmSpawner.volume_driver = swarm["home_volume_driver"]
             c.GPUSwarmSpawner.volume_driver_options = swarm["home_volume_driver_options"]
@@ -165,9 +181,12 @@ def configure_spawner(c, spawner: dict) -> None:
         server_settings["headers"] = {"Strict-Transport-Security": f"max-age={spawner['hsts_max_age']}"}
     # Read back by traitlets with ast.literal_eval: Python's literal form, not JSON.
     c.GPUDockerSpawner.args = ["--ServerApp.tornado_settings=" + repr(server_settings)]
-    # The image starts as root only to set up sudo (or not) and then runs the server as jovyan, the
-    # convention of the Jupyter Docker Stacks images, which honour GRANT_SUDO the same way.
-    c.GPUDockerSpawner.extra_create_kwargs = {"user": "root"}
+    # The built image starts as root only to set up sudo (or not) and then runs the server as jovyan. An image
+    # made elsewhere runs as the user it names, and is refused where that is root: its entry point may drop
+    # nothing (so sudo_groups give no sudo there).
+    own_user = frozenset(spawner["own_user_images"])
+    c.GPUDockerSpawner.own_user_images = sorted(own_user)
+    c.GPUDockerSpawner.extra_create_kwargs = lambda s: {} if s.image in own_user else {"user": "root"}
     # Each server tells the hub this often when it (a kernel included) was last active.
     c.GPUDockerSpawner.environment = {"GRANT_SUDO": lambda s: "yes" if may_sudo(s) else "no",
                                       "JUPYTERHUB_ACTIVITY_INTERVAL": str(spawner["activity_interval"])}
@@ -193,6 +212,9 @@ def configure_authenticator(c, auth: dict) -> None:
     if auth["allowed_users"]:
         c.Authenticator.allowed_users = set(auth["allowed_users"])
     c.Authenticator.allow_all = auth["allow_all"]
+    # Nobody logs in under the service accounts' names, whatever the identity provider says. (Not blocked_users:
+    # JupyterHub takes a blocked user's roles and stops its servers, the check's own.)
+    c.Authenticator.post_auth_hook = _refusing(frozenset(auth["reserved_names"]))
     {
         "native": _native,
         "ldap": _ldap,
@@ -205,7 +227,7 @@ def configure_authenticator(c, auth: dict) -> None:
 def _native(c, auth: dict) -> None:
     _native_login_without_statsd()
     native = auth["native"]
-    c.JupyterHub.authenticator_class = _deployed_native_authenticator()
+    c.JupyterHub.authenticator_class = _deployed_native_authenticator(frozenset(auth["reserved_names"]))
     # An admin's approval at /hub/authorize is the allow rule: without allow_all, JupyterHub 5+ would
     # refuse every approved user whose name is not also listed in allowed_users.
     c.Authenticator.allow_all = True
@@ -275,6 +297,7 @@ def _oauth(c, auth: dict) -> None:
             section.allowed_gitlab_groups = set(groups)
     elif provider == "azuread":
         section.tenant_id = oauth["azuread_tenant_id"]
+        section.username_claim = oauth["username_claim"]
         if groups:
             section.manage_groups = True
             section.allowed_groups = set(groups)
@@ -328,7 +351,7 @@ def _native_login_without_statsd() -> None:
         handlers.LoginHandler.statsd = _NoStatsd()
 
 
-def _deployed_native_authenticator():
+def _deployed_native_authenticator(reserved_names: frozenset):
     # Defined on demand: only the native path needs nativeauthenticator.
     import bcrypt
     from nativeauthenticator import NativeAuthenticator
@@ -352,24 +375,31 @@ def _deployed_native_authenticator():
         async def authenticate(self, handler, data):
             """NativeAuthenticator 1.3's checks, in its order, with bcrypt's deliberate quarter second of CPU
             in a thread: in the hub's event loop, fifty people logging in at once held every request of the
-            hub for up to 10 s (tests/test_spawn_storm.py)."""
+            hub for up to 10 s (tests/test_spawn_storm.py).
+
+            Failed logins lock a name for the address they came from only (NativeAuthenticator counts by name
+            alone, so anyone could keep an admin locked out from everywhere). The address is the client's as
+            the proxy forwards it (X-Forwarded-For, which the hub reads; a client's own header is not the last).
+            """
             username = self.normalize_username(data["username"])
+            attempts = f"{username} from {handler.request.remote_ip if handler is not None else 'nowhere'}"
             user = self.get_user(username)
-            if not user or (self.allowed_failed_logins and self.is_blocked(username)):
+            if not user or (self.allowed_failed_logins and self.is_blocked(attempts)):
                 return None
             password_ok = await asyncio.to_thread(bcrypt.checkpw, data["password"].encode(), user.password)
             validations = [user.is_authorized, password_ok]
             if user.has_2fa:
                 validations.append(user.is_valid_token(data.get("2fa")))
             if all(validations):
-                self.successful_login(username)
+                self.successful_login(attempts)
                 return username
-            self.add_login_attempt(username)
+            self.add_login_attempt(attempts)
             return None
 
         def create_user(self, username, password, **kwargs):
-            if self.normalize_username(username) in self.admin_users:
-                self.log.warning("Refused a sign-up under the admin name %r", username)
+            name = self.normalize_username(username)
+            if name in self.admin_users or name in reserved_names:
+                self.log.warning("Refused a sign-up under the reserved name %r", username)
                 return None
             return super().create_user(username, password, **kwargs)
 
