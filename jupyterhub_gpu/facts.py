@@ -170,6 +170,11 @@ class EffectiveUid(FactBase):
 class IdHolders(FactBase):
     """The host's accounts and groups that hold a numeric id: {"users": [...], "groups": [...]}."""
 
+    @staticmethod
+    def default() -> dict:
+        # pyinfra gives a fact that printed nothing its default: here, nobody holds the id.
+        return {"users": [], "groups": []}
+
     def command(self, id_number: int) -> str:
         return (f"getent passwd {int(id_number)} | cut -d: -f1 | sed 's/^/user /'; "
                 f"getent group {int(id_number)} | cut -d: -f1 | sed 's/^/group /'; true")
@@ -185,6 +190,10 @@ class IdHolders(FactBase):
 
 class AccountIds(FactBase):
     """A host account's uid and its same-named group's gid: {"uid": int | None, "gid": int | None}."""
+
+    @staticmethod
+    def default() -> dict:
+        return {"uid": None, "gid": None}
 
     def command(self, account: str) -> StringCommand:
         return StringCommand("sh", "-c", QuoteString(

@@ -206,6 +206,15 @@ class HubSettings(BaseModel):
         description="DNS names users reach the hub by; they become the TLS certificate's names. "
         "Empty: the host's own hostname and `localhost`.",
     )
+    user_subdomains: bool | None = Field(
+        default=None,
+        description="Each user's server on a subdomain of the hub's first name (`https://<user>.<hub name>/`), "
+        "an origin of its own, so that a page one user serves cannot act with another's login in a browser "
+        "(JupyterHub's `subdomain_host`). Empty: on where it can work (the first of `hub_names` has a wildcard DNS "
+        "record, or ends in `.localhost`, and the certificate covers `*.<name>`: `selfsigned`, `letsencrypt` with "
+        "`dns-01`, or a `provided` one that does), and the deploy says why where it is off. `true`: on, refused where "
+        "the certificate cannot cover it. `false`: one origin for the hub and every server.",
+    )
     hub_addresses: list[IpAddress] = Field(
         default_factory=list,
         description="IP addresses put in the certificate besides the names. "

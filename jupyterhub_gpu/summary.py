@@ -75,6 +75,12 @@ def say_where_the_hub_is(summary: HostSummary, target, provisioned) -> None:
         summary.warn(f"this is a WSL2 host with {len(target.gpu_pool)} GPUs: WSL2 shows every container every "
                      "GPU, so which GPU a user holds is advisory here (see README, GPUs)")
     summary.say(f"JupyterHub answers at {target.hub_url}")
+    if target.user_domain:
+        summary.say(f"each user's server has an origin of its own, https://<user>.{target.user_domain}/"
+                    + (f" ({target.one_origin_why})" if target.one_origin_why else ""))
+    else:
+        summary.say(f"every user's server shares the hub's origin ({target.one_origin_why}): a page one user serves "
+                    "can act with another's login in their browser; see user_subdomains")
     if provisioned.certificate.ca:
         summary.say(f"browsers trust it once they import the local CA {provisioned.certificate.ca}")
     if target.gpu_pool:

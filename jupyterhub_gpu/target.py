@@ -28,6 +28,10 @@ class Target:
     oauth_endpoints: dict = field(default_factory=dict)
     # Its part in a cluster (an inventory with GPU nodes), or None for a hub of its own.
     cluster: Cluster | None = None
+    # The domain under which each user's server has an origin of its own (``<user>.<domain>``), or None where
+    # every server shares the hub's origin; ``one_origin_why`` then says why (see roles/preflight/subdomains.py).
+    user_domain: str | None = None
+    one_origin_why: str = ""
 
     @property
     def gpu_pool(self) -> tuple[str, ...]:
@@ -87,6 +91,20 @@ class Target:
         if self.settings.hub_names:
             return tuple(self.settings.hub_names)
         return tuple(dict.fromkeys([self.profile.hostname.lower(), "localhost"]))
+
+    @property
+    def wildcard_names(self) -> tuple[str, ...]:
+        """The certificate's name for the users' subdomains, where they have them."""
+        return (f"*.{self.user_domain}",) if self.user_domain else ()
+
+    @property
+    def certificate_names(self) -> tuple[str, ...]:
+        return self.names + self.wildcard_names
+
+    @property
+    def subdomain_host(self) -> str | None:
+        """JupyterHub's ``subdomain_host``: the hub's URL without path, where users have subdomains."""
+        return self.hub_url.rstrip("/") if self.user_domain else None
 
     @property
     def addresses(self) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from jupyterhub_gpu.facts import (EffectiveUid, GPUInventory, HostProfile, IdHol
 from jupyterhub_gpu.settings import SERVICE_ACCOUNT, HubSettings, InventoryError, from_host_data
 from jupyterhub_gpu.target import Target
 from roles import tls
-from roles.preflight import oidc
+from roles.preflight import oidc, subdomains
 
 SUPPORTED = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
 
@@ -40,8 +40,12 @@ def check() -> Target:
             "crosses only a network nobody else is on (it then travels in clear)")
     gpus: GPUInventory = host.get_fact(NvidiaGPUs) if settings.gpu_ids != "none" else GPUInventory()
     _check_gpus(host.name, settings, gpus)
+    try:
+        domain, one_origin_why = subdomains.user_domain(settings)
+    except subdomains.CannotCover as error:
+        raise InventoryError.for_host(host.name, str(error)) from None
     target = Target(settings=settings, profile=profile, gpus=gpus, oauth_endpoints=_oauth_endpoints(host.name, settings),
-                    cluster=cluster)
+                    cluster=cluster, user_domain=domain, one_origin_why=one_origin_why)
     if target.runs_hub:  # a cluster's GPU nodes serve no TLS and run no hub
         _check_tls(host.name, target)
         _check_service_uid(host.name, settings)

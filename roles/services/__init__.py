@@ -48,6 +48,8 @@ def hub_settings(target: Target, images: Images) -> dict:
             "api_port": HUB_API_PORT,
             "concurrent_spawn_limit": s.concurrent_spawn_limit,
             "public_url": target.hub_url,
+            # Each user's server on a subdomain of its own (None: every server on the hub's origin).
+            "subdomain_host": target.subdomain_host,
             "hsts_max_age": target.hsts_max_age,
             "admin_users": list(s.admin_users),
             "ops_token": s.ops_token,
@@ -213,6 +215,9 @@ def compose_project(target: Target, images: Images, certificate: Certificate, se
     proxy_command = ["--ip", "0.0.0.0", "--port", "8443", "--api-ip", "0.0.0.0", "--api-port", "8001",
                      "--default-target", f"http://jupyterhub:{HUB_API_PORT}",
                      "--error-target", f"http://jupyterhub:{HUB_API_PORT}/hub/error", "--ssl-ciphers", TLS12_CIPHERS]
+    if target.user_domain:
+        # Routes by the request's host too: each user's server answers on its own subdomain only.
+        proxy_command.append("--host-routing")
     ports = [f"{s.https_port}:8443"]
     if s.http_port:
         proxy_command += ["--redirect-port", "8080", "--redirect-to", str(s.https_port)]

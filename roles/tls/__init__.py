@@ -51,16 +51,19 @@ def name_constraints(names, addresses) -> str:
 
 
 @operation(is_idempotent=True)
-def selfsigned_certificate(directory: str, ca_directory: str, names: list[str], addresses: list[str]):
+def selfsigned_certificate(directory: str, ca_directory: str, names: list[str], addresses: list[str],
+                           wildcards: list[str] = ()):
     """A server certificate signed by a local CA that may sign only for the hub's names and addresses; both
-    issued again only when those change."""
-    sans = subject_alt_names(names, addresses)
+    issued again only when those change. ``wildcards`` (like ``*.hub.example.org``, for the users' subdomains)
+    are the certificate's too, and within what the CA may sign: turning them on or off keeps the CA."""
+    ca_sans = subject_alt_names(names, addresses)
+    sans = subject_alt_names([*names, *wildcards], addresses)
     if (host.get_fact(FileContents, path=f"{directory}/names") == [sans]
-            and host.get_fact(FileContents, path=f"{ca_directory}/names") == [sans]):
+            and host.get_fact(FileContents, path=f"{ca_directory}/names") == [ca_sans]):
         host.noop(f"certificate in {directory} already covers {sans}")
         return
-    script = render(TEMPLATES, "issue-selfsigned.sh.j2", sans=sans, common_name=names[0], ca_dir=ca_directory,
-                    tls_dir=directory, constraints=name_constraints(names, addresses))
+    script = render(TEMPLATES, "issue-selfsigned.sh.j2", sans=sans, ca_sans=ca_sans, common_name=names[0],
+                    ca_dir=ca_directory, tls_dir=directory, constraints=name_constraints(names, addresses))
     yield StringCommand("sh", "-c", QuoteString(script))
 
 
@@ -117,7 +120,7 @@ def certbot_command(target: Target, acme_dir: str, ca_bundle: str | None) -> Str
     else:
         plugin = settings.acme_dns_plugin
         arguments += [f"--dns-{plugin}", f"--dns-{plugin}-credentials", f"{acme_dir}/dns-credentials.ini"]
-    for name in target.names:
+    for name in target.certificate_names:
         arguments += ["-d", name]
     environment = ["env", QuoteString(f"REQUESTS_CA_BUNDLE={ca_bundle}")] if ca_bundle else []
     return StringCommand(*environment, "certbot", *(QuoteString(argument) for argument in arguments))
@@ -142,7 +145,7 @@ def _letsencrypt(target: Target, tls_dir: str) -> list[OperationMeta]:
                   dest=f"{acme_dir}/dns-credentials.ini", mode="600")
     files.put(name="certbot deploy hook", src=io.StringIO(render(TEMPLATES, "deploy-hook.sh.j2", tls_dir=tls_dir)),
               dest=f"{acme_dir}/deploy-hook", mode="755")
-    obtained = acme_certificate(name=f"Certificate from {settings.acme_server}", names=list(target.names),
+    obtained = acme_certificate(name=f"Certificate from {settings.acme_server}", names=list(target.certificate_names),
                                 command=certbot_command(target, acme_dir, ca_bundle))
     renew = f"{acme_dir}/renew"
     files.put(name="Renewal command", src=io.StringIO(render(TEMPLATES, "renew.sh.j2", ca_bundle=ca_bundle)),
@@ -167,7 +170,7 @@ def problems_before_change(target: Target) -> list[str]:
     certbot cannot have."""
     settings = target.settings
     if settings.tls_mode == "provided":
-        return provided.problems(settings.tls_cert_file, settings.tls_key_file, target.names,
+        return provided.problems(settings.tls_cert_file, settings.tls_key_file, target.certificate_names,
                                  tuple(settings.hub_addresses))
     if settings.tls_mode == "letsencrypt" and settings.acme_challenge == "http-01":
         if host.get_fact(PortListening, port=80):
@@ -186,7 +189,7 @@ def ensure_certificate(target: Target) -> Certificate:
         ca_directory = f"{target.install_dir}/ca"
         issued = selfsigned_certificate(
             name="Self-signed certificate", directory=directory, ca_directory=ca_directory,
-            names=list(target.names), addresses=list(target.addresses),
+            names=list(target.names), addresses=list(target.addresses), wildcards=list(target.wildcard_names),
         )
         return Certificate(directory, ca=f"{ca_directory}/ca.crt", operations=[issued])
     # Another mode writes server.crt now: forget what a self-signed one covered, so that going back

@@ -32,6 +32,10 @@ def configure_hub(c, hub: dict) -> None:
     c.JupyterHub.log_level = hub["log_level"]
     # The proxy runs in a container of its own, which terminates TLS: the hub only speaks to it.
     c.JupyterHub.bind_url = hub["public_url"]
+    if hub.get("subdomain_host"):
+        # Each user's server is an origin of its own, <user>.<hub name>: a page one user serves cannot act with
+        # another's login (JupyterHub's security documentation recommends it for untrusted users).
+        c.JupyterHub.subdomain_host = hub["subdomain_host"]
     c.ConfigurableHTTPProxy.should_start = False
     c.ConfigurableHTTPProxy.api_url = "http://jupyterhub-proxy:8001"
     # Also how often the hub puts back the routes that a restarted proxy lost.
