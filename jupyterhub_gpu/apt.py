@@ -54,6 +54,16 @@ def missing_packages(packages: list[str]) -> list[str]:
     return [package for package in packages if package not in installed]
 
 
+def lists_read_for(repository, packages: list[str], vendor: str) -> None:
+    """apt's lists read again where ``repository`` (the operation that wrote its entry) changed, or where one of
+    ``packages`` it brings is missing: a deploy killed after writing the entry but before the lists were read
+    would otherwise never read them."""
+    missing = missing_packages(packages)
+    if missing:
+        package_manager_ready(name=f"Package manager free for {vendor}'s packages")
+    apt.update(name=f"Update apt lists for {vendor}'s repository", _if=lambda: repository.did_change() or bool(missing))
+
+
 def ensure_installed(packages: list[str], why: str, recommends: bool = False) -> None:
     # apt.packages(update=True) would refresh the lists on every run; asking the package database
     # first keeps a second run free of changes.

@@ -153,6 +153,17 @@ def _not_reserved(name: str) -> str:
 Username = Annotated[str, AfterValidator(_pattern(JUPYTER_USERNAME, "lower-case letters, digits, '.', '_', '-'")),
                      AfterValidator(_not_reserved)]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"not a regular expression ({error})") from None
+    return value
+
+
+Regex = Annotated[str, Field(max_length=256), AfterValidator(_regex)]
 PinnedRequirement = Annotated[str, AfterValidator(_pinned_requirement)]
 HttpUrl = Annotated[str, AfterValidator(_pattern(HTTP_URL, "an http:// or https:// URL of letters, digits and "
                                                          "'.~%+-_/' (no query, no shell syntax)"))]
@@ -196,10 +207,25 @@ DEFAULT_PROFILES = [
 ]
 
 
-class HubSettings(BaseModel):
-    """What one target host should run. Unknown keys are refused."""
+def trait(name: str) -> dict:
+    """A setting's counterpart in the hub's configuration (``Class.trait``), set from the setting as it is where
+    the setting's concern applies (see hub_traits): one declaration, and the hub's configuration needs no line."""
+    return {"trait": name}
+
+
+class Concern(BaseModel):
+    """One concern's settings; HubSettings is all of them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def applies(cls, settings: "HubSettings") -> bool:
+        """Whether this concern's settings reach the hub's configuration for these settings."""
+        return True
+
+
+class AddressSettings(Concern):
+    """Where people reach the hub: its names and ports, and whether each user's server has an origin of its own."""
 
     hub_names: list[DnsName] = Field(
         default_factory=list,
@@ -237,9 +263,66 @@ class HubSettings(BaseModel):
         "sends none. Empty: a year with `letsencrypt` and `provided`, none with `selfsigned` (browsers would keep "
         "refusing plain HTTP for a name whose local CA they may drop).",
     )
+
+
+class TlsSettings(Concern):
+    """The hub's certificate: self-signed by a local CA, from an ACME CA with certbot, or provided."""
+
+    tls_mode: Literal["selfsigned", "letsencrypt", "provided"] = Field(
+        default="selfsigned",
+        description="Where the hub's certificate comes from: `selfsigned` (a local CA on the host, for a desktop "
+        "or a LAN), `letsencrypt` (certbot and any ACME server), or `provided` (`tls_cert_file`, `tls_key_file`).",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="For `provided`: the certificate (with its chain) on the controller, PEM."
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="For `provided`: its private key on the controller, PEM; kept 0600 on the host."
+    )
+    acme_server: HttpUrl = Field(
+        default="https://acme-v02.api.letsencrypt.org/directory",
+        description="ACME directory for `letsencrypt`: Let's Encrypt production by default, "
+        "`https://acme-staging-v02.api.letsencrypt.org/directory`, or a private ACME CA.",
+    )
+    acme_email: str | None = Field(
+        default=None,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="Contact for the ACME account (expiry notices); required for `letsencrypt`.",
+    )
+    acme_challenge: Literal["http-01", "dns-01"] = Field(
+        default="http-01",
+        description="`http-01`: certbot answers on the host's port 80 (it must reach the host from the ACME "
+        "server). `dns-01`: a TXT record through `acme_dns_plugin`, for hosts not reachable from outside.",
+    )
+    acme_dns_plugin: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9-]+$",
+        description="certbot DNS plugin for `dns-01`, like `cloudflare` or `route53` "
+        "(Debian/Ubuntu package `python3-certbot-dns-<plugin>`).",
+    )
+    acme_dns_credentials: Path | None = Field(
+        default=None,
+        description="The DNS plugin's credentials file on the controller; kept 0600 on the host.",
+    )
+    acme_ca_bundle: Path | None = Field(
+        default=None,
+        description="PEM CA bundle that certbot trusts for `acme_server` (a private ACME CA's).",
+    )
+    allow_plain_http: bool = Field(
+        default=False,
+        description="Allow plain `http://` for the URLs whose answers decide what the host trusts or whom the hub "
+        "believes (`nvidia_key_url`, `engine_repo_url`, `acme_server`, the `oauth_*` endpoints), for a mirror "
+        "or a provider on a network you trust. Apt repositories themselves may be `http://`: they are signed.",
+    )
+
+
+class HostSettings(Concern):
+    """What the deploy makes on the host: the Docker engine, the network, the install directory, the hub's process."""
+
     network_name: DockerName = Field(
         default="jupyternet",
         description="User-defined Docker bridge network shared by the hub and user containers.",
+        json_schema_extra=trait("GPUDockerSpawner.network_name"),
     )
     install_dir: AbsolutePath = Field(
         default="/opt/jupyterhub-gpu",
@@ -266,6 +349,30 @@ class HubSettings(BaseModel):
         "running while the Docker engine is down: killed, restarted for the NVIDIA runtime, or upgraded. "
         "Set in `/etc/docker/daemon.json` (the engine reloads it, no restart). Docker Desktop's engine is left alone.",
     )
+    service_uid: int = Field(
+        default=990,
+        ge=100,
+        le=65533,
+        description="The user and group id the hub and the proxy run as, inside their containers and so to the "
+        "host's kernel: a host process with that id could read their secrets through `/proc`. The deploy refuses an "
+        "id that a host account or group holds, and reserves it as the system account `jupyterhub-gpu`, so that no "
+        "package gets it later. Not 1000, the servers' `jovyan`. Changing it re-owns the hub's database volume.",
+    )
+    hub_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="JupyterHub's log level.",
+        json_schema_extra=trait("JupyterHub.log_level"),
+    )
+    hub_ready_timeout: int = Field(
+        default=300,
+        ge=10,
+        le=3600,
+        description="Seconds the deploy waits for the hub to answer after (re)starting it.",
+    )
+
+
+class ImageSettings(Concern):
+    """The images: how they are built, from what, and which image profiles users pick from."""
+
     image_build: Literal["controller", "target"] = Field(
         default="controller",
         description="Where the hub and single-user images are built: once on the controller's Docker engine and "
@@ -312,25 +419,11 @@ class HubSettings(BaseModel):
         "default is the first GPU profile, everyone else's the first other one. The default's GPU image is "
         "several GB (PyTorch).",
     )
-    shutdown_on_logout: bool = Field(
-        default=False,
-        description="Stop a user's servers when they log out (their files stay; a GPU goes back to the pool). "
-        "Off: servers run on until the idle culler stops them.",
-    )
     hub_packages: list[PinnedRequirement] = Field(
         default_factory=list,
         description="Pinned pip packages of the hub image, replacing the deploy's own pins "
         "(`roles/images/templates/hub-requirements.txt`), for a site that holds or moves its own versions; must pin "
         "`jupyterhub`, which the single-user image then matches. Changing the version upgrades the hub in place.",
-    )
-    service_uid: int = Field(
-        default=990,
-        ge=100,
-        le=65533,
-        description="The user and group id the hub and the proxy run as, inside their containers and so to the "
-        "host's kernel: a host process with that id could read their secrets through `/proc`. The deploy refuses an "
-        "id that a host account or group holds, and reserves it as the system account `jupyterhub-gpu`, so that no "
-        "package gets it later. Not 1000, the servers' `jovyan`. Changing it re-owns the hub's database volume.",
     )
     keep_previous_images: int = Field(
         default=1,
@@ -339,6 +432,11 @@ class HubSettings(BaseModel):
         description="Earlier hub, proxy, single-user and profile images kept after a deploy that replaced them, "
         "for a rollback; older ones that no container uses are removed.",
     )
+
+
+class AccountSettings(Concern):
+    """Who logs in, how, and what they may do: admins, the authenticator, allow rules, sudo, tokens."""
+
     admin_users: list[Username] = Field(
         default_factory=lambda: ["admin"],
         description="Hub admins. With the native authenticator the deploy creates each admin's account with a "
@@ -355,12 +453,6 @@ class HubSettings(BaseModel):
         default=False,
         description="Allow the test-only authenticators (`shared-password`, `dummy`); the deploy's output and "
         "the hub's log say so loudly. Never on a hub that real people use.",
-    )
-    allow_plain_http: bool = Field(
-        default=False,
-        description="Allow plain `http://` for the URLs whose answers decide what the host trusts or whom the hub "
-        "believes (`nvidia_key_url`, `engine_repo_url`, `acme_server`, the `oauth_*` endpoints), for a mirror "
-        "or a provider on a network you trust. Apt repositories themselves may be `http://`: they are signed.",
     )
     allowed_users: list[Username] = Field(
         default_factory=list,
@@ -379,21 +471,43 @@ class HubSettings(BaseModel):
         description="Let everyone whom `ldap` or `oauth` authenticates log in. Chosen on purpose, never by "
         "default. (With `native` an admin's approval at `/hub/authorize` is the allow rule.)",
     )
+    sudo_groups: list[GroupName] = Field(
+        default_factory=list,
+        description="Hub groups whose members get passwordless `sudo` inside their own container. Nobody else "
+        "does, and root has no password anywhere.",
+    )
     ops_token: bool = Field(
         default=False,
         description="Give monitoring scripts an API token of their own (`<install_dir>/secrets/ops_api_token`, the "
         "hub service `jupyterhub-gpu-ops`), which may read the hub, its users and servers and the GPU table, and "
         "change nothing.",
     )
+    metrics_token: bool = Field(
+        default=False,
+        description="Give a Prometheus scraper a token of its own (`<install_dir>/secrets/metrics_api_token`, the "
+        "hub service `jupyterhub-gpu-metrics`) that may read `/hub/metrics` and nothing else.",
+    )
+
+
+class NativeSettings(Concern):
+    """`authenticator: native`: accounts that live in the hub."""
+
+    @classmethod
+    def applies(cls, settings: "HubSettings") -> bool:
+        return settings.authenticator == 'native'
+
     open_signup: bool = Field(
         default=False,
         description="`native`: let new users sign up and log in without an admin's approval.",
+        json_schema_extra=trait("NativeAuthenticator.open_signup"),
     )
     native_minimum_password_length: int = Field(
-        default=12, ge=8, le=128, description="`native`: shortest password accepted at sign-up and change."
+        default=12, ge=8, le=128, description="`native`: shortest password accepted at sign-up and change.",
+        json_schema_extra=trait("NativeAuthenticator.minimum_password_length"),
     )
     native_check_common_password: bool = Field(
-        default=True, description="`native`: refuse the 10,000 most common passwords."
+        default=True, description="`native`: refuse the 10,000 most common passwords.",
+        json_schema_extra=trait("NativeAuthenticator.check_common_password"),
     )
     native_allowed_failed_logins: int = Field(
         default=5,
@@ -401,23 +515,37 @@ class HubSettings(BaseModel):
         le=100,
         description="`native`: failed logins after which an account is locked for `native_seconds_before_next_try` "
         "seconds; 0 never locks.",
+        json_schema_extra=trait("NativeAuthenticator.allowed_failed_logins"),
     )
     native_seconds_before_next_try: int = Field(
-        default=600, ge=1, le=86400, description="`native`: how long a locked account stays locked."
+        default=600, ge=1, le=86400, description="`native`: how long a locked account stays locked.",
+        json_schema_extra=trait("NativeAuthenticator.seconds_before_next_try"),
     )
+
+
+class LdapSettings(Concern):
+    """`authenticator: ldap`: a directory."""
+
+    @classmethod
+    def applies(cls, settings: "HubSettings") -> bool:
+        return settings.authenticator == 'ldap'
+
     ldap_server_address: LdapHost | None = Field(
-        default=None, description="`ldap`: the directory server's DNS name or IP address."
+        default=None, description="`ldap`: the directory server's DNS name or IP address.",
+        json_schema_extra=trait("LDAPAuthenticator.server_address"),
     )
     ldap_server_port: int | None = Field(
         default=None,
         ge=1,
         le=65535,
         description="`ldap`: its port. Empty: 636 with `ldap_tls: on_connect`, else 389.",
+        json_schema_extra=trait("LDAPAuthenticator.server_port"),
     )
     ldap_tls: Literal["on_connect", "before_bind", "insecure"] = Field(
         default="on_connect",
         description="`ldap`: TLS from the start (`on_connect`, ldaps), STARTTLS before sending the password "
         "(`before_bind`), or none (`insecure`: passwords cross the network in the clear).",
+        json_schema_extra=trait("LDAPAuthenticator.tls_strategy"),
     )
     ldap_ca_file: Path | None = Field(
         default=None,
@@ -428,24 +556,43 @@ class HubSettings(BaseModel):
         default_factory=list,
         description="`ldap`: DNs to bind as, with `{username}` for the login name, like "
         "`uid={username},ou=people,dc=example,dc=org`. Either this or `ldap_user_search_base`.",
+        json_schema_extra=trait("LDAPAuthenticator.bind_dn_template"),
     )
     ldap_user_search_base: LdapDn | None = Field(
         default=None,
         description="`ldap`: where to look users up by `ldap_user_attribute` (with `ldap_search_user`) when "
         "their DN cannot be made from a template.",
+        json_schema_extra=trait("LDAPAuthenticator.user_search_base"),
     )
     ldap_user_attribute: str = Field(
         default="uid",
         pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$",
         description="`ldap`: the attribute that holds the login name.",
+        json_schema_extra=trait("LDAPAuthenticator.user_attribute"),
+    )
+    ldap_valid_username_regex: Regex | None = Field(
+        default=None,
+        description="`ldap`: a regular expression every login name must match before the directory is asked, like "
+        "`^[a-z][a-z0-9]{2,15}$`. Empty: ldapauthenticator's own (`^[a-z][.a-z0-9_-]*$`).",
+        json_schema_extra=trait("LDAPAuthenticator.valid_username_regex"),
     )
     ldap_search_user: LdapDn | None = Field(
-        default=None, description="`ldap`: DN the hub binds as to look users up."
+        default=None, description="`ldap`: DN the hub binds as to look users up.",
+        json_schema_extra=trait("LDAPAuthenticator.lookup_dn_search_user"),
     )
     ldap_search_password_file: Path | None = Field(
         default=None,
         description="`ldap`: file on the controller with `ldap_search_user`'s password; kept 0600 on the host.",
     )
+
+
+class OAuthSettings(Concern):
+    """`authenticator: oauth`: an OpenID Connect or OAuth provider."""
+
+    @classmethod
+    def applies(cls, settings: "HubSettings") -> bool:
+        return settings.authenticator == 'oauth'
+
     oauth_provider: Literal["generic", "github", "gitlab", "azuread"] = Field(
         default="generic",
         description="`oauth`: `generic` (any OpenID Connect provider: Keycloak, Authentik, Okta, ...), "
@@ -455,6 +602,7 @@ class HubSettings(BaseModel):
         default=None,
         pattern=r"^[A-Za-z0-9._~:@/+-]{1,256}$",
         description="`oauth`: the client id the provider gave the hub.",
+        json_schema_extra=trait("OAuthenticator.client_id"),
     )
     oauth_client_secret_file: Path | None = Field(
         default=None,
@@ -504,35 +652,56 @@ class HubSettings(BaseModel):
         default=None,
         pattern=r"^[A-Za-z0-9.-]{1,128}$",
         description="`oauth` `azuread`: the directory (tenant) id.",
+        json_schema_extra=trait("AzureAdOAuthenticator.tenant_id"),
     )
     oauth_gitlab_url: HttpUrl | None = Field(
-        default=None, description="`oauth` `gitlab`: a self-hosted GitLab's URL. Empty: gitlab.com."
+        default=None, description="`oauth` `gitlab`: a self-hosted GitLab's URL. Empty: gitlab.com.",
+        json_schema_extra=trait("GitLabOAuthenticator.gitlab_url"),
     )
-    wsl_keep_running: bool = Field(
-        default=True,
-        description="On a WSL2 host: a Windows scheduled task starts the distribution when Windows starts and keeps "
-        "it running, so that closing the last terminal or restarting Windows does not stop the hub.",
+
+
+class GpuSettings(Concern):
+    """The GPUs: which ones, how they are shared, and NVIDIA's Container Toolkit."""
+
+    gpu_ids: Literal["auto", "none"] | list[str] = Field(
+        default="auto",
+        description="GPUs handed to user containers: `auto` (every GPU the host's nvidia-smi reports; none "
+        "found means CPU-only), `none`, or device indexes or UUIDs (`GPU-...`, `MIG-...`) that must exist "
+        "on the host; `\"0,1,2\"` and the legacy `\"012\"` are read too.",
     )
-    wsl_distribution: WslName | None = Field(
+    gpus_per_user: int = Field(default=1, ge=1, le=64, description="GPUs each GPU container gets.", json_schema_extra=trait("GPUDockerSpawner.gpus_per_user"))
+    users_per_gpu: int = Field(
+        default=1, ge=1, le=64, description="Containers that may share one GPU; 1 is exclusive.",
+        json_schema_extra=trait("GPUDockerSpawner.users_per_gpu"),
+    )
+    gpu_on_exhausted: Literal["refuse", "cpu"] = Field(
+        default="refuse",
+        description="When every GPU is taken: `refuse` the spawn with a message, or start a CPU-only server (`cpu`).",
+        json_schema_extra=trait("GPUDockerSpawner.on_exhausted"),
+    )
+    nvidia_repo_url: AptUrl = Field(
+        default="https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)",
+        description="NVIDIA Container Toolkit apt repository (a mirror for air-gapped hosts); "
+        "`$(ARCH)` is apt's architecture.",
+    )
+    nvidia_key_url: HttpUrl = Field(
+        default="https://nvidia.github.io/libnvidia-container/gpgkey",
+        description="The key that signs `nvidia_repo_url`, dearmored into a keyring for its `signed-by`.",
+    )
+    nvidia_toolkit_version: str | None = Field(
         default=None,
-        description="On a WSL2 host: the distribution's name as `wsl -l` shows it. Empty: `$WSL_DISTRO_NAME` of "
-        "the deploy's session.",
+        pattern=r"^[0-9][0-9A-Za-z.+~-]*$",
+        description="Pin all four toolkit packages to this version, like `1.17.8-1`. Empty: the newest.",
     )
-    wsl_vm_idle_timeout: int | None = Field(
-        default=None,
-        ge=1000,
-        le=2_147_483_647,
-        description="On a WSL2 host: milliseconds the WSL VM may idle before Windows shuts it down, set in the "
-        "Windows user's `.wslconfig` (`[wsl2] vmIdleTimeout`). Empty: leave that file alone.",
+    nvidia_cdi: bool = Field(
+        default=False,
+        description="Also generate a CDI spec (`/etc/cdi/nvidia.yaml`) for runtimes that use CDI.",
     )
-    sudo_groups: list[GroupName] = Field(
-        default_factory=list,
-        description="Hub groups whose members get passwordless `sudo` inside their own container. Nobody else "
-        "does, and root has no password anywhere.",
-    )
-    hub_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", description="JupyterHub's log level."
-    )
+
+
+class LimitSettings(Concern):
+    """What each user's server may use."""
+
     user_mem_limit: str | None = Field(
         default=None,
         pattern=r"^[0-9]+[KMGT]?$",
@@ -552,79 +721,6 @@ class HubSettings(BaseModel):
         le=1_000_000,
         description="Processes and threads each user container may run (a fork bomb stops there).",
     )
-    gpu_shm_size: str = Field(
-        default="4G",
-        pattern=r"^[0-9]+[KMGT]?$",
-        description="`/dev/shm` of containers that hold GPUs: PyTorch's data loaders share batches through it, and "
-        "Docker's 64 MB breaks them.",
-    )
-    tls_mode: Literal["selfsigned", "letsencrypt", "provided"] = Field(
-        default="selfsigned",
-        description="Where the hub's certificate comes from: `selfsigned` (a local CA on the host, for a desktop "
-        "or a LAN), `letsencrypt` (certbot and any ACME server), or `provided` (`tls_cert_file`, `tls_key_file`).",
-    )
-    tls_cert_file: Path | None = Field(
-        default=None, description="For `provided`: the certificate (with its chain) on the controller, PEM."
-    )
-    tls_key_file: Path | None = Field(
-        default=None, description="For `provided`: its private key on the controller, PEM; kept 0600 on the host."
-    )
-    acme_server: HttpUrl = Field(
-        default="https://acme-v02.api.letsencrypt.org/directory",
-        description="ACME directory for `letsencrypt`: Let's Encrypt production by default, "
-        "`https://acme-staging-v02.api.letsencrypt.org/directory`, or a private ACME CA.",
-    )
-    acme_email: str | None = Field(
-        default=None,
-        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
-        description="Contact for the ACME account (expiry notices); required for `letsencrypt`.",
-    )
-    acme_challenge: Literal["http-01", "dns-01"] = Field(
-        default="http-01",
-        description="`http-01`: certbot answers on the host's port 80 (it must reach the host from the ACME "
-        "server). `dns-01`: a TXT record through `acme_dns_plugin`, for hosts not reachable from outside.",
-    )
-    acme_dns_plugin: str | None = Field(
-        default=None,
-        pattern=r"^[a-z0-9-]+$",
-        description="certbot DNS plugin for `dns-01`, like `cloudflare` or `route53` "
-        "(Debian/Ubuntu package `python3-certbot-dns-<plugin>`).",
-    )
-    acme_dns_credentials: Path | None = Field(
-        default=None,
-        description="The DNS plugin's credentials file on the controller; kept 0600 on the host.",
-    )
-    acme_ca_bundle: Path | None = Field(
-        default=None,
-        description="PEM CA bundle that certbot trusts for `acme_server` (a private ACME CA's).",
-    )
-    spawns_at_once: int | None = Field(
-        default=None,
-        ge=0,
-        le=1000,
-        description="User servers that start at the same time (from container to answering server); the others "
-        "wait in line and their spawn page says how many are ahead. Empty: twice the host's CPUs; 0: no line.",
-    )
-    spawn_start_timeout: int = Field(
-        default=900,
-        ge=30,
-        le=7200,
-        description="Seconds a server may take to start, its wait in line included, before the hub gives up on it "
-        "(JupyterHub's `start_timeout`).",
-    )
-    spawn_http_timeout: int = Field(
-        default=300,
-        ge=10,
-        le=3600,
-        description="Seconds a started container's server may take to answer (JupyterHub's `http_timeout`).",
-    )
-    concurrent_spawn_limit: int = Field(
-        default=200,
-        ge=0,
-        le=10_000,
-        description="Spawns pending at once beyond which the hub answers 'too many users, try again' (JupyterHub's "
-        "`concurrent_spawn_limit`; 0: no limit). Below it, spawns wait in line (`spawns_at_once`).",
-    )
     user_cpu_shares: int = Field(
         default=256,
         ge=2,
@@ -632,6 +728,59 @@ class HubSettings(BaseModel):
         description="CPU weight of each user container against the hub's and the proxy's (Docker's default, "
         "1024): when the host is busy, the hub still answers. 1024: equal weight.",
     )
+    gpu_shm_size: str = Field(
+        default="4G",
+        pattern=r"^[0-9]+[KMGT]?$",
+        description="`/dev/shm` of containers that hold GPUs: PyTorch's data loaders share batches through it, and "
+        "Docker's 64 MB breaks them.",
+        json_schema_extra=trait("GPUDockerSpawner.gpu_shm_size"),
+    )
+
+
+class SpawnSettings(Concern):
+    """How servers start, and when they stop."""
+
+    spawns_at_once: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="User servers that start at the same time (from container to answering server); the others "
+        "wait in line and their spawn page says how many are ahead. Empty: twice the host's CPUs; 0: no line.",
+    )
+    concurrent_spawn_limit: int = Field(
+        default=200,
+        ge=0,
+        le=10_000,
+        description="Spawns pending at once beyond which the hub answers 'too many users, try again' (JupyterHub's "
+        "`concurrent_spawn_limit`; 0: no limit). Below it, spawns wait in line (`spawns_at_once`).",
+        json_schema_extra=trait("JupyterHub.concurrent_spawn_limit"),
+    )
+    spawn_start_timeout: int = Field(
+        default=900,
+        ge=30,
+        le=7200,
+        description="Seconds a server may take to start, its wait in line included, before the hub gives up on it "
+        "(JupyterHub's `start_timeout`).",
+        json_schema_extra=trait("GPUDockerSpawner.start_timeout"),
+    )
+    spawn_http_timeout: int = Field(
+        default=300,
+        ge=10,
+        le=3600,
+        description="Seconds a started container's server may take to answer (JupyterHub's `http_timeout`).",
+        json_schema_extra=trait("GPUDockerSpawner.http_timeout"),
+    )
+    shutdown_on_logout: bool = Field(
+        default=False,
+        description="Stop a user's servers when they log out (their files stay; a GPU goes back to the pool). "
+        "Off: servers run on until the idle culler stops them.",
+        json_schema_extra=trait("JupyterHub.shutdown_on_logout"),
+    )
+
+
+class CullingSettings(Concern):
+    """Idle servers stopped, and how activity is read."""
+
     idle_timeout: int = Field(
         default=3600,
         ge=0,
@@ -669,50 +818,32 @@ class HubSettings(BaseModel):
         description="Seconds between the hub's reads of user activity (from the proxy, and from each server, "
         "kernels included): an idle limit is only this precise.",
     )
-    metrics_token: bool = Field(
-        default=False,
-        description="Give a Prometheus scraper a token of its own (`<install_dir>/secrets/metrics_api_token`, the "
-        "hub service `jupyterhub-gpu-metrics`) that may read `/hub/metrics` and nothing else.",
+
+
+class WslSettings(Concern):
+    """On a WSL2 host."""
+
+    wsl_keep_running: bool = Field(
+        default=True,
+        description="On a WSL2 host: a Windows scheduled task starts the distribution when Windows starts and keeps "
+        "it running, so that closing the last terminal or restarting Windows does not stop the hub.",
     )
-    hub_ready_timeout: int = Field(
-        default=300,
-        ge=10,
-        le=3600,
-        description="Seconds the deploy waits for the hub to answer after (re)starting it.",
+    wsl_distribution: WslName | None = Field(
+        default=None,
+        description="On a WSL2 host: the distribution's name as `wsl -l` shows it. Empty: `$WSL_DISTRO_NAME` of "
+        "the deploy's session.",
+    )
+    wsl_vm_idle_timeout: int | None = Field(
+        default=None,
+        ge=1000,
+        le=2_147_483_647,
+        description="On a WSL2 host: milliseconds the WSL VM may idle before Windows shuts it down, set in the "
+        "Windows user's `.wslconfig` (`[wsl2] vmIdleTimeout`). Empty: leave that file alone.",
     )
 
-    gpu_ids: Literal["auto", "none"] | list[str] = Field(
-        default="auto",
-        description="GPUs handed to user containers: `auto` (every GPU the host's nvidia-smi reports; none "
-        "found means CPU-only), `none`, or device indexes or UUIDs (`GPU-...`, `MIG-...`) that must exist "
-        "on the host; `\"0,1,2\"` and the legacy `\"012\"` are read too.",
-    )
-    nvidia_repo_url: AptUrl = Field(
-        default="https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)",
-        description="NVIDIA Container Toolkit apt repository (a mirror for air-gapped hosts); "
-        "`$(ARCH)` is apt's architecture.",
-    )
-    nvidia_key_url: HttpUrl = Field(
-        default="https://nvidia.github.io/libnvidia-container/gpgkey",
-        description="The key that signs `nvidia_repo_url`, dearmored into a keyring for its `signed-by`.",
-    )
-    nvidia_toolkit_version: str | None = Field(
-        default=None,
-        pattern=r"^[0-9][0-9A-Za-z.+~-]*$",
-        description="Pin all four toolkit packages to this version, like `1.17.8-1`. Empty: the newest.",
-    )
-    nvidia_cdi: bool = Field(
-        default=False,
-        description="Also generate a CDI spec (`/etc/cdi/nvidia.yaml`) for runtimes that use CDI.",
-    )
-    gpus_per_user: int = Field(default=1, ge=1, le=64, description="GPUs each GPU container gets.")
-    users_per_gpu: int = Field(
-        default=1, ge=1, le=64, description="Containers that may share one GPU; 1 is exclusive."
-    )
-    gpu_on_exhausted: Literal["refuse", "cpu"] = Field(
-        default="refuse",
-        description="When every GPU is taken: `refuse` the spawn with a message, or start a CPU-only server (`cpu`).",
-    )
+
+class ClusterSettings(Concern):
+    """A cluster (an inventory with a `gpu_nodes` group): the swarm, its network, the users' homes."""
 
     swarm_advertise_address: IpAddress | None = Field(
         default=None,
@@ -744,6 +875,17 @@ class HubSettings(BaseModel):
         description="Options of `home_volume_driver`, like `{type: nfs, o: \"addr=10.0.0.5,rw,nfsvers=4\", "
         "device: \":/export/homes/{username}\"}`; `{username}` becomes the user's name.",
     )
+
+
+# The concerns in this order make the README's settings table: one section each.
+CONCERNS = (AddressSettings, TlsSettings, HostSettings, ImageSettings, AccountSettings, NativeSettings, LdapSettings, OAuthSettings, GpuSettings, LimitSettings, SpawnSettings, CullingSettings, WslSettings, ClusterSettings,)
+
+
+class HubSettings(AddressSettings, TlsSettings, HostSettings, ImageSettings, AccountSettings, NativeSettings, LdapSettings, OAuthSettings, GpuSettings, LimitSettings, SpawnSettings, CullingSettings, WslSettings, ClusterSettings):
+    """What one target host should run: every concern's settings, as flat keys (pyinfra's and Ansible's
+    convention). Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @field_validator("image_profiles")
     @classmethod
@@ -939,17 +1081,35 @@ def from_host_data(host_name: str, data: dict) -> HubSettings:
         raise InventoryError.for_host(host_name, *problems) from None
 
 
+def hub_traits(settings: HubSettings) -> dict:
+    """``{"Class.trait": value}`` for every setting that names its trait (see ``trait``), where its concern applies
+    and it has a value: what the hub's configuration sets as it is, in one loop."""
+    values = settings.model_dump(mode="json")
+    traits = {}
+    for concern in CONCERNS:
+        if not concern.applies(settings):
+            continue
+        for name, field in concern.model_fields.items():
+            target = (field.json_schema_extra or {}).get("trait")
+            if target and values[name] is not None:
+                traits[target] = values[name]
+    return traits
+
+
 def settings_table() -> str:
-    """The README's settings table, generated from the model."""
-    rows = ["| setting | default | what it does |", "| --- | --- | --- |"]
-    for name, field in HubSettings.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        if isinstance(default, list) and default and isinstance(default[0], BaseModel):
-            shown = "; ".join(f"`{item}`" for item in default)
-        else:
-            shown = "empty" if default in (None, []) else f"`{default}`"
-        rows.append(f"| `{name}` | {shown} | {field.description} |")
-    return "\n".join(rows)
+    """The README's settings tables, generated from the model: one per concern, in CONCERNS' order."""
+    sections = []
+    for concern in CONCERNS:
+        rows = [f"**{concern.__doc__}**", "", "| setting | default | what it does |", "| --- | --- | --- |"]
+        for name, field in concern.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, list) and default and isinstance(default[0], BaseModel):
+                shown = "; ".join(f"`{item}`" for item in default)
+            else:
+                shown = "empty" if default in (None, []) else f"`{default}`"
+            rows.append(f"| `{name}` | {shown} | {field.description} |")
+        sections.append("\n".join(rows))
+    return "\n\n".join(sections)
 
 
 def write_readme_table(readme: Path) -> None:

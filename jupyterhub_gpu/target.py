@@ -18,6 +18,49 @@ DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://a
 
 
 @dataclass(frozen=True)
+class InstallLayout:
+    """What a deploy keeps under ``install_dir`` on the host, named once: the Compose project and the hub's
+    configuration at its root, and these directories."""
+
+    root: PurePosixPath
+
+    def _below(self, name: str) -> str:
+        return str(self.root / name)
+
+    @property
+    def secrets(self) -> str:  # generated secrets, 0600 (the directory 0700)
+        return self._below("secrets")
+
+    @property
+    def ca(self) -> str:  # the local CA's key and certificate, 0700, mounted by no container
+        return self._below("ca")
+
+    @property
+    def tls(self) -> str:  # the server certificate and key the proxy mounts
+        return self._below("tls")
+
+    @property
+    def acme(self) -> str:  # certbot's hooks and renewal script
+        return self._below("acme")
+
+    @property
+    def bin(self) -> str:  # host-side tools (the backup tool, the GPU check)
+        return self._below("bin")
+
+    @property
+    def build(self) -> str:  # image build contexts, where images are built on the host
+        return self._below("build")
+
+    @property
+    def backups(self) -> str:  # bin/backup's archives
+        return self._below("backups")
+
+    @property
+    def restored(self) -> str:  # which archives bin/restore put back
+        return self._below("restored")
+
+
+@dataclass(frozen=True)
 class Target:
     """A validated host: its settings, what it is, and what follows from both."""
 
@@ -85,6 +128,10 @@ class Target:
     @property
     def install_dir(self) -> PurePosixPath:
         return PurePosixPath(self.settings.install_dir)
+
+    @property
+    def layout(self) -> InstallLayout:
+        return InstallLayout(self.install_dir)
 
     @property
     def names(self) -> tuple[str, ...]:

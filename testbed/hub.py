@@ -11,6 +11,8 @@ from pathlib import Path
 import requests
 import websocket
 
+from testbed.wait import until
+
 
 class HubClient:
     def __init__(self, url: str, ca_file: Path | None, token: str | None = None, server_hostname: str | None = None):
@@ -72,22 +74,16 @@ class HubClient:
         response = self.api("POST", f"/users/{name}/server", json=options or {})
         if response.status_code not in (201, 202, 400):  # 400: already running
             response.raise_for_status()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            server = (self.user(name) or {}).get("servers", {}).get("")
-            if server and server.get("ready"):
-                return server
-            time.sleep(1)
-        raise TimeoutError(f"server of {name} not ready within {timeout}s")
+
+        def ready() -> dict | None:
+            server = self.servers(name).get("")
+            return server if server and server.get("ready") else None
+
+        return until(ready, timeout, f"server of {name} ready")
 
     def stop_server(self, name: str, timeout: float = 60) -> None:
         self.api("DELETE", f"/users/{name}/server")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not (self.user(name) or {}).get("servers"):
-                return
-            time.sleep(1)
-        raise TimeoutError(f"server of {name} still up after {timeout}s")
+        until(lambda: not self.servers(name), timeout, f"server of {name} gone")
 
     def write_file(self, user: str, path: str, text: str) -> None:
         response = self.request(

@@ -11,6 +11,7 @@ import pytest
 from testbed.nvidia import FAKE_GPUS
 from testbed.storm import stop_all, storm
 from testbed.targets import wait_for_port
+from testbed.wait import until
 
 pytestmark = pytest.mark.slow
 
@@ -114,15 +115,13 @@ def hub_pid(deployment, target) -> str:
 
 
 def wait_for_new_hub_process(deployment, target, old_pid: str) -> None:
-    deadline = time.monotonic() + BACK_WITHIN
-    while time.monotonic() < deadline:
+    def back() -> bool:
         code, output = deployment.engine.containers.get(target.container_id).exec_run(
             ["docker", "inspect", "--format", "{{.State.Running}} {{.State.Pid}}", "jupyterhub"])
         running, _, pid = output.decode().strip().partition(" ")
-        if code == 0 and running == "true" and pid not in ("0", old_pid):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the hub container did not come back within {BACK_WITHIN}s")
+        return code == 0 and running == "true" and pid not in ("0", old_pid)
+
+    until(back, BACK_WITHIN, "the hub container running again as a new process", interval=0.5)
 
 
 def test_hub_killed_three_times_comes_back_each_time_with_every_server_and_gpu(crash_site):

@@ -123,12 +123,12 @@ def test_a_class_logging_in_at_once_waits_in_line_and_the_hub_outweighs_its_serv
     config = load({})
     spawner = config.GPUDockerSpawner
     # Twice the host's CPUs start at once; timeouts sized for a busy host, not JupyterHub's 60 s and 30 s.
-    assert (spawner.concurrent_starts, spawner.start_timeout, spawner.http_timeout) == (2 * PROFILE.cpus, 900, 300)
+    assert (spawner.spawns_at_once, spawner.start_timeout, spawner.http_timeout) == (2 * PROFILE.cpus, 900, 300)
     assert config.JupyterHub.concurrent_spawn_limit == 200
     assert spawner.extra_host_config(spawner_of())["cpu_shares"] == 256
     custom = load({"spawns_at_once": 0, "spawn_start_timeout": 60, "spawn_http_timeout": 30,
                    "concurrent_spawn_limit": 0, "user_cpu_shares": 1024})
-    assert (custom.GPUDockerSpawner.concurrent_starts, custom.GPUDockerSpawner.start_timeout,
+    assert (custom.GPUDockerSpawner.spawns_at_once, custom.GPUDockerSpawner.start_timeout,
             custom.GPUDockerSpawner.http_timeout, custom.JupyterHub.concurrent_spawn_limit) == (0, 60, 30, 0)
     assert custom.GPUDockerSpawner.extra_host_config(spawner_of())["cpu_shares"] == 1024
 
@@ -144,9 +144,11 @@ def test_idle_servers_are_culled_and_gpu_servers_sooner(load):
     roles = {role["name"]: role for role in config.JupyterHub.load_roles}
     assert roles["idle-culler-role"]["scopes"] == ["list:users", "read:users:activity", "read:servers",
                                                    "delete:servers"]
-    # Activity is read as often as asked, from the proxy and from each server.
-    assert config.JupyterHub.last_activity_interval == 60
+    # Each server reports its activity as often as asked; the hub reads the proxy's at least every 30 s, which is
+    # also when it puts back the routes a restarted proxy lost.
     assert config.GPUDockerSpawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "60"
+    assert config.JupyterHub.last_activity_interval == 30
+    assert load({"activity_interval": 10}).JupyterHub.last_activity_interval == 10
     # Without GPUs no GPU culler runs; with no limits, none at all.
     assert "gpu-idle-culler" not in {service["name"] for service in load({}).JupyterHub.services}
     off = load({"idle_timeout": 0, "gpu_idle_timeout": 0}, gpus=gpus)
@@ -290,14 +292,14 @@ def test_oauth_providers(load, monkeypatch, provider, extra, class_path, checks)
                   oauth_endpoints=endpoints if provider == "generic" else {})
     assert config.JupyterHub.authenticator_class == class_path
     section = config[class_path.rsplit(".", 1)[1]]
-    assert section.client_id == "hub"
     assert section.client_secret == "s3cret"
     assert section.oauth_callback_url == "https://hub.example.org/hub/oauth_callback"
     for name, value in checks.items():
         assert section[name] == value
     assert config.Authenticator.allowed_users == {"ada"}
     authenticator = instantiated(config)
-    assert authenticator.client_secret == "s3cret"
+    # The client id is set once for every provider (OAuthenticator.client_id, from the settings' trait table).
+    assert (authenticator.client_id, authenticator.client_secret) == ("hub", "s3cret")
 
 
 def instantiated(config):
@@ -326,7 +328,7 @@ def test_admin_accounts_come_from_their_password_files_once(load, tmp_path):
     db = orm.new_session_factory("sqlite://")()
 
     def start_hub():
-        return authenticator_class(admin_users={"admin"}, _deprecated_db_session=db)
+        return authenticator_class(config=config, admin_users={"admin"}, _deprecated_db_session=db)
 
     hub = start_hub()
     account = hub.get_user("admin")
@@ -359,7 +361,7 @@ def test_native_logins_check_passwords_off_the_hubs_event_loop(load, monkeypatch
 
     config = load({}, secrets={"admin-password-admin": "first-generated-password"})
     db = orm.new_session_factory("sqlite://")()
-    hub = config.JupyterHub.authenticator_class(admin_users={"admin"}, _deprecated_db_session=db,
+    hub = config.JupyterHub.authenticator_class(config=config, admin_users={"admin"}, _deprecated_db_session=db,
                                                 allowed_failed_logins=2, seconds_before_next_try=600)
     hub.create_user("carol", "carols-long-password")
     hub.get_user("carol").is_authorized = True
@@ -400,7 +402,7 @@ def test_failed_logins_lock_a_name_for_their_address_only_and_reserved_names_can
 
     config = load({}, secrets={"admin-password-admin": "first-generated-password"})
     db = orm.new_session_factory("sqlite://")()
-    hub = config.JupyterHub.authenticator_class(admin_users={"admin"}, _deprecated_db_session=db, allowed_failed_logins=3,
+    hub = config.JupyterHub.authenticator_class(config=config, admin_users={"admin"}, _deprecated_db_session=db, allowed_failed_logins=3,
                                                 seconds_before_next_try=600)
 
     def login(address: str, password: str):

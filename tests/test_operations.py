@@ -24,6 +24,7 @@ from testbed.browser import HubPages
 from testbed.deploy import run_deploy
 from testbed.hub import HubClient
 from testbed.targets import HostKind, remove_targets, start_targets, write_inventory_file
+from testbed.wait import until
 
 pytestmark = pytest.mark.slow
 
@@ -55,16 +56,6 @@ def operated(engine, nvidia_repository):
         yield deployment
 
 
-def wait_for(condition, timeout: float, what: str, every: float = 1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"not within {timeout}s: {what}")
-
-
 def test_an_idle_gpu_goes_back_to_the_pool_and_a_busy_one_only_at_its_maximum_age(operated):
     target = operated.targets[0]
     hub = operated.hub(target, server_hostname=NAME)
@@ -83,7 +74,7 @@ def test_an_idle_gpu_goes_back_to_the_pool_and_a_busy_one_only_at_its_maximum_ag
         idle_gpu = held["idlegpu"][0]
 
         # 20 s idle, seen within the culler's and the activity reports' periods.
-        wait_for(lambda: not hub.servers("idlegpu"), 90, "the idle GPU server culled")
+        until(lambda: not hub.servers("idlegpu"), 90, "the idle GPU server culled")
         assert hub.servers("busygpu") and hub.servers("cpuonly")
         table = hub.gpu_table()
         assert idle_gpu not in table["gpus"], table
@@ -94,7 +85,7 @@ def test_an_idle_gpu_goes_back_to_the_pool_and_a_busy_one_only_at_its_maximum_ag
         assert next_held == [idle_gpu]
 
         # Busy (its kernel writes every two seconds), so culled only at its maximum age of 90 s.
-        wait_for(lambda: not hub.servers("busygpu"), 150, "the busy GPU server culled at its maximum age")
+        until(lambda: not hub.servers("busygpu"), 150, "the busy GPU server culled at its maximum age")
         assert time.monotonic() - busy_since >= 60, "culled long before its maximum age, as if idle"
         assert hub.servers("cpuonly"), "a CPU-only server was culled by the GPU culler"
     finally:

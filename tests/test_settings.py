@@ -124,3 +124,38 @@ def test_plain_http_where_trust_is_decided_is_allowed_only_on_purpose():
     assert from_host_data("host1", {**said, "allow_plain_http": True}).nvidia_key_url == said["nvidia_key_url"]
     # Apt repositories are signed: plain http:// is theirs to use.
     assert from_host_data("host1", {"nvidia_repo_url": "http://mirror.lab.test/nvidia/$(ARCH)"})
+
+
+def test_every_setting_that_names_a_trait_names_a_real_one_and_reaches_it_only_where_its_concern_applies():
+    """The settings → traits table (one declaration per setting, see settings.trait) cannot name a trait that
+    does not exist: a typo would be a setting that silently does nothing."""
+    from gpudockerspawner import GPUDockerSpawner
+    from jupyterhub.app import JupyterHub
+    from ldapauthenticator import LDAPAuthenticator
+    from nativeauthenticator import NativeAuthenticator
+    from oauthenticator.azuread import AzureAdOAuthenticator
+    from oauthenticator.gitlab import GitLabOAuthenticator
+    from oauthenticator.oauth2 import OAuthenticator
+
+    from jupyterhub_gpu.settings import hub_traits
+
+    classes = {cls.__name__: cls for cls in (GPUDockerSpawner, JupyterHub, LDAPAuthenticator, NativeAuthenticator,
+                                             AzureAdOAuthenticator, GitLabOAuthenticator, OAuthenticator)}
+    named = 0
+    for name, field in HubSettings.model_fields.items():
+        target = (field.json_schema_extra or {}).get("trait")
+        if target:
+            owner, trait = target.rsplit(".", 1)
+            assert trait in classes[owner].class_traits(config=True), (name, target)
+            named += 1
+    assert named >= 25
+    ldap = from_host_data("h", {"authenticator": "ldap", "allow_all": True, "ldap_server_address": "ldap.example.org",
+                                "ldap_bind_dn_template": ["uid={username},ou=people,dc=example,dc=org"],
+                                "ldap_valid_username_regex": "^[a-z]{3,8}$"})
+    traits = hub_traits(ldap)
+    assert traits["LDAPAuthenticator.valid_username_regex"] == "^[a-z]{3,8}$"
+    assert traits["LDAPAuthenticator.server_address"] == "ldap.example.org"
+    assert not any(key.startswith("NativeAuthenticator.") for key in traits)
+    assert "LDAPAuthenticator.server_address" not in hub_traits(HubSettings())
+    with pytest.raises(InventoryError, match=r"ldap_valid_username_regex = '\[a-z': not a regular expression"):
+        from_host_data("h", {"ldap_valid_username_regex": "[a-z"})

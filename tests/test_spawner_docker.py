@@ -4,13 +4,13 @@ the stand-in NVIDIA hook: what each container holds is read from Docker and from
 from __future__ import annotations
 
 import io
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from testbed.images import ensure_singleuser_image
 from testbed.localhub import LocalHub
+from testbed.wait import until
 
 pytestmark = pytest.mark.slow
 
@@ -48,13 +48,11 @@ def refused_spawn(hub: LocalHub, user: str, **options) -> str:
     response = hub.api.api("POST", f"/users/{user}/server", json=options or None)
     if response.status_code >= 400:
         return response.text
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def failed() -> str | None:
         events = hub.api.get(f"/hub/api/users/{user}/server/progress").text
-        if '"failed": true' in events:
-            return events
-        time.sleep(0.5)
-    raise AssertionError(f"spawn of {user} did not fail")
+        return events if '"failed": true' in events else None
+
+    return until(failed, 60, f"the spawn of {user} failing", interval=0.5)
 
 
 def held(hub: LocalHub, users) -> dict[str, list[str]]:
@@ -121,7 +119,7 @@ def test_ten_concurrent_spawns_never_double_book(make_hub):
 def test_a_line_starts_a_few_at_a_time_and_tells_the_waiting_where_they_stand(make_hub):
     # The spawn requests answer at once (no slow_spawn_timeout), as a class's browsers each send their own.
     hub = make_hub("c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n", gpu_ids=["0"],
-                   on_exhausted="cpu", concurrent_starts=2)
+                   on_exhausted="cpu", spawns_at_once=2)
     users = [f"line{i}" for i in range(6)]
     for user in users:
         hub.api.ensure_user(user)

@@ -17,6 +17,7 @@ import pytest
 
 from testbed.nvidia import FAKE_GPUS
 from testbed.probe import PROBE
+from testbed.wait import until
 from testbed.smoke import DEBIAN_12_IMAGES, Deployment, deploy_twice
 from testbed.targets import SYSTEMD_SUDO, TargetHost, remove_targets, start_targets, write_inventory_file
 from testbed import STATE
@@ -264,20 +265,16 @@ def test_a_stopped_worker_engine_stops_its_servers_and_no_gpu_is_handed_out_twic
     on_down = sorted(user for user, (node, _) in before.items() if node == down_name)
     # Stopped, not killed: systemd would start a killed engine again at once.
     run(cluster, down, "systemctl stop docker.socket docker.service")
-    deadline = time.monotonic() + 150
-    while any(hub.servers(user) for user in on_down):
-        assert time.monotonic() < deadline, f"servers on {down_name} still listed: {placed(hub)}"
-        time.sleep(2)
+    until(lambda: not any(hub.servers(user) for user in on_down), 150, f"servers on {down_name} no longer listed",
+          interval=2)
     # The table agrees with what runs: the other node's servers only, as before.
     assert placed(hub) == {user: where for user, where in before.items() if user not in on_down}
 
     run(cluster, down, "systemctl start docker.service")
-    deadline = time.monotonic() + 90
     # Back in the swarm, with none of the stopped servers' containers left on it.
-    while node_state(cluster, manager, down_name) != "ready" or run(cluster, down, "docker ps --all --quiet "
-                                                                                     "--filter name=jupyter-"):
-        assert time.monotonic() < deadline, run(cluster, down, "docker ps --all")
-        time.sleep(2)
+    until(lambda: node_state(cluster, manager, down_name) == "ready"
+          and not run(cluster, down, "docker ps --all --quiet --filter name=jupyter-"),
+          90, f"{down_name} ready again with no server's container left", interval=2)
     start_all(cluster, on_down)
     after = placed(hub)
     assert len(set(after.values())) == len(after) == len(before), after

@@ -39,12 +39,12 @@ class Tool:
 
 
 def archive_directory(target: Target) -> str:
-    return f"{target.install_dir}/backups"
+    return target.layout.backups
 
 
 def ensure_tool(target: Target) -> Tool:
     """The archive tool on the host: a shell wrapper and the Python it runs in the hub's image."""
-    tool = Tool(f"{target.install_dir}/bin")
+    tool = Tool(target.layout.bin)
     files.directory(name="Archive tool directory", path=tool.directory, mode="755")
     files.put(name="Archive tool", src=str(FILES / "jupyterhub-gpu-archive.sh"), dest=tool.script, mode="755")
     files.put(name="Archive tool (its Python)", src=str(FILES / "archive.py"), dest=f"{tool.directory}/archive.py",

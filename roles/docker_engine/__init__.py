@@ -12,7 +12,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations import apt, files, systemd, sysvinit
 
 from roles.docker_engine.compose_binary import compose_binary
-from jupyterhub_gpu.apt import ensure_installed, missing_packages, package_manager_ready
+from jupyterhub_gpu.apt import ensure_installed, lists_read_for, package_manager_ready
 from jupyterhub_gpu.facts import DockerServerVersion
 from jupyterhub_gpu.target import Target
 
@@ -139,11 +139,7 @@ def _docker_ce_repository(target: Target) -> None:
         src=f"deb [arch={arch} signed-by={keyring}] {base} {profile.os_codename} stable",
         filename="docker",
     )
-    # Also when a package is missing: a deploy killed between the two would otherwise never read the lists.
-    missing = missing_packages(CE_PACKAGES)
-    if missing:
-        package_manager_ready(name="Package manager free for Docker's packages")
-    apt.update(name="Update apt lists for Docker's repository", _if=lambda: repo.did_change() or bool(missing))
+    lists_read_for(repo, CE_PACKAGES, "Docker")
 
 
 def _ensure_compose_v2(target: Target) -> None:

@@ -50,7 +50,7 @@ def check_gpu_path(target: Target) -> None:
         raise GPUCheckFailed(f"{host.name}: FAILED at driver: the host has no GPU to hand out "
                              f"({target.gpus.error or 'nvidia-smi lists none'}); install the NVIDIA driver (on WSL2, "
                              "the Windows one) and deploy again")
-    script = f"{target.install_dir}/bin/gpu_check.py"
-    files.directory(name="Check tool directory", path=f"{target.install_dir}/bin", mode="755")
+    script = f"{target.layout.bin}/gpu_check.py"
+    files.directory(name="Check tool directory", path=target.layout.bin, mode="755")
     files.put(name="GPU check", src=str(FILES / "gpu_check.py"), dest=script, mode="644")
     gpu_path_checked(name="GPU path checked through the hub", script=script)

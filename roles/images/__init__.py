@@ -143,7 +143,7 @@ def _say_if_large(recipe: ImageRecipe) -> None:
 
 
 def _build_here(target: Target, recipe: ImageRecipe) -> None:
-    context = f"{target.install_dir}/build/{recipe.name}"
+    context = f"{target.layout.build}/{recipe.name}"
     files.directory(name=f"{recipe.name} build context", path=f"{context}/ca", mode="755")
     for relative, content in recipe.files.items():
         files.put(name=f"{recipe.name} {relative}", src=io.BytesIO(content), dest=f"{context}/{relative}", mode="644")

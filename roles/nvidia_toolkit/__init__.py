@@ -15,7 +15,7 @@ from pyinfra.operations.util import any_changed
 
 from gpudockerspawner.placement import GPU_RESOURCE, GPU_RESOURCE_VARIABLE
 from roles.docker_engine import DAEMON_JSON, daemon_options, engine_restarted
-from jupyterhub_gpu.apt import ensure_installed, missing_packages, package_manager_ready
+from jupyterhub_gpu.apt import ensure_installed, lists_read_for
 from jupyterhub_gpu.target import Target
 
 KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
@@ -140,12 +140,7 @@ def ensure_toolkit(target: Target) -> None:
         dest="/etc/apt/sources.list.d/nvidia-container-toolkit.list",
         mode="644",
     )
-    # Also when a package is missing: a deploy killed after writing the repository's entry but before its
-    # lists were read would otherwise never read them.
-    missing = missing_packages(PACKAGES)
-    if missing:
-        package_manager_ready(name="Package manager free for NVIDIA's packages")
-    apt.update(name="Update apt lists for NVIDIA's repository", _if=lambda: repository.did_change() or bool(missing))
+    lists_read_for(repository, PACKAGES, "NVIDIA")
     version = settings.nvidia_toolkit_version
     apt.packages(
         name="NVIDIA Container Toolkit packages",

@@ -28,10 +28,8 @@ def check() -> Target:
     supported = SUPPORTED.get(profile.os_id)
     if supported is None or profile.os_version not in supported:
         allowed = ", ".join(f"{os} {' / '.join(versions)}" for os, versions in SUPPORTED.items())
-        raise InventoryError(
-            f"host {host.name} runs {profile.os_id or 'an unknown OS'} {profile.os_version}; "
-            f"supported are {allowed} (nothing was changed)"
-        )
+        raise InventoryError.for_host(
+            host.name, f"the host runs {profile.os_id or 'an unknown OS'} {profile.os_version}; supported are {allowed}")
     if cluster and settings.swarm_network_encrypted and profile.kernel_esp == "n":
         raise InventoryError.for_host(
             host.name, f"swarm_network_encrypted = True, but the kernel of {host.name} ({profile.os_id} "

@@ -93,7 +93,7 @@ def archive_restored(tool: backup.Tool, target: Target, archive: Archive, hub_im
     """The archive's content on the host, once: a marker named by the archive's sha256 says it was restored,
     so that running the restore again never overwrites what users made since. What the host held before is
     first archived on the host itself."""
-    marker = f"{target.install_dir}/restored/{archive.sha256}"
+    marker = f"{target.layout.restored}/{archive.sha256}"
     if host.get_fact(File, path=marker):
         host.noop(f"{archive.path.name} (sha256 {archive.sha256[:16]}…) was restored here already; its marker "
                   f"{marker} keeps it from overwriting newer work")
@@ -108,7 +108,7 @@ def archive_restored(tool: backup.Tool, target: Target, archive: Archive, hub_im
                         backup.backup_command(tool, target, before), ";", "fi")
     yield StringCommand(QuoteString(tool.script), "restore", QuoteString(str(target.install_dir)),
                         QuoteString(target.settings.compose_project), QuoteString(remote), QuoteString(hub_image))
-    yield StringCommand("mkdir", "-p", QuoteString(f"{target.install_dir}/restored"), "&&", "date", "-u", "+%FT%TZ",
+    yield StringCommand("mkdir", "-p", QuoteString(target.layout.restored), "&&", "date", "-u", "+%FT%TZ",
                         ">", QuoteString(marker), "&&", "rm", "-f", QuoteString(remote))
 
 

@@ -55,7 +55,7 @@ def secret_file(path: str, command: str = TOKEN_COMMAND):
 @deploy("Secrets")
 def ensure_secrets(target: Target) -> HubSecrets:
     settings = target.settings
-    secrets_dir = f"{target.install_dir}/secrets"
+    secrets_dir = target.layout.secrets
     files.directory(name="Secrets directory", path=secrets_dir, mode="700")
     result = HubSecrets()
 

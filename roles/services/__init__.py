@@ -14,7 +14,7 @@ from pyinfra.operations import files
 from pyinfra.operations.util import any_changed
 
 from jupyterhub_gpu.facts import AccountIds, ComposeServices
-from jupyterhub_gpu.settings import GPU_CHECK_USER, SERVICE_ACCOUNT
+from jupyterhub_gpu.settings import GPU_CHECK_USER, SERVICE_ACCOUNT, hub_traits
 from roles import gpu_check
 from roles.images import Images
 from roles.network import HUB_API_PORT, HUB_MAC, PROXY_MAC
@@ -43,10 +43,10 @@ def hub_settings(target: Target, images: Images) -> dict:
     s = target.settings
     standard = _standard(target)
     return {
+        # Settings that map one to one onto a trait, from the settings model's own table.
+        "traits": hub_traits(s),
         "hub": {
-            "log_level": s.hub_log_level,
             "api_port": HUB_API_PORT,
-            "concurrent_spawn_limit": s.concurrent_spawn_limit,
             "public_url": target.hub_url,
             # Each user's server on a subdomain of its own (None: every server on the hub's origin).
             "subdomain_host": target.subdomain_host,
@@ -58,7 +58,6 @@ def hub_settings(target: Target, images: Images) -> dict:
             "gpu_check": {"service": gpu_check.SERVICE, "user": gpu_check.USER, "scopes": gpu_check.SCOPES}
             if target.gpu_pool else None,
             "activity_interval": s.activity_interval,
-            "shutdown_on_logout": s.shutdown_on_logout,
         },
         "culler": {
             "idle_timeout": s.idle_timeout,
@@ -73,33 +72,17 @@ def hub_settings(target: Target, images: Images) -> dict:
             "reserved_names": [GPU_CHECK_USER],
             "allowed_groups": list(s.allowed_groups),
             "allow_all": s.allow_all,
-            "native": {
-                "open_signup": s.open_signup,
-                "minimum_password_length": s.native_minimum_password_length,
-                "check_common_password": s.native_check_common_password,
-                "allowed_failed_logins": s.native_allowed_failed_logins,
-                "seconds_before_next_try": s.native_seconds_before_next_try,
-            },
             "ldap": {
-                "server_address": s.ldap_server_address,
-                "server_port": s.ldap_server_port,
-                "tls": s.ldap_tls,
                 "ca_file": "ldap_ca" if s.ldap_ca_file else None,
-                "bind_dn_template": list(s.ldap_bind_dn_template),
-                "user_search_base": s.ldap_user_search_base,
-                "user_attribute": s.ldap_user_attribute,
-                "search_user": s.ldap_search_user,
+                "looks_up_dn": bool(s.ldap_user_search_base),
             },
             "oauth": {
                 "provider": s.oauth_provider,
-                "client_id": s.oauth_client_id,
                 "callback_url": target.oauth_callback_url,
                 **target.oauth_endpoints,
                 "scopes": list(s.oauth_scopes),
                 "username_claim": s.oauth_username_claim or OAUTH_USERNAME_CLAIMS.get(s.oauth_provider),
                 "groups_claim": s.oauth_groups_claim,
-                "azuread_tenant_id": s.oauth_azuread_tenant_id,
-                "gitlab_url": s.oauth_gitlab_url,
             },
         },
         "spawner": {
@@ -114,22 +97,15 @@ def hub_settings(target: Target, images: Images) -> dict:
             "own_user_images": sorted({images.profiles.get(profile.name, images.singleuser)
                                        for profile in target.offered_profiles
                                        if profile.image or s.singleuser_image}),
-            "network": s.network_name,
             "home_volume_prefix": f"{s.compose_project}-user-",
             "gpu_ids": list(target.gpu_pool),
-            "gpus_per_user": s.gpus_per_user,
-            "users_per_gpu": s.users_per_gpu,
-            "on_exhausted": s.gpu_on_exhausted,
             "devices_filtered": not target.profile.wsl,
             "pool_label": s.compose_project,
             "mem_limit": standard.mem_limit or target.user_mem_limit,
             "cpu_limit": standard.cpu_limit or target.user_cpu_limit,
             "pids_limit": s.user_pids_limit,
             "cpu_shares": s.user_cpu_shares,
-            "concurrent_starts": target.spawns_at_once,
-            "start_timeout": s.spawn_start_timeout,
-            "http_timeout": s.spawn_http_timeout,
-            "gpu_shm_size": s.gpu_shm_size,
+            "spawns_at_once": target.spawns_at_once,
             "hsts_max_age": target.hsts_max_age,
             "sudo_groups": list(s.sudo_groups),
             "activity_interval": s.activity_interval,

@@ -134,7 +134,7 @@ def _letsencrypt(target: Target, tls_dir: str) -> list[OperationMeta]:
     if not target.profile.systemd:
         packages.append("cron")
     ensure_installed(packages, "certificates from an ACME server")
-    acme_dir = f"{target.install_dir}/acme"
+    acme_dir = target.layout.acme
     files.directory(name="ACME directory", path=acme_dir, mode="700")
     ca_bundle = None
     if settings.acme_ca_bundle:
@@ -182,11 +182,11 @@ def problems_before_change(target: Target) -> list[str]:
 @deploy("TLS certificate")
 def ensure_certificate(target: Target) -> Certificate:
     ensure_installed(["openssl"], "certificate checks")
-    directory = f"{target.install_dir}/tls"
+    directory = target.layout.tls
     files.directory(name="TLS directory", path=directory, mode="755")
     settings = target.settings
     if settings.tls_mode == "selfsigned":
-        ca_directory = f"{target.install_dir}/ca"
+        ca_directory = target.layout.ca
         issued = selfsigned_certificate(
             name="Self-signed certificate", directory=directory, ca_directory=ca_directory,
             names=list(target.names), addresses=list(target.addresses), wildcards=list(target.wildcard_names),

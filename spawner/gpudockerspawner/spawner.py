@@ -11,8 +11,9 @@ from tornado.web import HTTPError
 from traitlets import Bool, Dict, Enum, Int, List, TraitError, Unicode, Union, default, validate
 
 from gpudockerspawner import metrics
+from gpudockerspawner.gpus import GPUPolicy, HostPool, refusal
 from gpudockerspawner.line import StartLine
-from gpudockerspawner.pool import GPUPool, PoolError, disagreement, parse_gpu_ids, rebuild
+from gpudockerspawner.pool import GPUPool, PoolError, parse_gpu_ids, rebuild
 
 OWNER_LABEL = "gpudockerspawner.owner"
 GPUS_LABEL = "gpudockerspawner.gpus"
@@ -100,7 +101,7 @@ class GPUDockerSpawner(DockerSpawner):
         ``USER`` is root, or unset, is refused with a message instead of making its user root.""",
     )
 
-    concurrent_starts = Int(
+    spawns_at_once = Int(
         0,
         min=0,
         config=True,
@@ -110,6 +111,9 @@ class GPUDockerSpawner(DockerSpawner):
     )
 
     assigned_gpus = List(Unicode(), help="GPUs the current container holds; persisted in the spawner state.")
+    # Whether the server being started is to hold GPUs (where the source names them only once it is placed,
+    # assigned_gpus is empty until then).
+    gpu_wanted = False
 
     # One pool per hub process and configuration, rebuilt at hub start from running containers' labels.
     _pools: dict[tuple, GPUPool] = {}
@@ -180,16 +184,18 @@ class GPUDockerSpawner(DockerSpawner):
     def owner(self) -> str:
         return f"{self.user.name}/{self.name}"
 
+    @property
+    def gpu_source(self):
+        """Where this spawner's GPUs come from: the host's pool (a subclass may have them come from elsewhere)."""
+        return HostPool(self.gpu_ids, self.users_per_gpu, lambda: self.pool)
+
+    @property
+    def gpu_policy(self) -> GPUPolicy:
+        return GPUPolicy(tuple(self.gpu_groups), self.on_exhausted)
+
     def load_state(self, state):
         super().load_state(state)
-        recorded = list(state.get("gpus", []))
-        if not self.gpu_ids:
-            self.assigned_gpus = []
-            return
-        problem = disagreement(self.pool, self.owner, recorded)
-        if problem:
-            self.log.warning("GPU pool %s: %s", self.pool_label, problem)
-        self.assigned_gpus = self.pool.held_by(self.owner)
+        self.assigned_gpus = self.gpu_source.restored(self.owner, list(state.get("gpus", [])), self.log)
 
     def get_state(self):
         state = super().get_state()
@@ -214,11 +220,7 @@ class GPUDockerSpawner(DockerSpawner):
         return ",".join(self.assigned_gpus)
 
     def may_use_gpu(self) -> bool:
-        if not self.gpu_ids:
-            return False
-        if not self.gpu_groups:
-            return True
-        return any(group.name in self.gpu_groups for group in self.user.groups)
+        return self.gpu_policy.may_have((group.name for group in self.user.groups), self.gpu_source)
 
     @default("options_form")
     def _gpu_options_form(self):
@@ -263,7 +265,7 @@ class GPUDockerSpawner(DockerSpawner):
         self._reserve(wants_gpu=self._wants_gpu(picked, image))
         try:
             await self._remove_container_with_other_gpus()
-            if not self.concurrent_starts:
+            if not self.spawns_at_once:
                 return await super().start()
             async with self._line().turn(on_wait=self._waiting_in_line):
                 self._turn = None
@@ -287,9 +289,9 @@ class GPUDockerSpawner(DockerSpawner):
                           "jovyan), or build it from packages on the standard image.")
 
     def _line(self) -> StartLine:
-        key = (self.pool_label, self.concurrent_starts)
+        key = (self.pool_label, self.spawns_at_once)
         if key not in self._lines:
-            self._lines[key] = StartLine(self.concurrent_starts)
+            self._lines[key] = StartLine(self.spawns_at_once)
         return self._lines[key]
 
     def _waiting_in_line(self, turn: asyncio.Future) -> None:
@@ -359,27 +361,26 @@ class GPUDockerSpawner(DockerSpawner):
         return True
 
     def _reserve(self, wants_gpu: bool) -> None:
+        """The server's GPUs, where it is to have some: reserved now from the host's pool, or (``gpu_wanted``)
+        left for the source to name when it places the server; or, with none free, the policy's answer."""
         self._release()
+        self.gpu_wanted = False
         if not wants_gpu:
             return
-        chosen = self.pool.allocate(self.owner, self.gpus_per_user)
+        chosen = self.gpu_source.reserve(self.owner, self.gpus_per_user)
         if chosen is None:
-            message = (
-                f"All {len(self.gpu_ids)} GPUs are in use"
-                + (f" ({self.users_per_gpu} users per GPU)" if self.users_per_gpu > 1 else "")
-                + "; try again later, or start a CPU-only server."
-            )
-            if self.on_exhausted == "refuse":
-                raise refusal(message)
+            message = self.gpu_policy.none_free(self.gpu_source)
             self.log.warning("%s: %s Starting it CPU-only.", self.owner, message)
             return
+        self.gpu_wanted = True
         self.assigned_gpus = chosen
-        self.log.info("%s: assigned GPUs %s (pool %s)", self.owner, chosen, self.pool_label)
+        if chosen:
+            self.log.info("%s: assigned GPUs %s (pool %s)", self.owner, chosen, self.pool_label)
 
     def _release(self) -> None:
         if self.assigned_gpus:
-            released = self.pool.release(self.owner)
-            self.log.info("%s: released GPUs %s", self.owner, released)
+            released = self.gpu_source.release(self.owner)
+            self.log.info("%s: released GPUs %s", self.owner, released or self.assigned_gpus)
             self.assigned_gpus = []
 
     async def _remove_container_with_other_gpus(self) -> None:
@@ -394,14 +395,6 @@ class GPUDockerSpawner(DockerSpawner):
             self.log.info("%s: removing container created with GPUs %r", self.owner, created_with)
             await self.remove_object()
             self.object_id = ""
-
-
-def refusal(message: str) -> HTTPError:
-    """A spawn refused with ``message``, which the spawn page shows the user as it is."""
-    error = HTTPError(503, log_message=message)
-    error.jupyterhub_message = message
-    error.jupyterhub_html_message = html.escape(message)
-    return error
 
 
 def _image_choice(spawner: GPUDockerSpawner) -> str:

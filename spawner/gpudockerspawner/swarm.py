@@ -10,11 +10,13 @@ from urllib.parse import urlparse
 from docker.errors import NotFound
 from docker.types import ContainerSpec, DriverConfig, EndpointSpec, Mount, Placement, Resources, RestartPolicy, TaskTemplate
 from dockerspawner import SwarmSpawner
+from tornado.web import HTTPError
 from traitlets import Bool, Float, Unicode
 
 from gpudockerspawner.placement import (GPU_RESOURCE, NO_RESOURCES, SERVERS_LABEL, assigned_gpus, node_gpus,
                                         serving_nodes, task_address, unplaceable)
-from gpudockerspawner.spawner import OWNER_LABEL, POOL_LABEL, GPUDockerSpawner, refusal
+from gpudockerspawner.gpus import SwarmResources, refusal
+from gpudockerspawner.spawner import OWNER_LABEL, POOL_LABEL, GPUDockerSpawner
 
 # What Docker before 23.0 says of a task holding a generic resource whenever the task's node changes (its swarmkit's
 # constraint enforcer tests the resource backwards, moby/moby#44378); a node changes when it first runs a task on
@@ -61,13 +63,15 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     node = Unicode("", help="The node the current server runs on (its hostname); persisted in the state.")
     home_node = Unicode("", help="The id of the node that holds the user's home volume; persisted in the state.")
 
-    _wants_gpu_now = False
     _nodes_read: tuple[float, list] = (0.0, [])
 
-    # Swarm's accounting is the pool: nothing to rebuild from container labels.
+    @property
+    def gpu_source(self) -> SwarmResources:
+        """Swarm's accounting is the pool: the GPU nodes' generic resources, which it hands out itself."""
+        return SwarmResources(lambda: sum(len(node_gpus(node)) for node in self._nodes()))
+
     def load_state(self, state):
-        SwarmSpawner.load_state(self, state)
-        self.assigned_gpus = list(state.get("gpus", []))
+        super().load_state(state)
         self.node = state.get("node", "")
         self.home_node = state.get("home_node", "")
 
@@ -84,15 +88,6 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         super().clear_state()
         self.node = ""
 
-    def _reserve(self, wants_gpu: bool) -> None:
-        self._release()
-        self._wants_gpu_now = wants_gpu and self.cluster_gpus() > 0
-
-    def _release(self) -> None:
-        if self.assigned_gpus:
-            self.log.info("%s: Swarm takes back GPUs %s on %s", self.owner, self.assigned_gpus, self.node)
-        self.assigned_gpus = []
-
     def _nodes(self) -> list:
         """The nodes that take user servers, read at most every ``nodes_cache_seconds``."""
         read_at, nodes = self._nodes_read
@@ -101,17 +96,9 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             GPUSwarmSpawner._nodes_read = (time.monotonic(), nodes)
         return nodes
 
-    def cluster_gpus(self) -> int:
-        return sum(len(node_gpus(node)) for node in self._nodes())
-
-    def may_use_gpu(self) -> bool:
-        if self.gpu_groups and not any(group.name in self.gpu_groups for group in self.user.groups):
-            return False
-        return self.cluster_gpus() > 0
-
     def get_env(self):
         env = super().get_env()
-        if self._wants_gpu_now:
+        if self.gpu_wanted:
             # Swarm's own variable names the task's GPUs: NVIDIA's runtime reads it in place of NVIDIA_VISIBLE_DEVICES
             # (swarm-resource), and the image's entry point narrows CUDA to it. The hub, which cannot know them
             # before Swarm has placed the task, names none.
@@ -171,7 +158,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             mem_limit=self.mem_limit, mem_reservation=self.mem_guarantee,
             cpu_limit=int(self.cpu_limit * 1e9) if self.cpu_limit else None,
             cpu_reservation=int(self.cpu_guarantee * 1e9) if self.cpu_guarantee else None,
-            generic_resources={GPU_RESOURCE: self.gpus_per_user} if self._wants_gpu_now else None,
+            generic_resources={GPU_RESOURCE: self.gpus_per_user} if self.gpu_wanted else None,
             **self.extra_resources_spec,
         )
         if host_config.get("pids_limit"):
@@ -201,7 +188,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
                 raise RuntimeError(f"Service {self.service_name} not found")
             state = task["Status"]["State"]
             reason = unplaceable(task)
-            if reason and self._wants_gpu_now and NO_RESOURCES in reason:
+            if reason and self.gpu_wanted and NO_RESOURCES in reason:
                 if time.monotonic() < patience and await self._free_gpus() >= self.gpus_per_user:
                     # A stopped server's GPU is free for the hub before Swarm has let go of it: a moment after
                     # its service is removed, longer when its node has just come back.
@@ -250,15 +237,17 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         return bool(self.home_on_node and self.home_node and not self.volume_driver)
 
     async def _no_gpu_free(self, reason: str) -> None:
-        total = self.cluster_gpus()
-        message = (f"All {total} GPUs are in use" + (" on the node that holds your files" if self._on_home_node() else "")
-                   + "; try again later, or start a CPU-only server.")
-        if self.on_exhausted == "refuse":
-            self.log.info("%s: %s (Swarm: %s)", self.owner, message, reason)
+        """The policy's answer where Swarm found no node with a GPU free: the refusal (the service removed), or
+        the service made anew without one."""
+        try:
+            message = self.gpu_policy.none_free(
+                self.gpu_source, " on the node that holds your files" if self._on_home_node() else "")
+        except HTTPError:
+            self.log.info("%s: no GPU free (Swarm: %s)", self.owner, reason)
             await self.remove_object()
-            raise refusal(message)
+            raise
         self.log.warning("%s: %s Starting it CPU-only.", self.owner, message)
-        self._wants_gpu_now = False
+        self.gpu_wanted = False
         await self._new_service()
 
     async def _new_service(self) -> None:

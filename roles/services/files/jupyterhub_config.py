@@ -4,8 +4,6 @@ The deploy writes its validated settings to ``/etc/jupyterhub/hub.json`` and the
 under ``/run/secrets``; this file reads both and is never generated, so no setting can become code.
 """
 
-import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -29,7 +27,6 @@ def secret(name: str) -> str:
 
 
 def configure_hub(c, hub: dict) -> None:
-    c.JupyterHub.log_level = hub["log_level"]
     # The proxy runs in a container of its own, which terminates TLS: the hub only speaks to it.
     c.JupyterHub.bind_url = hub["public_url"]
     if hub.get("subdomain_host"):
@@ -38,8 +35,6 @@ def configure_hub(c, hub: dict) -> None:
         c.JupyterHub.subdomain_host = hub["subdomain_host"]
     c.ConfigurableHTTPProxy.should_start = False
     c.ConfigurableHTTPProxy.api_url = "http://jupyterhub-proxy:8001"
-    # Also how often the hub puts back the routes that a restarted proxy lost.
-    c.JupyterHub.last_activity_interval = 30
     headers = {}
     if hub["hsts_max_age"]:
         headers["Strict-Transport-Security"] = f"max-age={hub['hsts_max_age']}"
@@ -50,7 +45,6 @@ def configure_hub(c, hub: dict) -> None:
     # Below 1024: no user container can listen there, so the firewall lets servers reach this port only.
     c.JupyterHub.hub_port = hub["api_port"]
     c.JupyterHub.hub_connect_ip = "jupyterhub"
-    c.JupyterHub.concurrent_spawn_limit = hub["concurrent_spawn_limit"]
     c.JupyterHub.db_url = f"sqlite:///{DATA_DIR / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(SECRETS_DIR / "cookie_secret")
     c.ConfigurableHTTPProxy.auth_token = secret("proxy_token")
@@ -82,25 +76,12 @@ def configure_hub(c, hub: dict) -> None:
         services.append({"name": check["service"], "api_token": secret("gpu_check_api_token")})
         roles.append({"name": check["service"], "scopes": check["scopes"], "services": [check["service"]]})
         roles.append({"name": f"{check['user']}-user", "scopes": ["self"], "users": [check["user"]]})
-    # Logging out stops one's servers (and frees their GPUs) only where asked: a long computation survives it.
-    c.JupyterHub.shutdown_on_logout = hub["shutdown_on_logout"]
-    # The proxy's record of each route's traffic, read this often, is what "idle" means to the cullers.
-    c.JupyterHub.last_activity_interval = hub["activity_interval"]
+    # How often the hub reads the proxy's record of each route's traffic (what "idle" means to the cullers) and
+    # then puts back the routes that a restarted proxy lost (JupyterHub's update_last_activity ends with
+    # check_routes): at most every 30 s, so that a proxy that restarts has every server back within that.
+    c.JupyterHub.last_activity_interval = min(30, hub["activity_interval"])
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
-
-
-def _refusing(reserved: set):
-    """A post-authentication hook that turns away the ``reserved`` names (JupyterHub refuses a login it returns
-    None for), and those names only."""
-
-    def hook(authenticator, handler, authentication):
-        if authentication and authentication.get("name") in reserved:
-            authenticator.log.warning("Refused a login under the reserved name %r", authentication["name"])
-            return None
-        return authentication
-
-    return hook
 
 
 def configure_culler(c, culler: dict) -> None:
@@ -126,7 +107,6 @@ def configure_spawner(c, spawner: dict) -> None:
             c.GPUSwarmSpawner.volume_driver = swarm["home_volume_driver"]
             c.GPUSwarmSpawner.volume_driver_options = swarm["home_volume_driver_options"]
     c.GPUDockerSpawner.image = spawner["image"]
-    c.GPUDockerSpawner.network_name = spawner["network"]
     # The proxy reaches each server at its container's address on the network. The address can change when
     # the engine or the host restarts; the hub then restarts too and reads each server's address anew.
     # (Not by container name: the hub's HTTP client caches names for seconds, and a server stopped and
@@ -160,9 +140,6 @@ def configure_spawner(c, spawner: dict) -> None:
     c.GPUDockerSpawner.notebook_dir = HOME
     c.GPUDockerSpawner.volumes = {spawner["home_volume_prefix"] + "{username}": HOME}
     c.GPUDockerSpawner.gpu_ids = spawner["gpu_ids"]
-    c.GPUDockerSpawner.gpus_per_user = spawner["gpus_per_user"]
-    c.GPUDockerSpawner.users_per_gpu = spawner["users_per_gpu"]
-    c.GPUDockerSpawner.on_exhausted = spawner["on_exhausted"]
     # WSL2's GPU driver shows every container every GPU: there the assignment is advisory.
     c.GPUDockerSpawner.devices_filtered = spawner["devices_filtered"]
     c.GPUDockerSpawner.pool_label = spawner["pool_label"]
@@ -170,14 +147,11 @@ def configure_spawner(c, spawner: dict) -> None:
         c.GPUDockerSpawner.mem_limit = spawner["mem_limit"]
     if spawner.get("cpu_limit"):
         c.GPUDockerSpawner.cpu_limit = spawner["cpu_limit"]
-    c.GPUDockerSpawner.gpu_shm_size = spawner["gpu_shm_size"]
     if len(spawner["profiles"]) > 1:
         _offer_profiles(c, spawner["profiles"])
     # Sized for a class logging in at once on a small host: servers start a few at a time, the rest wait
     # in line (the wait counts against start_timeout), and none is given up on while the host is busy.
-    c.GPUDockerSpawner.concurrent_starts = spawner["concurrent_starts"]
-    c.GPUDockerSpawner.start_timeout = spawner["start_timeout"]
-    c.GPUDockerSpawner.http_timeout = spawner["http_timeout"]
+    c.GPUDockerSpawner.spawns_at_once = spawner["spawns_at_once"]
     # User servers see plain HTTP from the proxy: their _xsrf cookie is marked Secure here (their login cookies
     # through JUPYTERHUB_COOKIE_OPTIONS), and HSTS is sent where the hub sends it.
     server_settings = {"xsrf_cookie_kwargs": {"secure": True}}
@@ -216,9 +190,10 @@ def configure_authenticator(c, auth: dict) -> None:
     if auth["allowed_users"]:
         c.Authenticator.allowed_users = set(auth["allowed_users"])
     c.Authenticator.allow_all = auth["allow_all"]
-    # Nobody logs in under the service accounts' names, whatever the identity provider says. (Not blocked_users:
-    # JupyterHub takes a blocked user's roles and stops its servers, the check's own.)
-    c.Authenticator.post_auth_hook = _refusing(frozenset(auth["reserved_names"]))
+    # Nobody logs in under the service accounts' names, whatever the identity provider says.
+    from jupyterhub_gpu_accounts.reserved import refusing
+
+    c.Authenticator.post_auth_hook = refusing(auth["reserved_names"])
     {
         "native": _native,
         "ldap": _ldap,
@@ -229,35 +204,25 @@ def configure_authenticator(c, auth: dict) -> None:
 
 
 def _native(c, auth: dict) -> None:
-    _native_login_without_statsd()
-    native = auth["native"]
-    c.JupyterHub.authenticator_class = _deployed_native_authenticator(frozenset(auth["reserved_names"]))
+    # Imported here: only the native path needs nativeauthenticator.
+    from jupyterhub_gpu_accounts.native import DeployedNativeAuthenticator
+
+    c.JupyterHub.authenticator_class = DeployedNativeAuthenticator
+    c.DeployedNativeAuthenticator.password_files_dir = str(SECRETS_DIR)
+    c.DeployedNativeAuthenticator.applied_file = str(DATA_DIR / "admin-passwords-applied.json")
+    c.DeployedNativeAuthenticator.reserved_names = set(auth["reserved_names"])
     # An admin's approval at /hub/authorize is the allow rule: without allow_all, JupyterHub 5+ would
     # refuse every approved user whose name is not also listed in allowed_users.
     c.Authenticator.allow_all = True
-    c.NativeAuthenticator.open_signup = native["open_signup"]
-    c.NativeAuthenticator.minimum_password_length = native["minimum_password_length"]
-    c.NativeAuthenticator.check_common_password = native["check_common_password"]
-    c.NativeAuthenticator.allowed_failed_logins = native["allowed_failed_logins"]
-    c.NativeAuthenticator.seconds_before_next_try = native["seconds_before_next_try"]
 
 
 def _ldap(c, auth: dict) -> None:
     ldap = auth["ldap"]
     c.JupyterHub.authenticator_class = "ldapauthenticator.LDAPAuthenticator"
-    c.LDAPAuthenticator.server_address = ldap["server_address"]
-    if ldap.get("server_port"):
-        c.LDAPAuthenticator.server_port = ldap["server_port"]
-    c.LDAPAuthenticator.tls_strategy = ldap["tls"]
     if ldap.get("ca_file"):
         c.LDAPAuthenticator.tls_kwargs = {"ca_certs_file": str(SECRETS_DIR / ldap["ca_file"])}
-    if ldap["bind_dn_template"]:
-        c.LDAPAuthenticator.bind_dn_template = ldap["bind_dn_template"]
-    if ldap.get("user_search_base"):
+    if ldap["looks_up_dn"]:
         c.LDAPAuthenticator.lookup_dn = True
-        c.LDAPAuthenticator.user_search_base = ldap["user_search_base"]
-        c.LDAPAuthenticator.user_attribute = ldap["user_attribute"]
-        c.LDAPAuthenticator.lookup_dn_search_user = ldap["search_user"]
         c.LDAPAuthenticator.lookup_dn_search_password = secret("ldap_search_password")
     if auth["allowed_groups"]:
         c.LDAPAuthenticator.allowed_groups = auth["allowed_groups"]
@@ -275,7 +240,6 @@ def _oauth(c, auth: dict) -> None:
     class_path, name = classes[provider]
     c.JupyterHub.authenticator_class = class_path
     section = c[name]
-    section.client_id = oauth["client_id"]
     section.client_secret = secret("oauth_client_secret")
     section.oauth_callback_url = oauth["callback_url"]
     groups = auth["allowed_groups"]
@@ -295,12 +259,9 @@ def _oauth(c, auth: dict) -> None:
             section.allowed_organizations = set(groups)
             section.scope = ["read:org"]
     elif provider == "gitlab":
-        if oauth.get("gitlab_url"):
-            section.gitlab_url = oauth["gitlab_url"]
         if groups:
             section.allowed_gitlab_groups = set(groups)
     elif provider == "azuread":
-        section.tenant_id = oauth["azuread_tenant_id"]
         section.username_claim = oauth["username_claim"]
         if groups:
             section.manage_groups = True
@@ -328,111 +289,16 @@ def _dummy(c, auth: dict) -> None:
     c.DummyAuthenticator.password = secret("shared_password")
 
 
-class _NoStatsd:
-    """Accepts the statsd calls that nativeauthenticator 1.3.0 makes and does nothing with them."""
-
-    def timer(self, *args, **kwargs):
-        return self
-
-    def start(self):
-        return self
-
-    def stop(self, *args, **kwargs):
-        pass
-
-    def incr(self, *args, **kwargs):
-        pass
-
-
-def _native_login_without_statsd() -> None:
-    """JupyterHub 6 removed its statsd client (jupyterhub#5407); nativeauthenticator 1.3.0, its newest
-    release, still times every login with it, so without this each login answers HTTP 500. The shim
-    touches only nativeauthenticator's own login handler and stands aside once a release stops using
-    statsd or JupyterHub brings it back."""
-    from nativeauthenticator import handlers
-
-    if not hasattr(handlers.LoginHandler, "statsd"):
-        handlers.LoginHandler.statsd = _NoStatsd()
-
-
-def _deployed_native_authenticator(reserved_names: frozenset):
-    # Defined on demand: only the native path needs nativeauthenticator.
-    import bcrypt
-    from nativeauthenticator import NativeAuthenticator
-    from nativeauthenticator.orm import UserInfo
-
-    class DeployedNativeAuthenticator(NativeAuthenticator):
-        """NativeAuthenticator whose admin accounts belong to the deploy.
-
-        At hub start each admin's account is created, approved, from the password file that the deploy
-        generated on the host (``/run/secrets/admin-password-<name>``); a rotated file (deleted and
-        re-deployed) sets the new password. Nobody can sign up under an admin's name. An admin may still
-        change their own password in the hub: a password file is applied once, not at every start.
-        """
-
-        applied_file = DATA_DIR / "admin-passwords-applied.json"
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.ensure_admin_accounts()
-
-        async def authenticate(self, handler, data):
-            """NativeAuthenticator 1.3's checks, in its order, with bcrypt's deliberate quarter second of CPU
-            in a thread: in the hub's event loop, fifty people logging in at once held every request of the
-            hub for up to 10 s (tests/test_spawn_storm.py).
-
-            Failed logins lock a name for the address they came from only (NativeAuthenticator counts by name
-            alone, so anyone could keep an admin locked out from everywhere). The address is the client's as
-            the proxy forwards it (X-Forwarded-For, which the hub reads; a client's own header is not the last).
-            """
-            username = self.normalize_username(data["username"])
-            attempts = f"{username} from {handler.request.remote_ip if handler is not None else 'nowhere'}"
-            user = self.get_user(username)
-            if not user or (self.allowed_failed_logins and self.is_blocked(attempts)):
-                return None
-            password_ok = await asyncio.to_thread(bcrypt.checkpw, data["password"].encode(), user.password)
-            validations = [user.is_authorized, password_ok]
-            if user.has_2fa:
-                validations.append(user.is_valid_token(data.get("2fa")))
-            if all(validations):
-                self.successful_login(attempts)
-                return username
-            self.add_login_attempt(attempts)
-            return None
-
-        def create_user(self, username, password, **kwargs):
-            name = self.normalize_username(username)
-            if name in self.admin_users or name in reserved_names:
-                self.log.warning("Refused a sign-up under the reserved name %r", username)
-                return None
-            return super().create_user(username, password, **kwargs)
-
-        def ensure_admin_accounts(self) -> None:
-            applied = json.loads(self.applied_file.read_text()) if self.applied_file.exists() else {}
-            for name in sorted(self.admin_users):
-                password = secret(f"admin-password-{name}")
-                # The fingerprint of a random 144-bit password tells nothing about it.
-                fingerprint = hashlib.sha256(password.encode()).hexdigest()
-                account = UserInfo.find(self.db, name)
-                if account is not None and applied.get(name) == fingerprint:
-                    continue
-                hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
-                if account is None:
-                    self.db.add(UserInfo(username=name, password=hashed, is_authorized=True))
-                    self.log.info("Created the admin account %s from its password file", name)
-                else:
-                    account.password, account.is_authorized = hashed, True
-                    self.log.info("Set the admin account %s's password from its password file", name)
-                self.db.commit()
-                applied[name] = fingerprint
-            partial = self.applied_file.with_suffix(".partial")
-            partial.write_text(json.dumps(applied, indent=2, sort_keys=True))
-            partial.replace(self.applied_file)
-
-    return DeployedNativeAuthenticator
+def set_traits(c, traits: dict) -> None:
+    """The settings that map one to one onto a trait (``{"Class.trait": value}``, see hub_traits in the deploy's
+    settings): set as they are."""
+    for target, value in traits.items():
+        section, name = target.rsplit(".", 1)
+        setattr(c[section], name, value)
 
 
 def apply(c, settings: dict) -> None:
+    set_traits(c, settings["traits"])
     configure_hub(c, settings["hub"])
     configure_authenticator(c, settings["authenticator"])
     configure_spawner(c, settings["spawner"])
