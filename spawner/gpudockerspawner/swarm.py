@@ -64,6 +64,9 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     home_node = Unicode("", help="The id of the node that holds the user's home volume; persisted in the state.")
 
     _nodes_read: tuple[float, list] = (0.0, [])
+    # While a start waits for Swarm to let go of a GPU: until when, and whether the log said so.
+    _release_patience = 0.0
+    _said_waiting = False
 
     @property
     def gpu_source(self) -> SwarmResources:
@@ -180,48 +183,63 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     async def start_object(self):
         """Until the task runs; a task that no node can take, for want of a free GPU, ends the spawn at once
         (or, under ``on_exhausted = "cpu"``, becomes a CPU-only server) instead of waiting out start_timeout."""
-        delay, attempts, waited = 0.2, 1, False
-        patience = time.monotonic() + self.release_wait
+        self._release_patience = time.monotonic() + self.release_wait
+        self._said_waiting = False
+        attempts, delay = 1, 0.2
         while True:
             task = await self.get_task()
             if not task:
                 raise RuntimeError(f"Service {self.service_name} not found")
-            state = task["Status"]["State"]
             reason = unplaceable(task)
-            if reason and self.gpu_wanted and NO_RESOURCES in reason:
-                if time.monotonic() < patience and await self._free_gpus() >= self.gpus_per_user:
-                    # A stopped server's GPU is free for the hub before Swarm has let go of it: a moment after
-                    # its service is removed, longer when its node has just come back.
-                    if not waited:
-                        self.log.info("%s: waiting for Swarm to let go of a GPU that no server holds", self.owner)
-                        waited = True
-                    await asyncio.sleep(0.5)
-                    continue
-                await self._no_gpu_free(reason)
-                continue
+            state = task["Status"]["State"]
             if reason:
-                await self.remove_object()
-                if self._on_home_node():
-                    raise refusal("The GPU node that holds your files is not taking servers now (it is down "
-                                        "or drained); try again later.")
-                raise refusal(f"No node can take your server now ({reason}); try again later.")
-            if state == "running":
-                break
-            if state in ENDED:
-                said = task["Status"].get("Err") or task["Status"].get("Message")
-                if said == ENFORCER_REJECTION and attempts < START_ATTEMPTS:
-                    attempts += 1
-                    self.log.info("%s: Swarm rejected the task (%s); starting it again", self.owner, said)
-                    await self._new_service()
-                    continue
-                raise RuntimeError(f"Service {self.service_name} {state}: {said}")
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 2)
+                await self._unplaceable(reason)
+            elif state == "running":
+                await self._read_back(task)
+                return
+            elif state in ENDED:
+                attempts = await self._ended(task, attempts)
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 2)
+
+    async def _unplaceable(self, reason: str) -> None:
+        """A task that no node can take: where it wants a GPU and one is about to be free, a moment's wait;
+        where none is, the policy's answer; where it is not about GPUs, the refusal."""
+        if self.gpu_wanted and NO_RESOURCES in reason:
+            if time.monotonic() < self._release_patience and await self._free_gpus() >= self.gpus_per_user:
+                # A stopped server's GPU is free for the hub before Swarm has let go of it: a moment after its
+                # service is removed, longer when its node has just come back.
+                if not self._said_waiting:
+                    self.log.info("%s: waiting for Swarm to let go of a GPU that no server holds", self.owner)
+                    self._said_waiting = True
+                await asyncio.sleep(0.5)
+                return
+            await self._no_gpu_free(reason)
+            return
+        await self.remove_object()
+        if self._on_home_node():
+            raise refusal("The GPU node that holds your files is not taking servers now (it is down or drained); "
+                          "try again later.")
+        raise refusal(f"No node can take your server now ({reason}); try again later.")
+
+    async def _ended(self, task: dict, attempts: int) -> int:
+        """A task that ended before it ran: started again where Swarm rejected it for a node change that Docker
+        before 23.0 misreads (up to START_ATTEMPTS), otherwise the spawn's failure."""
+        said = task["Status"].get("Err") or task["Status"].get("Message")
+        if said == ENFORCER_REJECTION and attempts < START_ATTEMPTS:
+            self.log.info("%s: Swarm rejected the task (%s); starting it again", self.owner, said)
+            await self._new_service()
+            return attempts + 1
+        raise RuntimeError(f"Service {self.service_name} {task['Status']['State']}: {said}")
+
+    async def _read_back(self, task: dict) -> None:
+        """What Swarm gave the running task: its GPUs, and its node (where the user's home now is)."""
         self.assigned_gpus = assigned_gpus(task)
         node = await self.docker("inspect_node", task["NodeID"])
         self.node = node["Description"]["Hostname"]
         if self.home_on_node and not self.volume_driver:
-            self.home_node = node["ID"]  # where the home volume now is
+            self.home_node = node["ID"]
         self.log.info("%s: running on %s with GPUs %s", self.owner, self.node, self.assigned_gpus or "none")
 
     async def _free_gpus(self) -> int:

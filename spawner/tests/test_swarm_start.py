@@ -1,0 +1,121 @@
+"""How GPUSwarmSpawner follows a task to running, driven by a scripted stand-in for Swarm's answers: what the
+user is told when no node can take the server, how a free-but-not-yet-released GPU is waited for, and what it
+reads back. No engine needed."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from tornado.web import HTTPError
+
+from gpudockerspawner.swarm import ENFORCER_REJECTION, GPUSwarmSpawner
+
+NO_GPU = "no suitable node (insufficient resources on 2 nodes)"
+GPU_NODE = {"ID": "n1", "Status": {"State": "ready"}, "Spec": {"Availability": "active",
+            "Labels": {"jupyterhub-gpu.user-servers": "true"}},
+            "Description": {"Hostname": "gpu1", "Resources": {"GenericResources": [
+                {"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-a"}}]}}}
+
+
+def task(state: str, err: str = "", gpus=()) -> dict:
+    return {"ID": "t", "NodeID": "n1", "DesiredState": "running", "Status": {"State": state, "Err": err},
+            "AssignedGenericResources": [{"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": gpu}} for gpu in gpus]}
+
+
+class ScriptedSwarm:
+    """Answers get_task with the next of ``tasks`` (the last one again once they run out), and records what the
+    spawner did to the service."""
+
+    def __init__(self, tasks, running_elsewhere=()):
+        self.tasks, self.running_elsewhere, self.done = list(tasks), list(running_elsewhere), []
+
+    async def get_task(self):
+        return self.tasks.pop(0) if len(self.tasks) > 1 else self.tasks[0]
+
+    async def docker(self, method, *args, **kwargs):
+        if method == "inspect_node":
+            return GPU_NODE
+        if method == "nodes":
+            return [GPU_NODE]
+        if method == "tasks":
+            return self.running_elsewhere
+        raise AssertionError(f"unexpected Docker call {method}")
+
+
+@pytest.fixture
+def spawner(monkeypatch):
+    def make(tasks, on_exhausted="refuse", running_elsewhere=(), release_wait=60):
+        user = SimpleNamespace(name="ann", groups=[], url="/user/ann/", id=1)
+        made = GPUSwarmSpawner(user=user, on_exhausted=on_exhausted, release_wait=release_wait)
+        swarm = ScriptedSwarm(tasks, running_elsewhere)
+        monkeypatch.setattr(made, "get_task", swarm.get_task)
+        monkeypatch.setattr(made, "docker", swarm.docker)
+        monkeypatch.setattr(GPUSwarmSpawner, "_nodes", lambda self: [GPU_NODE])
+
+        async def removed():
+            swarm.done.append("removed")
+
+        async def made_anew():
+            swarm.done.append(f"made anew, gpu_wanted={made.gpu_wanted}")
+            swarm.tasks = [task("running")]
+
+        monkeypatch.setattr(made, "remove_object", removed)
+        monkeypatch.setattr(made, "_new_service", made_anew)
+        monkeypatch.setattr(asyncio, "sleep", _no_wait)
+        made.gpu_wanted = True
+        return made, swarm
+
+    return make
+
+
+async def _no_wait(seconds):
+    return None
+
+
+def test_a_running_task_gives_its_gpus_and_node_back(spawner):
+    made, _ = spawner([task("pending"), task("starting"), task("running", gpus=["GPU-a"])])
+    asyncio.run(made.start_object())
+    assert (made.assigned_gpus, made.node, made.home_node) == (["GPU-a"], "gpu1", "n1")
+
+
+def test_no_gpu_free_anywhere_is_refused_at_once_with_the_policys_words(spawner):
+    held = [task("running", gpus=["GPU-a"])]  # another user's server holds the only GPU
+    made, swarm = spawner([task("pending", NO_GPU)], running_elsewhere=held)
+    with pytest.raises(HTTPError) as refused:
+        asyncio.run(made.start_object())
+    assert refused.value.jupyterhub_message == ("All 1 GPUs are in use; try again later, or start a CPU-only "
+                                                "server.")
+    assert swarm.done == ["removed"]
+
+
+def test_under_cpu_the_same_case_starts_the_server_without_a_gpu(spawner):
+    made, swarm = spawner([task("pending", NO_GPU)], on_exhausted="cpu", running_elsewhere=[task("running", gpus=["GPU-a"])])
+    asyncio.run(made.start_object())
+    assert swarm.done == ["made anew, gpu_wanted=False"] and made.assigned_gpus == []
+
+
+def test_a_gpu_that_no_server_holds_is_waited_for_until_swarm_lets_go(spawner):
+    # The stopped server's service is gone, but Swarm still counts its GPU for a moment.
+    made, swarm = spawner([task("pending", NO_GPU), task("pending", NO_GPU), task("running", gpus=["GPU-a"])])
+    asyncio.run(made.start_object())
+    assert made.assigned_gpus == ["GPU-a"] and swarm.done == []
+
+
+def test_a_task_rejected_for_a_node_change_is_started_again_and_other_ends_fail_the_spawn(spawner):
+    made, swarm = spawner([task("rejected", ENFORCER_REJECTION)])
+    asyncio.run(made.start_object())
+    assert swarm.done == ["made anew, gpu_wanted=True"]
+    made, _ = spawner([task("failed", "starting container failed: no such image")])
+    with pytest.raises(RuntimeError, match="failed: starting container failed: no such image"):
+        asyncio.run(made.start_object())
+
+
+def test_a_server_no_node_can_take_for_another_reason_is_refused_with_swarms_reason(spawner):
+    made, swarm = spawner([task("pending", "no suitable node (scheduling constraints not satisfied on 2 nodes)")])
+    made.gpu_wanted = False
+    with pytest.raises(HTTPError) as refused:
+        asyncio.run(made.start_object())
+    assert "No node can take your server now (no suitable node (scheduling constraints" in refused.value.jupyterhub_message
+    assert swarm.done == ["removed"]
