@@ -204,6 +204,19 @@ class AccountIds(FactBase):
         return {key: int(ids[key]) if ids.get(key, "").isdigit() else None for key in ("uid", "gid")}
 
 
+class EngineRuntimes(FactBase):
+    """The runtimes the running Docker engine knows, and its default one: {"runtimes": [...], "default": "runc"};
+    None where no engine answers."""
+
+    def command(self) -> str:
+        return ("docker info --format '{{range $name, $_ := .Runtimes}}{{$name}} {{end}}|{{.DefaultRuntime}}' "
+                "2>/dev/null || true")
+
+    def process(self, output):
+        names, _, default = "".join(output).strip().partition("|")
+        return {"runtimes": names.split(), "default": default} if default else None
+
+
 class TargetProfile(FactBase):
     """OS, WSL, init system, Docker engine and Compose, addresses and apt mirrors of the host."""
 

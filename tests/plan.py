@@ -77,7 +77,7 @@ def fresh_host_facts() -> dict:
     from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
     from jupyterhub_gpu.apt import PackageManagerState
-    from jupyterhub_gpu.facts import AccountIds, ComposeServices, DockerServerVersion, ImagesInUse, PortListening
+    from jupyterhub_gpu.facts import AccountIds, ComposeServices, EngineRuntimes, DockerServerVersion, ImagesInUse, PortListening
     from roles.nvidia_toolkit import GPUContainerCheck
     from roles.tls import CertificateState
     from roles.wsl import WindowsScheduledTask
@@ -92,5 +92,5 @@ def fresh_host_facts() -> dict:
         GPUContainerCheck: lambda **kwargs: {"ok": True, "output": ""}, CertificateState: lambda **kwargs: None,
         WindowsScheduledTask: lambda **kwargs: None,
         PackageManagerState: {"busy": [], "interrupted": False},
-        AccountIds: lambda **kwargs: {"uid": None, "gid": None},
+        AccountIds: lambda **kwargs: {"uid": None, "gid": None}, EngineRuntimes: None,
     }

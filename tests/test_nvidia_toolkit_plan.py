@@ -10,7 +10,7 @@ from pyinfra.facts.files import Directory, File, FileContents, Sha1File
 from pyinfra.facts.server import TmpDir
 
 from jupyterhub_gpu.apt import PackageManagerState
-from jupyterhub_gpu.facts import GPU, GPUInventory, HostProfile
+from jupyterhub_gpu.facts import GPU, EngineRuntimes, GPUInventory, HostProfile
 from roles.nvidia_toolkit import KEYRING, PACKAGES, ensure_toolkit
 from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.settings import HubSettings
@@ -28,7 +28,7 @@ SOURCES = "/etc/apt/sources.list.d/nvidia-container-toolkit.list"
 REPO = "https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)"
 
 
-def facts(installed=(), keyring=False, daemon_json=None, sources=None):
+def facts(installed=(), keyring=False, daemon_json=None, sources=None, engine_runtimes=("runc",)):
     def file(path):
         return {"mode": 644, "size": 1} if (path == KEYRING and keyring) or (path == SOURCES and sources) else None
 
@@ -43,6 +43,7 @@ def facts(installed=(), keyring=False, daemon_json=None, sources=None):
         PackageManagerState: {"busy": [], "interrupted": False},
         TmpDir: "/tmp",
         FileContents: lambda path: daemon_json.splitlines() if daemon_json else None,
+        EngineRuntimes: {"runtimes": list(engine_runtimes), "default": "runc"},
     }
 
 
@@ -95,9 +96,20 @@ def test_docker_desktop_and_gpu_less_hosts_get_nothing(monkeypatch):
 def test_converged_host_yields_no_command_and_no_engine_restart(monkeypatch):
     daemon = json.dumps({"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}})
     converged = facts(installed=PACKAGES + ["curl", "gnupg"], keyring=True, daemon_json=daemon,
-                      sources=f"deb [signed-by={KEYRING}] {REPO} /\n")
+                      sources=f"deb [signed-by={KEYRING}] {REPO} /\n", engine_runtimes=("nvidia", "runc"))
     planned = plan(monkeypatch, converged, ensure_toolkit, target(UBUNTU_24))
     assert planned and commands_of(planned) == []
+
+
+def test_a_deploy_stopped_between_configuring_the_runtime_and_the_restart_restarts_the_engine_next_time(monkeypatch):
+    """daemon.json has the nvidia runtime (the stopped run wrote it), so nothing changes this time, but the engine
+    that runs was never restarted and does not know it: containers would get no GPU. Found by the faults test
+    (a SIGKILL landed between the two operations)."""
+    daemon = json.dumps({"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}})
+    stopped = facts(installed=PACKAGES + ["curl", "gnupg"], keyring=True, daemon_json=daemon,
+                    sources=f"deb [signed-by={KEYRING}] {REPO} /\n", engine_runtimes=("runc",))
+    assert [name for name, commands in plan(monkeypatch, stopped, ensure_toolkit, target(UBUNTU_24)) if commands] == [
+        "NVIDIA Container Toolkit | Restart the Docker engine for the nvidia runtime"]
 
 
 def test_runtime_added_to_an_existing_daemon_json_restarts_the_engine(monkeypatch):

@@ -17,7 +17,7 @@ from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 from gpudockerspawner.placement import assigned_gpus, node_gpus, serving_nodes, task_address, unplaceable
 from jupyterhub_gpu.apt import PackageManagerState
 from jupyterhub_gpu.cluster import Cluster, cluster_of
-from jupyterhub_gpu.facts import DockerServerVersion, HostProfile, TargetProfile
+from jupyterhub_gpu.facts import DockerServerVersion, EngineRuntimes, HostProfile, TargetProfile
 from jupyterhub_gpu.settings import HubSettings, InventoryError
 from jupyterhub_gpu.target import Target
 from roles.network import ensure_cluster_firewall, ensure_network, firewall_script
@@ -93,8 +93,9 @@ def test_swarm_resource_replaces_the_commented_default_or_goes_before_the_first_
     assert with_swarm_resource(None) == 'swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"\n'
 
 
-def toolkit_facts(daemon_json: dict | None, config_toml: list[str] | None):
+def toolkit_facts(daemon_json: dict | None, config_toml: list[str] | None, engine: dict | None = None):
     return {
+        EngineRuntimes: engine or {"runtimes": ["nvidia", "runc"], "default": "runc"},
         DebPackages: {name: ["1.17.8-1"] for name in PACKAGES + ["curl", "gnupg"]},
         File: lambda path: {"mode": 644, "size": 1} if path in (KEYRING, SOURCES) else None,
         Sha1File: lambda path: __import__("hashlib").sha1(f"deb [signed-by={KEYRING}] {REPO} /\n".encode()).hexdigest(),
@@ -121,8 +122,13 @@ def test_a_gpu_node_advertises_its_gpus_with_the_nvidia_runtime_as_default_and_r
     ]
     converged = {**runtime, "node-generic-resources": [f"NVIDIA-GPU={gpu.uuid}" for gpu in TWO_GPUS.gpus],
                  "default-runtime": "nvidia"}
-    facts = toolkit_facts(converged, ['swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"'])
+    facts = toolkit_facts(converged, ['swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"'],
+                          {"runtimes": ["nvidia", "runc"], "default": "nvidia"})
     assert not any(commands for _, commands in plan(monkeypatch, facts, ensure_toolkit, node))
+    # The same files, but an engine still running with runc as its default (a deploy stopped before the restart).
+    stale = toolkit_facts(converged, ['swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"'])
+    assert [name for name, commands in plan(monkeypatch, stale, ensure_toolkit, node) if commands] == [
+        "NVIDIA Container Toolkit | Restart the Docker engine for the nvidia runtime"]
 
 
 def swarm_facts(swarm: dict, nodes: list | None = None, version: str = "20.10.24"):

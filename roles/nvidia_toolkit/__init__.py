@@ -4,6 +4,7 @@ that containers really get GPUs."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 import json
 import re
 
@@ -16,6 +17,7 @@ from pyinfra.operations.util import any_changed
 from gpudockerspawner.placement import GPU_RESOURCE, GPU_RESOURCE_VARIABLE
 from roles.docker_engine import DAEMON_JSON, daemon_options, engine_restarted
 from jupyterhub_gpu.apt import ensure_installed, lists_read_for
+from jupyterhub_gpu.facts import EngineRuntimes
 from jupyterhub_gpu.target import Target
 
 KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
@@ -122,6 +124,21 @@ def containers_get_gpus(image: str):
     yield from ()  # a check: it changes nothing
 
 
+@operation(is_idempotent=True)
+def engine_runs_nvidia(use_systemd: bool, changed: Callable[[], bool], as_default: bool = False):
+    """The running engine knows the nvidia runtime (as its default too, on a Swarm GPU node): restarted where this
+    run changed its configuration, and where the engine that runs does not have what daemon.json says (a deploy
+    stopped between writing it and the restart). Otherwise left alone: running user servers stay up."""
+    running = host.get_fact(EngineRuntimes) or {"runtimes": [], "default": ""}
+    knows = "nvidia" in running["runtimes"] and (not as_default or running["default"] == "nvidia")
+    # Before execution (pyinfra without -y shows what would change) earlier operations have no results yet.
+    now_changed = changed() if host.state.is_executing else False
+    if knows and not now_changed:
+        host.noop("the running Docker engine knows the nvidia runtime" + (", its default" if as_default else ""))
+        return
+    yield from engine_restarted._inner(use_systemd=use_systemd)
+
+
 @deploy("NVIDIA Container Toolkit")
 def ensure_toolkit(target: Target) -> None:
     if not target.gpu_pool:
@@ -150,9 +167,8 @@ def ensure_toolkit(target: Target) -> None:
     changed = [docker_runtime_configured(name="Docker engine knows the nvidia runtime")]
     if target.cluster and target.cluster.gpu_node:
         changed += _swarm_gpu_node(target)
-    # Only a changed daemon.json restarts the engine: a no-change run leaves running user servers alone.
-    engine_restarted(name="Restart the Docker engine for the nvidia runtime", use_systemd=target.profile.systemd,
-                     _if=any_changed(*changed))
+    engine_runs_nvidia(name="Restart the Docker engine for the nvidia runtime", use_systemd=target.profile.systemd,
+                       changed=any_changed(*changed), as_default=bool(target.cluster and target.cluster.gpu_node))
     if settings.nvidia_cdi:
         cdi_spec(name="CDI spec for NVIDIA GPUs")
 
