@@ -7,7 +7,10 @@ each hub checked over HTTPS through the proxy with a real user server, then torn
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
+import tarfile
 from contextlib import contextmanager
 import uuid
 from dataclasses import dataclass, field
@@ -52,16 +55,28 @@ class Deployment:
     tokens: dict[str, str] = field(default_factory=dict)
 
     def read(self, target: TargetHost, path: str) -> bytes:
-        code, output = self.engine.containers.get(target.container_id).exec_run(["cat", path])
-        if code != 0:
-            raise FileNotFoundError(f"{target.name}:{path}: {output.decode(errors='replace')}")
-        return output
+        """A file of ``target``'s, through the engine's archive API: an exec's output can come back empty when the
+        command ends before the engine attaches to it (docker/docker-py#2042; a CI run once read an empty CA)."""
+        try:
+            stream, _ = self.engine.containers.get(target.container_id).get_archive(path)
+        except docker.errors.NotFound as error:
+            raise FileNotFoundError(f"{target.name}:{path}: {error.explanation}") from error
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            member = archive.next()
+            if member is None or not member.isfile():
+                raise FileNotFoundError(f"{target.name}:{path}: not a regular file")
+            return archive.extractfile(member).read()
 
     def ca_file(self, target: TargetHost) -> Path:
         """A copy of the target's local CA (self-signed mode), as a person imports it into a browser."""
         ca_file = STATE / "ca" / f"{target.name}.crt"
         ca_file.parent.mkdir(parents=True, exist_ok=True)
-        ca_file.write_bytes(self.read(target, f"{INSTALL_DIR}/ca/ca.crt"))
+        pem = self.read(target, f"{INSTALL_DIR}/ca/ca.crt")
+        # Replaced in one step: clients made earlier load it again for each new connection.
+        if not ca_file.exists() or ca_file.read_bytes() != pem:
+            partial = ca_file.with_suffix(".partial")
+            partial.write_bytes(pem)
+            os.replace(partial, ca_file)
         return ca_file
 
     def hub(self, target: TargetHost, ca_file: Path | None = None, server_hostname: str | None = None) -> HubClient:
