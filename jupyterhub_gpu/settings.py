@@ -207,6 +207,17 @@ DEFAULT_PROFILES = [
 ]
 
 
+class GpuGroupRule(BaseModel):
+    """What one group's members get (``gpu_groups``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpus_per_user: int | None = Field(default=None, ge=1, le=64,
+                                      description="GPUs each member's GPU server gets. Empty: `gpus_per_user`.")
+    max_gpus: int | None = Field(default=None, ge=1, le=4096,
+                                 description="GPUs the group's members hold together at most. Empty: no cap.")
+
+
 def trait(name: str) -> dict:
     """A setting's counterpart in the hub's configuration (``Class.trait``), set from the setting as it is where
     the setting's concern applies (see hub_traits): one declaration, and the hub's configuration needs no line."""
@@ -674,10 +685,27 @@ class GpuSettings(Concern):
         default=1, ge=1, le=64, description="Containers that may share one GPU; 1 is exclusive.",
         json_schema_extra=trait("GPUDockerSpawner.users_per_gpu"),
     )
-    gpu_on_exhausted: Literal["refuse", "cpu"] = Field(
+    gpu_on_exhausted: Literal["refuse", "cpu", "wait"] = Field(
         default="refuse",
-        description="When every GPU is taken: `refuse` the spawn with a message, or start a CPU-only server (`cpu`).",
+        description="When no GPU is free for a user (every GPU is taken, or their groups hold all that "
+        "`gpu_groups` allows): `refuse` the spawn with a message, start a CPU-only server (`cpu`), or `wait` in "
+        "line for the next GPU released, first come first served, the spawn page showing one's place. The line is "
+        "not kept over a hub restart: those waiting start again.",
         json_schema_extra=trait("GPUDockerSpawner.on_exhausted"),
+    )
+    gpu_wait_timeout: int = Field(
+        default=1800, ge=30, le=7 * 86400,
+        description="`wait`: seconds a spawn waits in line before it ends with a message.",
+        json_schema_extra=trait("GPUDockerSpawner.gpu_wait_timeout"),
+    )
+    gpu_groups: list[GroupName] | dict[GroupName, GpuGroupRule] = Field(
+        default_factory=list,
+        description="Hub groups whose members may have a GPU (everyone else sees only CPU profiles). Empty: "
+        "everyone may. A list of names, or rules by group: `{students: {gpus_per_user: 1, max_gpus: 2}, research: "
+        "{gpus_per_user: 2}}` (each member's GPU server gets `gpus_per_user`; the group's members hold at most "
+        "`max_gpus` together); someone in several groups gets the most generous rule with room. Members are "
+        "managed as hub groups (the admin page, the REST API), or come from `oauth`'s provider.",
+        json_schema_extra=trait("GPUDockerSpawner.gpu_groups"),
     )
     nvidia_repo_url: AptUrl = Field(
         default="https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)",
@@ -899,6 +927,17 @@ class HubSettings(AddressSettings, TlsSettings, HostSettings, ImageSettings, Acc
             if twice:
                 raise ValueError(f"image_profiles: more than one profile is named {', '.join(map(repr, twice))}")
         return profiles
+
+    @model_validator(mode="after")
+    def _gpu_group_caps_fit_a_server(self):
+        rules = self.gpu_groups if isinstance(self.gpu_groups, dict) else {}
+        for name, rule in rules.items():
+            each = rule.gpus_per_user or self.gpus_per_user
+            if rule.max_gpus is not None and rule.max_gpus < each:
+                raise ValueError(f"gpu_groups[{name!r}]: max_gpus {rule.max_gpus} is less than the {each} GPUs each "
+                                 "member's server gets, so no member could ever start one; allowed: max_gpus of at "
+                                 f"least {each}, or no max_gpus")
+        return self
 
     @field_validator("hub_packages")
     @classmethod

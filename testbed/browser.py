@@ -103,6 +103,16 @@ class Browser:
     def press(self, *keys: str) -> None:
         self.driver.switch_to.active_element.send_keys(*keys)
 
+    def close_tab(self) -> None:
+        """Close the page's tab, as a person done with it, and go on in a new one. (Moving on in the same tab may
+        leave the page alive: Chromium keeps pages in its back-forward cache for minutes.)"""
+        left = self.driver.current_window_handle
+        self.driver.switch_to.new_window("tab")
+        kept = self.driver.current_window_handle
+        self.driver.switch_to.window(left)
+        self.driver.close()
+        self.driver.switch_to.window(kept)
+
     def screenshot(self, name: str) -> Path:
         path = _ensure(ARTIFACTS) / f"{name}.png"
         self.driver.save_screenshot(str(path))

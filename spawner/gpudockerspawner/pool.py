@@ -62,6 +62,10 @@ class GPUPool:
     def owners(self) -> dict[str, list[str]]:
         return {owner: list(ids) for owner, ids in self._held.items()}
 
+    def free_gpus(self) -> int:
+        """GPUs with room for one more owner."""
+        return sum(1 for owners in self._holders.values() if len(owners) < self.users_per_gpu)
+
     def free_slots(self) -> int:
         return sum(self.users_per_gpu - len(owners) for owners in self._holders.values())
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import html
+import time
+from dataclasses import dataclass
 
 from dockerspawner import DockerSpawner
 from jupyterhub.utils import fmt_ip_url, wait_for_http_server
 from tornado.web import HTTPError
-from traitlets import Bool, Dict, Enum, Int, List, TraitError, Unicode, Union, default, validate
+from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, Union, default, validate
 
 from gpudockerspawner import metrics
-from gpudockerspawner.gpus import GPUPolicy, HostPool, refusal
+from gpudockerspawner.gpu_line import CAPPED, TAKEN, TOO_FEW, GPULine, Waiter
+from gpudockerspawner.gpus import GPUPolicy, HostPool, Ledger, refusal
 from gpudockerspawner.line import StartLine
 from gpudockerspawner.pool import GPUPool, PoolError, parse_gpu_ids, rebuild
 
@@ -43,11 +46,28 @@ class GPUDockerSpawner(DockerSpawner):
         "with more, the least-loaded GPU is chosen first, ties in pool order.",
     )
     on_exhausted = Enum(
-        ["refuse", "cpu"],
+        ["refuse", "cpu", "wait"],
         default_value="refuse",
         config=True,
-        help="When no GPU is free: 'refuse' the spawn with a message to the user (the default), "
-        "or start a CPU-only container ('cpu').",
+        help="When no GPU is free for a user (none is, or their groups hold all their rules allow): 'refuse' the "
+        "spawn with a message to the user (the default), start a CPU-only container ('cpu'), or 'wait' in line "
+        "for the next GPU released, first come first served (see gpu_wait_timeout).",
+    )
+    gpu_wait_timeout = Float(
+        1800,
+        min=1,
+        config=True,
+        help="""Seconds a spawn waits in line for a GPU (``on_exhausted = "wait"``) before it ends with a message.
+        Added to ``start_timeout`` for the spawns of users who may have a GPU, so that the wait is not
+        counted against the server's own start.""",
+    )
+    gpu_wait_unwatched = Float(
+        20,
+        min=0,
+        config=True,
+        help="""Seconds a wait for a GPU goes on after its spawn page was closed or left before it gives up its
+        place (a reload of the page within that time keeps it). Waits started without the page (the REST API)
+        are not ended for want of one.""",
     )
     gpu_images = List(
         Unicode(),
@@ -63,10 +83,21 @@ class GPUDockerSpawner(DockerSpawner):
         ``{"Standard": {"cpu_limit": 1, "mem_limit": "2G"}}``. Images not listed keep ``cpu_limit`` and
         ``mem_limit``. (Those two are evaluated once per spawner, before anyone picks an image.)""",
     )
-    gpu_groups = List(
+    gpu_groups = Union(
+        [List(Unicode()), Dict(value_trait=Dict())],
+        default_value=[],
+        config=True,
+        help="""JupyterHub groups whose members may have GPUs. Empty (the default): every user may. A list of
+        group names, or rules by group: ``{"students": {"gpus_per_user": 1, "max_gpus": 2}, "research":
+        {"gpus_per_user": 2}}``: each member's GPU server gets ``gpus_per_user`` GPUs (``gpus_per_user`` where
+        left out), and the group's members hold at most ``max_gpus`` together (no cap where left out). A user in
+        several groups gets the most generous rule that has room.""",
+    )
+    gpu_users = List(
         Unicode(),
         config=True,
-        help="JupyterHub groups whose members may have GPUs. Empty (the default): every user may.",
+        help="Users who may have a GPU whatever their groups (counted against no group's cap), such as the "
+        "user of a deploy's GPU check.",
     )
     offer_cpu_only = Bool(
         True,
@@ -111,14 +142,22 @@ class GPUDockerSpawner(DockerSpawner):
     )
 
     assigned_gpus = List(Unicode(), help="GPUs the current container holds; persisted in the spawner state.")
+    gpu_group = Unicode("", help="The group whose rule the current server's GPUs count against; persisted.")
     # Whether the server being started is to hold GPUs (where the source names them only once it is placed,
-    # assigned_gpus is empty until then).
+    # assigned_gpus is empty until then), and how many.
     gpu_wanted = False
+    gpu_count = 0
+    # The server's place in the line for a GPU, while it waits for one.
+    _waiter: Waiter | None = None
+    _configured_start_timeout: float | None = None
 
     # One pool per hub process and configuration, rebuilt at hub start from running containers' labels.
     _pools: dict[tuple, GPUPool] = {}
     # One line per hub process and pool.
     _lines: dict[tuple, StartLine] = {}
+    # One line for GPUs and one ledger of the groups' GPUs per hub process and pool.
+    _gpu_lines: dict[str, GPULine] = {}
+    _ledgers: dict[str, Ledger] = {}
     _turn: asyncio.Future | None = None
     # cpu_limit and mem_limit as configured, before any pick's limits replaced them.
     _configured_limits: dict | None = None
@@ -191,16 +230,30 @@ class GPUDockerSpawner(DockerSpawner):
 
     @property
     def gpu_policy(self) -> GPUPolicy:
-        return GPUPolicy(tuple(self.gpu_groups), self.on_exhausted)
+        return GPUPolicy.from_groups(self.gpu_groups, self.gpus_per_user, self.on_exhausted)
+
+    def gpu_line(self) -> GPULine:
+        return self._gpu_lines.setdefault(self.pool_label, GPULine())
+
+    def ledger(self) -> Ledger:
+        return self._ledgers.setdefault(self.pool_label, Ledger())
+
+    def _group_names(self) -> list[str]:
+        """The user's hub groups, and "" (the rule of ``gpu_users``) for one of those."""
+        return [group.name for group in self.user.groups] + ([""] if self.user.name in self.gpu_users else [])
 
     def load_state(self, state):
         super().load_state(state)
         self.assigned_gpus = self.gpu_source.restored(self.owner, list(state.get("gpus", [])), self.log)
+        self.gpu_group = state.get("gpu_group", "")
+        if self.assigned_gpus:
+            self.ledger().hold(self.owner, self.gpu_group, len(self.assigned_gpus))
 
     def get_state(self):
         state = super().get_state()
         if self.assigned_gpus:
             state["gpus"] = list(self.assigned_gpus)
+            state["gpu_group"] = self.gpu_group
         return state
 
     def clear_state(self):
@@ -220,23 +273,50 @@ class GPUDockerSpawner(DockerSpawner):
         return ",".join(self.assigned_gpus)
 
     def may_use_gpu(self) -> bool:
-        return self.gpu_policy.may_have((group.name for group in self.user.groups), self.gpu_source)
+        return self.gpu_policy.may_have(self._group_names(), self.gpu_source)
+
+    def _get_allowed_images(self):
+        """The allowed images, less those that hold a GPU for a user who may not have one: such a user is not
+        offered them, and a start that asks for one is refused (DockerSpawner's check_allowed)."""
+        allowed = super()._get_allowed_images()
+        if isinstance(allowed, dict) and self.gpu_images and not self.may_use_gpu():
+            allowed = {name: image for name, image in allowed.items() if not {name, image} & set(self.gpu_images)}
+        return allowed
+
+    async def gpu_availability(self) -> GPUAvailability:
+        """What the spawn form says beside each GPU choice: the pool's own figures (those of the GPU table) and
+        what pressing Start would do now."""
+        groups, policy, ledger = self._group_names(), self.gpu_policy, self.ledger()
+        rule = policy.rule_with_room(groups, ledger)
+        count = (rule or policy.rules_for(groups)[0]).gpus_per_user
+        free, total, waiting = await self.gpu_source.free(), self.gpu_source.total(), len(self.gpu_line())
+        if rule is None:
+            why = policy.capped(groups, ledger)
+        elif waiting:
+            why = f"{waiting} {'people wait' if waiting > 1 else 'person waits'} for a GPU"
+        elif free < count:
+            why = f"All {total} GPUs are in use"
+        else:
+            why = ""
+        return GPUAvailability(free, total, waiting, count, why, policy.on_exhausted)
 
     @default("options_form")
     def _gpu_options_form(self):
-        def form(spawner):
-            images = _image_choice(spawner)
+        async def form(spawner):
+            gpus = await spawner.gpu_availability() if spawner.may_use_gpu() else None
+            images = _image_choice(spawner, gpus)
             # Where images hold GPUs or not (profiles), choosing the image is choosing the hardware.
-            if not (spawner.may_use_gpu() and spawner.offer_cpu_only) or spawner.gpu_images:
-                return images
-            count = spawner.gpus_per_user
+            if gpus is None or (not spawner.offer_cpu_only and not spawner.gpu_images):
+                return images + (gpus.paragraph() if gpus else "")
+            if spawner.gpu_images:
+                return images + gpus.paragraph()
             choice = (
                 '<label for="gpu">Hardware:</label>'
                 '<select class="form-control" name="gpu">'
-                f'<option value="gpu" selected>{count} GPU{"s" if count > 1 else ""}</option>'
-                '<option value="cpu">CPU only</option></select>'
+                f'<option value="gpu"{gpus.option_attributes()}>{gpus.option_text()}</option>'
+                f'<option value="cpu"{"" if gpus.can_start() else " selected"}>CPU only</option></select>'
             )
-            return images + choice
+            return images + choice + gpus.paragraph()
 
         return form
 
@@ -252,6 +332,15 @@ class GPUDockerSpawner(DockerSpawner):
 
         return options_from_form
 
+    def run_pre_spawn_hook(self):
+        # The hub bounds start() by start_timeout, read before start() runs: a wait in line for a GPU is not
+        # counted against the server's own start.
+        if self._configured_start_timeout is None:
+            self._configured_start_timeout = self.start_timeout
+        waits = self.gpu_policy.waits and self.may_use_gpu()
+        self.start_timeout = self._configured_start_timeout + (int(self.gpu_wait_timeout) if waits else 0)
+        return super().run_pre_spawn_hook()
+
     async def start(self):
         picked = self.user_options.get("image") or self._default_pick()
         if picked:
@@ -261,9 +350,8 @@ class GPUDockerSpawner(DockerSpawner):
         image = await self.check_allowed(picked) if picked else self.image
         if image in self.own_user_images:
             await self._refuse_if_root(image)
-        # No await between the pool check and the reservation: atomic in the hub's event loop.
-        self._reserve(wants_gpu=self._wants_gpu(picked, image))
         try:
+            await self._take_gpus(wants_gpu=self._wants_gpu(picked, image))
             await self._remove_container_with_other_gpus()
             if not self.spawns_at_once:
                 return await super().start()
@@ -298,7 +386,12 @@ class GPUDockerSpawner(DockerSpawner):
         self._turn = turn
 
     async def progress(self):
-        """While the server waits in line, its spawn page says how many start before it."""
+        """While the server waits for a GPU, its spawn page says its place in line; while it waits to start,
+        how many start before it."""
+        waiter = self._waiter
+        if waiter is not None:
+            async for event in self._gpu_wait_progress(waiter):
+                yield event
         said = None
         while self._turn is not None and not self._turn.done():
             ahead = self._line().ahead_of(self._turn) + self._line().starting
@@ -360,28 +453,119 @@ class GPUDockerSpawner(DockerSpawner):
             return False
         return True
 
-    def _reserve(self, wants_gpu: bool) -> None:
+    async def _take_gpus(self, wants_gpu: bool) -> None:
         """The server's GPUs, where it is to have some: reserved now from the host's pool, or (``gpu_wanted``)
-        left for the source to name when it places the server; or, with none free, the policy's answer."""
+        left for the source to name when it places the server; where its groups' rules or the pool leave none,
+        the policy's answer: the refusal, a CPU-only server, or a place in line."""
         self._release()
         self.gpu_wanted = False
+        self.gpu_count = 0
         if not wants_gpu:
             return
-        chosen = self.gpu_source.reserve(self.owner, self.gpus_per_user)
-        if chosen is None:
-            message = self.gpu_policy.none_free(self.gpu_source)
-            self.log.warning("%s: %s Starting it CPU-only.", self.owner, message)
+        line = self.gpu_line()
+        if self.gpu_policy.waits and len(line):
+            # While anyone waits, a GPU released goes to the first in line: a newcomer joins the end.
+            await self._wait_for_gpu(f"{len(line)} wait{'s' if len(line) == 1 else ''} for a GPU before you")
             return
-        self.gpu_wanted = True
+        answer = await self._try_take()
+        if answer == TAKEN:
+            return
+        message = self._why_not(answer)
+        if self.gpu_policy.waits:
+            await self._wait_for_gpu(message)
+        else:
+            self.log.warning("%s: %s Starting it CPU-only.", self.owner, message)
+
+    async def _try_take(self, waiter: Waiter | None = None) -> str:
+        """The GPUs taken now, under the most generous of the user's rules with room; or why not. For a
+        ``waiter`` of the line, only while it is still in line."""
+        rule = self.gpu_policy.rule_with_room(self._group_names(), self.ledger())
+        if rule is None:
+            return CAPPED
+        if waiter is not None and not await self._frees_enough(rule.gpus_per_user):
+            return TOO_FEW
+        if waiter is not None and self.gpu_line().place(waiter) is None:
+            return TOO_FEW  # it left while the source was asked
+        # No await between the pool's check and the reservation: atomic in the hub's event loop.
+        chosen = self.gpu_source.reserve(self.owner, rule.gpus_per_user)
+        if chosen is None:
+            return TOO_FEW
+        self.gpu_wanted, self.gpu_count, self.gpu_group = True, rule.gpus_per_user, rule.group
         self.assigned_gpus = chosen
+        self.ledger().hold(self.owner, rule.group, rule.gpus_per_user)
         if chosen:
-            self.log.info("%s: assigned GPUs %s (pool %s)", self.owner, chosen, self.pool_label)
+            self.log.info("%s: assigned GPUs %s (pool %s%s)", self.owner, chosen, self.pool_label,
+                          f", {rule}" if rule.group else "")
+        return TAKEN
+
+    async def _frees_enough(self, count: int) -> bool:
+        """Whether ``count`` GPUs are free for the first in line: the host's pool answers as it reserves."""
+        return True
+
+    def _why_not(self, answer: str) -> str:
+        """The policy's words where no GPU could be taken (raised as the refusal under ``refuse``)."""
+        if answer == CAPPED:
+            return self.gpu_policy.answer(self.gpu_policy.capped(self._group_names(), self.ledger()))
+        return self.gpu_policy.none_free(self.gpu_source)
+
+    async def _wait_for_gpu(self, why: str, front: bool = False) -> None:
+        """In line until this server's GPUs are taken for it (or gpu_wait_timeout, Cancel, or the page left)."""
+        line = self.gpu_line()
+
+        async def take() -> str:
+            return await self._try_take(waiter)
+
+        waiter = self._waiter = line.join(self.owner, take, front=front)
+        self.log.info("%s: waiting for a GPU, %s in line (%s)", self.owner, line.place(waiter), why)
+        try:
+            await line.wait(waiter, self.gpu_wait_timeout)
+        except asyncio.TimeoutError:
+            raise refusal(f"No GPU came free for you within {_duration(self.gpu_wait_timeout)}; try again later, "
+                          "or start a CPU-only server.") from None
+        finally:
+            self._waiter = None
+        self.log.info("%s: waited %.1fs in line for a GPU", self.owner, time.monotonic() - waiter.since)
+
+    async def _gpu_wait_progress(self, waiter: Waiter):
+        """The spawn page's news while ``waiter`` is in line: its place as it moves. The page that shows it
+        counts as watching; where the last one goes, the wait ends a little later (gpu_wait_unwatched)."""
+        line = self.gpu_line()
+        waiter.watchers += 1
+        waiter.watched = True
+        said, beat = None, time.monotonic()
+        try:
+            while line.place(waiter) is not None:
+                place = line.place(waiter)
+                message = f"You are {_ordinal(place)} in line for a GPU"
+                if message != said:
+                    said, beat = message, time.monotonic()
+                    yield {"progress": 5, "message": message}
+                elif time.monotonic() - beat > 5:
+                    # No words (the page shows none): a page that is gone is noticed when this cannot be sent.
+                    beat = time.monotonic()
+                    yield {"progress": 5}
+                await asyncio.sleep(0.5)
+        finally:
+            waiter.watchers -= 1
+            if not waiter.watchers and line.place(waiter) is not None:
+                asyncio.get_running_loop().call_later(self.gpu_wait_unwatched, self._unless_watched, waiter)
+
+    def _unless_watched(self, waiter: Waiter) -> None:
+        if waiter.watchers or self.gpu_line().place(waiter) is None:
+            return
+        self.log.info("%s: left the spawn page while waiting for a GPU: out of the line", self.owner)
+        self.gpu_line().leave(waiter, refusal("You left the page while you waited for a GPU, and so left the "
+                                              "line; start again to wait anew."))
 
     def _release(self) -> None:
+        held = self.ledger().drop(self.owner)
+        released = []
         if self.assigned_gpus:
-            released = self.gpu_source.release(self.owner)
-            self.log.info("%s: released GPUs %s", self.owner, released or self.assigned_gpus)
+            released = self.gpu_source.release(self.owner) or self.assigned_gpus
+            self.log.info("%s: released GPUs %s", self.owner, released)
             self.assigned_gpus = []
+        if held or released:
+            self.gpu_line().released()
 
     async def _remove_container_with_other_gpus(self) -> None:
         """A kept (not removed) container was created with some GPU assignment; never restart it with another."""
@@ -397,22 +581,77 @@ class GPUDockerSpawner(DockerSpawner):
             self.object_id = ""
 
 
-def _image_choice(spawner: GPUDockerSpawner) -> str:
-    """The spawn form's image select, where there is a choice: names escaped, the user's default selected.
+@dataclass(frozen=True)
+class GPUAvailability:
+    """The GPUs as the spawn form shows them to one user: free of total, how many wait, how many a server of
+    theirs gets, why none can be had now ("" where one can), and what Start then does (``on_exhausted``)."""
+
+    free: int
+    total: int
+    waiting: int
+    count: int
+    why: str
+    on_exhausted: str
+
+    def can_start(self) -> bool:
+        return not self.why or self.on_exhausted != "refuse"
+
+    def option_text(self) -> str:
+        gpus = f"{self.count} GPU{'s' if self.count > 1 else ''}"
+        if not self.why:
+            return f"{gpus} ({self.free} of {self.total} free)"
+        return f"{gpus} ({'wait in line' if self.on_exhausted == 'wait' else 'none free now'})"
+
+    def option_attributes(self) -> str:
+        return " selected" if self.can_start() else " disabled"
+
+    def paragraph(self) -> str:
+        said = f"{self.free} of {self.total} GPUs free"
+        if self.waiting:
+            said += f", {self.waiting} waiting for one"
+        if self.why:
+            said += ". " + {"wait": "Start a GPU server to wait in line for the next GPU released.",
+                            "cpu": "A GPU server started now starts without a GPU.",
+                            "refuse": "A GPU server cannot start now."}[self.on_exhausted]
+            said += f" ({self.why.rstrip('.')}.)"
+        return f'<p class="gpu-availability" id="gpu-availability">{html.escape(said)}</p>'
+
+
+def _image_choice(spawner: GPUDockerSpawner, gpus: GPUAvailability | None = None) -> str:
+    """The spawn form's image select, where there is a choice: names escaped, the user's default selected, and
+    beside each GPU profile how many GPUs are free (one that cannot start now greyed out).
     (DockerSpawner 14's own form writes its options as a Python list's repr, and names unescaped.)"""
     allowed = spawner._get_allowed_images()
     if not isinstance(allowed, dict) or len(allowed) <= 1:
         return ""
-    default = spawner._default_pick() or next(iter(allowed))
+
+    def holds_gpu(name: str) -> bool:
+        return gpus is not None and bool({name, allowed[name]} & set(spawner.gpu_images))
+
+    usable = [name for name in allowed if not holds_gpu(name) or gpus.can_start()]
+    default = spawner._default_pick()
+    if default not in usable:
+        default = (usable or list(allowed))[0]
     options = "".join(
-        f'<option value="{html.escape(name, quote=True)}"{" selected" if name == default else ""}>'
-        f"{html.escape(name)}</option>"
+        f'<option value="{html.escape(name, quote=True)}"{" selected" if name == default else ""}'
+        f'{"" if name in usable else " disabled"}>{html.escape(name)}'
+        f'{" — " + html.escape(gpus.option_text()) if holds_gpu(name) else ""}</option>'
         for name in allowed
     )
     return (
         '<label for="image">Image:</label>'
         f'<select class="form-control" id="image" name="image" required autofocus>{options}</select>'
     )
+
+
+def _ordinal(place: int) -> str:
+    suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
+    return f"{place}{suffix}"
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}" if minutes >= 1 else f"{seconds:g} seconds"
 
 
 def _merged(extra, spawner: GPUDockerSpawner, ours: dict) -> dict:

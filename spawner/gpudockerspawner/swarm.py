@@ -15,6 +15,7 @@ from traitlets import Bool, Float, Unicode
 
 from gpudockerspawner.placement import (GPU_RESOURCE, NO_RESOURCES, SERVERS_LABEL, assigned_gpus, node_gpus,
                                         serving_nodes, task_address, unplaceable)
+from gpudockerspawner.gpu_line import TAKEN
 from gpudockerspawner.gpus import SwarmResources, refusal
 from gpudockerspawner.spawner import OWNER_LABEL, POOL_LABEL, GPUDockerSpawner
 
@@ -64,6 +65,8 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     home_node = Unicode("", help="The id of the node that holds the user's home volume; persisted in the state.")
 
     _nodes_read: tuple[float, list] = (0.0, [])
+    # GPUs of servers that took their turn in line and that Swarm has not placed yet, by owner.
+    _promised: dict[str, int] = {}
     # While a start waits for Swarm to let go of a GPU: until when, and whether the log said so.
     _release_patience = 0.0
     _said_waiting = False
@@ -71,7 +74,23 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     @property
     def gpu_source(self) -> SwarmResources:
         """Swarm's accounting is the pool: the GPU nodes' generic resources, which it hands out itself."""
-        return SwarmResources(lambda: sum(len(node_gpus(node)) for node in self._nodes()))
+        return SwarmResources(lambda: sum(len(node_gpus(node)) for node in self._nodes()), self._free_gpus)
+
+    async def _frees_enough(self, count: int) -> bool:
+        """Whether ``count`` GPUs are free for the first in line: free on the nodes, less those promised to
+        servers that took their turn and that Swarm has not placed yet."""
+        promised = sum(n for owner, n in self._promised.items() if owner != self.owner)
+        return await self._free_gpus() - promised >= count
+
+    async def _try_take(self, waiter=None) -> str:
+        answer = await super()._try_take(waiter)
+        if answer == TAKEN and waiter is not None:
+            GPUSwarmSpawner._promised[self.owner] = self.gpu_count
+        return answer
+
+    def _release(self) -> None:
+        self._promised.pop(self.owner, None)
+        super()._release()
 
     def load_state(self, state):
         super().load_state(state)
@@ -161,7 +180,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             mem_limit=self.mem_limit, mem_reservation=self.mem_guarantee,
             cpu_limit=int(self.cpu_limit * 1e9) if self.cpu_limit else None,
             cpu_reservation=int(self.cpu_guarantee * 1e9) if self.cpu_guarantee else None,
-            generic_resources={GPU_RESOURCE: self.gpus_per_user} if self.gpu_wanted else None,
+            generic_resources={GPU_RESOURCE: self.gpu_count} if self.gpu_wanted else None,
             **self.extra_resources_spec,
         )
         if host_config.get("pids_limit"):
@@ -207,7 +226,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         """A task that no node can take: where it wants a GPU and one is about to be free, a moment's wait;
         where none is, the policy's answer; where it is not about GPUs, the refusal."""
         if self.gpu_wanted and NO_RESOURCES in reason:
-            if time.monotonic() < self._release_patience and await self._free_gpus() >= self.gpus_per_user:
+            if time.monotonic() < self._release_patience and await self._free_gpus() >= self.gpu_count:
                 # A stopped server's GPU is free for the hub before Swarm has let go of it: a moment after its
                 # service is removed, longer when its node has just come back.
                 if not self._said_waiting:
@@ -236,6 +255,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     async def _read_back(self, task: dict) -> None:
         """What Swarm gave the running task: its GPUs, and its node (where the user's home now is)."""
         self.assigned_gpus = assigned_gpus(task)
+        self._promised.pop(self.owner, None)
         node = await self.docker("inspect_node", task["NodeID"])
         self.node = node["Description"]["Hostname"]
         if self.home_on_node and not self.volume_driver:
@@ -255,8 +275,8 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         return bool(self.home_on_node and self.home_node and not self.volume_driver)
 
     async def _no_gpu_free(self, reason: str) -> None:
-        """The policy's answer where Swarm found no node with a GPU free: the refusal (the service removed), or
-        the service made anew without one."""
+        """The policy's answer where Swarm found no node with a GPU free: the refusal (the service removed), a
+        place in line (the service made anew once the GPUs are taken), or the service made anew without one."""
         try:
             message = self.gpu_policy.none_free(
                 self.gpu_source, " on the node that holds your files" if self._on_home_node() else "")
@@ -264,8 +284,16 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             self.log.info("%s: no GPU free (Swarm: %s)", self.owner, reason)
             await self.remove_object()
             raise
-        self.log.warning("%s: %s Starting it CPU-only.", self.owner, message)
-        self.gpu_wanted = False
+        if self.gpu_policy.waits:
+            # One that had its turn and lost the GPU to a server Swarm placed first goes back to the head.
+            had_turn = self.owner in self._promised
+            await self.remove_object()
+            self._release()
+            await self._wait_for_gpu(message, front=had_turn)
+        else:
+            self.log.warning("%s: %s Starting it CPU-only.", self.owner, message)
+            self.gpu_wanted = False
+        self._release_patience = time.monotonic() + self.release_wait
         await self._new_service()
 
     async def _new_service(self) -> None:

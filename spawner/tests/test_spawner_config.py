@@ -1,11 +1,13 @@
 """GPUDockerSpawner's configuration surface: validation, the spawn form, and the hooks it fills in."""
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
 from traitlets import TraitError
 
 from gpudockerspawner import GPUDockerSpawner
+from gpudockerspawner.pool import GPUPool
 
 UUID = "GPU-5f1b0c2e-8a4d-4f3e-9b1a-0c2d3e4f5a6b"
 
@@ -13,6 +15,18 @@ UUID = "GPU-5f1b0c2e-8a4d-4f3e-9b1a-0c2d3e4f5a6b"
 def spawner(groups=(), **config) -> GPUDockerSpawner:
     user = SimpleNamespace(name="ann", groups=[SimpleNamespace(name=g) for g in groups], url="/user/ann/", id=1)
     return GPUDockerSpawner(user=user, **config)
+
+
+@pytest.fixture(autouse=True)
+def pools_of_this_test(monkeypatch):
+    """Each test's own pools, lines and ledgers, its pools empty (no Docker to rebuild them from)."""
+    for name in ("_pools", "_gpu_lines", "_ledgers"):
+        monkeypatch.setattr(GPUDockerSpawner, name, {})
+    monkeypatch.setattr(GPUDockerSpawner, "_rebuild_pool", lambda self: GPUPool(self.gpu_ids, self.users_per_gpu))
+
+
+def form(s: GPUDockerSpawner) -> str:
+    return asyncio.run(s.get_options_form())
 
 
 def test_bad_pools_are_refused_when_the_hub_starts():
@@ -25,9 +39,9 @@ def test_bad_pools_are_refused_when_the_hub_starts():
 
 
 def test_spawn_form_offers_cpu_only_to_users_who_may_have_a_gpu():
-    form = spawner(gpu_ids=["0", "1"], gpus_per_user=2).options_form
     text = form(spawner(gpu_ids=["0", "1"], gpus_per_user=2))
-    assert '<option value="gpu" selected>2 GPUs</option>' in text and '<option value="cpu">CPU only</option>' in text
+    assert '<option value="gpu" selected>2 GPUs (2 of 2 free)</option>' in text
+    assert '<option value="cpu">CPU only</option>' in text and "2 of 2 GPUs free" in text
     s = spawner(gpu_ids=["0"])
     assert s.options_from_form({"gpu": ["cpu"]}) == {"gpu": "cpu"}
 
@@ -35,8 +49,8 @@ def test_spawn_form_offers_cpu_only_to_users_who_may_have_a_gpu():
 def test_no_gpu_choice_outside_the_gpu_groups():
     outsider = spawner(gpu_ids=["0"], gpu_groups=["gpu-users"], groups=["students"])
     member = spawner(gpu_ids=["0"], gpu_groups=["gpu-users"], groups=["gpu-users"])
-    assert not outsider.may_use_gpu() and outsider.options_form(outsider) == ""
-    assert member.may_use_gpu() and "CPU only" in member.options_form(member)
+    assert not outsider.may_use_gpu() and form(outsider) == ""
+    assert member.may_use_gpu() and "CPU only" in form(member)
 
 
 def test_cuda_visible_devices_follow_the_runtime():
@@ -83,19 +97,19 @@ def test_where_images_hold_gpus_or_not_the_image_is_the_hardware_choice():
     member = spawner(gpu_ids=["0"], allowed_images=PROFILES, gpu_images=["GPU (CUDA)"], image="hub/std:1")
     # Whoever may have a GPU gets the first GPU image by default; the image choice replaces the hardware one.
     assert member._default_pick() == "GPU (CUDA)"
-    form = member.options_form(member)
-    assert ('<option value="GPU (CUDA)" selected>GPU (CUDA)</option><option value="Standard">Standard</option>'
-            in form and 'name="gpu"' not in form)
+    text = form(member)
+    assert ('<option value="GPU (CUDA)" selected>GPU (CUDA) — 1 GPU (1 of 1 free)</option>'
+            '<option value="Standard">Standard</option>' in text and 'name="gpu"' not in text)
     # Names are escaped in the form.
     odd = spawner(gpu_ids=["0"], allowed_images={'<b>"x"</b>': "i:1", "y": "i:2"}, gpu_images=["y"], image="i:1")
     assert '<option value="&lt;b&gt;&quot;x&quot;&lt;/b&gt;">&lt;b&gt;&quot;x&quot;&lt;/b&gt;</option>' in \
-        odd.options_form(odd)
+        form(odd)
     assert member._wants_gpu("GPU (CUDA)", "hub/cuda:1") and not member._wants_gpu("Standard", "hub/std:1")
     # The same image under another name holds no GPU: what counts is the profile picked.
     assert not member._wants_gpu("Standard", "hub/cuda:1")
     outsider = spawner(gpu_ids=["0"], gpu_groups=["gpu-users"], allowed_images=lambda s: {"Standard": "hub/std:1"},
                        gpu_images=["GPU (CUDA)"], image="hub/std:1")
-    assert outsider._default_pick() == "Standard" and outsider.options_form(outsider) == ""
+    assert outsider._default_pick() == "Standard" and form(outsider) == ""
     assert not outsider._wants_gpu("GPU (CUDA)", "hub/cuda:1")
 
 
@@ -108,3 +122,29 @@ def test_limits_follow_the_image_picked_at_each_start():
     # An image without limits of its own gets the configured ones again, not the last pick's.
     s._apply_limits("GPU (CUDA)")
     assert (s.cpu_limit, s.mem_limit) == (4.0, 16 * 2**30)
+
+
+def test_the_form_says_what_is_free_and_what_start_would_do_now():
+    rules = {"students": {"max_gpus": 1}, "research": {"gpus_per_user": 2}}
+
+    def member(group: str, on_exhausted: str) -> GPUDockerSpawner:
+        s = spawner(gpu_ids=["0", "1", "2"], gpu_groups=rules, on_exhausted=on_exhausted, allowed_images=PROFILES,
+                    gpu_images=["GPU (CUDA)"], image="hub/std:1", groups=[group])
+        s.user.name = f"{group}-{on_exhausted}"
+        return s
+
+    research = member("research", "refuse")
+    assert "— 2 GPUs (3 of 3 free)" in form(research) and "3 of 3 GPUs free" in form(research)
+    # A student takes the one GPU students may hold together: another student's GPU profile is greyed out under
+    # refuse, with the rule named; under wait it stays, and says Start means a place in line.
+    first = member("students", "refuse")
+    assert asyncio.run(first._try_take()) == "taken"
+    refused = form(member("students", "refuse"))
+    assert ('<option value="GPU (CUDA)" disabled>GPU (CUDA) — 1 GPU (none free now)</option>'
+            '<option value="Standard" selected>Standard</option>') in refused
+    assert ("2 of 3 GPUs free. A GPU server cannot start now. (Your group&#x27;s GPUs are all in use: students holds "
+            "1 of its 1 (group students: 1 GPU each, at most 1 together).)") in refused
+    waiting = form(member("students", "wait"))
+    assert '<option value="GPU (CUDA)" selected>GPU (CUDA) — 1 GPU (wait in line)</option>' in waiting
+    assert "Start a GPU server to wait in line for the next GPU released." in waiting
+    assert "— 2 GPUs (2 of 3 free)" in form(research)

@@ -47,7 +47,7 @@ def spawner(monkeypatch):
 
 def test_a_gpu_server_asks_for_generic_resources_and_is_fenced_in_on_the_overlay(spawner):
     made, docker = spawner
-    made.gpu_wanted = True
+    made.gpu_wanted, made.gpu_count = True, 1
     asyncio.run(made.create_object())
     template = docker.created["task_template"]
     container = template["ContainerSpec"]

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 from tornado.web import HTTPError
 
+from gpudockerspawner.gpu_line import GPULine
 from gpudockerspawner.swarm import ENFORCER_REJECTION, GPUSwarmSpawner
 
 NO_GPU = "no suitable node (insufficient resources on 2 nodes)"
@@ -53,6 +54,9 @@ def spawner(monkeypatch):
         monkeypatch.setattr(made, "get_task", swarm.get_task)
         monkeypatch.setattr(made, "docker", swarm.docker)
         monkeypatch.setattr(GPUSwarmSpawner, "_nodes", lambda self: [GPU_NODE])
+        monkeypatch.setattr(GPUSwarmSpawner, "_gpu_lines", {"default": GPULine(tick=0.05)})
+        monkeypatch.setattr(GPUSwarmSpawner, "_ledgers", {})
+        monkeypatch.setattr(GPUSwarmSpawner, "_promised", {})
 
         async def removed():
             swarm.done.append("removed")
@@ -64,7 +68,7 @@ def spawner(monkeypatch):
         monkeypatch.setattr(made, "remove_object", removed)
         monkeypatch.setattr(made, "_new_service", made_anew)
         monkeypatch.setattr(asyncio, "sleep", _no_wait)
-        made.gpu_wanted = True
+        made.gpu_wanted, made.gpu_count = True, 1
         return made, swarm
 
     return make
@@ -94,6 +98,27 @@ def test_under_cpu_the_same_case_starts_the_server_without_a_gpu(spawner):
     made, swarm = spawner([task("pending", NO_GPU)], on_exhausted="cpu", running_elsewhere=[task("running", gpus=["GPU-a"])])
     asyncio.run(made.start_object())
     assert swarm.done == ["made anew, gpu_wanted=False"] and made.assigned_gpus == []
+
+
+def test_under_wait_it_waits_in_line_until_the_gpu_is_released_and_then_asks_swarm_again(spawner):
+    made, swarm = spawner([task("pending", NO_GPU)], on_exhausted="wait",
+                          running_elsewhere=[task("running", gpus=["GPU-a"])])
+
+    async def scenario():
+        start = asyncio.ensure_future(made.start_object())
+        for _ in range(50):  # asyncio.sleep does not yield here (see the fixture)
+            turn = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(turn.set_result, None)
+            await turn
+        assert made.gpu_line().place(made._waiter) == 1 and swarm.done == ["removed"]
+        # The other server stops: its task is gone, and the line's next look finds the GPU free.
+        swarm.running_elsewhere = []
+        await asyncio.wait_for(start, 5)
+
+    asyncio.run(scenario())
+    assert swarm.done == ["removed", "made anew, gpu_wanted=True"] and made.assigned_gpus == []
+    # Placed: the promise settled, the GPU counted for the groups' caps until the server stops.
+    assert len(made.gpu_line()) == 0 and GPUSwarmSpawner._promised == {} and made.ledger().by_group()[""] == 1
 
 
 def test_a_gpu_that_no_server_holds_is_waited_for_until_swarm_lets_go(spawner):

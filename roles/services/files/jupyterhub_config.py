@@ -71,6 +71,8 @@ def configure_hub(c, hub: dict) -> None:
                       "services": ["jupyterhub-gpu-metrics"]})
     check = hub.get("gpu_check")
     if check:
+        # Its servers hold a GPU whatever gpu_groups says, and count against no group's cap.
+        c.GPUDockerSpawner.gpu_users = [check["user"]]
         # bin/gpu-check's throwaway servers belong to a user of their own, made here (JupyterHub creates the users
         # that roles name); its token may start and stop that user's servers only.
         services.append({"name": check["service"], "api_token": secret("gpu_check_api_token")})
