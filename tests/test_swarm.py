@@ -300,3 +300,41 @@ def test_a_third_worker_joins_and_its_gpus_are_used_without_touching_running_ser
     table = placed(hub)
     assert {table["fay"][0], table["gus"][0]} == {hostname(cluster, third)}
     assert len(set(table.values())) == len(table) == 6
+
+
+def test_the_line_for_a_gpu_and_the_group_rules_hold_in_the_cluster_too(cluster):
+    manager = cluster.targets[0]
+    hub = cluster.hub(manager)
+    before = placed(hub)
+    assert len(before) == 6  # the three nodes' GPUs are all held
+    changed = cluster.redeploy_with(gpu_on_exhausted="wait", gpu_groups={"students": {"max_gpus": 1}, "staff": {}})
+    assert changed.returncode == 0, changed.log[-3000:]
+    assert placed(hub) == before  # the hub restarted; the servers and their GPUs did not
+    for group, users in {"students": ["hal", "ivy"], "staff": ["jon"]}.items():
+        for user in users:
+            hub.ensure_user(user)
+        assert hub.api("POST", f"/groups/{group}", json={"users": users}).status_code in (201, 409)
+
+    def said(text: str) -> bool:
+        return text in run(cluster, manager, "docker logs jupyterhub 2>&1")
+
+    # Hal, Ivy and Jon press Start in that order (each request answers once the hub has put them in line).
+    with ThreadPoolExecutor(3) as requests:
+        for place, user in enumerate(["hal", "ivy", "jon"], start=1):
+            requests.submit(hub.api, "POST", f"/users/{user}/server", json={})
+            until(lambda: said(f"{user}/: waiting for a GPU, {place} in line"), 30, f"{user} {place} in line", 0.5)
+    # A holder stops: the first in line gets the GPU Swarm lets go of.
+    first = sorted(before)[0]
+    hub.stop_server(first)
+    until(lambda: (hub.servers("hal").get("") or {}).get("ready"), 120, "Hal's server ready", 1)
+    assert placed(hub)["hal"] == before[first]
+    # Another stops: Ivy is next, but the students hold all their rule allows, so Jon (staff) gets it; Ivy waits on.
+    second = sorted(before)[1]
+    hub.stop_server(second)
+    until(lambda: (hub.servers("jon").get("") or {}).get("ready"), 120, "Jon's server ready", 1)
+    assert placed(hub)["jon"] == before[second]
+    assert (hub.servers("ivy").get("") or {}).get("pending") == "spawn"
+    # Hal stops: the students' GPU comes back to them, for Ivy.
+    hub.stop_server("hal")
+    until(lambda: (hub.servers("ivy").get("") or {}).get("ready"), 120, "Ivy's server ready", 1)
+    assert placed(hub)["ivy"] == before[first]

@@ -31,6 +31,8 @@ class Waiter:
     # Spawn pages showing this wait now, and whether any ever did (a wait through the REST API has none).
     watchers: int = 0
     watched: bool = False
+    # What its last attempt found (None before the first).
+    found: str | None = None
 
 
 class GPULine:
@@ -98,6 +100,7 @@ class GPULine:
                     continue
                 if waiter not in self._waiting:
                     continue
+                waiter.found = answer
                 if answer == TAKEN:
                     self._waiting.remove(waiter)
                     waiter.turn.set_result(None)

@@ -55,7 +55,7 @@ class GPUDockerSpawner(DockerSpawner):
     )
     gpu_wait_timeout = Float(
         1800,
-        min=1,
+        min=0,
         config=True,
         help="""Seconds a spawn waits in line for a GPU (``on_exhausted = "wait"``) before it ends with a message.
         Added to ``start_timeout`` for the spawns of users who may have a GPU, so that the wait is not
@@ -535,8 +535,9 @@ class GPUDockerSpawner(DockerSpawner):
         said, beat = None, time.monotonic()
         try:
             while line.place(waiter) is not None:
-                place = line.place(waiter)
-                message = f"You are {_ordinal(place)} in line for a GPU"
+                message = f"You are {_ordinal(line.place(waiter))} in line for a GPU"
+                if waiter.found == CAPPED:  # the rule that holds this one back, not the pool
+                    message += ". " + self.gpu_policy.capped(self._group_names(), self.ledger())
                 if message != said:
                     said, beat = message, time.monotonic()
                     yield {"progress": 5, "message": message}
