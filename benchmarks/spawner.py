@@ -8,6 +8,8 @@
    hub does when it starts (one label-filtered Docker query, then the pool).
 3. Spawn-to-ready latency of 20 concurrent spawns through a real hub, GPUDockerSpawner (20 GPUs
    in the pool) beside plain DockerSpawner on the same engine; median, p95 and their ratio.
+4. The line for a GPU (``on_exhausted = "wait"``, one GPU): from the holder's stop to the next in line's
+   server ready, beside a spawn that finds its GPU free.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from gpudockerspawner.spawner import GPUS_LABEL, OWNER_LABEL, POOL_LABEL
 from testbed import engine as testbed_engine
 from testbed.images import BASE, ensure_singleuser_image
 from testbed.localhub import LocalHub
+from testbed.wait import until
 
 
 def allocation_rate() -> tuple[float, float]:
@@ -104,6 +107,34 @@ def spawn_latencies(engine, image, workdir: Path, spawner_class: str, spawner: d
         hub.cleanup()
 
 
+def handover_latencies(engine, image, workdir: Path, rounds: int = 6) -> tuple[list[float], list[float]]:
+    """(stop of the holder to the next in line ready, spawn with the GPU free to ready), ``rounds`` of each."""
+    hub = LocalHub(workdir, engine, image, {"gpu_ids": ["0"], "on_exhausted": "wait"})
+    hub.start()
+    handovers, fresh = [], []
+    try:
+        names = [f"line{i}" for i in range(rounds + 1)]
+        for name in names:
+            hub.api.ensure_user(name)
+        with ThreadPoolExecutor(1) as requests:
+            for holder, waiting in zip(names, names[1:]):
+                if not hub.api.servers(holder):
+                    started = time.perf_counter()
+                    hub.api.start_server(holder, timeout=120)
+                    fresh.append(time.perf_counter() - started)
+                # The next presses Start (the request answers after the hub's slow_spawn_timeout) and is in line.
+                requests.submit(hub.api.api, "POST", f"/users/{waiting}/server", json={})
+                until(lambda: f"{waiting}/: waiting for a GPU" in hub.log(), 30, f"{waiting} in line", 0.05)
+                released = time.perf_counter()
+                hub.api.api("DELETE", f"/users/{holder}/server")
+                until(lambda: (hub.api.servers(waiting).get("") or {}).get("ready"), 120, f"{waiting} ready", 0.05)
+                handovers.append(time.perf_counter() - released)
+                hub.api.stop_server(waiting)
+    finally:
+        hub.cleanup()
+    return handovers, fresh
+
+
 def _p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1]
 
@@ -132,6 +163,12 @@ def main() -> None:
     ratio = statistics.median(results["GPUDockerSpawner"]) / statistics.median(results["DockerSpawner"])
     ratio95 = _p95(results["GPUDockerSpawner"]) / _p95(results["DockerSpawner"])
     print(f"ratio GPUDockerSpawner / DockerSpawner: median {ratio:.3f}, p95 {ratio95:.3f} (target <= 1.05)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        handovers, fresh = handover_latencies(engine, image, Path(tmp, "line"))
+    print(f"the line for a GPU, from the holder's stop to the next in line's server ready: median "
+          f"{statistics.median(handovers):.2f} s, max {max(handovers):.2f} s ({len(handovers)} handovers); a spawn "
+          f"that finds its GPU free: median {statistics.median(fresh):.2f} s ({len(fresh)})")
 
 
 if __name__ == "__main__":

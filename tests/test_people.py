@@ -10,6 +10,7 @@ import secrets
 import pytest
 
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from testbed.browser import HubPages, JupyterLab
 from testbed.nvidia import FAKE_GPUS
@@ -92,9 +93,10 @@ def test_signed_up_person_starts_a_gpu_server_runs_a_notebook_and_finds_it_again
     admin.authorize(name)
 
     pages.logged_in(name, password)
-    # Both image profiles, the GPU one first (what a GPU user came for); no separate hardware choice.
-    form = pages.browser.wait_for("select[name=image]").text
-    assert form.split("\n") == ["GPU (CUDA)", "Standard"], form
+    # Both image profiles, the GPU one first (what a GPU user came for) with what is free; no hardware choice.
+    form = pages.browser.wait_for("select[name=image]").text.split("\n")
+    assert re.fullmatch(rf"GPU \(CUDA\) — 1 GPU \([0-9] of {len(FAKE_GPUS)} free\)", form[0]), form
+    assert form[1:] == ["Standard"], form
     assert not pages.browser.driver.find_elements(By.CSS_SELECTOR, "select[name=gpu]")
     pages.start_server_or_fail("GPU (CUDA)")
     lab = JupyterLab(pages.browser)
@@ -147,16 +149,31 @@ def test_with_every_gpu_taken_a_person_asking_for_one_reads_why(people_hub, pers
     api = people_hub["api"]
     held = api.get("/services/gpus/api/assignments").json()["gpus"]
     holders = [unique("holder") for _ in range(len(FAKE_GPUS) - len(held))]
+    assert holders, f"every GPU is held before the test: {held}"
+    *first, last = holders
     for holder in holders:
         api.ensure_user(holder)
+    for holder in first:
         api.start_server(holder)
     try:
         judy = unique("judy")
         pages, password = approved_person(people_hub, person, judy)
         pages.logged_in(judy, password)
-        pages.start_server("GPU (CUDA)")
+        # Her form says one GPU is free; while she reads it, someone takes it; she presses Start all the same.
+        assert pages.browser.wait_for("#gpu-availability").text == f"1 of {len(FAKE_GPUS)} GPUs free"
+        api.start_server(last)
+        pages.browser.select("select[name=image]", "GPU (CUDA)")
+        pages.browser.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
         text = pages.browser.wait_for_text("GPUs are in use")
         assert f"All {len(FAKE_GPUS)} GPUs are in use; try again later, or start a CPU-only server." in text
+        # The form, loaded again, says so before Start: the GPU profile greyed out, and why.
+        pages.browser.open(f"{pages.base}/hub/spawn")
+        assert pages.browser.wait_for("#gpu-availability").text == (
+            f"0 of {len(FAKE_GPUS)} GPUs free. A GPU server cannot start now. (All {len(FAKE_GPUS)} GPUs are in use.)")
+        option = pages.browser.driver.find_element(By.CSS_SELECTOR, 'select[name=image] option[value="GPU (CUDA)"]')
+        assert option.get_attribute("disabled") and option.text == "GPU (CUDA) — 1 GPU (none free now)"
+        assert Select(pages.browser.driver.find_element(By.CSS_SELECTOR, "select[name=image]")
+                      ).first_selected_option.text == "Standard"
     finally:
         for holder in holders:
             api.stop_server(holder)
