@@ -386,22 +386,35 @@ class GPUDockerSpawner(DockerSpawner):
         self._turn = turn
 
     async def progress(self):
-        """While the server waits for a GPU, its spawn page says its place in line; while it waits to start,
-        how many start before it."""
-        waiter = self._waiter
-        if waiter is not None:
-            async for event in self._gpu_wait_progress(waiter):
-                yield event
+        """The spawn page's news for as long as the spawn lasts (the hub stops asking when it ends): the place in
+        line for a GPU while the server waits for one (on a cluster that may come after Swarm found none free),
+        how many start before it while it waits to start, and otherwise that it is being started."""
+        starting_said = False
+        while True:
+            waiter, turn = self._waiter, self._turn
+            if waiter is not None and self.gpu_line().place(waiter) is not None:
+                async for event in self._gpu_wait_progress(waiter):
+                    yield event
+                starting_said = False
+            elif turn is not None and not turn.done():
+                async for event in self._start_line_progress(turn):
+                    yield event
+            elif not starting_said:
+                async for event in super().progress():
+                    yield event
+                starting_said = True
+            else:
+                await asyncio.sleep(0.5)
+
+    async def _start_line_progress(self, turn: asyncio.Future):
         said = None
-        while self._turn is not None and not self._turn.done():
-            ahead = self._line().ahead_of(self._turn) + self._line().starting
+        while not turn.done():
+            ahead = self._line().ahead_of(turn) + self._line().starting
             if ahead != said:
                 said = ahead
                 yield {"progress": 5, "message": f"Waiting in line: {ahead} server{'s' if ahead != 1 else ''} "
                                                  "of other users start before yours"}
             await asyncio.sleep(1)
-        async for event in super().progress():
-            yield event
 
     async def stop(self, now=False):
         try:
@@ -482,7 +495,9 @@ class GPUDockerSpawner(DockerSpawner):
         rule = self.gpu_policy.rule_with_room(self._group_names(), self.ledger())
         if rule is None:
             return CAPPED
-        if waiter is not None and not await self._frees_enough(rule.gpus_per_user):
+        # Where spawns wait, a newcomer too asks whether enough are free for it: on a cluster, GPUs promised to
+        # the line's last served are not yet placed, and are theirs.
+        if (waiter is not None or self.gpu_policy.waits) and not await self._frees_enough(rule.gpus_per_user):
             return TOO_FEW
         if waiter is not None and self.gpu_line().place(waiter) is None:
             return TOO_FEW  # it left while the source was asked
