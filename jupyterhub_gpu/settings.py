@@ -698,8 +698,8 @@ class GpuSettings(Concern):
         description="`wait`: seconds a spawn waits in line before it ends with a message.",
         json_schema_extra=trait("GPUDockerSpawner.gpu_wait_timeout"),
     )
-    gpu_groups: list[GroupName] | dict[GroupName, GpuGroupRule] = Field(
-        default_factory=list,
+    gpu_groups: dict[GroupName, GpuGroupRule] = Field(
+        default_factory=dict,
         description="Hub groups whose members may have a GPU (everyone else sees only CPU profiles). Empty: "
         "everyone may. A list of names, or rules by group: `{students: {gpus_per_user: 1, max_gpus: 2}, research: "
         "{gpus_per_user: 2}}` (each member's GPU server gets `gpus_per_user`; the group's members hold at most "
@@ -707,6 +707,17 @@ class GpuSettings(Concern):
         "managed as hub groups (the admin page, the REST API), or come from `oauth`'s provider.",
         json_schema_extra=trait("GPUDockerSpawner.gpu_groups"),
     )
+
+    @field_validator("gpu_groups", mode="before")
+    @classmethod
+    def _group_names_are_rules_too(cls, groups):
+        # A list of names is the same as rules that leave everything to the defaults.
+        if isinstance(groups, (list, tuple)):
+            return {name: {} for name in groups}
+        if not isinstance(groups, dict):
+            raise ValueError("allowed: a list of hub group names, or rules by group like "
+                             "{'students': {'gpus_per_user': 1, 'max_gpus': 2}}")
+        return groups
     nvidia_repo_url: AptUrl = Field(
         default="https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)",
         description="NVIDIA Container Toolkit apt repository (a mirror for air-gapped hosts); "
@@ -930,8 +941,7 @@ class HubSettings(AddressSettings, TlsSettings, HostSettings, ImageSettings, Acc
 
     @model_validator(mode="after")
     def _gpu_group_caps_fit_a_server(self):
-        rules = self.gpu_groups if isinstance(self.gpu_groups, dict) else {}
-        for name, rule in rules.items():
+        for name, rule in self.gpu_groups.items():
             each = rule.gpus_per_user or self.gpus_per_user
             if rule.max_gpus is not None and rule.max_gpus < each:
                 raise ValueError(f"gpu_groups[{name!r}]: max_gpus {rule.max_gpus} is less than the {each} GPUs each "
@@ -1097,6 +1107,10 @@ def _is_own_key(key: str) -> bool:
     return not key.startswith(PYINFRA_KEY_PREFIXES)
 
 
+# Settings whose values are made of models of their own: an unknown key there is one of theirs.
+NESTED_MODELS = {"image_profiles": ImageProfile, "gpu_groups": GpuGroupRule}
+
+
 def from_host_data(host_name: str, data: dict) -> HubSettings:
     """Validate one host's inventory data; the error names each bad key, its value and what is allowed."""
     own = {key: value for key, value in data.items() if _is_own_key(key)}
@@ -1108,9 +1122,12 @@ def from_host_data(host_name: str, data: dict) -> HubSettings:
             key = ".".join(str(part) for part in item["loc"]) or "?"
             top = str(item["loc"][0]) if item["loc"] else key
             if item["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(top, HubSettings.model_fields, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else "; see the settings table in README.md"
-                problems.append(f"{key}: unknown setting{hint}")
+                nested = NESTED_MODELS.get(top) if len(item["loc"]) > 1 else None
+                known = nested.model_fields if nested else HubSettings.model_fields
+                close = difflib.get_close_matches(str(item["loc"][-1]), known, n=1)
+                hint = (f"; did you mean {close[0]!r}?" if close else
+                        f"; allowed: {', '.join(known)}" if nested else "; see the settings table in README.md")
+                problems.append(f"{key}: unknown {'key' if nested else 'setting'}{hint}")
                 continue
             message = item["msg"].removeprefix("Value error, ")
             if not item["loc"]:  # a rule across settings
@@ -1145,7 +1162,7 @@ def settings_table() -> str:
             if isinstance(default, list) and default and isinstance(default[0], BaseModel):
                 shown = "; ".join(f"`{item}`" for item in default)
             else:
-                shown = "empty" if default in (None, []) else f"`{default}`"
+                shown = "empty" if default in (None, [], {}) else f"`{default}`"
             rows.append(f"| `{name}` | {shown} | {field.description} |")
         sections.append("\n".join(rows))
     return "\n\n".join(sections)

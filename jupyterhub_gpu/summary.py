@@ -93,9 +93,27 @@ def say_where_the_hub_is(summary: HostSummary, target, provisioned) -> None:
                     f"hands out their GPUs, {target.settings.gpus_per_user} per server")
     else:
         summary.say("it has no GPU to hand out: every server is CPU-only")
+    if target.gpu_pool or target.cluster:
+        summary.say(gpu_access(target.settings))
     for admin, path in provisioned.secrets.admin_passwords.items():
         summary.say(f"admin {admin} logs in with the password in {path} (root only)")
     if target.settings.authenticator == "native":
         summary.say("new users sign up at /hub/signup; admins approve them at /hub/authorize")
     for line in provisioned.uptime.said:
         summary.say(line)
+
+
+def gpu_access(settings) -> str:
+    """Who may have a GPU and what a spawn that finds none free does, in a line."""
+    groups = settings.gpu_groups
+    if not groups:
+        who = "everyone may have one"
+    elif not any(rule.gpus_per_user or rule.max_gpus for rule in groups.values()):
+        who = f"members of {', '.join(groups)} may have one"
+    else:
+        who = "by group: " + "; ".join(
+            f"{name} {rule.gpus_per_user or settings.gpus_per_user} per server"
+            + (f", at most {rule.max_gpus} together" if rule.max_gpus else "") for name, rule in groups.items())
+    when = {"refuse": "refused with a message", "cpu": "started CPU-only",
+            "wait": f"put in line for the next GPU released (for up to {settings.gpu_wait_timeout // 60} min)"}
+    return f"GPUs: {who}; a spawn that finds none free for it is {when[settings.gpu_on_exhausted]}"

@@ -75,6 +75,15 @@ def test_bad_value_is_refused_with_its_key(data, expected):
          "needs oauth_client_id; exactly one of oauth_client_secret_file, oauth_client_secret_env; "
          "oauth_azuread_tenant_id; hub_names or oauth_callback_url"),
         ({"sudo_groups": ["no spaces"]}, "sudo_groups.0 = ['no spaces']"),
+        ({"gpu_groups": {"students": {"gpus_per_user": 2, "max_gpus": 1}}},
+         "gpu_groups['students']: max_gpus 1 is less than the 2 GPUs each member's server gets, so no member could "
+         "ever start one; allowed: max_gpus of at least 2, or no max_gpus"),
+        ({"gpu_groups": {"students": {"max": 2}}}, "gpu_groups.students.max: unknown key; allowed: gpus_per_user, "
+                                                   "max_gpus"),
+        ({"gpu_groups": "students"}, "gpu_groups = 'students': allowed: a list of hub group names, or rules by group"),
+        ({"gpu_groups": ["no spaces"]}, "'no spaces' is not allowed: a JupyterHub group name"),
+        ({"gpu_on_exhausted": "queue"}, "gpu_on_exhausted = 'queue': Input should be 'refuse', 'cpu' or 'wait'"),
+        ({"image_profiles": [{"name": "GPU", "gpus": True}]}, "image_profiles.0.gpus: unknown key; did you mean 'gpu'?"),
         # Native sign-ups under a listed name would skip the admin's approval: first come, first in.
         ({"allowed_users": ["ada"]}, "allowed_users = ['ada']: with authenticator 'native' these names skip an "
                                      "admin's approval"),
@@ -159,3 +168,18 @@ def test_every_setting_that_names_a_trait_names_a_real_one_and_reaches_it_only_w
     assert "LDAPAuthenticator.server_address" not in hub_traits(HubSettings())
     with pytest.raises(InventoryError, match=r"ldap_valid_username_regex = '\[a-z': not a regular expression"):
         from_host_data("h", {"ldap_valid_username_regex": "[a-z"})
+
+
+def test_gpu_groups_are_names_or_rules_and_the_deploy_says_which_in_a_line():
+    from jupyterhub_gpu.summary import gpu_access
+
+    named = from_host_data("host1", {"gpu_groups": ["lab"], "gpu_on_exhausted": "cpu"})
+    assert named.gpu_groups == from_host_data("host1", {"gpu_groups": {"lab": {}}}).gpu_groups
+    assert gpu_access(named) == "GPUs: members of lab may have one; a spawn that finds none free for it is started CPU-only"
+    ruled = from_host_data("host1", {"gpu_on_exhausted": "wait", "gpu_groups": {
+        "students": {"max_gpus": 2}, "research": {"gpus_per_user": 2}}})
+    assert gpu_access(ruled) == ("GPUs: by group: students 1 per server, at most 2 together; research 2 per server; a "
+                                 "spawn that finds none free for it is put in line for the next GPU released (for up "
+                                 "to 30 min)")
+    assert gpu_access(HubSettings()) == ("GPUs: everyone may have one; a spawn that finds none free for it is refused "
+                                         "with a message")

@@ -28,9 +28,8 @@ class Waiter:
     take: Callable[[], Awaitable[str]]
     turn: asyncio.Future
     since: float = field(default_factory=time.monotonic)
-    # Spawn pages showing this wait now, and whether any ever did (a wait through the REST API has none).
+    # Spawn pages showing this wait now (a wait through the REST API has none, and is not ended for that).
     watchers: int = 0
-    watched: bool = False
     # What its last attempt found (None before the first).
     found: str | None = None
 

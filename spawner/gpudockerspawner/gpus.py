@@ -123,9 +123,6 @@ class Ledger:
         """Forget ``owner``'s GPUs; how many they held."""
         return self._held.pop(owner, ("", 0))[1]
 
-    def group_of(self, owner: str) -> str | None:
-        return self._held[owner][0] if owner in self._held else None
-
     def by_group(self) -> Counter:
         held = Counter()
         for group, count in self._held.values():

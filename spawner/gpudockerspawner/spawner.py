@@ -546,7 +546,6 @@ class GPUDockerSpawner(DockerSpawner):
         counts as watching; where the last one goes, the wait ends a little later (gpu_wait_unwatched)."""
         line = self.gpu_line()
         waiter.watchers += 1
-        waiter.watched = True
         said, beat = None, time.monotonic()
         try:
             while line.place(waiter) is not None:

@@ -65,7 +65,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     home_node = Unicode("", help="The id of the node that holds the user's home volume; persisted in the state.")
 
     _nodes_read: tuple[float, list] = (0.0, [])
-    # GPUs of servers that took their turn in line and that Swarm has not placed yet, by owner.
+    # Where spawns wait: GPUs of servers that took their turn and that Swarm has not placed yet, by owner.
     _promised: dict[str, int] = {}
     # While a start waits for Swarm to let go of a GPU: until when, and whether the log said so.
     _release_patience = 0.0
@@ -84,7 +84,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
 
     async def _try_take(self, waiter=None) -> str:
         answer = await super()._try_take(waiter)
-        if answer == TAKEN and waiter is not None:
+        if answer == TAKEN and self.gpu_policy.waits:
             GPUSwarmSpawner._promised[self.owner] = self.gpu_count
         return answer
 
