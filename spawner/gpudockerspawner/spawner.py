@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import time
-from dataclasses import dataclass
 
 from dockerspawner import DockerSpawner
 from jupyterhub.utils import fmt_ip_url, wait_for_http_server
@@ -13,6 +11,7 @@ from tornado.web import HTTPError
 from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, Union, default, validate
 
 from gpudockerspawner import metrics
+from gpudockerspawner.form import GPUAvailability, spawn_form
 from gpudockerspawner.gpu_line import CAPPED, TAKEN, TOO_FEW, GPULine, Waiter
 from gpudockerspawner.gpus import GPUPolicy, HostPool, Ledger, refusal
 from gpudockerspawner.line import StartLine
@@ -302,23 +301,10 @@ class GPUDockerSpawner(DockerSpawner):
 
     @default("options_form")
     def _gpu_options_form(self):
-        async def form(spawner):
-            gpus = await spawner.gpu_availability() if spawner.may_use_gpu() else None
-            images = _image_choice(spawner, gpus)
-            # Where images hold GPUs or not (profiles), choosing the image is choosing the hardware.
-            if gpus is None or (not spawner.offer_cpu_only and not spawner.gpu_images):
-                return images + (gpus.paragraph() if gpus else "")
-            if spawner.gpu_images:
-                return images + gpus.paragraph()
-            choice = (
-                '<label for="gpu">Hardware:</label>'
-                '<select class="form-control" name="gpu">'
-                f'<option value="gpu"{gpus.option_attributes()}>{gpus.option_text()}</option>'
-                f'<option value="cpu"{"" if gpus.can_start() else " selected"}>CPU only</option></select>'
-            )
-            return images + choice + gpus.paragraph()
+        async def options_form(spawner):
+            return spawn_form(spawner, await spawner.gpu_availability() if spawner.may_use_gpu() else None)
 
-        return form
+        return options_form
 
     @default("options_from_form")
     def _gpu_options_from_form(self):
@@ -594,69 +580,6 @@ class GPUDockerSpawner(DockerSpawner):
             self.log.info("%s: removing container created with GPUs %r", self.owner, created_with)
             await self.remove_object()
             self.object_id = ""
-
-
-@dataclass(frozen=True)
-class GPUAvailability:
-    """The GPUs as the spawn form shows them to one user: free of total, how many wait, how many a server of
-    theirs gets, why none can be had now ("" where one can), and what Start then does (``on_exhausted``)."""
-
-    free: int
-    total: int
-    waiting: int
-    count: int
-    why: str
-    on_exhausted: str
-
-    def can_start(self) -> bool:
-        return not self.why or self.on_exhausted != "refuse"
-
-    def option_text(self) -> str:
-        gpus = f"{self.count} GPU{'s' if self.count > 1 else ''}"
-        if not self.why:
-            return f"{gpus} ({self.free} of {self.total} free)"
-        return f"{gpus} ({'wait in line' if self.on_exhausted == 'wait' else 'none free now'})"
-
-    def option_attributes(self) -> str:
-        return " selected" if self.can_start() else " disabled"
-
-    def paragraph(self) -> str:
-        said = f"{self.free} of {self.total} GPUs free"
-        if self.waiting:
-            said += f", {self.waiting} waiting for one"
-        if self.why:
-            said += ". " + {"wait": "Start a GPU server to wait in line for the next GPU released.",
-                            "cpu": "A GPU server started now starts without a GPU.",
-                            "refuse": "A GPU server cannot start now."}[self.on_exhausted]
-            said += f" ({self.why.rstrip('.')}.)"
-        return f'<p class="gpu-availability" id="gpu-availability">{html.escape(said)}</p>'
-
-
-def _image_choice(spawner: GPUDockerSpawner, gpus: GPUAvailability | None = None) -> str:
-    """The spawn form's image select, where there is a choice: names escaped, the user's default selected, and
-    beside each GPU profile how many GPUs are free (one that cannot start now greyed out).
-    (DockerSpawner 14's own form writes its options as a Python list's repr, and names unescaped.)"""
-    allowed = spawner._get_allowed_images()
-    if not isinstance(allowed, dict) or len(allowed) <= 1:
-        return ""
-
-    def holds_gpu(name: str) -> bool:
-        return gpus is not None and bool({name, allowed[name]} & set(spawner.gpu_images))
-
-    usable = [name for name in allowed if not holds_gpu(name) or gpus.can_start()]
-    default = spawner._default_pick()
-    if default not in usable:
-        default = (usable or list(allowed))[0]
-    options = "".join(
-        f'<option value="{html.escape(name, quote=True)}"{" selected" if name == default else ""}'
-        f'{"" if name in usable else " disabled"}>{html.escape(name)}'
-        f'{" — " + html.escape(gpus.option_text()) if holds_gpu(name) else ""}</option>'
-        for name in allowed
-    )
-    return (
-        '<label for="image">Image:</label>'
-        f'<select class="form-control" id="image" name="image" required autofocus>{options}</select>'
-    )
 
 
 def _ordinal(place: int) -> str:
