@@ -8,6 +8,8 @@ from testbed import engine as testbed_engine
 from testbed import smoke
 from testbed.aptrepo import Repository
 from testbed.browser import Browser
+from testbed.images import ensure_singleuser_image
+from testbed.localhub import LocalHub
 from testbed.targets import SYSTEMD_SUDO, SYSV, bridge_gateway, remove_all, remove_targets, start_targets
 
 
@@ -85,6 +87,25 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def local_hubs(engine, tmp_path):
+    """Start real hubs on this machine (``local_hubs(extra_config, **spawner)``, testbed/localhub.py) with the spawner
+    tests' small image (``local_hubs.image``); each is stopped and its containers removed after the test."""
+    image = ensure_singleuser_image(engine)
+    hubs = []
+
+    def make(extra_config: str = "", **spawner) -> LocalHub:
+        hub = LocalHub(tmp_path / f"hub{len(hubs)}", engine, image, spawner, extra_config)
+        hubs.append(hub)
+        hub.start()
+        return hub
+
+    make.image = image
+    yield make
+    for hub in hubs:
+        hub.cleanup()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import time
 import pytest
 
 from testbed.browser import HubPages
-from testbed.images import ensure_singleuser_image
 from testbed.localhub import LocalHub
 from testbed.wait import until
 
@@ -29,20 +28,10 @@ c.JupyterHub.tornado_settings = {{'slow_spawn_timeout': 0}}
 
 
 @pytest.fixture
-def make_hub(engine, tmp_path):
-    image = ensure_singleuser_image(engine)
-    hubs = []
-
-    def make(**spawner) -> LocalHub:
-        profiles = {"allowed_images": {GPU: image, STANDARD: image}, "gpu_images": [GPU]}
-        hub = LocalHub(tmp_path / f"hub{len(hubs)}", engine, image, {**profiles, **spawner}, LOGIN)
-        hubs.append(hub)
-        hub.start()
-        return hub
-
-    yield make
-    for hub in hubs:
-        hub.cleanup()
+def make_hub(local_hubs):
+    """Hubs with a GPU profile and a Standard one (the same small image), people logging in through the form."""
+    profiles = {"allowed_images": {GPU: local_hubs.image, STANDARD: local_hubs.image}, "gpu_images": [GPU]}
+    return lambda **spawner: local_hubs(LOGIN, **profiles, **spawner)
 
 
 def request_gpu_server(hub: LocalHub, user: str) -> None:

@@ -21,18 +21,8 @@ def singleuser_image(engine):
 
 
 @pytest.fixture
-def make_hub(engine, singleuser_image, tmp_path):
-    hubs = []
-
-    def make(extra_config: str = "", **spawner) -> LocalHub:
-        hub = LocalHub(tmp_path / f"hub{len(hubs)}", engine, singleuser_image, spawner, extra_config)
-        hubs.append(hub)
-        hub.start()
-        return hub
-
-    yield make
-    for hub in hubs:
-        hub.cleanup()
+def make_hub(local_hubs):
+    return local_hubs
 
 
 def spawn(hub: LocalHub, user: str, **options) -> None:
