@@ -847,6 +847,27 @@ class CullingSettings(Concern):
         description="Seconds after which a server that holds a GPU is stopped, busy or not, so that nobody keeps a "
         "GPU for good. 0: only `max_age` applies.",
     )
+    gpu_idle_utilization: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="GPU utilisation (percent) under which a GPU counts as idle. Above 0, GPU idleness is a signal of "
+        "its own: a server whose GPUs all stayed under it for `gpu_idle_timeout` is stopped even while a browser tab "
+        "keeps it active. 0: only Jupyter's activity (browser, kernels) counts.",
+    )
+    gpu_busy_is_activity: bool = Field(
+        default=False,
+        description="A server whose GPU was busy (at `gpu_idle_utilization` or more, 5 % where that is 0) within "
+        "`gpu_idle_timeout` counts as active: a training run left overnight with no browser goes on, until "
+        "`gpu_max_age` or `max_age`.",
+    )
+    gpu_sample_interval: int = Field(
+        default=5,
+        ge=1,
+        le=300,
+        description="Seconds between samples of each GPU's utilisation and memory (by a small container given the "
+        "driver's utilities on each GPU host), for the GPU page, the Prometheus gauges and the GPU idleness signals.",
+    )
     cull_every: int = Field(
         default=60, ge=5, le=3600, description="Seconds between the idle cullers' looks at the servers."
     )
@@ -1020,6 +1041,15 @@ class HubSettings(AddressSettings, TlsSettings, HostSettings, ImageSettings, Acc
         if self.tls_mode == "letsencrypt" and self.acme_challenge == "http-01" and 80 in (self.https_port, self.http_port):
             raise ValueError("certbot's HTTP-01 answers need port 80, which https_port or http_port takes; "
                              "use another port or acme_challenge: dns-01")
+        return self
+
+    @model_validator(mode="after")
+    def _gpu_signals_have_a_limit(self):
+        signals = [name for name in ("gpu_idle_utilization", "gpu_busy_is_activity") if getattr(self, name)]
+        if signals and not self.gpu_idle_timeout:
+            raise ValueError(f"{' and '.join(f'{name} = {getattr(self, name)!r}' for name in signals)}: GPU "
+                             "idleness is judged over gpu_idle_timeout, which is 0; set gpu_idle_timeout "
+                             "(seconds, for example 1800)")
         return self
 
     @field_validator("service_uid")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jupyterhub_gpu.target import Target
-from roles import docker_engine, images, network, nvidia_toolkit, restore, secrets, services, swarm, tls, wsl
+from roles import docker_engine, gpu_sampler, images, network, nvidia_toolkit, restore, secrets, services, swarm, tls, wsl
 
 
 @dataclass
@@ -36,6 +36,7 @@ def provision(target: Target, restore_from: restore.Archive | None = None) -> Pr
     network.ensure_network(target)
     built = images.ensure_images(target)
     swarm.hold_network(target, built.singleuser)
+    gpu_sampler.ensure_cluster_sampler(target, built)
     nvidia_toolkit.verify_gpus(target, built.singleuser)
     if restore_from is not None:
         restore.ensure_restored(target, built, restore_from)

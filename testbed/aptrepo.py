@@ -7,7 +7,7 @@ packages carry the toolkit's commands as stand-ins:
 - nvidia-container-toolkit-base: `nvidia-ctk`, which edits /etc/docker/daemon.json as the real one does
   (`runtime configure --runtime=docker`) and writes a CDI spec (`cdi generate`);
 - nvidia-container-toolkit: `nvidia-container-runtime-hook` (see nvidia.py) and `nvidia-container-runtime`
-  (which runs runc);
+  (which adds the hook to a container that asks for GPUs, as the real one's legacy mode does, and runs runc);
 - libnvidia-container-tools, libnvidia-container1: `nvidia-container-cli`, and the library's place.
 """
 
@@ -63,6 +63,33 @@ NVIDIA_CTK = textwrap.dedent('''\
         sys.exit(f"nvidia-ctk stand-in: unsupported arguments {args}")
 ''')
 
+NVIDIA_RUNTIME = textwrap.dedent('''\
+    #!/usr/bin/python3
+    """Test bed stand-in for nvidia-container-runtime, in the real one's legacy mode: a container created with GPUs
+    asked for in its environment (Swarm's resource variable where config.toml names one, else
+    NVIDIA_VISIBLE_DEVICES) gets the prestart hook in its OCI spec; runc runs it."""
+    import json, os, re, sys
+
+    args = sys.argv[1:]
+    if "create" in args and "--bundle" in args:
+        path = os.path.join(args[args.index("--bundle") + 1], "config.json")
+        with open(path) as spec_file:
+            spec = json.load(spec_file)
+        env = dict(item.split("=", 1) for item in spec.get("process", {}).get("env", []) if "=" in item)
+        toml = "/etc/nvidia-container-runtime/config.toml"
+        config = open(toml).read() if os.path.exists(toml) else ""
+        swarm = re.findall(r'^\\s*swarm-resource\\s*=\\s*"([^"]+)"', config, re.M)
+        devices = next((env[name] for name in swarm + ["NVIDIA_VISIBLE_DEVICES"] if env.get(name)), "")
+        hooked = any(h.get("path", "").endswith("nvidia-container-runtime-hook")
+                     for h in spec.get("hooks", {}).get("prestart", []))
+        if devices and devices not in ("void", "none") and not hooked:
+            hook = {"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["nvidia-container-runtime-hook", "prestart"]}
+            spec.setdefault("hooks", {}).setdefault("prestart", []).append(hook)
+            with open(path, "w") as spec_file:
+                json.dump(spec, spec_file)
+    os.execvp("runc", ["runc"] + args)
+''')
+
 # The head of the real toolkit's default config.toml (`nvidia-ctk config default`): top-level keys, Swarm's
 # commented out, then its tables.
 RUNTIME_CONFIG = """#accept-nvidia-visible-devices-as-volume-mounts = false
@@ -92,7 +119,7 @@ PACKAGES = {
                                                   "etc/nvidia-container-runtime/config.toml": RUNTIME_CONFIG}),
     "nvidia-container-toolkit": (
         f"nvidia-container-toolkit-base (= {VERSION}), libnvidia-container-tools (= {VERSION})",
-        {f"usr/bin/{HOOK_NAME}": STUB, "usr/bin/nvidia-container-runtime": "#!/bin/sh\nexec runc \"$@\"\n"},
+        {f"usr/bin/{HOOK_NAME}": STUB, "usr/bin/nvidia-container-runtime": NVIDIA_RUNTIME},
     ),
 }
 

@@ -131,6 +131,7 @@ def test_hub_killed_three_times_comes_back_each_time_with_every_server_and_gpu(c
     deployment, target, hub = crash_site
     before = gpu_state(deployment, target, hub)
     assert before["crash-gpu"] and not before["crash-cpu"]
+    (hold,) = gpu_holds(hub, "crash-gpu")
     for _ in range(3):
         on_host(deployment, target, "docker exec jupyterhub sh -c 'for f in $(find / -name jupyterhub-proxy.pid "
                                     "-not -path \"/proc/*\" 2>/dev/null); do echo 1 > $f; done'")
@@ -140,16 +141,27 @@ def test_hub_killed_three_times_comes_back_each_time_with_every_server_and_gpu(c
         wait_for_new_hub_process(deployment, target, pid)
         servers_answer_through_the_proxy(hub, since=killed)
         assert gpu_state(deployment, target, hub) == before
+    # The GPU-hours record: the same one hold, still open, counting every second through the kills.
+    (after,) = gpu_holds(hub, "crash-gpu")
+    assert (after["started"], after["ended"], after["gpus"]) == (hold["started"], None, before["crash-gpu"])
+    report = hub.get("/services/gpus/api/usage", params={"since": 0}).json()
+    assert report["gpu_seconds"]["users"]["crash-gpu"] == pytest.approx(report["until"] - hold["started"], abs=1)
+
+
+def gpu_holds(hub, user: str) -> list[dict]:
+    response = hub.get("/services/gpus/api/usage", params={"since": 0})
+    assert response.status_code == 200, response.text[:300]
+    return [hold for hold in response.json()["holds"] if hold["user"] == user and hold["ended"] is None]
 
 
 def test_the_database_volume_keeps_nothing_that_belongs_to_one_run_of_the_hub(crash_site):
     """Pid files, sockets and locks live on the tmpfs that each start of the container gets empty."""
     deployment, target, _ = crash_site
     kept = on_host(deployment, target, "docker exec jupyterhub ls -A /srv/jupyterhub").split()
-    # What persists on purpose: the database, which admin password files were applied, and which JupyterHub
-    # last ran on the database (an upgrade is detected by it).
+    # What persists on purpose: the database, which admin password files were applied, which JupyterHub last ran
+    # on the database (an upgrade is detected by it), and the GPU usage record.
     assert set(kept) <= {"jupyterhub.sqlite", "jupyterhub.sqlite-journal", "admin-passwords-applied.json",
-                         "jupyterhub-version"}, kept
+                         "jupyterhub-version", "gpu-usage.sqlite", "gpu-usage.sqlite-journal"}, kept
     mounts = on_host(deployment, target, "docker inspect --format '{{json .HostConfig.Tmpfs}}' jupyterhub")
     assert "/run/jupyterhub" in mounts
 

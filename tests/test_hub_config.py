@@ -155,6 +155,57 @@ def test_idle_servers_are_culled_and_gpu_servers_sooner(load):
     assert {service["name"] for service in off.JupyterHub.services} == {"gpus", "jupyterhub-gpu-check"}
 
 
+def test_gpu_idleness_and_work_reach_both_cullers_and_the_gpu_service_samples_this_hosts_gpus(load):
+    from gpudockerspawner import culling
+    from gpudockerspawner.service import ENV
+    from roles.services import FIGURES_FILE, USAGE_DB, compose_project
+
+    gpus = GPUInventory("/usr/bin/nvidia-smi", (GPU("0", "GPU-aaaa", "A100", 40960),))
+    data = {"gpu_idle_timeout": 900, "gpu_idle_utilization": 10, "gpu_busy_is_activity": True,
+            "gpu_sample_interval": 3}
+    config = load(data, gpus=gpus)
+    services = {service["name"]: service for service in config.JupyterHub.services}
+    for name in ("idle-culler", "gpu-idle-culler"):
+        environment = services[name]["environment"]
+        assert (environment[culling.GPU_IDLE_ENV], environment[culling.BUSY_KEEPS_ENV], environment[culling.BUSY_AT_ENV],
+                environment[culling.BUSY_WINDOW_ENV], environment[culling.FIGURES_ENV]) == ("1", "1", "10", "900",
+                                                                                            FIGURES_FILE)
+    # Both read servers' state: a busy GPU keeps a server from either.
+    roles = {role["name"]: role for role in config.JupyterHub.load_roles}
+    assert "admin:server_state" in roles["idle-culler-role"]["scopes"]
+    assert str(culling.CONFIG_FILE) in " ".join(services["idle-culler"]["command"])
+    gpu_service = services["gpus"]["environment"]
+    assert json.loads(gpu_service[ENV["samplers"]]) == ["http://jupyterhub-gpu-sampler:9400/"]
+    assert (gpu_service[ENV["interval"]], gpu_service[ENV["busy_at"]], gpu_service[ENV["usage"]]) == ("3", "10", USAGE_DB)
+    assert config.GPUDockerSpawner.usage_db == USAGE_DB
+    # Everyone may open the GPU page (it shows them their own GPUs).
+    assert {"name": "user", "scopes": ["self", "access:services!service=gpus"]} in config.JupyterHub.load_roles
+    assert set(config.JupyterHub.template_vars) == {"announcement_home", "announcement_spawn"}
+    # The sampler: the driver's utilities only, as nobody, nothing of the host.
+    settings = from_host_data("host1", data)
+    target = Target(settings=settings, profile=PROFILE, gpus=gpus)
+    sampler = compose_project(target, IMAGES, SimpleNamespace(directory="/x"), SimpleNamespace(paths={}))["services"][
+        "gpu-sampler"]
+    assert sampler["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "count": "all", "capabilities": ["gpu", "utility"]}]
+    assert (sampler["user"], sampler["read_only"], sampler["cap_drop"], "volumes" in sampler) == (
+        "65534:65534", True, ["ALL"], False)
+    assert sampler["command"] == ["--port", "9400", "--interval", "3"]
+    # No GPU: no sampler, and the GPU service has none to ask.
+    cpu_only = Target(settings=from_host_data("host1", {}), profile=PROFILE)
+    assert "gpu-sampler" not in compose_project(cpu_only, IMAGES, SimpleNamespace(directory="/x"),
+                                                SimpleNamespace(paths={}))["services"]
+    assert json.loads({s["name"]: s for s in load({}).JupyterHub.services}["gpus"]["environment"][ENV["samplers"]]) == []
+
+
+def test_gpu_idleness_needs_a_limit_to_be_judged_over():
+    from jupyterhub_gpu.settings import InventoryError
+
+    with pytest.raises(InventoryError) as refused:
+        from_host_data("host1", {"gpu_idle_timeout": 0, "gpu_idle_utilization": 5})
+    assert "gpu_idle_utilization = 5: GPU idleness is judged over gpu_idle_timeout, which is 0" in str(refused.value)
+
+
 def test_image_profiles_in_the_spawn_form_gpu_ones_only_for_gpu_users(load):
     from types import SimpleNamespace
 

@@ -1,9 +1,11 @@
-"""Operating a deployed hub over time: idle GPUs go back to the pool through the idle culler, a Prometheus
-scraper reads the hub's metrics (the GPU pool's among them) with a token that may read nothing else, and a
-wiped host is reprovisioned from a backup (back up, destroy, fresh host, restore, deploy).
+"""Operating a deployed hub over time: idle GPUs go back to the pool through the idle culler (GPU idleness a signal
+of its own, a busy GPU counted as activity), the GPU page and the GPU-hours record show what the stand-in GPUs
+report and who held them, a Prometheus scraper reads the hub's metrics (the GPUs' among them) with a token that may
+read nothing else, and a wiped host is reprovisioned from a backup (back up, destroy, fresh host, restore, deploy).
 
-One GPU target (two stand-in GPUs) deployed twice, with limits short enough to watch: a GPU server idle for
-20 s is stopped, a busy one after 90 s, a CPU-only one not within the test. The reprovisioning test comes
+One GPU target (two stand-in GPUs) deployed twice, with limits short enough to watch: a server whose GPU stays
+under 5 % for 20 s is stopped even with kernel output, a busy GPU's server after 90 s, a CPU-only one not within
+the test. The reprovisioning test comes
 last: it destroys that target. The target, and the fresh one that replaces it, are Debian 12 booted by systemd
 and reached as a user whose sudo asks for a password (pyinfra's _sudo_password): the deploy, the backup's download
 and the restore's upload all go through sudo."""
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import secrets
 import tarfile
 import time
@@ -23,13 +26,15 @@ from testbed import smoke
 from testbed.browser import HubPages
 from testbed.deploy import run_deploy
 from testbed.hub import HubClient
+from testbed.nvidia import set_gpu_work
 from testbed.targets import HostKind, remove_targets, start_targets, write_inventory_file
 from testbed.wait import until
 
 pytestmark = pytest.mark.slow
 
 INSTALL_DIR = smoke.INSTALL_DIR
-LIMITS = {"gpu_idle_timeout": 20, "gpu_max_age": 90, "cull_every": 5, "activity_interval": 5}
+LIMITS = {"gpu_idle_timeout": 20, "gpu_max_age": 90, "cull_every": 5, "activity_interval": 5,
+          "gpu_idle_utilization": 5, "gpu_busy_is_activity": True, "gpu_sample_interval": 2}
 # Kernel output every two seconds, from a thread: the kernel is busy, and its server says so to the hub.
 TICKER = """
 import threading, time
@@ -56,56 +61,135 @@ def operated(engine, nvidia_repository):
         yield deployment
 
 
-def test_an_idle_gpu_goes_back_to_the_pool_and_a_busy_one_only_at_its_maximum_age(operated):
+def signed_up_and_approved(operated, target, browsers, name: str) -> tuple[HubPages, HubPages, str]:
+    """Someone who signed up in their browser and whom the admin approved in theirs, logged in: both browsers, and
+    the person's password."""
+    ca, url = operated.ca_file(target), f"https://{NAME}/"
+    password = f"{name}-{secrets.token_hex(8)}"
+    person = HubPages(browsers([ca], {NAME: target.address}), url)
+    assert "information has been sent to the admin" in person.signup(name, password)
+    admin = HubPages(browsers([ca], {NAME: target.address}), url)
+    admin.logged_in("admin", operated.read(target, f"{INSTALL_DIR}/secrets/admin-password-admin").decode().strip())
+    admin.authorize(name)
+    person.logged_in(name, password)
+    return person, admin, password
+
+
+def usage(hub, **query) -> dict:
+    """The GPU-hours API, as an admin's script reads it."""
+    response = hub.get("/services/gpus/api/usage", params={"since": 0, **query})
+    assert response.status_code == 200, response.text[:300]
+    return response.json() if query.get("format") != "csv" else response.text
+
+
+def test_a_gpu_left_idle_goes_back_to_the_pool_with_a_browser_open_and_a_busy_one_runs_on_without_one(
+        operated, engine, browsers):
     target = operated.targets[0]
+    container = engine.containers.get(target.container_id)
     hub = operated.hub(target, server_hostname=NAME)
-    for user in ("idlegpu", "busygpu", "cpuonly", "nextgpu"):
+    url = f"https://{NAME}/"
+    # Ann signs up and is approved in the browser: she will read what became of her server.
+    ann, admin, _ = signed_up_and_approved(operated, target, browsers, "ann")
+    for user in ("training", "cpuonly", "nextgpu"):
         hub.ensure_user(user)
-    hub.start_server("busygpu")
-    kernel = hub.kernel("busygpu")
+
+    # Ann's kernel writes every two seconds (Jupyter sees her active), but her GPU does nothing.
+    held = {}
+    hub.start_server("ann")
+    kernel = hub.kernel("ann")
     try:
         assert kernel.evaluate(TICKER) == "'ticking'"
-        busy_since = time.monotonic()
+        # A training run: its GPU at 90 %, nobody's browser or kernel output anywhere near it.
+        hub.start_server("training")
+        held = {server["user"]: server["gpus"] for server in hub.gpu_table()["servers"]}
+        set_gpu_work(container, held["training"][0], 90, 12288)
+        training_since = time.monotonic()
         hub.start_server("cpuonly", options={"gpu": "cpu"})
-        hub.start_server("idlegpu")
-        table = hub.gpu_table()
-        held = {server["user"]: server["gpus"] for server in table["servers"]}
-        assert len(held["idlegpu"]) == 1 and held["idlegpu"] != held["busygpu"] and held["cpuonly"] == []
-        idle_gpu = held["idlegpu"][0]
+        assert len(held["ann"]) == 1 and held["ann"] != held["training"]
+        ann_gpu = held["ann"][0]
 
-        # 20 s idle, seen within the culler's and the activity reports' periods.
-        until(lambda: not hub.servers("idlegpu"), 90, "the idle GPU server culled")
-        assert hub.servers("busygpu") and hub.servers("cpuonly")
+        # The GPU page, in the hub's look: the stand-in's figures for the training run's GPU, who holds each.
+        admin.browser.open(url + "services/gpus/")
+        row = f'#gpu-table tr[data-gpu="{held["training"][0]}"]'
+        admin.browser.wait_for_text("90%", css=f"{row} .gpu-utilization", timeout=30)
+        assert admin.browser.wait_for(f"{row} .gpu-memory").text == "12.0 GiB of 16.0 GiB"
+        assert admin.browser.wait_for(f"{row} .gpu-holders").text == "training/"
+        assert admin.browser.wait_for(f"{row} .gpu-model").text == "Stand-in GPU"
+        assert admin.browser.wait_for("#gpu-free").text.startswith("0 of 2 GPUs free")
+        assert admin.browser.wait_for("nav.navbar").text.count("Home")  # the hub's navigation bar
+        admin.browser.screenshot("gpu-page-light")
+        admin.browser.click("#dark-theme-toggle")
+        admin.browser.screenshot("gpu-page-dark")
+
+        # Ann's GPU stayed under 5 % for gpu_idle_timeout (20 s): culled, her kernel's activity notwithstanding.
+        until(lambda: not hub.servers("ann"), 90, "the server with an idle GPU culled")
+        assert hub.servers("training") and hub.servers("cpuonly")
         table = hub.gpu_table()
-        assert idle_gpu not in table["gpus"], table
-        assert [server["user"] for server in table["servers"]] == ["busygpu", "cpuonly"]
+        assert ann_gpu not in table["gpus"], table
         # The freed GPU is the one the next user gets.
         hub.start_server("nextgpu")
-        next_held = {server["user"]: server["gpus"] for server in hub.gpu_table()["servers"]}["nextgpu"]
-        assert next_held == [idle_gpu]
+        assert {s["user"]: s["gpus"] for s in hub.gpu_table()["servers"]}["nextgpu"] == [ann_gpu]
 
-        # Busy (its kernel writes every two seconds), so culled only at its maximum age of 90 s.
-        until(lambda: not hub.servers("busygpu"), 150, "the busy GPU server culled at its maximum age")
-        assert time.monotonic() - busy_since >= 60, "culled long before its maximum age, as if idle"
+        # Ann comes back to the hub's home page and reads why her server stopped.
+        ann.browser.open(url + "hub/home")
+        notice = ann.browser.wait_for("#gpu-cull-notice").text
+        assert re.fullmatch(r"Your server was stopped at \d\d:\d\d UTC: its GPU was idle \(under 5% utilisation\) "
+                            r"for \d+ seconds\. Your files are kept; start it again when you need it\.", notice), notice
+
+        # The training run's GPU is busy, so no lack of activity stops it; its maximum age (90 s) does.
+        until(lambda: not hub.servers("training"), 150, "the busy GPU server culled at its maximum age")
+        assert time.monotonic() - training_since >= 60, "culled long before its maximum age, as if idle"
+        # Idle both ways (no activity, GPU quiet): culled in its turn.
+        until(lambda: not hub.servers("nextgpu"), 90, "the next user's idle GPU server culled")
         assert hub.servers("cpuonly"), "a CPU-only server was culled by the GPU culler"
     finally:
         kernel.close()
-    for user in ("nextgpu", "cpuonly"):
-        hub.stop_server(user)
+        if held.get("training"):
+            set_gpu_work(container, held["training"][0], 0, 0)
+    hub.stop_server("cpuonly")
     assert hub.gpu_table()["servers"] == []
 
+    # Each hold and why it ended, in the GPU-hours record; CSV for a spreadsheet.
+    holds = {hold["user"]: hold for hold in usage(hub)["holds"]}
+    assert holds["ann"]["reason"].startswith("culled: its GPU was idle (under 5% utilisation) for ")
+    assert holds["training"]["reason"] == "culled: it reached the maximum age of a GPU server (90 seconds)"
+    assert holds["nextgpu"]["reason"].startswith("culled: its GPU was idle") and "cpuonly" not in holds
+    assert 88 <= holds["training"]["ended"] - holds["training"]["started"] <= 130
+    report = usage(hub)
+    assert report["gpu_seconds"]["users"]["training"] == pytest.approx(
+        holds["training"]["ended"] - holds["training"]["started"], abs=0.2)
+    assert usage(hub, format="csv").splitlines()[0] == "user,server,group,node,gpus,started,ended,reason,gpu_seconds"
+    # The GPU-hours page: the admin's, nobody else's.
+    admin.browser.open(url + "services/gpus/usage")
+    assert "training" in admin.browser.wait_for("#usage-users").text
+    admin.browser.screenshot("gpu-usage-page")
+    ann.browser.open(url + "services/gpus/usage")
+    assert "403" in ann.browser.wait_for_text("Only the hub's admins see everyone's GPUs.")
+    # Her own GPU page: the free count, nothing of anyone else.
+    ann.browser.open(url + "services/gpus/")
+    assert ann.browser.wait_for("#gpu-free").text.startswith("2 of 2 GPUs free")
+    assert ann.browser.wait_for("#gpu-none-held").text == "You hold no GPU now."
 
-def test_a_scraper_reads_metrics_with_its_own_token_and_sees_the_gpu_pool(operated):
+
+def test_a_scraper_reads_metrics_with_its_own_token_and_sees_the_gpu_pool_and_the_gpus_work(operated, engine):
     target = operated.targets[0]
     hub = operated.hub(target, server_hostname=NAME)
     token = operated.read(target, f"{INSTALL_DIR}/secrets/metrics_api_token").decode().strip()
     hub.ensure_user("metricsgpu")
     hub.start_server("metricsgpu")
+    (gpu,) = {s["user"]: s["gpus"] for s in hub.gpu_table()["servers"]}["metricsgpu"]
+    container = engine.containers.get(target.container_id)
+    set_gpu_work(container, gpu, 37, 1024)
     try:
         scraper = HubClient(hub.url, hub.ca_file, token=token, server_hostname=NAME)
-        scraped = scraper.get("/hub/metrics")
-        assert scraped.status_code == 200, scraped.text[:500]
+        gauge = re.compile(rf'jupyterhub_gpu_utilization_ratio{{gpu="{gpu}",node="[^"]+"}} 0\.37')
+        scraped = until(lambda: (lambda r: r if gauge.search(r.text) else None)(scraper.get("/hub/metrics")), 30,
+                        "the stand-in's 37 % in the utilisation gauge")
         metrics = scraped.text
+        assert re.search(rf'jupyterhub_gpu_memory_used_bytes{{gpu="{gpu}",node="[^"]+"}} 1\.073741824e\+09', metrics)
+        assert re.search(r'jupyterhub_gpu_memory_total_bytes\{gpu="GPU-[^"]+",node="[^"]+"\} 1\.7179869184e\+10',
+                         metrics), [line for line in metrics.splitlines() if "total_bytes" in line]
+        assert re.search(r'jupyterhub_gpu_seconds_total\{user="metricsgpu"\} [0-9.]+', metrics)
         assert 'jupyterhub_gpu_pool_gpus{pool="jupyterhub-gpu"} 2.0' in metrics
         assert 'jupyterhub_gpu_pool_gpus_in_use{pool="jupyterhub-gpu"} 1.0' in metrics
         holders = [line for line in metrics.splitlines() if line.startswith("jupyterhub_gpu_holders{")]
@@ -117,6 +201,7 @@ def test_a_scraper_reads_metrics_with_its_own_token_and_sees_the_gpu_pool(operat
         assert anonymous.status_code in (302, 403)
         assert hub.get("/hub/metrics").status_code == 403
     finally:
+        set_gpu_work(container, gpu, 0, 0)
         hub.stop_server("metricsgpu")
 
 
@@ -194,16 +279,9 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
     hub = operated.hub(source, server_hostname=NAME)
     ca = operated.ca_file(source)
     url = f"https://{NAME}/"
-    admin_password = operated.read(source, f"{INSTALL_DIR}/secrets/admin-password-admin").decode().strip()
 
     # Carol signs up and is approved in the browser, keeps a file and stays logged in.
-    carol_password = f"carol-{secrets.token_hex(8)}"
-    carol = HubPages(browsers([ca], {NAME: source.address}), url)
-    assert "information has been sent to the admin" in carol.signup("carol", carol_password)
-    admin = HubPages(browsers([ca], {NAME: source.address}), url)
-    admin.logged_in("admin", admin_password)
-    admin.authorize("carol")
-    carol.logged_in("carol", carol_password)
+    carol, _, carol_password = signed_up_and_approved(operated, source, browsers, "carol")
     carol_cookies = {cookie["name"]: cookie["value"] for cookie in carol.browser.driver.get_cookies()}
     hub.start_server("carol", options={"gpu": "cpu"})
     hub.write_file("carol", "thesis.txt", "chapter one")
@@ -213,8 +291,11 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
     hub.start_server("dave")
     hub.write_file("dave", "model.txt", "weights")
     hub.stop_server("carol")
+    # The GPU-hours so far: every hold that ended (the culling test's), and Dave's, still open.
+    closed_before = [hold for hold in usage(hub)["holds"] if hold["ended"]]
+    (dave_hold,) = [hold for hold in usage(hub)["holds"] if hold["user"] == "dave" and hold["ended"] is None]
 
-    started = time.monotonic()
+    started, backup_at = time.monotonic(), time.time()
     backed_up = run_deploy(operated.targets_file, deploy="deploy/backup.py",
                            env={"JUPYTERHUB_GPU_BACKUPS": str(tmp_path)})
     backup_seconds = time.monotonic() - started
@@ -225,7 +306,7 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
     assert manifest["versions"]["jupyterhub"] == "6.1.1" and manifest["source"] == source.address
     assert {"jupyterhub-gpu-user-carol", "jupyterhub-gpu-user-dave"} <= set(manifest["volumes"])
     assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
-    assert "hub/jupyterhub.sqlite" in manifest["files"] and "host/install.tar.gz" in manifest["files"]
+    assert {"hub/jupyterhub.sqlite", "hub/gpu-usage.sqlite", "host/install.tar.gz"} <= set(manifest["files"])
     # The archive on the host was removed once it was safe on the controller; the hub ran on.
     _, left = engine.containers.get(source.container_id).exec_run(["ls", "-A", f"{INSTALL_DIR}/backups"])
     assert left.decode().strip() == "", left
@@ -272,6 +353,13 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
         assert home.status_code == 200 and "carol" in home.text
         # Dave's server did not come with the host: the hub knows it stopped, and no GPU is held.
         assert new_hub.gpu_table()["servers"] == []
+        # The GPU-hours came with the backup: every hold that had ended, and Dave's, ended at its last sign of
+        # life before the backup (the hub cannot know when after it the old host went).
+        holds = usage(new_hub)["holds"]
+        assert [hold for hold in holds if hold in closed_before] == closed_before
+        (dave_after,) = [hold for hold in holds if hold["user"] == "dave"]
+        assert dave_after["started"] == dave_hold["started"] and dave_after["reason"] == "ended while the hub was down"
+        assert dave_hold["started"] <= dave_after["ended"] <= backup_at
         # Everyone logs in and finds their files.
         carol_again = HubPages(browsers([ca], {NAME: fresh.address}), url)
         carol_again.logged_in("carol", carol_password)

@@ -71,8 +71,11 @@ def test_admin_logs_in_with_the_generated_password_and_sees_users_and_gpus(peopl
     pages.logged_in("admin", people_hub["admin_password"])
     pages.browser.open(people_hub["url"] + "hub/admin")
     pages.browser.wait_for_text("admin", css="table")
+    # The GPU page: each stand-in GPU as the sampler on this host (Docker 20.10) reads it through the driver.
     pages.browser.open(people_hub["url"] + "services/gpus/")
-    assert "GPU assignments" in pages.browser.wait_for_text("GPU assignments")
+    table = pages.browser.wait_for_text("Stand-in GPU", css="#gpu-table", timeout=30)
+    assert table.count("Stand-in GPU") == len(FAKE_GPUS) and "16.0 GiB" in table
+    assert pages.browser.wait_for("#server-table")
 
 
 def test_nobody_signs_up_under_the_admins_name(person):
@@ -135,13 +138,18 @@ def test_another_person_sees_neither_the_admin_pages_nor_someone_elses_server(pe
     pages.logged_in(heidi, password)
     refusals = {
         "hub/admin": "requires any of [admin-ui]",
-        "services/gpus/": "You do not have permission to access JupyterHub service gpus",
-        "services/gpus/api/assignments": "You do not have permission to access JupyterHub service gpus",
+        "services/gpus/api/assignments": "Only the hub's admins see everyone's GPUs.",
+        "services/gpus/usage": "Only the hub's admins see everyone's GPUs.",
         f"user/{ivy}/lab": f"You do not have permission to access Server at /user/{ivy}/",
     }
     for path, refusal in refusals.items():
         pages.browser.open(people_hub["url"] + path)
         assert "403" in pages.browser.wait_for_text(refusal), path
+    # The GPU page shows her the free count and her own GPUs only: not Ivy's.
+    pages.browser.open(people_hub["url"] + "services/gpus/")
+    assert re.fullmatch(rf"\d of {len(FAKE_GPUS)} GPUs free.*", pages.browser.wait_for("#gpu-free").text)
+    assert pages.browser.wait_for("#gpu-none-held").text == "You hold no GPU now."
+    assert ivy not in pages.browser.text()
     api.stop_server(ivy)
 
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from testbed.nvidia import FAKE_GPUS
+from testbed.nvidia import FAKE_GPUS, set_gpu_work
 from testbed.probe import PROBE
 from testbed.wait import until
 from testbed.smoke import DEBIAN_12_IMAGES, Deployment, deploy_twice
@@ -128,6 +128,30 @@ def test_the_first_deploy_forms_the_swarm_and_the_second_changes_nothing_on_any_
     assert all(token not in deploy.log for deploy in cluster.runs)
     assert run(cluster, manager, "docker version --format '{{.Server.Version}}'").startswith("26.")
     assert "jupyternet-hold" not in run(cluster, manager, "docker service ls --format '{{.Name}}'")
+
+
+def gpu_figures(hub) -> dict[tuple[str, str], float | None]:
+    """{(node, GPU): utilisation} as the hub's GPU service last read the samplers."""
+    response = hub.get("/services/gpus/api/gpus")
+    assert response.status_code == 200, response.text[:300]
+    return {(row["node"], row["uuid"]): row.get("utilization") for row in response.json()["gpus"]}
+
+
+def test_the_hub_reads_every_gpu_nodes_gpus_through_a_sampler_on_each(cluster):
+    manager, *nodes = cluster.targets
+    hub = cluster.hub(manager)
+    busy = (hostname(cluster, nodes[1]), FAKE_GPUS[1][1])
+    set_gpu_work(cluster.engine.containers.get(nodes[1].container_id), busy[1], 64, 512)
+    try:
+        figures = until(lambda: (lambda f: f if f.get(busy) == 64 else None)(gpu_figures(hub)), 60,
+                        "the second node's busy GPU in the hub's figures")
+    finally:
+        set_gpu_work(cluster.engine.containers.get(nodes[1].container_id), busy[1], 0, 0)
+    assert set(figures) == {(hostname(cluster, node), uuid) for node in nodes for _, uuid, _, _ in FAKE_GPUS}
+    # One sampler task on each GPU node, none on the hub host (it takes no servers).
+    tasks = run(cluster, manager, "docker service ps --filter desired-state=running --format '{{.Node}}' "
+                                  "jupyterhub-gpu-sampler").split()
+    assert sorted(tasks) == sorted(hostname(cluster, node) for node in nodes)
 
 
 def shut_down_for_constraints(cluster: Deployment) -> str:
@@ -300,6 +324,11 @@ def test_a_third_worker_joins_and_its_gpus_are_used_without_touching_running_ser
     table = placed(hub)
     assert {table["fay"][0], table["gus"][0]} == {hostname(cluster, third)}
     assert len(set(table.values())) == len(table) == 6
+    # The new node's GPUs are sampled too (Swarm started the sampler there), and the GPU-hours name the nodes.
+    until(lambda: len(gpu_figures(hub)) == 6, 60, "the third node's GPUs in the hub's figures")
+    holds = hub.get("/services/gpus/api/usage", params={"since": 0}).json()["holds"]
+    held = {hold["user"]: (hold["node"], hold["gpus"][0]) for hold in holds if hold["ended"] is None}
+    assert {user: held[user] for user in table} == table
 
 
 def test_the_line_for_a_gpu_and_the_group_rules_hold_in_the_cluster_too(cluster):

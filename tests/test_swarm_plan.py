@@ -204,6 +204,40 @@ def test_from_docker_23_no_hold_service_runs_and_one_an_older_engine_needed_is_r
                 "jupyterhub-gpu/singleuser:1") == [(name, ["docker service rm jupyternet-hold"])]
 
 
+def test_the_gpu_nodes_are_sampled_by_a_global_service_made_anew_only_when_what_it_runs_changes(monkeypatch):
+    from pyinfra.facts.files import File as FileFact
+
+    from roles.gpu_sampler import ServiceLabel, ensure_cluster_sampler, sampler_urls
+    from roles.images import Images
+
+    hub = Target(HubSettings(gpu_sample_interval=3), HostProfile(**UBUNTU_24, docker_server="26.1.5+dfsg1"),
+                 cluster=MANAGER)
+    images = Images(hub="h:1", singleuser="jupyterhub-gpu/singleuser:1", proxy="p:1")
+    assert sampler_urls(hub) == ["http://tasks.jupyterhub-gpu-sampler:9400/"]
+    facts = {ServiceLabel: None, FileFact: None, Directory: {"mode": 755}, Sha1File: None, TmpDir: "/tmp"}
+    planned = dict(plan(monkeypatch, facts, ensure_cluster_sampler, hub, images))
+    commands = planned["GPU sampler | GPU sampler on every GPU node"]
+    config = next(c for c in commands if "docker config create" in c)
+    create = next(c for c in commands if c.startswith("docker service create"))
+    for part in ("--mode global", "--constraint node.labels.jupyterhub-gpu.user-servers==true", "--network jupyternet",
+                 "--env NVIDIA_VISIBLE_DEVICES=all", "--env NVIDIA_DRIVER_CAPABILITIES=utility",
+                 "--env 'GPU_SAMPLER_NODE={{.Node.Hostname}}'", "--user 65534:65534", "--read-only", "--cap-drop ALL",
+                 "--entrypoint python3 jupyterhub-gpu/singleuser:1 /opt/gpu-sampler.py --port 9400 --interval 3"):
+        assert part in create, (part, create)
+    assert "/opt/jupyterhub-gpu/gpu-sampler.py" in config
+    # What it was made from, as a label: the same again changes nothing; another interval makes it anew.
+    spec = create.split("--label ")[1].split()[0].split("=", 1)[1]
+    assert dict(plan(monkeypatch, {**facts, ServiceLabel: spec}, ensure_cluster_sampler, hub, images))[
+        "GPU sampler | GPU sampler on every GPU node"] == []
+    other = Target(HubSettings(gpu_sample_interval=10), hub.profile, cluster=MANAGER)
+    again = dict(plan(monkeypatch, {**facts, ServiceLabel: spec}, ensure_cluster_sampler, other, images))[
+        "GPU sampler | GPU sampler on every GPU node"]
+    assert again[0] == "docker service rm jupyterhub-gpu-sampler" and "--interval 10" in again[2]
+    # A GPU node makes none of this (the hub host does, for every node).
+    assert plan(monkeypatch, facts, ensure_cluster_sampler, Target(HubSettings(), HostProfile(**UBUNTU_24), cluster=NODE),
+                images) == []
+
+
 def named(*values):
     return [{"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": value}} for value in values]
 

@@ -15,7 +15,7 @@ from pyinfra.operations.util import any_changed
 
 from jupyterhub_gpu.facts import AccountIds, ComposeServices
 from jupyterhub_gpu.settings import GPU_CHECK_USER, SERVICE_ACCOUNT, hub_traits
-from roles import gpu_check
+from roles import gpu_check, gpu_sampler
 from roles.images import Images
 from roles.network import HUB_API_PORT, HUB_MAC, PROXY_MAC
 from jupyterhub_gpu.target import Target
@@ -27,6 +27,15 @@ FILES = Path(__file__).parent / "files"
 # The ops service's token, where ops_token asks for one: enough to watch the hub, nothing to change it.
 OPS_TOKEN_SCOPES = ["read:hub", "list:users", "read:users", "read:servers", "access:services!service=gpus"]
 HEALTHY = ("healthy", "running")
+# Inside the hub's container: the GPU service's last figures (for the gauges and the cullers) and the usage record.
+FIGURES_FILE = "/run/jupyterhub/gpu/figures.json"
+USAGE_DB = "/srv/jupyterhub/gpu-usage.sqlite"
+
+
+def gpu_busy_at(target: Target) -> int:
+    """Utilisation (percent) from which a GPU counts as busy: the idleness mark where one is set, else 5."""
+    return target.settings.gpu_idle_utilization or 5
+
 
 
 def _standard(target: Target):
@@ -65,6 +74,18 @@ def hub_settings(target: Target, images: Images) -> dict:
             "gpu_idle_timeout": s.gpu_idle_timeout if target.hands_out_gpus else 0,
             "gpu_max_age": s.gpu_max_age if target.hands_out_gpus else 0,
             "cull_every": s.cull_every,
+            "gpu_idle": bool(s.gpu_idle_utilization) and target.hands_out_gpus,
+            "busy_keeps": s.gpu_busy_is_activity and target.hands_out_gpus,
+            "busy_at": gpu_busy_at(target),
+        },
+        # Where the GPU service reads the GPUs' figures, and the usage record the spawner keeps.
+        "gpu_figures": {
+            "samplers": gpu_sampler.sampler_urls(target),
+            "on_nodes": bool(target.cluster),
+            "interval": s.gpu_sample_interval,
+            "busy_at": gpu_busy_at(target),
+            "figures_file": FIGURES_FILE,
+            "usage_db": USAGE_DB,
         },
         "authenticator": {
             "kind": s.authenticator,
@@ -218,9 +239,10 @@ def compose_project(target: Target, images: Images, certificate: Certificate, se
             "interval": "5s", "timeout": "6s", "retries": 3, "start_period": "30s",
         },
     }
+    services = {"proxy": proxy, "jupyterhub": hub, **gpu_sampler.compose_services(target, images)}
     return {
         "name": s.compose_project,
-        "services": {"proxy": proxy, "jupyterhub": hub},
+        "services": services,
         "networks": {s.network_name: {"external": True}},
         "volumes": {"hub-data": {"name": f"{s.compose_project}-hub-data"}},
         "secrets": {name: {"file": path} for name, path in sorted(secrets.paths.items())},
@@ -292,7 +314,7 @@ def ensure_services(target: Target, images: Images, certificate: Certificate, se
     stack_up(
         name="Hub running and healthy",
         project_directory=project_dir,
-        services=["proxy", "jupyterhub"],
+        services=["proxy", "jupyterhub", *gpu_sampler.compose_services(target, images)],
         timeout=target.settings.hub_ready_timeout,
         inputs_changed=lambda: any_changed(config, settings, compose)() or secrets.changed() or certificate.changed(),
     )

@@ -1,14 +1,16 @@
-"""GPU pool gauges on the hub's own ``/hub/metrics``: read from the pools when Prometheus scrapes, so they
-cannot drift from what the spawner hands out."""
+"""GPU gauges on the hub's own ``/hub/metrics``: read when Prometheus scrapes (from the pools, the GPU service's
+figures and the usage record), so they cannot drift from what the spawner hands out and the driver reports."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
 from prometheus_client import REGISTRY
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from gpudockerspawner.figures import read_snapshot
 from gpudockerspawner.pool import GPUPool
+from gpudockerspawner.usage import seconds_by_user
 
 
 class PoolCollector:
@@ -42,3 +44,49 @@ def register(pools: Callable[[], Iterable[tuple[str, GPUPool]]]) -> None:
     if _registered is None:
         _registered = PoolCollector(pools)
         REGISTRY.register(_registered)
+
+
+class FiguresCollector:
+    """The GPUs' work, from the GPU service's last snapshot (none where it is stale: a sampler that stopped says
+    nothing of now) and from the usage record:
+
+    - ``jupyterhub_gpu_utilization_ratio{gpu,node}``, ``jupyterhub_gpu_memory_used_bytes{gpu,node}``,
+      ``jupyterhub_gpu_memory_total_bytes{gpu,node}``;
+    - ``jupyterhub_gpu_seconds_total{user}``: GPU-seconds held, every hold since the record began."""
+
+    def __init__(self, figures_file: str, usage_db: str):
+        self.figures_file, self.usage_db = figures_file, usage_db
+
+    def collect(self):
+        labels = ["gpu", "node"]
+        utilization = GaugeMetricFamily("jupyterhub_gpu_utilization_ratio", "GPU utilisation, 0 to 1, as the "
+                                        "driver last reported it", labels=labels)
+        used = GaugeMetricFamily("jupyterhub_gpu_memory_used_bytes", "GPU memory in use", labels=labels)
+        total = GaugeMetricFamily("jupyterhub_gpu_memory_total_bytes", "GPU memory", labels=labels)
+        snapshot = read_snapshot(self.figures_file) if self.figures_file else None
+        if snapshot:
+            for figure in snapshot["gpus"].values():
+                names = [figure["uuid"], figure.get("node") or ""]
+                if figure.get("utilization") is not None:
+                    utilization.add_metric(names, figure["utilization"] / 100)
+                if figure.get("memory_used") is not None:
+                    used.add_metric(names, figure["memory_used"])
+                if figure.get("memory_total") is not None:
+                    total.add_metric(names, figure["memory_total"])
+        seconds = CounterMetricFamily("jupyterhub_gpu_seconds", "GPU-seconds held by each user's servers",
+                                      labels=["user"])
+        if self.usage_db:
+            for user, value in seconds_by_user(self.usage_db).items():
+                seconds.add_metric([user], value)
+        yield from (utilization, used, total, seconds)
+
+
+_figures: FiguresCollector | None = None
+
+
+def register_figures(figures_file: str, usage_db: str) -> None:
+    """Add the figures' gauges and the GPU-seconds counter to the hub's registry, once per process."""
+    global _figures
+    if _figures is None:
+        _figures = FiguresCollector(figures_file, usage_db)
+        REGISTRY.register(_figures)

@@ -1,54 +1,90 @@
-"""Who holds which GPU, for admins without Docker access: a JupyterHub service.
+"""The GPU service: who holds which GPU, how hard each GPU works, and GPU-hours per person; a JupyterHub service.
 
 Run it as a hub-managed service::
 
-    c.JupyterHub.services.append(gpudockerspawner.service.hub_service())
-    c.JupyterHub.load_roles.append(gpudockerspawner.service.hub_role())
+    c.JupyterHub.services.append(gpudockerspawner.service.hub_service(environment=...))
+    c.JupyterHub.load_roles += gpudockerspawner.service.hub_roles()
 
-Admins (and tokens with ``access:services!service=gpus``) then read
-``/services/gpus/`` (a table) and ``/services/gpus/api/assignments`` (JSON). The service reads
-the assignment from each server's state in the hub database, one of the three records that
-GPUDockerSpawner keeps in agreement (database, container label, in-process pool).
+Pages, in the hub's own look (its page template, navigation bar and light or dark theme):
+
+- ``/services/gpus/``: each GPU with its model, memory, utilisation now and over the last hour, who holds it and
+  since when. Admins see every GPU and server; anyone else their own GPUs and how many are free.
+- ``/services/gpus/usage``: GPU-hours by person, group and GPU this week, this month or over a chosen range
+  (admins).
+
+APIs (JSON; admins, and tokens with ``access:services!service=gpus`` of an admin):
+``api/assignments`` (who holds which GPU), ``api/gpus`` (the figures and the last hour), and
+``api/usage?since=&until=&format=json|csv`` (every hold in the range, with the totals).
+
+Assignments come from each server's state in the hub database, one of the three records that GPUDockerSpawner keeps
+in agreement (database, container label, in-process pool). The figures come from the GPU samplers
+(``sampler.py``), polled by this service (``figures.py``); the GPU-hours from the spawners' usage record
+(``usage.py``). The environment says where each is (``ENV``).
 """
 
 from __future__ import annotations
 
-import html
+import calendar
 import json
 import os
 import signal
 import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import jinja2
+from jupyterhub._data import DATA_FILES_PATH
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import IOLoop
 
+from gpudockerspawner.culling import duration
+from gpudockerspawner.figures import Figures, key_for
+from gpudockerspawner.usage import UsageLog, report, report_csv, totals
+
 NAME = "gpus"
 PORT = 10101
+TEMPLATES = Path(__file__).with_name("templates")
+# What the service reads from its environment (hub_service's ``environment`` sets them).
+ENV = {
+    "samplers": "GPUDOCKERSPAWNER_SAMPLERS",  # JSON list of the samplers' URLs
+    "on_nodes": "GPUDOCKERSPAWNER_SAMPLES_ON_NODES",  # "1" on a cluster: GPUs known per node
+    "interval": "GPUDOCKERSPAWNER_SAMPLE_INTERVAL",  # seconds between rounds
+    "busy_at": "GPUDOCKERSPAWNER_GPU_BUSY_AT",  # percent utilisation from which a GPU counts as busy
+    "figures": "GPUDOCKERSPAWNER_FIGURES",  # where each round's snapshot goes (for the gauges and the cullers)
+    "usage": "GPUDOCKERSPAWNER_USAGE_DB",  # the spawners' usage record
+}
 
 
-def hub_service(name: str = NAME, port: int = PORT, host: str = "127.0.0.1") -> dict:
+def hub_service(name: str = NAME, port: int = PORT, host: str = "127.0.0.1", environment: dict | None = None) -> dict:
     """The service's entry in ``JupyterHub.services``; ``host`` is how the proxy reaches the hub's container
     (the loopback where the proxy runs beside the hub)."""
     return {
         "name": name,
         "url": f"http://{host}:{port}",
         "command": [sys.executable, "-m", "gpudockerspawner.service"],
+        "environment": environment or {},
         "oauth_no_confirm": True,
         "display": True,
     }
 
 
-def hub_role(name: str = NAME) -> dict:
-    # The service's own token reads users and their servers' state (where the assignment is kept).
-    return {"name": f"{name}-service", "scopes": ["list:users", "read:users", "read:servers", "admin:server_state"], "services": [name]}
+def hub_roles(name: str = NAME) -> list[dict]:
+    """The service's own token reads users and their servers' state (where the assignment is kept); every user may
+    open the service's page (which shows them their own GPUs only)."""
+    return [
+        {"name": f"{name}-service", "scopes": ["list:users", "read:users", "read:servers", "admin:server_state"],
+         "services": [name]},
+        {"name": "user", "scopes": ["self", f"access:services!service={name}"]},
+    ]
 
 
 async def assignments() -> dict:
-    """{"gpus": {gpu: [owner, ...]}, "servers": [{"user", "server", "gpus", "ready"}]} from the hub API."""
+    """{"gpus": {gpu: [owner, ...]}, "servers": [{"user", "server", "gpus", "ready", "node"}]} from the hub API."""
     api_url = os.environ["JUPYTERHUB_API_URL"]
     request = HTTPRequest(
         url_path_join(api_url, "users") + "?state=active",
@@ -69,53 +105,245 @@ async def assignments() -> dict:
     return {"gpus": dict(sorted(gpus.items())), "servers": sorted(servers, key=lambda s: (s["user"], s["server"]))}
 
 
-class AssignmentsAPI(HubOAuthenticated, web.RequestHandler):
+def gpu_rows(figures: Figures | None, table: dict, holds: dict[str, float]) -> list[dict]:
+    """One row per GPU: the samplers' GPUs, and any GPU a server holds that no sampler reports."""
+    snapshot = figures.snapshot() if figures else {"gpus": {}}
+    rows: dict[str, dict] = {key: {"key": key, **figure, "holders": [], "since": None, "hour": figures.hour(key)}
+                             for key, figure in snapshot["gpus"].items()}
+    for server in table["servers"]:
+        owner = f"{server['user']}/{server['server']}"
+        for gpu in server["gpus"]:
+            key = key_for(snapshot, gpu, server["node"] or "") or (f"{server['node']}/{gpu}" if server["node"] else gpu)
+            row = rows.setdefault(key, {"key": key, "uuid": gpu, "node": server["node"] or "", "holders": [],
+                                        "since": None, "hour": []})
+            row["holders"].append(owner)
+            row["since"] = min(filter(None, [row["since"], holds.get(owner)]), default=None)
+    return sorted(rows.values(), key=lambda row: (row.get("node") or "", int(row.get("index") or 0), row["key"]))
+
+
+def sparkline(points: list[tuple[float, float | None]], now: float, width: int = 160, height: int = 28) -> str:
+    """The last hour's utilisation as an SVG polyline's points ("x,y ..."), 0 % at the bottom."""
+    coords = []
+    for at, value in points:
+        if value is None or at < now - 3600:
+            continue
+        x = width * (1 - (now - at) / 3600)
+        y = height - height * min(100.0, max(0.0, value)) / 100
+        coords.append(f"{x:.1f},{y:.1f}")
+    return " ".join(coords)
+
+
+def _when(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp)) if timestamp else ""
+
+
+def _gib(value: float | None) -> str:
+    return "" if value is None else f"{value / 2**30:.1f} GiB"
+
+
+class TemplateUser:
+    """What the hub's page template reads of the user."""
+
+    def __init__(self, model: dict):
+        self.name = model["name"]
+        self.json_escaped_name = json.dumps(self.name)[1:-1]
+
+
+class GPUHandler(HubOAuthenticated, web.RequestHandler):
+    # An API answers its errors as JSON; a page in the hub's look.
+    json_errors = False
+
+    @property
+    def figures(self) -> Figures | None:
+        return self.settings.get("figures")
+
+    @property
+    def usage(self) -> UsageLog | None:
+        return self.settings.get("usage")
+
+    @property
+    def is_admin(self) -> bool:
+        return bool(self.current_user.get("admin"))
+
+    def admin_only(self) -> None:
+        # A service's token (as the deploy's ops token) got access here from the hub's admins.
+        if not self.is_admin and self.current_user.get("kind") != "service":
+            raise web.HTTPError(403, "Only the hub's admins see everyone's GPUs.")
+
+    def open_holds(self) -> dict[str, float]:
+        return {f"{h.user}/{h.server}": h.started for h in (self.usage.holds() if self.usage else [])
+                if h.ended is None}
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        """The refusal's own words (not only "403: Forbidden"), in the hub's look where the user is known."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(error, "log_message", None) or self._reason
+        user = getattr(self, "_current_user", None)  # as authenticated for this request, never asked again
+        if self.json_errors or not user:
+            self.finish({"status": status_code, "message": message})
+            return
+        self.finish(render(self.settings["jinja"], "gpus-error.html", user, bool(user.get("admin")),
+                           self.settings["prefix"], status_code=status_code, reason=self._reason, message=message))
+
+    def render_page(self, name: str, **values) -> None:
+        self.write(render(self.settings["jinja"], name, self.current_user, self.is_admin, self.settings["prefix"],
+                          **values))
+
+
+def render(jinja: jinja2.Environment, name: str, user: dict, is_admin: bool, service_prefix: str, **values) -> str:
+    """One of the service's pages, in the hub's page template with what that template reads."""
+    base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+    hub = url_path_join(base_url, "hub/")
+    return jinja.get_template(name).render(
+        base_url=hub, prefix=base_url, logo_url=hub, user=TemplateUser(user),
+        static_url=lambda path, include_version=True: url_path_join(hub, "static", path),
+        version_hash="", admin_access=is_admin, parsed_scopes={"admin-ui"} if is_admin else set(),
+        services=[{"name": NAME, "href": service_prefix}],
+        no_spawner_check=True, logout_url=url_path_join(hub, "logout"), login_url=url_path_join(hub, "login"),
+        xsrf_token="", service_prefix=service_prefix, **values)
+
+
+class GPUPage(GPUHandler):
     @web.authenticated
     async def get(self):
+        table = await assignments()
+        rows = gpu_rows(self.figures, table, self.open_holds())
+        mine = [row for row in rows if any(h.split("/")[0] == self.current_user["name"] for h in row["holders"])]
+        now = time.time()
+        self.render_page(
+            "gpus.html", admin=self.is_admin, rows=rows if self.is_admin else mine,
+            free=sum(1 for row in rows if not row["holders"]), total=len(rows),
+            on_nodes=any(row.get("node") for row in rows) and bool(self.figures and self.figures.on_nodes),
+            servers=table["servers"] if self.is_admin else [], sampled=bool(self.figures and self.figures.latest),
+            errors=self.figures.errors if self.figures and self.is_admin else [],
+            sparkline=lambda row: sparkline(row["hour"], now), when=_when, gib=_gib,
+            busy_at=self.figures.busy_at if self.figures else None, duration=duration,
+            held_for=lambda row: duration(now - row["since"]) if row["since"] else "")
+
+
+def _range(since: str | None, until: str | None) -> tuple[float, float]:
+    """``since``/``until`` as ISO 8601 dates or times (UTC where no offset is given) or Unix seconds; default:
+    this month so far."""
+    def parse(value: str, name: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise web.HTTPError(400, f"{name}={value!r}: give an ISO 8601 date or time (2026-11-01, "
+                                     "2026-11-01T08:00Z) or Unix seconds") from None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+
+    now = time.time()
+    end = parse(until, "until") if until else now
+    start = parse(since, "since") if since else month_start(now)
+    if start >= end:
+        raise web.HTTPError(400, f"since ({_when(start)}) is not before until ({_when(end)})")
+    return start, end
+
+
+def month_start(now: float) -> float:
+    today = datetime.fromtimestamp(now, timezone.utc)
+    return calendar.timegm((today.year, today.month, 1, 0, 0, 0))
+
+
+def week_start(now: float) -> float:
+    today = datetime.fromtimestamp(now, timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (today - timedelta(days=today.weekday())).timestamp()
+
+
+class UsagePage(GPUHandler):
+    @web.authenticated
+    def get(self):
+        self.admin_only()
+        now = time.time()
+        since, until = _range(self.get_argument("since", None), self.get_argument("until", None))
+        holds = self.usage.holds(since, until) if self.usage else []
+        self.render_page(
+            "usage.html", since=since, until=until, totals=totals(holds, since, until), holds=holds,
+            week=week_start(now), month=month_start(now), when=_when, hours=lambda seconds: f"{seconds / 3600:.2f}",
+            day=lambda t: time.strftime("%Y-%m-%d", time.gmtime(t)), recorded=self.usage is not None)
+
+
+class UsageAPI(GPUHandler):
+    json_errors = True
+
+    @web.authenticated
+    def get(self):
+        self.admin_only()
+        since, until = _range(self.get_argument("since", None), self.get_argument("until", None))
+        holds = self.usage.holds(since, until) if self.usage else []
+        if self.get_argument("format", "json") == "csv":
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.set_header("Content-Disposition", f'attachment; filename="gpu-usage-{int(since)}-{int(until)}.csv"')
+            self.write(report_csv(holds, since, until))
+            return
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps(report(holds, since, until)))
+
+
+class AssignmentsAPI(GPUHandler):
+    json_errors = True
+
+    @web.authenticated
+    async def get(self):
+        self.admin_only()
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps(await assignments()))
 
 
-class AssignmentsPage(HubOAuthenticated, web.RequestHandler):
+class FiguresAPI(GPUHandler):
+    json_errors = True
+
     @web.authenticated
     async def get(self):
-        data = await assignments()
-        on_nodes = any(s["node"] for s in data["servers"])
-        rows = "".join(
-            f"<tr><td>{html.escape(s['user'])}</td><td>{html.escape(s['server'] or '(default)')}</td>"
-            + (f"<td>{html.escape(s['node'] or '')}</td>" if on_nodes else "")
-            + f"<td>{html.escape(', '.join(s['gpus']) or 'CPU only')}</td><td>{'yes' if s['ready'] else 'starting'}</td></tr>"
-            for s in data["servers"]
-        )
-        columns = ["user", "server"] + (["node"] if on_nodes else []) + ["GPUs", "ready"]
-        self.write(
-            "<!doctype html><title>GPU assignments</title><h1>GPU assignments</h1><table border=1 cellpadding=4><tr>"
-            + "".join(f"<th>{column}</th>" for column in columns) + "</tr>"
-            + (rows or f"<tr><td colspan={len(columns)}>no running servers</td></tr>") + "</table>"
-        )
+        self.admin_only()
+        rows = gpu_rows(self.figures, await assignments(), self.open_holds())
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps({"interval": self.figures.interval if self.figures else None,
+                               "errors": self.figures.errors if self.figures else [], "gpus": rows}))
 
 
-def make_app() -> web.Application:
+def make_app(figures: Figures | None = None, usage: UsageLog | None = None) -> web.Application:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{NAME}/")
+    jinja = jinja2.Environment(loader=jinja2.FileSystemLoader([str(TEMPLATES), str(Path(DATA_FILES_PATH) / "templates")]),
+                               autoescape=True)
     return web.Application(
         [
-            (prefix, AssignmentsPage),
+            (prefix, GPUPage),
+            (url_path_join(prefix, "usage"), UsagePage),
             (url_path_join(prefix, "api/assignments"), AssignmentsAPI),
+            (url_path_join(prefix, "api/gpus"), FiguresAPI),
+            (url_path_join(prefix, "api/usage"), UsageAPI),
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         ],
-        cookie_secret=os.urandom(32),
+        cookie_secret=os.urandom(32), jinja=jinja, figures=figures, usage=usage, prefix=prefix,
     )
+
+
+def figures_from_environment() -> Figures | None:
+    samplers = json.loads(os.environ.get(ENV["samplers"]) or "[]")
+    if not samplers:
+        return None
+    return Figures(samplers, float(os.environ.get(ENV["interval"]) or 5), float(os.environ.get(ENV["busy_at"]) or 5),
+                   on_nodes=bool(os.environ.get(ENV["on_nodes"])), snapshot_file=os.environ.get(ENV["figures"]) or None)
 
 
 def main() -> None:
     url = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{PORT}"))
     # Reached by name (a proxy in another container): listen on the container's addresses.
     address = url.hostname if url.hostname in ("127.0.0.1", "localhost") else ""
-    make_app().listen(url.port or PORT, address=address)
+    figures = figures_from_environment()
+    usage_db = os.environ.get(ENV["usage"])
+    make_app(figures, UsageLog(usage_db) if usage_db else None).listen(url.port or PORT, address=address)
     # The hub stops its services with SIGINT, then SIGTERM: both end this one at once, also where whoever
     # started the hub left SIGINT ignored (as a shell does for a job it runs in the background).
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if figures is not None:
+        IOLoop.current().add_callback(figures.run)
     IOLoop.current().start()
 
 

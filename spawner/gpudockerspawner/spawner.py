@@ -16,6 +16,7 @@ from gpudockerspawner.gpu_line import CAPPED, TAKEN, TOO_FEW, GPULine, Waiter
 from gpudockerspawner.gpus import GPUPolicy, HostPool, Ledger, refusal
 from gpudockerspawner.line import StartLine
 from gpudockerspawner.pool import GPUPool, PoolError, parse_gpu_ids, rebuild
+from gpudockerspawner.usage import STOPPED, UsageLog
 
 OWNER_LABEL = "gpudockerspawner.owner"
 GPUS_LABEL = "gpudockerspawner.gpus"
@@ -140,6 +141,14 @@ class GPUDockerSpawner(DockerSpawner):
         ahead. 0 (the default): no line. The wait counts against ``start_timeout``.""",
     )
 
+    usage_db = Unicode(
+        "",
+        config=True,
+        help="""A SQLite file where every hold of GPUs is recorded (who, which, from when to when, why it ended):
+        the GPU-seconds per user, group and GPU that the GPU service reports (see gpudockerspawner.usage). Put it
+        on the hub's data volume, so that it outlives the hub's container. Empty (the default): none is kept.""",
+    )
+
     assigned_gpus = List(Unicode(), help="GPUs the current container holds; persisted in the spawner state.")
     gpu_group = Unicode("", help="The group whose rule the current server's GPUs count against; persisted.")
     # Whether the server being started is to hold GPUs (where the source names them only once it is placed,
@@ -157,6 +166,10 @@ class GPUDockerSpawner(DockerSpawner):
     # One line for GPUs and one ledger of the groups' GPUs per hub process and pool.
     _gpu_lines: dict[str, GPULine] = {}
     _ledgers: dict[str, Ledger] = {}
+    # One usage record per hub process and file (it knows which holds this process has seen alive).
+    _usage_logs: dict[str, UsageLog] = {}
+    # Why the current server ended, where the spawner learns it (its container exited on its own).
+    _end_reason = STOPPED
     _turn: asyncio.Future | None = None
     # cpu_limit and mem_limit as configured, before any pick's limits replaced them.
     _configured_limits: dict | None = None
@@ -237,16 +250,44 @@ class GPUDockerSpawner(DockerSpawner):
     def ledger(self) -> Ledger:
         return self._ledgers.setdefault(self.pool_label, Ledger())
 
+    def usage(self) -> UsageLog | None:
+        if not self.usage_db:
+            return None
+        return self._usage_logs.setdefault(self.usage_db, UsageLog(self.usage_db))
+
+    def _holding(self, node: str = "") -> None:
+        """The current server's GPUs are reserved for it from now: its hold starts in the usage record."""
+        if self.usage() is not None and self.assigned_gpus:
+            self._end_reason = STOPPED
+            self.usage().opened(self.owner, self.assigned_gpus, self.gpu_group, node)
+
     def _group_names(self) -> list[str]:
         """The user's hub groups, and "" (the rule of ``gpu_users``) for one of those."""
         return [group.name for group in self.user.groups] + ([""] if self.user.name in self.gpu_users else [])
 
     def load_state(self, state):
         super().load_state(state)
-        self.assigned_gpus = self.gpu_source.restored(self.owner, list(state.get("gpus", [])), self.log)
+        recorded = list(state.get("gpus", []))
+        self.assigned_gpus = self.gpu_source.restored(self.owner, recorded, self.log)
         self.gpu_group = state.get("gpu_group", "")
         if self.assigned_gpus:
             self.ledger().hold(self.owner, self.gpu_group, len(self.assigned_gpus))
+        if recorded:
+            self._hold_resumed(recorded, state.get("node", ""))
+
+    def _hold_resumed(self, recorded: list[str], node: str) -> None:
+        """The usage record after a hub (re)start: a hold whose GPUs the server still has goes on (alive only once
+        the hub's check finds the server running: see UsageLog.closed); one whose container is gone ended at its
+        last sign of life; one whose container holds other GPUs than recorded ended then, and its own begins."""
+        usage = self.usage()
+        if usage is None:
+            return
+        if sorted(self.assigned_gpus) == sorted(recorded):
+            usage.resumed(self.owner, self.assigned_gpus, self.gpu_group, node)
+            return
+        usage.closed(self.owner)
+        if self.assigned_gpus:
+            usage.opened(self.owner, self.assigned_gpus, self.gpu_group, node)
 
     def get_state(self):
         state = super().get_state()
@@ -411,7 +452,11 @@ class GPUDockerSpawner(DockerSpawner):
     async def poll(self):
         status = await super().poll()
         if status is not None:
+            self._end_reason = "its container was gone" if status == 0 else f"ended on its own ({status})"
             self._release()
+        elif self.assigned_gpus and self.usage() is not None:
+            # The hub polls each server every poll_interval: the hold's last sign of life.
+            self.usage().seen([self.owner])
         return status
 
     async def get_url(self):
@@ -494,6 +539,7 @@ class GPUDockerSpawner(DockerSpawner):
         self.gpu_wanted, self.gpu_count, self.gpu_group = True, rule.gpus_per_user, rule.group
         self.assigned_gpus = chosen
         self.ledger().hold(self.owner, rule.group, rule.gpus_per_user)
+        self._holding()
         if chosen:
             self.log.info("%s: assigned GPUs %s (pool %s%s)", self.owner, chosen, self.pool_label,
                           f", {rule}" if rule.group else "")
@@ -563,8 +609,14 @@ class GPUDockerSpawner(DockerSpawner):
         released = []
         if self.assigned_gpus:
             released = self.gpu_source.release(self.owner) or self.assigned_gpus
-            self.log.info("%s: released GPUs %s", self.owner, released)
             self.assigned_gpus = []
+            why = self._end_reason
+            if self.usage() is not None:
+                self.usage().closed(self.owner, why)
+                ended = self.usage().last_ended(self.user.name, self.name)
+                why = ended.reason if ended and ended.reason else why  # a culler's reason, where it gave one
+            self.log.info("%s: released GPUs %s (%s)", self.owner, released, why)
+            self._end_reason = STOPPED
         if held or released:
             self.gpu_line().released()
 

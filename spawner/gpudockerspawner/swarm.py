@@ -258,6 +258,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         self._promised.pop(self.owner, None)
         node = await self.docker("inspect_node", task["NodeID"])
         self.node = node["Description"]["Hostname"]
+        self._holding(self.node)
         if self.home_on_node and not self.volume_driver:
             self.home_node = node["ID"]
         self.log.info("%s: running on %s with GPUs %s", self.owner, self.node, self.assigned_gpus or "none")

@@ -53,7 +53,7 @@ def test_a_culler_runs_for_each_limit_that_is_set(limits, names):
 def test_the_gpu_culler_takes_its_maximum_age_from_its_arbiter_not_from_the_culler():
     (gpu,) = culling.hub_services(idle_timeout=0, gpu_idle_timeout=300, gpu_max_age=7200)
     assert "--max-age=0" in gpu["command"] and "--timeout=300" in gpu["command"]
-    assert gpu["environment"] == {culling.GPU_MAX_AGE_ENV: "7200"}
+    assert gpu["environment"][culling.GPU_MAX_AGE_ENV] == "7200"
     assert f"--config={culling.GPU_CONFIG_FILE}" in gpu["command"] and culling.GPU_CONFIG_FILE.is_file()
 
 

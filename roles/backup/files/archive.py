@@ -6,8 +6,8 @@ with the hub's volume, the user volumes and the host's deploy files mounted unde
     archive.py unpack ARCHIVE WORK                        check every sha256 while extracting into WORK
     archive.py apply ARCHIVE WORK                         put it all back (the hub and its servers stopped)
 
-An archive is a tar of: manifest.json (what, sizes, sha256, versions), hub/jupyterhub.sqlite (SQLite's
-online backup, consistent while the hub writes), hub/data.tar.gz (the rest of the hub's volume),
+An archive is a tar of: manifest.json (what, sizes, sha256, versions), hub/jupyterhub.sqlite and
+hub/gpu-usage.sqlite (SQLite's online backups, consistent while the hub writes), hub/data.tar.gz (the rest of the hub's volume),
 host/install.tar.gz (secrets, local CA, certificates, ACME account), host/letsencrypt.tar.gz (where
 certbot keeps them) and volumes/<volume>.tar.gz (each user's home).
 """
@@ -32,6 +32,8 @@ INSTALL = ROOT / "install"
 LETSENCRYPT = ROOT / "letsencrypt"
 VOLUMES = ROOT / "volumes"
 DATABASE = "jupyterhub.sqlite"
+# The hub's SQLite databases: the hub's own and the GPU usage record (who held which GPUs when).
+DATABASES = (DATABASE, "gpu-usage.sqlite")
 # What of the deploy's own directory is state (the rest it writes again at every deploy).
 INSTALL_STATE = ("secrets", "ca", "tls", "acme")
 FORMAT = 1
@@ -78,19 +80,21 @@ def backup(archive_path: str, source: str, hub_image: str, project: str) -> None
     try:
         files, contents = {}, {}
         (work / "hub").mkdir()
-        database = HUB_DATA / DATABASE
-        if database.exists():
+        for name in DATABASES:
+            database = HUB_DATA / name
+            if not database.exists():
+                continue
             # SQLite's online backup: a consistent copy even while the hub writes.
-            with sqlite3.connect(database) as live, sqlite3.connect(work / "hub" / DATABASE) as copy:
+            with sqlite3.connect(database) as live, sqlite3.connect(work / "hub" / name) as copy:
                 try:
                     live.backup(copy)
                 except sqlite3.OperationalError as error:
                     if "disk is full" not in str(error):
                         raise
                     # SQLite says ENOSPC in its own words: said as the other writes say it.
-                    raise OSError(errno.ENOSPC, str(error), str(work / "hub" / DATABASE)) from error
-            say(f"hub database: {(work / 'hub' / DATABASE).stat().st_size} bytes")
-        skip = {DATABASE, DATABASE + "-journal", DATABASE + "-wal", DATABASE + "-shm"}
+                    raise OSError(errno.ENOSPC, str(error), str(work / "hub" / name)) from error
+            say(f"hub database {name}: {(work / 'hub' / name).stat().st_size} bytes")
+        skip = {name + suffix for name in DATABASES for suffix in ("", "-journal", "-wal", "-shm")}
         contents["hub/data.tar.gz"] = _tar_directory(HUB_DATA, work / "hub" / "data.tar.gz", skip=skip)
         (work / "host").mkdir()
         contents["host/install.tar.gz"] = _tar_directory(INSTALL, work / "host" / "install.tar.gz", INSTALL_STATE)
@@ -253,11 +257,12 @@ def apply(archive_path: str, work: str) -> None:
     manifest = read_manifest(archive_path)
     try:
         _replace_contents(HUB_DATA, work / "hub" / "data.tar.gz")
-        if (work / "hub" / DATABASE).exists():
-            shutil.copy2(work / "hub" / DATABASE, HUB_DATA / DATABASE)
-            # The hub's user, whatever service_uid made it: the volume's own owner.
-            owner = HUB_DATA.stat()
-            os.chown(HUB_DATA / DATABASE, owner.st_uid, owner.st_gid)
+        for name in DATABASES:
+            if (work / "hub" / name).exists():
+                shutil.copy2(work / "hub" / name, HUB_DATA / name)
+                # The hub's user, whatever service_uid made it: the volume's own owner.
+                owner = HUB_DATA.stat()
+                os.chown(HUB_DATA / name, owner.st_uid, owner.st_gid)
         _replace_contents(INSTALL, work / "host" / "install.tar.gz", INSTALL_STATE)
         if (work / "host" / "letsencrypt.tar.gz").exists():
             _replace_contents(LETSENCRYPT, work / "host" / "letsencrypt.tar.gz")

@@ -3,12 +3,15 @@
 # unprivileged user jupyterhub ($JUPYTERHUB_GPU_UID, the deploy's service_uid, set in the image):
 #   - the Docker socket's group ($DOCKER_HOST), whatever number this host gave it, so that the hub can start
 #     servers;
-#   - the secrets, copied to a tmpfs that only the hub's user can read (they stay root's 0600 on the host);
+#   - the secrets, copied to a tmpfs that only the hub's user can read (they stay root's 0600 on the host), and a
+#     directory there for what one run of the hub's services shares (the GPU figures);
 #   - its database volume, which earlier versions wrote as root;
 #   - its database upgraded, after a copy, when JupyterHub's version changed.
 set -eu
 uid=$JUPYTERHUB_GPU_UID
 install -d -m 700 -o "$uid" -g "$uid" /run/jupyterhub/secrets
+# Where the hub's GPU service leaves each round's GPU figures, for the hub's gauges and the cullers.
+install -d -m 700 -o "$uid" -g "$uid" /run/jupyterhub/gpu
 for secret in /run/secrets/*; do
   [ -f "$secret" ] && install -m 600 -o "$uid" -g "$uid" "$secret" /run/jupyterhub/secrets/
 done

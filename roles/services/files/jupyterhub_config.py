@@ -4,9 +4,11 @@ The deploy writes its validated settings to ``/etc/jupyterhub/hub.json`` and the
 under ``/run/secrets``; this file reads both and is never generated, so no setting can become code.
 """
 
+import html
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 SETTINGS_FILE = Path(os.environ.get("JUPYTERHUB_GPU_SETTINGS", "/etc/jupyterhub/hub.json"))
@@ -20,13 +22,49 @@ SUDO_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGI
                      "MKNOD", "AUDIT_WRITE", "SETFCAP"]
 
 log = logging.getLogger("JupyterHub")
+# How long the home page says why someone's last server was culled.
+NOTICE_FOR = 12 * 3600
 
 
 def secret(name: str) -> str:
     return (SECRETS_DIR / name).read_text().strip()
 
 
-def configure_hub(c, hub: dict) -> None:
+def gpu_service_environment(figures: dict) -> dict:
+    """Where the GPU service finds the samplers and the usage record, and where it leaves its figures."""
+    from gpudockerspawner.service import ENV
+
+    return {ENV["samplers"]: json.dumps(figures["samplers"]), ENV["on_nodes"]: "1" if figures["on_nodes"] else "",
+            ENV["interval"]: str(figures["interval"]), ENV["busy_at"]: str(figures["busy_at"]),
+            ENV["figures"]: figures["figures_file"], ENV["usage"]: figures["usage_db"]}
+
+
+def configure_gpu_figures(c, figures: dict) -> None:
+    """Who held which GPUs when (the spawner's usage record), the GPUs' figures on /hub/metrics, and a person told
+    on the home page and the spawn page why their last server was culled."""
+    from gpudockerspawner import metrics
+    from gpudockerspawner.culling import CULLED
+    from gpudockerspawner.usage import UsageLog
+
+    c.GPUDockerSpawner.usage_db = figures["usage_db"]
+    metrics.register_figures(figures["figures_file"], figures["usage_db"])
+    usage = UsageLog(figures["usage_db"])
+
+    def culled_notice(user) -> str:
+        if user is None or user.spawner.active:
+            return ""
+        last = usage.last_ended(user.name, "")
+        if last is None or not (last.reason or "").startswith(CULLED) or time.time() - last.ended > NOTICE_FOR:
+            return ""
+        # The hub's templates show this as it is: escaped here.
+        return (f'<span id="gpu-cull-notice">Your server was stopped at {time.strftime("%H:%M UTC", time.gmtime(last.ended))}'
+                f": {html.escape(last.reason[len(CULLED):])}. Your files are kept; start it again when you need it."
+                "</span>")
+
+    c.JupyterHub.template_vars = {"announcement_home": culled_notice, "announcement_spawn": culled_notice}
+
+
+def configure_hub(c, hub: dict, figures: dict) -> None:
     # The proxy runs in a container of its own, which terminates TLS: the hub only speaks to it.
     c.JupyterHub.bind_url = hub["public_url"]
     if hub.get("subdomain_host"):
@@ -58,8 +96,8 @@ def configure_hub(c, hub: dict) -> None:
     from gpudockerspawner import service as gpu_service
 
     # The proxy, in its own container, reaches the service by the hub container's name.
-    services = [gpu_service.hub_service(host="jupyterhub")]
-    roles = [gpu_service.hub_role()]
+    services = [gpu_service.hub_service(host="jupyterhub", environment=gpu_service_environment(figures))]
+    roles = gpu_service.hub_roles()
     if hub.get("ops_token"):
         services.append({"name": "jupyterhub-gpu-ops", "api_token": secret("ops_api_token")})
         roles.append({"name": "jupyterhub-gpu-ops", "scopes": hub["ops_token_scopes"],
@@ -86,11 +124,16 @@ def configure_hub(c, hub: dict) -> None:
     c.JupyterHub.load_roles = roles
 
 
-def configure_culler(c, culler: dict) -> None:
-    """Idle servers stopped by jupyterhub-idle-culler; GPU servers by a culler of their own, sooner."""
+def configure_culler(c, culler: dict, figures: dict) -> None:
+    """Idle servers stopped by jupyterhub-idle-culler; GPU servers by a culler of their own, sooner; the GPUs'
+    own idleness or work counted where the settings say so."""
     from gpudockerspawner import culling
 
-    services = culling.hub_services(**culler)
+    rules = culling.CullRules(gpu_idle=culler["gpu_idle"], busy_keeps=culler["busy_keeps"],
+                              busy_at=culler["busy_at"], figures_file=figures["figures_file"],
+                              usage_db=figures["usage_db"])
+    limits = {key: culler[key] for key in ("idle_timeout", "max_age", "gpu_idle_timeout", "gpu_max_age", "cull_every")}
+    services = culling.hub_services(**limits, rules=rules)
     c.JupyterHub.services = list(c.JupyterHub.services) + services
     c.JupyterHub.load_roles = list(c.JupyterHub.load_roles) + culling.hub_roles(services)
 
@@ -301,10 +344,11 @@ def set_traits(c, traits: dict) -> None:
 
 def apply(c, settings: dict) -> None:
     set_traits(c, settings["traits"])
-    configure_hub(c, settings["hub"])
+    configure_hub(c, settings["hub"], settings["gpu_figures"])
     configure_authenticator(c, settings["authenticator"])
     configure_spawner(c, settings["spawner"])
-    configure_culler(c, settings["culler"])
+    configure_gpu_figures(c, settings["gpu_figures"])
+    configure_culler(c, settings["culler"], settings["gpu_figures"])
 
 
 if "get_config" in globals():

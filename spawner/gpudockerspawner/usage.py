@@ -1,0 +1,245 @@
+"""GPU-seconds: who held which GPUs, from when to when, and why each hold ended.
+
+GPUDockerSpawner (and its Swarm subclass) writes one row when a server's GPUs are reserved for it and closes the
+row when they are released: the spawners' own records of reserve and release, in a SQLite file on the hub's data
+volume (``gpu-usage.sqlite``, beside the hub's database, backed up and restored with it). While the hub runs it
+marks the open rows of the servers it knows alive as seen every minute; a server that ended while the hub was
+down (a crash, a host restart) is closed at its last sign of life, not at the hub's return, and one that ran on
+through the restart keeps its row open: no second is lost and none is counted twice.
+
+The GPU service reads the same file for its usage page and API; the hub's metrics read it for
+``jupyterhub_gpu_seconds_total``. Rows are never deleted: a counter read from them only grows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS holds (
+    id INTEGER PRIMARY KEY,
+    user TEXT NOT NULL,
+    server TEXT NOT NULL,
+    gpu_group TEXT NOT NULL,
+    node TEXT NOT NULL,
+    gpus TEXT NOT NULL,
+    started REAL NOT NULL,
+    seen REAL NOT NULL,
+    ended REAL,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS holds_open ON holds (user, server) WHERE ended IS NULL;
+CREATE INDEX IF NOT EXISTS holds_time ON holds (started, ended);
+"""
+# Why a hold ended, where the spawner knows nothing more specific (a culler may have said why first).
+STOPPED = "stopped"
+GONE = "ended while the hub was down"
+
+
+@dataclass(frozen=True)
+class Hold:
+    user: str
+    server: str
+    group: str
+    node: str
+    gpus: tuple[str, ...]
+    started: float
+    ended: float | None
+    reason: str | None
+
+    def seconds(self, since: float, until: float) -> float:
+        """GPU-seconds of this hold within [since, until): its time there times its GPUs."""
+        end = until if self.ended is None else min(self.ended, until)
+        return max(0.0, end - max(self.started, since)) * len(self.gpus)
+
+    def gpu_keys(self) -> list[str]:
+        return [f"{self.node}/{gpu}" if self.node else gpu for gpu in self.gpus]
+
+
+def split_owner(owner: str) -> tuple[str, str]:
+    user, _, server = owner.partition("/")
+    return user, server
+
+
+class UsageLog:
+    """The holds in one SQLite file. Each call opens and closes its own connection: the hub, the GPU service and
+    the cullers are separate processes, and a write takes a millisecond."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        # The holds this process has seen alive (opened here, or found running by the hub's check at start).
+        self.alive: set[str] = set()
+        self._ready = False
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        if not self._ready:
+            connection.executescript(SCHEMA)
+            self._ready = True
+        return connection
+
+    def _write(self, sql: str, parameters: Iterable = ()) -> int:
+        connection = self._connect()
+        try:
+            return connection.execute(sql, tuple(parameters)).rowcount
+        finally:
+            connection.close()
+
+    def opened(self, owner: str, gpus: Iterable[str], group: str = "", node: str = "", at: float | None = None) -> None:
+        """``owner`` (user/server) holds ``gpus`` from now; any hold of its own left open is closed first."""
+        at = time.time() if at is None else at
+        self.closed(owner, at=at)
+        user, server = split_owner(owner)
+        self._write("INSERT INTO holds (user, server, gpu_group, node, gpus, started, seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (user, server, group, node, ",".join(gpus), at, at))
+        self.alive.add(owner)
+
+    def resumed(self, owner: str, gpus: Iterable[str], group: str = "", node: str = "") -> None:
+        """The hub, starting, found ``owner``'s GPUs in its state: its hold goes on (opened here if the file has no
+        open row for it, as after an upgrade from a release that kept none). Not yet known alive: see ``seen``."""
+        user, server = split_owner(owner)
+        connection = self._connect()
+        try:
+            found = connection.execute("SELECT 1 FROM holds WHERE user = ? AND server = ? AND ended IS NULL",
+                                       (user, server)).fetchone()
+            if not found:
+                now = time.time()
+                connection.execute("INSERT INTO holds (user, server, gpu_group, node, gpus, started, seen) "
+                                   "VALUES (?, ?, ?, ?, ?, ?, ?)", (user, server, group, node, ",".join(gpus), now, now))
+        finally:
+            connection.close()
+
+    def seen(self, owners: Iterable[str], at: float | None = None) -> None:
+        """``owners``' servers are running now."""
+        at = time.time() if at is None else at
+        owners = list(owners)
+        self.alive.update(owners)
+        if not owners:
+            return
+        connection = self._connect()
+        try:
+            connection.execute("BEGIN")  # one transaction for all
+            connection.executemany("UPDATE holds SET seen = ? WHERE user = ? AND server = ? AND ended IS NULL",
+                                   [(at, *split_owner(owner)) for owner in owners])
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+
+    def heartbeat(self) -> None:
+        self.seen(sorted(self.alive))
+
+    def note_reason(self, owner: str, reason: str) -> bool:
+        """Why ``owner``'s hold is about to end (a culler says so before it stops the server); kept when it ends."""
+        return bool(self._write("UPDATE holds SET reason = ? WHERE user = ? AND server = ? AND ended IS NULL",
+                                (reason, *split_owner(owner))))
+
+    def closed(self, owner: str, reason: str = STOPPED, at: float | None = None) -> None:
+        """``owner`` holds no GPU from now: at ``at`` if this process saw it alive, else at its last sign of life
+        (it ended while no hub watched)."""
+        at = time.time() if at is None else at
+        user, server = split_owner(owner)
+        if owner in self.alive:
+            self._write("UPDATE holds SET ended = MAX(started, ?), reason = COALESCE(reason, ?) "
+                        "WHERE user = ? AND server = ? AND ended IS NULL", (at, reason, user, server))
+        else:
+            self._write("UPDATE holds SET ended = seen, reason = COALESCE(reason, ?) "
+                        "WHERE user = ? AND server = ? AND ended IS NULL", (GONE, user, server))
+        self.alive.discard(owner)
+
+    def holds(self, since: float = 0.0, until: float | None = None) -> list[Hold]:
+        """Holds that overlap [since, until), oldest first."""
+        until = time.time() if until is None else until
+        if not self.path.exists():
+            return []
+        connection = self._connect()
+        try:
+            rows = connection.execute(
+                "SELECT user, server, gpu_group, node, gpus, started, ended, reason FROM holds "
+                "WHERE started < ? AND (ended IS NULL OR ended > ?) ORDER BY started, id", (until, since)).fetchall()
+        finally:
+            connection.close()
+        return [Hold(user, server, group, node, tuple(g for g in gpus.split(",") if g), started, ended, reason)
+                for user, server, group, node, gpus, started, ended, reason in rows]
+
+    def last_ended(self, user: str, server: str = "") -> Hold | None:
+        """The most recent closed hold of one server."""
+        if not self.path.exists():
+            return None
+        connection = self._connect()
+        try:
+            row = connection.execute(
+                "SELECT user, server, gpu_group, node, gpus, started, ended, reason FROM holds "
+                "WHERE user = ? AND server = ? AND ended IS NOT NULL ORDER BY ended DESC LIMIT 1",
+                (user, server)).fetchone()
+        finally:
+            connection.close()
+        if row is None:
+            return None
+        user, server, group, node, gpus, started, ended, reason = row
+        return Hold(user, server, group, node, tuple(g for g in gpus.split(",") if g), started, ended, reason)
+
+
+def totals(holds: Iterable[Hold], since: float, until: float) -> dict:
+    """GPU-seconds by user, by group (the rule that granted them; "" for the default) and by GPU."""
+    by_user, by_group, by_gpu = defaultdict(float), defaultdict(float), defaultdict(float)
+    for hold in holds:
+        seconds = hold.seconds(since, until)
+        by_user[hold.user] += seconds
+        by_group[hold.group] += seconds
+        for key in hold.gpu_keys():
+            by_gpu[key] += seconds / len(hold.gpus)
+    return {name: {key: round(value, 1) for key, value in sorted(table.items())}
+            for name, table in (("users", by_user), ("groups", by_group), ("gpus", by_gpu))}
+
+
+def report(holds: list[Hold], since: float, until: float) -> dict:
+    """The usage API's JSON: the range, the totals, and each hold clipped to the range."""
+    return {
+        "since": since,
+        "until": until,
+        "gpu_seconds": totals(holds, since, until),
+        "holds": [{"user": h.user, "server": h.server, "group": h.group, "node": h.node, "gpus": list(h.gpus),
+                   "started": h.started, "ended": h.ended, "reason": h.reason,
+                   "gpu_seconds": round(h.seconds(since, until), 1)} for h in holds],
+    }
+
+
+CSV_COLUMNS = ["user", "server", "group", "node", "gpus", "started", "ended", "reason", "gpu_seconds"]
+
+
+def report_csv(holds: list[Hold], since: float, until: float) -> str:
+    """One line per hold, times in ISO 8601 (UTC), GPU-seconds within the range."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for h in holds:
+        writer.writerow([h.user, h.server, h.group, h.node, " ".join(h.gpus), _iso(h.started),
+                         _iso(h.ended) if h.ended is not None else "", h.reason or "",
+                         f"{h.seconds(since, until):.1f}"])
+    return out.getvalue()
+
+
+def _iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def seconds_by_user(path: str | Path, now: float | None = None) -> dict[str, float]:
+    """Every user's GPU-seconds since the file began (the metrics' counter), summed by SQLite."""
+    if not Path(path).exists():
+        return {}
+    now = time.time() if now is None else now
+    connection = UsageLog(path)._connect()
+    try:
+        rows = connection.execute(
+            "SELECT user, SUM((COALESCE(ended, ?) - started) * (LENGTH(gpus) - LENGTH(REPLACE(gpus, ',', '')) + 1)) "
+            "FROM holds WHERE gpus != '' GROUP BY user ORDER BY user", (now,)).fetchall()
+    finally:
+        connection.close()
+    return {user: max(0.0, seconds) for user, seconds in rows}

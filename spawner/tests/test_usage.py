@@ -1,0 +1,131 @@
+"""GPU-seconds from the spawner's own reserve and release: the usage record through a spawner's life, a hub
+killed and started again, the totals over a range, the CSV and the counter."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from types import SimpleNamespace
+
+import pytest
+
+from gpudockerspawner import GPUDockerSpawner
+from gpudockerspawner.pool import GPUPool
+from gpudockerspawner.usage import GONE, STOPPED, UsageLog, report, report_csv, seconds_by_user, totals
+
+
+@pytest.fixture(autouse=True)
+def pools_of_this_test(monkeypatch):
+    for name in ("_pools", "_gpu_lines", "_ledgers", "_usage_logs"):
+        monkeypatch.setattr(GPUDockerSpawner, name, {})
+    monkeypatch.setattr(GPUDockerSpawner, "_rebuild_pool", lambda self: GPUPool(self.gpu_ids, self.users_per_gpu))
+
+
+def person(name: str, db, groups=(), **config) -> GPUDockerSpawner:
+    user = SimpleNamespace(name=name, groups=[SimpleNamespace(name=g) for g in groups], url=f"/user/{name}/", id=1)
+    return GPUDockerSpawner(user=user, **{"gpu_ids": ["0", "1"], "usage_db": str(db), **config})
+
+
+def test_a_hold_runs_from_reserve_to_release_under_the_rule_that_granted_it(tmp_path):
+    db = tmp_path / "usage.sqlite"
+    rules = {"staff": {"gpus_per_user": 2}}
+
+    async def scenario():
+        ann = person("ann", db, ["staff"], gpu_groups=rules)
+        await ann._take_gpus(True)
+        (hold,) = ann.usage().holds()
+        assert (hold.user, hold.server, hold.group, hold.gpus, hold.ended) == ("ann", "", "staff", ("0", "1"), None)
+        ann._release()
+        (hold,) = ann.usage().holds()
+        assert hold.ended is not None and hold.reason == STOPPED
+        # A CPU-only server holds nothing: no row.
+        bob = person("bob", db)
+        await bob._take_gpus(False)
+        assert len(bob.usage().holds()) == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_hub_killed_and_started_again_loses_no_second_and_counts_none_twice(tmp_path):
+    db = tmp_path / "usage.sqlite"
+    log = UsageLog(db)
+    log.opened("ann/", ["0"], at=1000.0)
+    log.opened("bob/", ["1"], at=1000.0)
+    log.seen(["ann/", "bob/"], at=1600.0)  # the hub's last poll before it is killed
+
+    # A new hub process: the same file, nothing known alive yet. Ann's server ran on; Bob's ended while no hub watched.
+    after = UsageLog(db)
+    after.resumed("ann/", ["0"])
+    after.resumed("bob/", ["1"])
+    after.seen(["ann/"], at=2000.0)  # the hub's check at start finds Ann's running
+    after.closed("bob/", at=2000.0)  # and Bob's gone: closed at his last sign of life
+    after.closed("ann/", at=2500.0)
+    holds = {h.user: h for h in after.holds(0, 3000)}
+    assert (holds["ann"].started, holds["ann"].ended, holds["ann"].reason) == (1000.0, 2500.0, STOPPED)
+    assert (holds["bob"].started, holds["bob"].ended, holds["bob"].reason) == (1000.0, 1600.0, GONE)
+    assert len(after.holds(0, 3000)) == 2
+
+
+def test_a_hold_from_a_release_that_kept_no_record_starts_when_the_hub_finds_it(tmp_path):
+    log = UsageLog(tmp_path / "usage.sqlite")
+    log.resumed("ann/", ["0"], group="staff")
+    (hold,) = log.holds()
+    assert hold.ended is None and hold.group == "staff"
+    log.resumed("ann/", ["0"])  # again: still one
+    assert len(log.holds()) == 1
+
+
+def test_a_cullers_reason_is_kept_with_the_hold_it_ends(tmp_path):
+    log = UsageLog(tmp_path / "usage.sqlite")
+    log.opened("ann/", ["0"])
+    # Another process (the culler) says why, before the hub stops the server.
+    assert UsageLog(log.path).note_reason("ann/", "culled: its GPU was idle")
+    log.closed("ann/")
+    assert log.last_ended("ann").reason == "culled: its GPU was idle"
+    assert not UsageLog(log.path).note_reason("ann/", "late")  # no open hold: nothing changes
+
+
+def test_totals_by_user_group_and_gpu_clip_each_hold_to_the_range(tmp_path):
+    log = UsageLog(tmp_path / "usage.sqlite")
+    log.opened("ann/", ["0", "1"], group="staff", at=0.0)
+    log.closed("ann/", at=3600.0)
+    log.opened("bob/train", ["1"], at=1800.0)
+    log.closed("bob/train", at=9000.0)
+    log.opened("cat/", ["0"], node="node-a", at=7000.0)
+    holds = log.holds(1800.0, 7200.0)
+    assert [h.user for h in holds] == ["ann", "bob", "cat"]
+    assert totals(holds, 1800.0, 7200.0) == {
+        "users": {"ann": 3600.0, "bob": 5400.0, "cat": 200.0},  # ann: 1800 s on two GPUs
+        "groups": {"": 5600.0, "staff": 3600.0},
+        "gpus": {"0": 1800.0, "1": 7200.0, "node-a/0": 200.0},
+    }
+    assert log.holds(9500.0, 9600.0)[0].user == "cat"  # still holding
+    rows = list(csv.DictReader(io.StringIO(report_csv(holds, 1800.0, 7200.0))))
+    assert [(r["user"], r["gpus"], r["gpu_seconds"]) for r in rows] == [
+        ("ann", "0 1", "3600.0"), ("bob", "1", "5400.0"), ("cat", "0", "200.0")]
+    assert rows[0]["started"] == "1970-01-01T00:00:00Z" and rows[2]["ended"] == ""
+    assert report(holds, 1800.0, 7200.0)["holds"][1]["gpu_seconds"] == 5400.0
+
+
+def test_the_counter_sums_every_hold_since_the_record_began(tmp_path):
+    db = tmp_path / "usage.sqlite"
+    assert seconds_by_user(db) == {}
+    log = UsageLog(db)
+    log.opened("ann/", ["0", "1"], at=100.0)
+    log.closed("ann/", at=200.0)
+    log.opened("ann/two", ["0"], at=300.0)
+    assert seconds_by_user(db, now=400.0) == {"ann": 300.0}
+
+
+def test_a_hub_started_after_its_servers_containers_went_closes_their_holds_at_their_last_sign_of_life(tmp_path):
+    db = tmp_path / "usage.sqlite"
+    log = UsageLog(db)
+    log.opened("ann/", ["0"], at=1000.0)
+    log.seen(["ann/"], at=1600.0)
+    # A new hub (a restore onto a fresh host): the state names GPU 0, but no container holds it any more.
+    ann = person("ann", db)
+    ann.load_state({"gpus": ["0"]})
+    assert ann.assigned_gpus == []
+    (hold,) = ann.usage().holds(0, 3000)
+    assert (hold.ended, hold.reason) == (1600.0, GONE)
