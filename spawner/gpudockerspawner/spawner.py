@@ -454,10 +454,14 @@ class GPUDockerSpawner(DockerSpawner):
         if status is not None:
             self._end_reason = "its container was gone" if status == 0 else f"ended on its own ({status})"
             self._release()
-        elif self.assigned_gpus and self.usage() is not None:
-            # The hub polls each server every poll_interval: the hold's last sign of life.
-            self.usage().seen([self.owner])
+        else:
+            self._alive()
         return status
+
+    def _alive(self) -> None:
+        """A poll found the server running: its hold's last sign of life (the hub polls every poll_interval)."""
+        if self.assigned_gpus and self.usage() is not None:
+            self.usage().seen([self.owner])
 
     async def get_url(self):
         """Where the server is now, asked of Docker, not remembered: when the engine or the host restarts,

@@ -311,6 +311,8 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         status = await self._task_status()
         if status is not None and self.object_id:
             await self.remove_object()
+        if status is None:
+            self._alive()
         return status
 
     async def _task_status(self):

@@ -84,6 +84,24 @@ def test_a_running_task_gives_its_gpus_and_node_back(spawner):
     assert (made.assigned_gpus, made.node, made.home_node) == (["GPU-a"], "gpu1", "n1")
 
 
+def test_the_gpu_hours_record_the_node_swarm_chose_and_each_poll_that_finds_the_server_running(
+        spawner, tmp_path, monkeypatch):
+    from gpudockerspawner.usage import UsageLog
+
+    monkeypatch.setattr(GPUSwarmSpawner, "_usage_logs", {})
+    made, swarm = spawner([task("running", gpus=["GPU-a"])])
+    made.usage_db = str(tmp_path / "usage.sqlite")
+    asyncio.run(made.start_object())
+    (hold,) = UsageLog(made.usage_db).holds()
+    assert (hold.user, hold.node, hold.gpus, hold.ended) == ("ann", "gpu1", ("GPU-a",), None)
+    made.usage().seen(["ann/"], at=hold.started)  # as if long ago
+    assert asyncio.run(made.poll()) is None
+    # Another hub process closing it (the server gone while no hub watched) ends it at that poll, not before.
+    UsageLog(made.usage_db).closed("ann/")
+    (closed,) = UsageLog(made.usage_db).holds()
+    assert closed.ended > hold.started and closed.reason == "ended while the hub was down"
+
+
 def test_no_gpu_free_anywhere_is_refused_at_once_with_the_policys_words(spawner):
     held = [task("running", gpus=["GPU-a"])]  # another user's server holds the only GPU
     made, swarm = spawner([task("pending", NO_GPU)], running_elsewhere=held)
