@@ -113,7 +113,7 @@ class LocalHub:
             f"c.JupyterHub.services = [{{'name': 'tests', 'api_token': {self.token!r}}}, "
             f"service.hub_service(port={self.service_port})]",
             f"c.JupyterHub.load_roles = [{{'name': 'tests', 'scopes': {TOKEN_SCOPES!r}, 'services': ['tests']}},"
-            " service.hub_role()]",
+            " *service.hub_roles()]",
         ]
         # DockerSpawner's settings apply to GPUDockerSpawner too; the GPU ones only to it.
         lines += [f"c.{self._owner_class(key)}.{key} = {value!r}" for key, value in spawner.items()]
