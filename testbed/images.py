@@ -103,6 +103,7 @@ CMD ["/sbin/init"]
 # the container toolkit is not: the deploy installs it from the test bed's apt repository.
 GPU_TARGET_DOCKERFILE = TARGET_DOCKERFILE.replace("EXPOSE 22", "COPY nvidia-smi /usr/bin/nvidia-smi\nEXPOSE 22")
 
+# Without rfc3987-syntax, as the deploy's own single-user image (see roles/images/templates/singleuser.Dockerfile.j2).
 SINGLEUSER_DOCKERFILE = f"""FROM {BASE}
 COPY ca-certificates.crt /etc/ssl/testbed-ca.pem
 ENV PIP_CERT=/etc/ssl/testbed-ca.pem PATH=/opt/venv/bin:$PATH
@@ -111,6 +112,7 @@ RUN apt-get update \\
  && rm -rf /var/lib/apt/lists/* \\
  && python3 -m venv /opt/venv \\
  && pip install --no-cache-dir {jupyterhub_pin()} jupyter_server==2.21.1 \\
+ && pip uninstall --yes --quiet rfc3987-syntax lark \\
  && useradd --create-home --uid 1000 jovyan
 USER jovyan
 WORKDIR /home/jovyan
