@@ -109,9 +109,13 @@ def test_a_gpu_left_idle_goes_back_to_the_pool_with_a_browser_open_and_a_busy_on
         ann_gpu = held["ann"][0]
 
         # The GPU page, in the hub's look: the stand-in's figures for the training run's GPU, who holds each.
-        admin.browser.open(url + "services/gpus/")
         row = f'#gpu-table tr[data-gpu="{held["training"][0]}"]'
-        admin.browser.wait_for_text("90%", css=f"{row} .gpu-utilization", timeout=30)
+
+        def shows_the_training_runs_work() -> bool:
+            admin.browser.open(url + "services/gpus/")  # the page says what the last round read: load it again
+            return admin.browser.wait_for(f"{row} .gpu-utilization").text == "90%"
+
+        until(shows_the_training_runs_work, 30, "the training run's 90 % on the GPU page", interval=2)
         assert admin.browser.wait_for(f"{row} .gpu-memory").text == "12.0 GiB of 16.0 GiB"
         assert admin.browser.wait_for(f"{row} .gpu-holders").text == "training/"
         assert admin.browser.wait_for(f"{row} .gpu-model").text == "Stand-in GPU"
