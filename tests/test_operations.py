@@ -115,11 +115,12 @@ def test_a_gpu_left_idle_goes_back_to_the_pool_with_a_browser_open_and_a_busy_on
             admin.browser.open(url + "services/gpus/")  # the page says what the last round read: load it again
             return admin.browser.wait_for(f"{row} .gpu-utilization").text == "90%"
 
-        until(shows_the_training_runs_work, 30, "the training run's 90 % on the GPU page", interval=2)
+        until(shows_the_training_runs_work, 60, "the training run's 90 % on the GPU page", interval=2)
         assert admin.browser.wait_for(f"{row} .gpu-memory").text == "12.0 GiB of 16.0 GiB"
         assert admin.browser.wait_for(f"{row} .gpu-holders").text == "training/"
         assert admin.browser.wait_for(f"{row} .gpu-model").text == "Stand-in GPU"
-        assert admin.browser.wait_for("#gpu-free").text.startswith("0 of 2 GPUs free")
+        # (Ann's GPU may already be free again by now: her cull below does not wait for this page.)
+        assert re.match(r"[01] of 2 GPUs free", admin.browser.wait_for("#gpu-free").text)
         assert admin.browser.wait_for("nav.navbar").text.count("Home")  # the hub's navigation bar
         admin.browser.screenshot("gpu-page-light")
         admin.browser.click("#dark-theme-toggle")
@@ -187,7 +188,7 @@ def test_a_scraper_reads_metrics_with_its_own_token_and_sees_the_gpu_pool_and_th
     try:
         scraper = HubClient(hub.url, hub.ca_file, token=token, server_hostname=NAME)
         gauge = re.compile(rf'jupyterhub_gpu_utilization_ratio{{gpu="{gpu}",node="[^"]+"}} 0\.37')
-        scraped = until(lambda: (lambda r: r if gauge.search(r.text) else None)(scraper.get("/hub/metrics")), 30,
+        scraped = until(lambda: (lambda r: r if gauge.search(r.text) else None)(scraper.get("/hub/metrics")), 60,
                         "the stand-in's 37 % in the utilisation gauge")
         metrics = scraped.text
         assert re.search(rf'jupyterhub_gpu_memory_used_bytes{{gpu="{gpu}",node="[^"]+"}} 1\.073741824e\+09', metrics)
