@@ -2,8 +2,8 @@
 
 GPUDockerSpawner (and its Swarm subclass) writes one row when a server's GPUs are reserved for it and closes the
 row when they are released: the spawners' own records of reserve and release, in a SQLite file on the hub's data
-volume (``gpu-usage.sqlite``, beside the hub's database, backed up and restored with it). While the hub runs it
-marks the open rows of the servers it knows alive as seen every minute; a server that ended while the hub was
+volume (``gpu-usage.sqlite``, beside the hub's database, backed up and restored with it). Each poll of a server that
+finds it running (every poll_interval, 30 s by default) marks its open row seen; a server that ended while the hub was
 down (a crash, a host restart) is closed at its last sign of life, not at the hub's return, and one that ran on
 through the restart keeps its row open: no second is lost and none is counted twice.
 
@@ -131,9 +131,6 @@ class UsageLog:
             connection.execute("COMMIT")
         finally:
             connection.close()
-
-    def heartbeat(self) -> None:
-        self.seen(sorted(self.alive))
 
     def note_reason(self, owner: str, reason: str) -> bool:
         """Why ``owner``'s hold is about to end (a culler says so before it stops the server); kept when it ends."""
