@@ -40,21 +40,31 @@ def crash_site(deployment):
         hub.stop_server(user)
 
 
+def read_on_host(deployment, target, command: str) -> str:
+    """What a command that only reads prints on the target. The test bed's engine now and then loses a quick exec's
+    output under load; a marker printed last tells a lost read from an empty answer, and a lost read is made again."""
+    for _ in range(3):
+        output = on_host(deployment, target, f"{command}; echo end-of-output")
+        if output.endswith("end-of-output"):
+            return output.removesuffix("end-of-output").strip()
+    pytest.fail(f"{command}: no complete output in three reads")
+
+
+# Each server container on one line: its owner and GPUs labels and the NVIDIA_VISIBLE_DEVICES it runs with.
+SERVERS = """for c in $(docker ps -q --filter label=gpudockerspawner.owner); do
+  echo "$(docker inspect --format '{{index .Config.Labels "gpudockerspawner.owner"}} {{index .Config.Labels "gpudockerspawner.gpus"}}' $c) $(docker exec $c printenv NVIDIA_VISIBLE_DEVICES)"
+done"""
+
+
 def gpu_state(deployment, target, hub) -> dict:
     """Who holds which GPU, read three ways that must agree: the GPU table, the containers' labels and their
     environment."""
     table = {server["user"]: server["gpus"] for server in hub.gpu_table()["servers"]}
-    containers = on_host(deployment, target, "docker ps --filter label=gpudockerspawner.owner --format '{{.Names}}'")
     seen = {}
-    for name in containers.split():
-        labels = on_host(deployment, target, "docker inspect --format "
-                         f"'{{{{index .Config.Labels \"gpudockerspawner.owner\"}}}} "
-                         f"{{{{index .Config.Labels \"gpudockerspawner.gpus\"}}}}' {name}")
-        owner, _, label = labels.partition(" ")
-        visible = on_host(deployment, target, f"docker exec {name} printenv NVIDIA_VISIBLE_DEVICES")
-        user = owner.split("/")[0]
-        assert visible == (label or "void"), f"{name}: label {label!r}, NVIDIA_VISIBLE_DEVICES {visible!r}"
-        seen[user] = [gpu for gpu in label.split(",") if gpu]
+    for line in read_on_host(deployment, target, SERVERS).splitlines():
+        owner, label, visible = line.split(" ")
+        assert visible == (label or "void"), f"{owner}: label {label!r}, NVIDIA_VISIBLE_DEVICES {visible!r}"
+        seen[owner.split("/")[0]] = [gpu for gpu in label.split(",") if gpu]
     assert table == seen, f"the GPU table {table} disagrees with the containers {seen}"
     held = [gpu for gpus in seen.values() for gpu in gpus]
     assert len(held) == len(set(held)), f"a GPU is held twice: {seen}"
@@ -111,7 +121,7 @@ def servers_answer_through_the_proxy(hub, since: float) -> None:
 
 
 def hub_pid(deployment, target) -> str:
-    return on_host(deployment, target, "docker inspect --format '{{.State.Pid}}' jupyterhub")
+    return read_on_host(deployment, target, "docker inspect --format '{{.State.Pid}}' jupyterhub")
 
 
 def wait_for_new_hub_process(deployment, target, old_pid: str) -> None:
@@ -157,12 +167,12 @@ def gpu_holds(hub, user: str) -> list[dict]:
 def test_the_database_volume_keeps_nothing_that_belongs_to_one_run_of_the_hub(crash_site):
     """Pid files, sockets and locks live on the tmpfs that each start of the container gets empty."""
     deployment, target, _ = crash_site
-    kept = on_host(deployment, target, "docker exec jupyterhub ls -A /srv/jupyterhub").split()
+    kept = read_on_host(deployment, target, "docker exec jupyterhub ls -A /srv/jupyterhub").split()
     # What persists on purpose: the database, which admin password files were applied, which JupyterHub last ran
     # on the database (an upgrade is detected by it), and the GPU usage record.
     assert set(kept) <= {"jupyterhub.sqlite", "jupyterhub.sqlite-journal", "admin-passwords-applied.json",
                          "jupyterhub-version", "gpu-usage.sqlite", "gpu-usage.sqlite-journal"}, kept
-    mounts = on_host(deployment, target, "docker inspect --format '{{json .HostConfig.Tmpfs}}' jupyterhub")
+    mounts = read_on_host(deployment, target, "docker inspect --format '{{json .HostConfig.Tmpfs}}' jupyterhub")
     assert "/run/jupyterhub" in mounts
 
 
@@ -201,7 +211,7 @@ def test_engine_killed_leaves_every_server_running_and_reachable_and_takes_it_ba
     deployment, target, hub = crash_site
     before = gpu_state(deployment, target, hub)
     users = "docker ps -q --filter label=gpudockerspawner.owner | xargs docker inspect --format '{{.Name}} {{.State.StartedAt}}'"
-    containers = on_host(deployment, target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub")
+    containers = read_on_host(deployment, target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub")
     on_host(deployment, target, "kill -9 $(cat /var/run/docker.pid)")
     on_host(deployment, target, "for i in $(seq 30); do docker info >/dev/null 2>&1 || exit 0; sleep 1; done; exit 1")
     assert hub.version()
@@ -214,7 +224,7 @@ def test_engine_killed_leaves_every_server_running_and_reachable_and_takes_it_ba
                                 "(setsid dockerd >>/var/log/docker.log 2>&1 </dev/null &)")
     on_host(deployment, target, "for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1")
     servers_answer_through_the_proxy(hub, since=started)
-    assert on_host(deployment, target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub") == containers
+    assert read_on_host(deployment, target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub") == containers
     assert gpu_state(deployment, target, hub) == before
     # The hub that ran on reaches the engine that came back: it starts and stops a server.
     hub.ensure_user("crash-after-engine")
@@ -248,7 +258,7 @@ def test_hub_killed_with_twenty_servers_running_keeps_every_server_and_gpu(fleet
     assert sorted(gpu for gpus in before.values() for gpu in gpus) == sorted(uuid for _, uuid, _, _ in FAKE_GPUS)
     running = ("docker ps -q --filter label=gpudockerspawner.owner | "
                "xargs docker inspect --format '{{.Name}} {{.Id}} {{.State.StartedAt}}' | sort")
-    containers = on_host(deployment, target, running)
+    containers = read_on_host(deployment, target, running)
     assert len(containers.splitlines()) == len(FLEET)
     pid = hub_pid(deployment, target)
     on_host(deployment, target, f"kill -9 {pid}")
@@ -261,7 +271,7 @@ def test_hub_killed_with_twenty_servers_running_keeps_every_server_and_gpu(fleet
             time.sleep(1)
         assert hub.read_file(user, "mine.txt") == f"{user}'s work"
     # The same containers, never restarted, holding the same GPUs; and no held GPU is handed out again.
-    assert on_host(deployment, target, running) == containers
+    assert read_on_host(deployment, target, running) == containers
     assert gpu_state(deployment, target, hub) == before
     hub.ensure_user("fleet-newcomer")
     response = hub.api("POST", "/users/fleet-newcomer/server", json={"gpu": "gpu"})
