@@ -11,7 +11,8 @@ Copy this file, then change the host name, the SSH user and key, and the hub's n
 - ports 443 (the hub) and 80 (a redirect to it, and Let's Encrypt's HTTP-01 check) are open to your users.
 
 The deploy's last lines say where the hub answers and where its admin password is (on the server, root only:
-`sudo cat /opt/jupyterhub-gpu/secrets/admin-password-admin`). Settings: see the table in README.md.
+`sudo cat /opt/jupyterhub-gpu/secrets/admin-password-admin`). Settings: see the settings reference in docs/
+(docs/tutorials/remote-server.md walks through this file).
 """
 
 gpu_servers = [

@@ -4,7 +4,7 @@ local = [
     (
         "@local",
         {
-            # Settings: see the table in README.md. The defaults suit a WSL2 desktop or a LAN host.
+            # Settings: see the settings reference in docs/. The defaults suit a WSL2 desktop or a LAN host.
         },
     )
 ]

@@ -2,8 +2,8 @@
 
 Every key a user may put in an inventory's host or group data is a field of
 ``HubSettings`` with its type, default and help text. ``from_host_data`` is the one
-place that turns pyinfra host data into settings, and the README's settings table is
-generated from this model (``python -m jupyterhub_gpu.settings``).
+place that turns pyinfra host data into settings, and the docs' settings reference is
+generated from this model (``python -m jupyterhub_gpu.settings`` prints it).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 # The spawner's own GPU id grammar, so that the deploy and the hub read ids alike.
 from gpudockerspawner.pool import PoolError, parse_gpu_ids
@@ -227,6 +227,9 @@ def trait(name: str) -> dict:
 class Concern(BaseModel):
     """One concern's settings; HubSettings is all of them."""
 
+    # The concern's heading in the settings reference.
+    title: ClassVar[str] = ""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @classmethod
@@ -237,6 +240,8 @@ class Concern(BaseModel):
 
 class AddressSettings(Concern):
     """Where people reach the hub: its names and ports, and whether each user's server has an origin of its own."""
+
+    title: ClassVar[str] = "Addresses"
 
     hub_names: list[DnsName] = Field(
         default_factory=list,
@@ -278,6 +283,8 @@ class AddressSettings(Concern):
 
 class TlsSettings(Concern):
     """The hub's certificate: self-signed by a local CA, from an ACME CA with certbot, or provided."""
+
+    title: ClassVar[str] = "Certificates"
 
     tls_mode: Literal["selfsigned", "letsencrypt", "provided"] = Field(
         default="selfsigned",
@@ -329,6 +336,8 @@ class TlsSettings(Concern):
 
 class HostSettings(Concern):
     """What the deploy makes on the host: the Docker engine, the network, the install directory, the hub's process."""
+
+    title: ClassVar[str] = "The host"
 
     network_name: DockerName = Field(
         default="jupyternet",
@@ -383,6 +392,8 @@ class HostSettings(Concern):
 
 class ImageSettings(Concern):
     """The images: how they are built, from what, and which image profiles users pick from."""
+
+    title: ClassVar[str] = "Images and profiles"
 
     image_build: Literal["controller", "target"] = Field(
         default="controller",
@@ -448,6 +459,8 @@ class ImageSettings(Concern):
 class AccountSettings(Concern):
     """Who logs in, how, and what they may do: admins, the authenticator, allow rules, sudo, tokens."""
 
+    title: ClassVar[str] = "Accounts and logins"
+
     admin_users: list[Username] = Field(
         default_factory=lambda: ["admin"],
         description="Hub admins. With the native authenticator the deploy creates each admin's account with a "
@@ -503,6 +516,8 @@ class AccountSettings(Concern):
 class NativeSettings(Concern):
     """`authenticator: native`: accounts that live in the hub."""
 
+    title: ClassVar[str] = "Native accounts"
+
     @classmethod
     def applies(cls, settings: "HubSettings") -> bool:
         return settings.authenticator == 'native'
@@ -536,6 +551,8 @@ class NativeSettings(Concern):
 
 class LdapSettings(Concern):
     """`authenticator: ldap`: a directory."""
+
+    title: ClassVar[str] = "LDAP"
 
     @classmethod
     def applies(cls, settings: "HubSettings") -> bool:
@@ -599,6 +616,8 @@ class LdapSettings(Concern):
 
 class OAuthSettings(Concern):
     """`authenticator: oauth`: an OpenID Connect or OAuth provider."""
+
+    title: ClassVar[str] = "OAuth and OpenID Connect"
 
     @classmethod
     def applies(cls, settings: "HubSettings") -> bool:
@@ -674,6 +693,8 @@ class OAuthSettings(Concern):
 class GpuSettings(Concern):
     """The GPUs: which ones, how they are shared, and NVIDIA's Container Toolkit."""
 
+    title: ClassVar[str] = "GPUs"
+
     gpu_ids: Literal["auto", "none"] | list[str] = Field(
         default="auto",
         description="GPUs handed to user containers: `auto` (every GPU the host's nvidia-smi reports; none "
@@ -741,6 +762,8 @@ class GpuSettings(Concern):
 class LimitSettings(Concern):
     """What each user's server may use."""
 
+    title: ClassVar[str] = "Limits"
+
     user_mem_limit: str | None = Field(
         default=None,
         pattern=r"^[0-9]+[KMGT]?$",
@@ -778,6 +801,8 @@ class LimitSettings(Concern):
 
 class SpawnSettings(Concern):
     """How servers start, and when they stop."""
+
+    title: ClassVar[str] = "Starting servers"
 
     spawns_at_once: int | None = Field(
         default=None,
@@ -819,6 +844,8 @@ class SpawnSettings(Concern):
 
 class CullingSettings(Concern):
     """Idle servers stopped, and how activity is read."""
+
+    title: ClassVar[str] = "Idle servers"
 
     idle_timeout: int = Field(
         default=3600,
@@ -883,6 +910,8 @@ class CullingSettings(Concern):
 class WslSettings(Concern):
     """On a WSL2 host."""
 
+    title: ClassVar[str] = "WSL2"
+
     wsl_keep_running: bool = Field(
         default=True,
         description="On a WSL2 host: a Windows scheduled task starts the distribution when Windows starts and keeps "
@@ -904,6 +933,8 @@ class WslSettings(Concern):
 
 class ClusterSettings(Concern):
     """A cluster (an inventory with a `gpu_nodes` group): the swarm, its network, the users' homes."""
+
+    title: ClassVar[str] = "A cluster"
 
     swarm_advertise_address: IpAddress | None = Field(
         default=None,
@@ -1183,10 +1214,12 @@ def hub_traits(settings: HubSettings) -> dict:
 
 
 def settings_table() -> str:
-    """The README's settings tables, generated from the model: one per concern, in CONCERNS' order."""
+    """The settings reference, generated from the model: a section per concern, in CONCERNS' order, each a table
+    of its settings with their defaults and help text (the docs site's reference page includes it)."""
     sections = []
     for concern in CONCERNS:
-        rows = [f"**{concern.__doc__}**", "", "| setting | default | what it does |", "| --- | --- | --- |"]
+        rows = [f"## {concern.title}", "", concern.__doc__, "", "| setting | default | what it does |",
+                "| --- | --- | --- |"]
         for name, field in concern.model_fields.items():
             default = field.get_default(call_default_factory=True)
             if isinstance(default, list) and default and isinstance(default[0], BaseModel):
@@ -1195,17 +1228,8 @@ def settings_table() -> str:
                 shown = "empty" if default in (None, [], {}) else f"`{default}`"
             rows.append(f"| `{name}` | {shown} | {field.description} |")
         sections.append("\n".join(rows))
-    return "\n\n".join(sections)
-
-
-def write_readme_table(readme: Path) -> None:
-    """Replace the table between the README's settings markers with a freshly generated one."""
-    start, end = "<!-- settings table: generated, do not edit -->\n", "\n<!-- end of settings table -->"
-    text = readme.read_text()
-    before, _, rest = text.partition(start)
-    _, _, after = rest.partition(end)
-    readme.write_text(before + start + settings_table() + end + after)
+    return "\n\n".join(sections) + "\n"
 
 
 if __name__ == "__main__":
-    write_readme_table(Path(__file__).resolve().parents[1] / "README.md")
+    print(settings_table(), end="")

@@ -2,7 +2,9 @@
 names or of (name, data) pairs), and every host's data passes the deploy's validation (pyinfra's own keys, such as
 ssh_user and _sudo, are pyinfra's to check)."""
 
-import runpy
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,16 +16,25 @@ INVENTORIES = Path(__file__).resolve().parents[1] / "inventories"
 EXAMPLES = sorted(path for path in INVENTORIES.glob("*.py") if path.name != "ci.py")
 
 
+# pyinfra's command line reads the file; in a process of its own, since importing pyinfra_cli monkey-patches the
+# standard library for gevent.
+READ_INVENTORY = """
+import json, sys
+from pyinfra.api import State
+from pyinfra.context import ctx_state
+from pyinfra_cli.inventory import make_inventory
+with ctx_state.use(State()):
+    inventory = make_inventory(sys.argv[1], cwd=sys.argv[2])
+print(json.dumps({host.name: host.data.dict() for host in inventory}))
+"""
+
+
 def hosts_of(path: Path) -> dict[str, dict]:
-    """Each host's data, as pyinfra reads an inventory file: its module-level lists are groups."""
-    hosts: dict[str, dict] = {}
-    for name, group in runpy.run_path(str(path)).items():
-        if name.startswith("_") or not isinstance(group, list):
-            continue
-        for entry in group:
-            host, data = entry if isinstance(entry, tuple) else (entry, {})
-            hosts.setdefault(host, {}).update(data)
-    return hosts
+    """Each host's data as pyinfra's own command line reads the inventory file (groups as lists of names or
+    (name, data) pairs, or (hosts, data) tuples that give every host of the group that data)."""
+    result = subprocess.run([sys.executable, "-c", READ_INVENTORY, str(path), str(path.parent)], capture_output=True,
+                            text=True, check=True)
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.name for path in EXAMPLES])
@@ -38,3 +49,10 @@ def test_the_gpu_server_example_reaches_its_host_as_a_sudo_user():
     ((host, data),) = hosts_of(INVENTORIES / "gpu-server.py").items()
     assert data["ssh_user"] != "root" and data["_sudo"] is True
     assert data["hub_names"] == [host]
+
+
+def test_the_cluster_example_gives_every_host_its_shared_data_and_the_hub_its_name():
+    hosts = hosts_of(INVENTORIES / "cluster.py")
+    assert set(hosts) == {"hub.example.org", "gpu1.example.org", "gpu2.example.org"}
+    assert all(data["ssh_user"] == "ubuntu" and data["_sudo"] is True for data in hosts.values())
+    assert hosts["hub.example.org"]["hub_names"] == ["hub.example.org"]

@@ -16,7 +16,7 @@ from testbed.targets import SYSV, HostKind
 
 pytestmark = pytest.mark.slow
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+WSL_HOWTO = Path(__file__).resolve().parents[1] / "docs" / "how-to" / "wsl.md"
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +42,13 @@ def test_wsl_conf_starts_the_engine_at_boot_and_keeps_what_it_held(wsl_deploymen
     assert on_host(wsl_deployment, with_systemd, "systemctl is-enabled docker.service") == "enabled"
 
 
-def test_the_windows_task_is_created_once_and_is_the_one_the_readme_documents(wsl_deployment):
+def test_the_windows_task_is_created_once_and_is_the_one_the_docs_give(wsl_deployment):
     for target in wsl_deployment.targets:
         created = [call["args"] for call in wsl.calls(lambda path: wsl_deployment.read(target, path))
                    if call["program"] == "schtasks.exe" and call["args"][:1] == ["/Create"]]
         assert len(created) == 1, created
         typed = "schtasks " + " ".join(f'"{a}"' if " " in a or "\\" in a else a for a in created[0])
-        assert typed in README.read_text(), typed
+        assert typed in WSL_HOWTO.read_text(), typed
 
 
 def test_closing_lines_say_what_was_arranged(wsl_deployment):

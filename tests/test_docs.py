@@ -1,0 +1,150 @@
+"""The docs site: it builds with every warning an error (a link to a page or heading that does not exist, a page in no
+table of contents), its reference names every setting and every bin/ command, each command answers --help without
+touching anything, and the settings its examples give are settings, of the type the model wants. The built front
+page and a tutorial are kept as screenshots, as a reader sees them in Chromium."""
+
+from __future__ import annotations
+
+import ast
+import html
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from jupyterhub_gpu.settings import HubSettings, ImageProfile
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+BUILT = DOCS / "_build" / "html"
+COMMANDS = sorted(path.name for path in (ROOT / "bin").iterdir() if path.is_file())
+PAGES = sorted(path for path in DOCS.rglob("*.md") if "_build" not in path.parts and "_generated" not in path.parts)
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    """The site as bin/docs builds it (Sphinx with -W: any warning fails the build), read afresh (-E)."""
+    result = subprocess.run([str(ROOT / "bin" / "docs"), "-E"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, f"bin/docs failed:\n{result.stdout}\n{result.stderr}"
+    return BUILT
+
+
+def text_of(page: Path) -> str:
+    """A built page's words, without its markup."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
+
+
+def test_the_site_builds_with_no_warning_and_every_page_in_a_table_of_contents(site):
+    built = {path.relative_to(site).with_suffix("") for path in site.rglob("*.html")}
+    sources = {page.relative_to(DOCS).with_suffix("") for page in PAGES}
+    assert sources <= built, f"pages not built: {sources - built}"
+    for section in ("tutorials", "how-to", "reference", "explanation"):
+        assert len([page for page in sources if page.parts[0] == section]) >= 4, section
+
+
+def test_every_setting_is_in_the_reference_with_its_help_text(site):
+    reference = text_of(site / "reference" / "settings.html")
+    for name, field in HubSettings.model_fields.items():
+        assert name in reference, name
+        assert re.sub(r"`", "", field.description)[:40] in reference, name
+
+
+def test_every_command_is_in_the_reference_as_its_help_says_it(site):
+    reference = text_of(site / "reference" / "commands.html")
+    for command in COMMANDS:
+        assert f"usage: bin/{command}" in reference, command
+
+
+def test_every_command_answers_help_and_changes_nothing(tmp_path):
+    """In a copy of the checkout without .venv: each --help prints its usage and exits 0, and the copy has exactly
+    the files it had (no .venv made, nothing installed)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], capture_output=True, text=True, check=True,
+                           cwd=ROOT).stdout.split()
+    copy = tmp_path / "checkout"
+    for name in files:
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    before = sorted(str(path.relative_to(copy)) for path in copy.rglob("*"))
+    for command in COMMANDS:
+        for flag in ("--help", "-h"):
+            result = subprocess.run([str(copy / "bin" / command), flag], capture_output=True, text=True, timeout=30)
+            assert result.returncode == 0, f"bin/{command} {flag}: {result.stderr}"
+            assert result.stdout.startswith(f"usage: bin/{command}"), result.stdout
+            assert "-h, --help" in result.stdout, command
+    assert sorted(str(path.relative_to(copy)) for path in copy.rglob("*")) == before
+
+
+def test_commands_without_their_arguments_say_how_to_call_them():
+    for command in ("backup", "gpu-check", "restore"):
+        result = subprocess.run([str(ROOT / "bin" / command)], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2 and result.stderr.startswith(f"usage: bin/{command}"), result
+
+
+# Keys that are not settings but appear in the examples' data beside them: those of an image profile (in a list
+# of image_profiles, whose entries start at the outermost indentation of their block).
+NESTED_KEYS = set(ImageProfile.model_fields)
+
+
+def python_blocks(page: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+
+
+def mentions_path(annotation) -> bool:
+    """Whether a setting holds paths on the controller, which the model reads (the examples' files are not here)."""
+    return "Path" in str(annotation)
+
+
+def test_the_settings_the_examples_give_are_settings_of_the_type_the_model_wants():
+    """Each inventory example (a Python block of dictionary entries, or a (name, data) host) names settings only,
+    each value of the setting's type: a string where the model wants a list is caught here, not by a reader."""
+    checked = 0
+    for page in PAGES:
+        for block in python_blocks(page):
+            keys = re.findall(r'^( *)"([a-z_0-9]+)":', block, flags=re.M)
+            outermost = min((len(indent) for indent, _ in keys), default=0)
+            for key in (key for indent, key in keys if len(indent) == outermost):
+                allowed = key in HubSettings.model_fields or key in NESTED_KEYS or key.startswith(("ssh_", "_"))
+                assert allowed, f"{page.relative_to(ROOT)}: {key!r} is not a setting"
+            try:
+                data = ast.literal_eval("{" + block + "}")
+            except (SyntaxError, ValueError, TypeError):
+                continue  # not a run of dictionary entries (a notebook cell, an inventory file)
+            for key, value in data.items():
+                if key in HubSettings.model_fields and not mentions_path(HubSettings.model_fields[key].annotation):
+                    try:
+                        HubSettings.model_validate({key: value})
+                    except ValidationError as error:
+                        # Only what is wrong with this value: the model's checks across settings need the rest.
+                        mine = [e for e in error.errors() if e["loc"][:1] == (key,)]
+                        assert not mine, f"{page.relative_to(ROOT)}: {key} = {value!r}: {mine}"
+                    checked += 1
+    assert checked >= 25, checked  # the check ran over the examples, not past them
+
+
+def test_the_readme_is_a_front_page_that_links_into_the_docs():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) < 200
+    for command in ("bin/deploy-local", "bin/test"):
+        assert f"{command} " in readme, command
+    for target in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (ROOT / target).is_file(), target
+
+
+def test_the_front_page_and_a_tutorial_as_a_reader_sees_them(site, tmp_path):
+    from testbed.browser import Browser
+
+    browser = Browser()
+    try:
+        browser.open((site / "index.html").as_uri())
+        browser.wait_for_text("Tutorials")
+        browser.screenshot("docs-front-page")
+        browser.open((site / "tutorials" / "local.html").as_uri())
+        text = browser.wait_for_text("A hub on your WSL2 desktop")
+        assert "sudo bin/deploy-local" in text
+        browser.screenshot("docs-tutorial-local")
+    finally:
+        browser.close()
