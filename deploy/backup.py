@@ -27,4 +27,4 @@ else:
     # The archive tool runs in the hub's image, which a GPU node does not have.
     Summary.for_host(state, host).warn(
         f"a GPU node of the swarm: not backed up; its users' homes are the volumes {target.settings.compose_project}"
-        "-user-* here (see README, More than one GPU machine)")
+        "-user-* here (see docs/how-to/backup-restore.md)")

@@ -20,7 +20,13 @@ echo "memory_mib=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo 2>/de
 # WSL2: its kernel says so; its init makes /run/WSL.
 if grep -qi microsoft /proc/sys/kernel/osrelease 2>/dev/null || [ -d /run/WSL ]; then
   echo wsl=1
-  printf 'wsl_distribution=%s\n' "${WSL_DISTRO_NAME:-}"
+  distribution=${WSL_DISTRO_NAME:-}
+  # sudo drops WSL's variables (`sudo bin/deploy-local`); the Windows path of the root names the distribution too:
+  # \\wsl.localhost\<distribution>\ (\\wsl$\<distribution>\ on older Windows).
+  if [ -z "$distribution" ] && command -v wslpath >/dev/null 2>&1; then
+    distribution=$(wslpath -w / 2>/dev/null | tr -d '\r' | awk -F'\\' '{print $4}')
+  fi
+  printf 'wsl_distribution=%s\n' "$distribution"
   # Windows, through WSL's interop: its programs run from here only where interop is on.
   system32=$(dirname "$(command -v cmd.exe 2>/dev/null || echo /mnt/c/Windows/System32/cmd.exe)")
   who=$("$system32/cmd.exe" /d /c 'echo %USERDOMAIN%\%USERNAME%^|%USERPROFILE%' 2>/dev/null </dev/null | tr -d '\r')

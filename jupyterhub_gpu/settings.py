@@ -968,7 +968,7 @@ class ClusterSettings(Concern):
     )
 
 
-# The concerns in this order make the README's settings table: one section each.
+# The concerns in this order make the settings reference (docs): one section each.
 CONCERNS = (AddressSettings, TlsSettings, HostSettings, ImageSettings, AccountSettings, NativeSettings, LdapSettings, OAuthSettings, GpuSettings, LimitSettings, SpawnSettings, CullingSettings, WslSettings, ClusterSettings,)
 
 
@@ -1186,8 +1186,8 @@ def from_host_data(host_name: str, data: dict) -> HubSettings:
                 nested = NESTED_MODELS.get(top) if len(item["loc"]) > 1 else None
                 known = nested.model_fields if nested else HubSettings.model_fields
                 close = difflib.get_close_matches(str(item["loc"][-1]), known, n=1)
-                hint = (f"; did you mean {close[0]!r}?" if close else
-                        f"; allowed: {', '.join(known)}" if nested else "; see the settings table in README.md")
+                hint = (f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(known)}" if nested
+                        else "; see the settings reference, docs/reference/settings.md")
                 problems.append(f"{key}: unknown {'key' if nested else 'setting'}{hint}")
                 continue
             message = item["msg"].removeprefix("Value error, ")

@@ -73,7 +73,7 @@ def say_where_the_hub_is(summary: HostSummary, target, provisioned) -> None:
         return
     if target.profile.wsl and len(target.gpu_pool) > 1:
         summary.warn(f"this is a WSL2 host with {len(target.gpu_pool)} GPUs: WSL2 shows every container every "
-                     "GPU, so which GPU a user holds is advisory here (see README, GPUs)")
+                     "GPU, so which GPU a user holds is advisory here (see docs/how-to/wsl.md, GPUs)")
     summary.say(f"JupyterHub answers at {target.hub_url}")
     if target.user_domain:
         summary.say(f"each user's server has an origin of its own, https://<user>.{target.user_domain}/"

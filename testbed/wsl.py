@@ -91,8 +91,10 @@ WSL_EXE = f'''#!/usr/bin/python3
 {_RECORD}
 '''
 
-WSLPATH = '''#!/bin/sh
-# Test bed stand-in for WSL's wslpath -u: C:\\Users\\ann -> /mnt/c/Users/ann.
+WSLPATH = f'''#!/bin/sh
+# Test bed stand-in for WSL's wslpath: -u C:\\Users\\ann -> /mnt/c/Users/ann; -w / -> the distribution's root as
+# Windows sees it, \\\\wsl.localhost\\{DISTRIBUTION}\\.
+if [ "$1" = -w ] && [ "$2" = / ]; then printf '%s\\n' '\\\\wsl.localhost\\{DISTRIBUTION}\\'; exit 0; fi
 [ "$1" = -u ] && shift
 printf '%s\\n' "$1" | sed -e 's|^\\([A-Za-z]\\):|/mnt/\\L\\1|' -e 's|\\\\|/|g'
 '''

@@ -315,6 +315,9 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             self._alive()
         return status
 
+    async def _ended_while_starting(self):
+        return await self._task_status()
+
     async def _task_status(self):
         task = await self.get_task()
         if not task:
