@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import tempfile
@@ -47,9 +48,11 @@ PHASES = ["hub", "create", "entrypoint+imports", "boot", "hub notices", "route+p
 DEPLOYED = {
     "extra_create_kwargs": {"user": "root"},
     "extra_host_config": {"cap_drop": ["ALL"], "cap_add": ["SETUID", "SETGID"],
-                          "security_opt": ["no-new-privileges"]},
+                          "security_opt": ["no-new-privileges"], "cpu_shares": 256},
     "environment": {"GRANT_SUDO": "no"},
     "http_timeout": 120,
+    # The deploy's start line: twice the host's CPUs start at once (roles/services).
+    "spawns_at_once": 2 * (os.cpu_count() or 1),
 }
 
 
@@ -138,33 +141,35 @@ def image_sizes(client: docker.DockerClient) -> None:
             print(f"      {layer['Size'] / 1e6:8.0f} MB  {step[:100]}")
 
 
-def pytorch_download(version: str = "2.9.1", python: str = "cp311") -> None:
-    """What installing torch==<version> downloads on Linux x86-64, from PyPI's JSON API: its wheel and the NVIDIA
-    wheels it requires (their sizes as PyPI states them; installed, they take about twice that)."""
-    def wheel(project: str, wanted: str | None) -> tuple[str, int]:
-        url = f"https://pypi.org/pypi/{project}/{wanted}/json" if wanted else f"https://pypi.org/pypi/{project}/json"
-        with urllib.request.urlopen(url, timeout=30) as answer:
-            release = json.load(answer)
-        files = [f for f in release["urls"] if f["filename"].endswith(".whl") and
-                 ("manylinux" in f["filename"] and "x86_64" in f["filename"] or "none-any" in f["filename"] or
-                  "manylinux" in f["filename"] and "linux" in f["filename"] and "aarch64" not in f["filename"])]
-        files = [f for f in files if python in f["filename"] or "py3-none" in f["filename"]] or files
-        return release["info"]["version"], max(f["size"] for f in files) if files else 0
+SIMPLE = "https://pypi.org/simple/{}/"
+LINUX_WHEEL = re.compile(r"-(cp311-cp311|py3-none)-(manylinux\S*x86_64|any)\.whl$")
 
-    with urllib.request.urlopen(f"https://pypi.org/pypi/torch/{version}/json", timeout=30) as answer:
-        requires = json.load(answer)["info"]["requires_dist"] or []
-    print(f"\nThe PyTorch profile's download: torch {version} and what it requires on Linux x86-64 (PyPI's sizes)")
-    rows = [("torch", *wheel("torch", version))]
-    for requirement in requires:
-        if "extra ==" in requirement or "platform_system == \"Linux\"" not in requirement:
-            continue
-        project, pinned = re.match(r"([A-Za-z0-9_.-]+)\s*(?:==\s*([^;\s]+))?", requirement).groups()
-        if project.startswith(("nvidia-", "triton")):
-            rows.append((project, *wheel(project, pinned)))
+
+def _wheel(project: str, version: str) -> dict:
+    """The Linux x86-64 wheel of ``project`` ``version`` for CPython 3.11 (the images'), from PyPI's simple API."""
+    request = urllib.request.Request(SIMPLE.format(project), headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        files = json.load(answer)["files"]
+    prefix = f"{project.replace('-', '_')}-{version}-"
+    return max((f for f in files if f["filename"].startswith(prefix) and LINUX_WHEEL.search(f["filename"])),
+               key=lambda f: f["size"])
+
+
+def pytorch_download(version: str = "2.9.1") -> None:
+    """What installing torch==<version> downloads on Linux x86-64: its wheel and the pinned NVIDIA and Triton wheels
+    its metadata requires there (PyPI's sizes; unpacked, they take about twice that)."""
+    torch = _wheel("torch", version)
+    with urllib.request.urlopen(torch["url"] + ".metadata", timeout=30) as answer:  # PEP 658
+        metadata = answer.read().decode()
+    rows = [("torch", version, torch["size"])]
+    for project, pinned in re.findall(r"^Requires-Dist: ((?:nvidia-|triton)[A-Za-z0-9_.-]*)==([^;\s]+); "
+                                      r"platform_system == \"Linux\"", metadata, flags=re.M):
+        rows.append((project, pinned, _wheel(project, pinned)["size"]))
     total = sum(size for _, _, size in rows)
-    for project, got, size in sorted(rows, key=lambda row: -row[2]):
-        print(f"  {project:<32} {got:<14} {size / 1e6:8.0f} MB")
-    print(f"  {'total':<32} {'':<14} {total / 1e6:8.0f} MB")
+    print(f"\nThe PyTorch profile's download: torch {version} and the wheels it pins on Linux x86-64 (PyPI's sizes)")
+    for project, pinned, size in sorted(rows, key=lambda row: -row[2]):
+        print(f"  {project:<28} {pinned:<14} {size / 1e6:8.0f} MB  {size / total:6.1%}")
+    print(f"  {'total':<28} {'':<14} {total / 1e6:8.0f} MB")
 
 
 def main() -> None:
