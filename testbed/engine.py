@@ -16,7 +16,7 @@ from docker.types import DeviceRequest
 
 from testbed import STATE, machine_lock
 from testbed.images import ensure_base
-from testbed.nvidia import stub_dir
+from testbed.nvidia import HOOK_NAME, stub_dir
 
 LOG = Path("/var/log/jupyterhub-gpu-testbed-dockerd.log")
 PID_FILE = Path("/var/run/docker.pid")
@@ -52,7 +52,8 @@ def _runs_gpu_requests(engine: docker.DockerClient, image: str) -> bool:
         engine.containers.run(image, ["true"], device_requests=[request], remove=True)
         return True
     except docker.errors.APIError as error:
-        if "could not select device driver" in str(error):
+        # Not registered (started without the hook), or registered from a checkout whose .testbed/ is gone.
+        if "could not select device driver" in str(error) or f'"{HOOK_NAME}": executable file not found' in str(error):
             return False
         raise
 
