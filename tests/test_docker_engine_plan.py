@@ -83,9 +83,9 @@ def test_debian_12_without_systemd_gets_docker_io_its_start_script_and_compose_v
         ("Docker engine | Update apt lists for docker.io, iptables", APT_UPDATE),
         ("Docker engine | Install docker.io, iptables (the Docker engine)", [f"{APT_INSTALL} docker.io iptables"]),
         ("Docker engine | Docker engine start script",
-         ["mkdir -p /usr/local/sbin", f"upload {START_SCRIPT}", f"chmod 755 {START_SCRIPT}"]),
+         [f"upload {START_SCRIPT}", f"chmod 755 {START_SCRIPT}"]),
         ("Docker engine | Docker engine init script",
-         ["mkdir -p /etc/init.d", f"upload /etc/init.d/{BOOT_SERVICE}", f"chmod 755 /etc/init.d/{BOOT_SERVICE}"]),
+         [f"upload /etc/init.d/{BOOT_SERVICE}", f"chmod 755 /etc/init.d/{BOOT_SERVICE}"]),
         ("Docker engine | Docker engine started at boot (runlevels 2-5)",
          [command for level in (2, 3, 4, 5) for command in
           (f"mkdir -p /etc/rc{level}.d", f"ln -s /etc/init.d/{BOOT_SERVICE} /etc/rc{level}.d/S90{BOOT_SERVICE}")]),

@@ -96,8 +96,9 @@ def ensure_engine(target: Target):
     if profile.systemd and not profile.docker_desktop:
         systemd.service(name="Docker engine enabled and running", service="docker", running=True, enabled=True)
     elif not profile.docker_desktop:
+        # /usr/local/sbin is the distribution's: no check that it exists (a round trip of each no-change run).
         files.put(name="Docker engine start script", src=str(FILES / "start-docker-engine.sh"), dest=START_SCRIPT,
-                  mode="755")
+                  mode="755", create_remote_dir=False)
         if not profile.wsl:
             _started_at_boot()
         engine_running(name="Docker engine running")
@@ -121,7 +122,7 @@ def _started_at_boot() -> None:
     """Without systemd, a host booted by SysV init runs /etc/rc2.d's start scripts: ours starts the engine,
     which brings back the hub and every server by their restart policies."""
     files.put(name="Docker engine init script", src=str(FILES / f"{BOOT_SERVICE}.init"),
-              dest=f"/etc/init.d/{BOOT_SERVICE}", mode="755")
+              dest=f"/etc/init.d/{BOOT_SERVICE}", mode="755", create_remote_dir=False)
     # Late in the boot (after networking), and no stop links: stopping the engine is the shutdown's job.
     sysvinit.enable(name="Docker engine started at boot (runlevels 2-5)", service=BOOT_SERVICE, start_priority=90,
                     stop_levels=())

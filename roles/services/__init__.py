@@ -300,14 +300,15 @@ def ensure_services(target: Target, images: Images, certificate: Certificate, se
                 account=SERVICE_ACCOUNT, uid=target.settings.service_uid)
     project_dir = str(target.install_dir)
     heading = "# Written by the jupyterhub-gpu deploy; deploy again rather than edit.\n"
+    # The install directory is there (the secrets role made it): no check of it per file and run.
     config = files.put(name="Hub configuration (static)", src=str(FILES / "jupyterhub_config.py"),
-                       dest=f"{project_dir}/jupyterhub_config.py", mode="644")
+                       dest=f"{project_dir}/jupyterhub_config.py", mode="644", create_remote_dir=False)
     settings = files.put(
-        name="Hub settings", dest=f"{project_dir}/hub.json", mode="644",
+        name="Hub settings", dest=f"{project_dir}/hub.json", mode="644", create_remote_dir=False,
         src=io.StringIO(json.dumps(hub_settings(target, images), indent=2, sort_keys=True) + "\n"),
     )
     compose = files.put(
-        name="Compose project", dest=f"{project_dir}/compose.yaml", mode="644",
+        name="Compose project", dest=f"{project_dir}/compose.yaml", mode="644", create_remote_dir=False,
         src=_yaml(compose_project(target, images, certificate, secrets),
                   heading + "# `docker compose ps` and `docker compose logs -f jupyterhub` work here.\n"),
     )

@@ -114,7 +114,7 @@ def ensure_uptime(target: Target) -> Uptime:
 def _boot_command(uptime: Uptime) -> None:
     """Without systemd nothing starts the engine when the distribution starts: WSL's [boot] command does."""
     files.put(name="Start-up script for the distribution", src=str(FILES / "jupyterhub-gpu-boot.sh"), dest=BOOT_SCRIPT,
-              mode="755")
+              mode="755", create_remote_dir=False)
     current = _text_of(WSL_CONF)
 
     def with_ours(old: str | None) -> str:
