@@ -21,3 +21,13 @@ def machine_lock(name: str):
     with open(STATE / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def checkout_files() -> list[Path]:
+    """The checkout's files as a clone of it would hold them, with uncommitted work (tracked and untracked, not
+    what git ignores), relative to REPO."""
+    import subprocess
+
+    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], capture_output=True, text=True,
+                           check=True, cwd=REPO).stdout.splitlines()
+    return [Path(name) for name in names if (REPO / name).is_file()]

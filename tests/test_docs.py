@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from jupyterhub_gpu.settings import HubSettings, ImageProfile
+from testbed import checkout_files
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -61,13 +62,10 @@ def test_every_command_is_in_the_reference_as_its_help_says_it(site):
 def test_every_command_answers_help_and_changes_nothing(tmp_path):
     """In a copy of the checkout without .venv: each --help prints its usage and exits 0, and the copy has exactly
     the files it had (no .venv made, nothing installed)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], capture_output=True, text=True, check=True,
-                           cwd=ROOT).stdout.split()
     copy = tmp_path / "checkout"
-    for name in files:
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
+    for name in checkout_files():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
     before = sorted(str(path.relative_to(copy)) for path in copy.rglob("*"))
     for command in COMMANDS:
         for flag in ("--help", "-h"):

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from testbed import STATE
+from testbed import STATE, checkout_files
 from testbed.browser import Browser, HubPages, JupyterLab
 from testbed.smoke import GPU_TEST_PROFILES
 from testbed.targets import HostKind, remove_targets, start_targets
@@ -70,13 +69,10 @@ class Desktop:
 
     def put_checkout(self, directory: str) -> None:
         """The working tree's files (what `git clone` of this commit gives), owned by the person."""
-        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], capture_output=True, text=True,
-                               check=True, cwd=ROOT).stdout.split()
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as archive:
-            for name in files:
-                if (ROOT / name).is_file():
-                    archive.add(ROOT / name, arcname=f"jupyterhub-gpu/{name}")
+            for name in checkout_files():
+                archive.add(ROOT / name, arcname=f"jupyterhub-gpu/{name}")
         self.as_root(f"mkdir -p {directory}")
         assert self.container.put_archive(str(Path(directory).parent), buffer.getvalue())
         self.as_root(f"chown -R {PERSON}: {directory}")
