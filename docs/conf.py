@@ -19,13 +19,11 @@ exclude_patterns = ["_build", "_generated", "requirements.txt"]
 myst_enable_extensions = ["colon_fence", "deflist"]
 # Headings get anchors, so that pages link to a section: [](../how-to/backup-restore.md#reprovisioning-a-wsl2-host)
 myst_heading_anchors = 3
-# A link to a page or heading that does not exist is a warning, and bin/docs makes every warning an error.
-myst_all_links_external = False
-suppress_warnings = []
+# A link to a page or heading that does not exist is a warning (MyST's default), and bin/docs makes every warning
+# an error.
 
 html_theme = "pydata_sphinx_theme"
 html_title = "jupyterhub-gpu"
-html_static_path = []
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
