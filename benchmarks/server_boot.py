@@ -4,10 +4,12 @@
 
 The image is the newest `jupyterhub-gpu/singleuser` on this machine's engine (a deploy onto this machine or a test
 run builds it). The baseline is that image with what its build removes put back (rfc3987-syntax and lark installed
-again from PyPI, the jupyter-lsp server extension enabled), built here once. Each round starts one container of each,
-in turn, running Jupyter Server as the hub would start it (JupyterLab and every server extension, no hub), and
-times from the container's start to `/api` answering, polled every 20 ms; and, in the same containers, the import of
-`jupyter_server.serverapp` (`python -X importtime`). Printed: median and p95 of each, and their ratios.
+again from PyPI, the jupyter-lsp server extension enabled, JupyterHub's files as released, without the image's
+patch), built here once. Each round starts one container of each, in turn, running Jupyter Server as the hub would
+start it (JupyterLab and every server extension, no hub), and times from the container's start to `/api` answering,
+polled every 20 ms; and, in the same containers, the imports of `jupyter_server.serverapp` and of
+`jupyterhub.singleuser` (what `jupyterhub-singleuser` imports first; `python -X importtime`). Printed: median and
+p95 of each, and their ratios.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import urllib.request
 
 import docker
 
+from roles.images import jupyterhub_pin
 from testbed import engine as testbed_engine
 
 BASELINE = """FROM {image}
 USER root
 RUN pip install --no-cache-dir --quiet rfc3987-syntax==1.1.0 lark==1.3.1 \\
+ && pip install --no-cache-dir --quiet --force-reinstall --no-deps {jupyterhub} \\
  && jupyter server extension enable --sys-prefix jupyter_lsp
 USER jovyan
 """
@@ -49,12 +53,16 @@ def baseline_of(client: docker.DockerClient, image: str) -> str:
     except docker.errors.ImageNotFound:
         import io
 
-        client.images.build(fileobj=io.BytesIO(BASELINE.format(image=image).encode()), tag=tag, rm=True)
+        dockerfile = BASELINE.format(image=image, jupyterhub=jupyterhub_pin())
+        client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
     return tag
 
 
-def boot(client: docker.DockerClient, image: str) -> tuple[float, float]:
-    """Seconds from the container's start to /api answering, and the import of jupyter_server.serverapp."""
+IMPORTS = ("jupyter_server.serverapp", "jupyterhub.singleuser")
+
+
+def boot(client: docker.DockerClient, image: str) -> dict[str, float]:
+    """Seconds from the container's start to /api answering, and of each of IMPORTS (cumulative, importtime's)."""
     container = client.containers.create(image, SERVER, entrypoint=[], user="jovyan")
     try:
         started = time.monotonic()
@@ -69,10 +77,12 @@ def boot(client: docker.DockerClient, image: str) -> tuple[float, float]:
                 if time.monotonic() - started > 120:
                     raise RuntimeError(f"{image}: no answer in 120 s: {container.logs()[-2000:]!r}") from None
                 time.sleep(0.02)
-        ready = time.monotonic() - started
-        _, output = container.exec_run(["python", "-X", "importtime", "-c", "import jupyter_server.serverapp"])
-        cumulative = re.findall(r"\|\s*(\d+) \| jupyter_server\.serverapp$", output.decode(), flags=re.M)
-        return ready, int(cumulative[-1]) / 1e6 if cumulative else float("nan")
+        figures = {"ready": time.monotonic() - started}
+        for module in IMPORTS:
+            _, output = container.exec_run(["python", "-X", "importtime", "-c", f"import {module}"])
+            cumulative = re.findall(rf"\|\s*(\d+) \| {re.escape(module)}$", output.decode(), flags=re.M)
+            figures[module] = int(cumulative[-1]) / 1e6 if cumulative else float("nan")
+        return figures
     finally:
         container.remove(force=True)
 
@@ -89,24 +99,24 @@ def main() -> None:
     client = testbed_engine.client()
     image = args.image or newest_image(client)
     baseline = baseline_of(client, image)
-    results: dict[str, dict[str, list[float]]] = {image: {"ready": [], "import": []},
-                                                  baseline: {"ready": [], "import": []}}
+    measures = ("ready", *IMPORTS)
+    results = {each: {measure: [] for measure in measures} for each in (baseline, image)}
     boot(client, image)  # the page cache warmed for both alike
     boot(client, baseline)
     for _ in range(args.rounds):
         for each in (baseline, image):
-            ready, imported = boot(client, each)
-            results[each]["ready"].append(ready)
-            results[each]["import"].append(imported)
-    print(f"Jupyter Server boot, {args.rounds} rounds each, alternating")
-    print(f"{'image':<58}{'ready median':>14}{'p95':>8}{'import median':>15}")
-    for each, label in ((baseline, "baseline (rfc3987-syntax, jupyter-lsp on)"), (image, image)):
-        ready, imported = results[each]["ready"], results[each]["import"]
-        print(f"{label:<58}{statistics.median(ready):>13.2f}s{p95(ready):>7.2f}s{statistics.median(imported):>14.2f}s")
+            for measure, value in boot(client, each).items():
+                results[each][measure].append(value)
+    print(f"Jupyter Server boot, {args.rounds} rounds each, alternating: ready (median, p95) and imports (median)")
+    print(f"{'image':<48}{'ready':>8}{'p95':>8}" + "".join(f"{module:>26}" for module in IMPORTS))
+    for each, label in ((baseline, "baseline (as released, rfc3987, lsp)"), (image, image)):
+        figures = results[each]
+        print(f"{label:<48}{statistics.median(figures['ready']):>7.2f}s{p95(figures['ready']):>7.2f}s"
+              + "".join(f"{statistics.median(figures[module]):>25.2f}s" for module in IMPORTS))
     ours, theirs = results[image], results[baseline]
     print(f"ratio, this image / baseline: ready {statistics.median(ours['ready']) / statistics.median(theirs['ready']):.2f}"
-          f" (p95 {p95(ours['ready']) / p95(theirs['ready']):.2f}), import "
-          f"{statistics.median(ours['import']) / statistics.median(theirs['import']):.2f}")
+          f" (p95 {p95(ours['ready']) / p95(theirs['ready']):.2f}), imports " + ", ".join(
+              f"{module} {statistics.median(ours[module]) / statistics.median(theirs[module]):.2f}" for module in IMPORTS))
 
 
 if __name__ == "__main__":

@@ -6,16 +6,16 @@ Two real hubs on this machine (testbed/localhub.py: JupyterHub, GPUDockerSpawner
 configurable-http-proxy), spawning on the test bed's engine with the deploy's own single-user image and the settings
 the deploy gives it (started as root for the entry point, which drops to jovyan):
 
-- *before*: that image with its start-up waste put back (rfc3987-syntax and jupyter-lsp's scan, as
-  benchmarks.server_boot builds it) and the hub's own wait for the server (``ready_poll_interval = 0``: JupyterHub's
-  checks back off up to 5 s apart);
+- *before*: that image with its start-up waste put back (rfc3987-syntax, jupyter-lsp's scan and JupyterHub's
+  files as released, as benchmarks.server_boot builds it) and the hub's own wait for the server
+  (``ready_poll_interval = 0``: JupyterHub's checks back off up to 5 s apart);
 - *now*: the image as built, and the spawner's own check every 0.1 s.
 
 Each round starts one server on each hub in turn through the REST API and times, from the request:
 ``hub`` (to Docker's create event: the hub's handling and the spawner's choices), ``create`` (to the start event),
 ``entrypoint+imports`` (to Jupyter Server's first log line), ``boot`` (to its "is running at" line),
 ``hub notices`` (to the hub's API saying ready), ``route+page`` (to /user/<name>/api/status answering through the
-proxy). Then ``--at-once`` servers started together on each hub, spawn to page. Where the test bed's GPU profile
+proxy), and the CPU time the server's container used until then (Docker's stats). Then ``--at-once`` servers started together on each hub, spawn to page. Where the test bed's GPU profile
 image was built (a test run builds ``jupyterhub-gpu/profile-gpu-cuda``), its start with a stand-in GPU is timed
 the same way. Last, each image's size and largest layers, and what the default PyTorch profile downloads (PyPI's
 own figures for its wheels). Needs the test bed's engine and images: run bin/test once first.
@@ -76,6 +76,9 @@ def spawn(hub: LocalHub, user: str) -> dict[str, float]:
         time.sleep(0.02)
     page = time.time()
     container = hub.container_of(user)
+    # The CPU the server's container used until then (Docker's own account, one sample): what a class's
+    # starts share on a small host.
+    cpu = container.stats(stream=False, one_shot=True)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
     events = {event["status"]: event["timeNano"] / 1e9 for event in hub.engine.events(
         since=int(requested) - 1, until=int(page) + 1, decode=True,
         filters={"container": container.name, "event": ["create", "start"]})}
@@ -84,7 +87,8 @@ def spawn(hub: LocalHub, user: str) -> dict[str, float]:
     running = _stamp(next(line for line in lines if "is running at" in line).split(" ", 1)[0])
     api.stop_server(user)
     marks = [requested, events["create"], events["start"], first, running, ready, page]
-    return {phase: end - start for phase, start, end in zip(PHASES, marks, marks[1:])} | {"total": page - requested}
+    return ({phase: end - start for phase, start, end in zip(PHASES, marks, marks[1:])}
+            | {"total": page - requested, "server CPU": cpu})
 
 
 def at_once(hub: LocalHub, users: list[str]) -> list[float]:
@@ -119,6 +123,8 @@ def breakdown_table(title: str, runs: dict[str, list[dict]]) -> None:
         print(f"{phase:<20}" + "".join(f"{value:>12.2f}" for value in medians))
     totals = {name: [run["total"] for run in runs[name]] for name in names}
     print(f"{'total p95':<20}" + "".join(f"{p95(totals[name]):>12.2f}" for name in names))
+    print(f"{'server CPU, s':<20}" + "".join(
+        f"{statistics.median(run['server CPU'] for run in runs[name]):>12.2f}" for name in names))
     if len(names) > 1:
         before, now = (statistics.median(totals[name]) for name in names[:2])
         print(f"ratio {names[1]}/{names[0]}: {now / before:.2f} at the median")

@@ -13,6 +13,7 @@ from pathlib import Path
 import docker
 
 from roles.images import jupyterhub_pin
+from roles.images.recipes import FILES as IMAGE_FILES
 from testbed import machine_lock, wsl
 from testbed.nvidia import FAKE_NVIDIA_SMI
 
@@ -103,16 +104,22 @@ CMD ["/sbin/init"]
 # the container toolkit is not: the deploy installs it from the test bed's apt repository.
 GPU_TARGET_DOCKERFILE = TARGET_DOCKERFILE.replace("EXPOSE 22", "COPY nvidia-smi /usr/bin/nvidia-smi\nEXPOSE 22")
 
-# Without rfc3987-syntax, as the deploy's own single-user image (see roles/images/templates/singleuser.Dockerfile.j2).
+# Without rfc3987-syntax and the hub's database layer, as the deploy's own single-user image (see
+# roles/images/templates/singleuser.Dockerfile.j2).
+SINGLEUSER_PATCH = "jupyterhub-singleuser-no-db.patch"
 SINGLEUSER_DOCKERFILE = f"""FROM {BASE}
 COPY ca-certificates.crt /etc/ssl/testbed-ca.pem
+COPY {SINGLEUSER_PATCH} /tmp/
 ENV PIP_CERT=/etc/ssl/testbed-ca.pem PATH=/opt/venv/bin:$PATH
 RUN apt-get update \\
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv patch \\
  && rm -rf /var/lib/apt/lists/* \\
  && python3 -m venv /opt/venv \\
  && pip install --no-cache-dir {jupyterhub_pin()} jupyter_server==2.21.1 \\
  && pip uninstall --yes --quiet rfc3987-syntax lark \\
+ && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \\
+ && patch --batch --forward --fuzz=0 --no-backup-if-mismatch -p1 -d "$site" < /tmp/{SINGLEUSER_PATCH} \\
+ && python -m compileall -q "$site/jupyterhub" && rm /tmp/{SINGLEUSER_PATCH} \\
  && useradd --create-home --uid 1000 jovyan
 USER jovyan
 WORKDIR /home/jovyan
@@ -151,7 +158,8 @@ def ensure_target_image(engine: docker.DockerClient, gpus: bool = False, wsl_hos
 
 def ensure_singleuser_image(engine: docker.DockerClient) -> str:
     """A small single-user server image (jupyter_server, no JupyterLab) for spawner tests."""
-    return _built(engine, "jupyterhub-gpu-testbed/singleuser", SINGLEUSER_DOCKERFILE)
+    return _built(engine, "jupyterhub-gpu-testbed/singleuser", SINGLEUSER_DOCKERFILE,
+                  {SINGLEUSER_PATCH: (IMAGE_FILES / SINGLEUSER_PATCH).read_text()})
 
 
 def _built(engine: docker.DockerClient, name: str, dockerfile: str, extra: dict[str, str] | None = None) -> str:

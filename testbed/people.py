@@ -85,8 +85,9 @@ class Person:
         """Pick ``profile`` in the spawn form and send it, as the Start button does."""
         form = self._request("GET", "/hub/spawn")
         form.raise_for_status()
-        if 'name="image"' not in form.text and "/spawn-pending/" in form.url:
-            return  # nothing to choose on this host: the hub started the server at once
+        if 'name="image"' not in form.text and (f"/spawn-pending/{self.name}" in form.url
+                                                or f"/user/{self.name}/" in form.url):
+            return  # nothing to choose on this host: the hub started the server at once (and it may be up already)
         if f'value="{profile}"' not in form.text:
             raise AssertionError(f"{self.name}: the spawn form offers no {profile!r}")
         sent = self._request("POST", f"/hub/spawn/{self.name}", data={"image": profile, "_xsrf": self._xsrf()},

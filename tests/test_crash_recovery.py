@@ -18,12 +18,6 @@ pytestmark = pytest.mark.slow
 BACK_WITHIN = 60  # seconds: what the hub may take to answer again without anyone's help
 
 
-def on_host(deployment, target, command: str) -> str:
-    code, output = deployment.engine.containers.get(target.container_id).exec_run(["sh", "-c", command])
-    assert code == 0, f"{command}: {output.decode(errors='replace')}"
-    return output.decode().strip()
-
-
 @pytest.fixture(scope="module")
 def crash_site(deployment):
     """Target 0 with two running servers: one holds a stand-in GPU, one is CPU-only; each has a file."""
@@ -40,16 +34,6 @@ def crash_site(deployment):
         hub.stop_server(user)
 
 
-def read_on_host(deployment, target, command: str) -> str:
-    """What a command that only reads prints on the target. The test bed's engine now and then loses a quick exec's
-    output under load; a marker printed last tells a lost read from an empty answer, and a lost read is made again."""
-    for _ in range(3):
-        output = on_host(deployment, target, f"{command}; echo end-of-output")
-        if output.endswith("end-of-output"):
-            return output.removesuffix("end-of-output").strip()
-    pytest.fail(f"{command}: no complete output in three reads")
-
-
 # Each server container on one line: its owner and GPUs labels and the NVIDIA_VISIBLE_DEVICES it runs with.
 SERVERS = """for c in $(docker ps -q --filter label=gpudockerspawner.owner); do
   echo "$(docker inspect --format '{{index .Config.Labels "gpudockerspawner.owner"}} {{index .Config.Labels "gpudockerspawner.gpus"}}' $c) $(docker exec $c printenv NVIDIA_VISIBLE_DEVICES)"
@@ -61,7 +45,7 @@ def gpu_state(deployment, target, hub) -> dict:
     environment."""
     table = {server["user"]: server["gpus"] for server in hub.gpu_table()["servers"]}
     seen = {}
-    for line in read_on_host(deployment, target, SERVERS).splitlines():
+    for line in deployment.output(target, SERVERS).splitlines():
         owner, label, visible = line.split(" ")
         assert visible == (label or "void"), f"{owner}: label {label!r}, NVIDIA_VISIBLE_DEVICES {visible!r}"
         seen[owner.split("/")[0]] = [gpu for gpu in label.split(",") if gpu]
@@ -121,7 +105,7 @@ def servers_answer_through_the_proxy(hub, since: float) -> None:
 
 
 def hub_pid(deployment, target) -> str:
-    return read_on_host(deployment, target, "docker inspect --format '{{.State.Pid}}' jupyterhub")
+    return deployment.output(target, "docker inspect --format '{{.State.Pid}}' jupyterhub")
 
 
 def wait_for_new_hub_process(deployment, target, old_pid: str) -> None:
@@ -143,10 +127,10 @@ def test_hub_killed_three_times_comes_back_each_time_with_every_server_and_gpu(c
     assert before["crash-gpu"] and not before["crash-cpu"]
     (hold,) = gpu_holds(hub, "crash-gpu")
     for _ in range(3):
-        on_host(deployment, target, "docker exec jupyterhub sh -c 'for f in $(find / -name jupyterhub-proxy.pid "
-                                    "-not -path \"/proc/*\" 2>/dev/null); do echo 1 > $f; done'")
+        deployment.run(target, "docker exec jupyterhub sh -c 'for f in $(find / -name jupyterhub-proxy.pid "
+                               "-not -path \"/proc/*\" 2>/dev/null); do echo 1 > $f; done'")
         pid = hub_pid(deployment, target)
-        on_host(deployment, target, f"kill -9 {pid}")
+        deployment.run(target, f"kill -9 {pid}")
         killed = time.monotonic()
         wait_for_new_hub_process(deployment, target, pid)
         servers_answer_through_the_proxy(hub, since=killed)
@@ -167,12 +151,12 @@ def gpu_holds(hub, user: str) -> list[dict]:
 def test_the_database_volume_keeps_nothing_that_belongs_to_one_run_of_the_hub(crash_site):
     """Pid files, sockets and locks live on the tmpfs that each start of the container gets empty."""
     deployment, target, _ = crash_site
-    kept = read_on_host(deployment, target, "docker exec jupyterhub ls -A /srv/jupyterhub").split()
+    kept = deployment.output(target, "docker exec jupyterhub ls -A /srv/jupyterhub").split()
     # What persists on purpose: the database, which admin password files were applied, which JupyterHub last ran
     # on the database (an upgrade is detected by it), and the GPU usage record.
     assert set(kept) <= {"jupyterhub.sqlite", "jupyterhub.sqlite-journal", "admin-passwords-applied.json",
                          "jupyterhub-version", "gpu-usage.sqlite", "gpu-usage.sqlite-journal"}, kept
-    mounts = read_on_host(deployment, target, "docker inspect --format '{{json .HostConfig.Tmpfs}}' jupyterhub")
+    mounts = deployment.output(target, "docker inspect --format '{{json .HostConfig.Tmpfs}}' jupyterhub")
     assert "/run/jupyterhub" in mounts
 
 
@@ -194,7 +178,7 @@ def test_deploy_run_while_the_hub_is_down_repairs_it(crash_site):
     deployment, target, hub = crash_site
     before = gpu_state(deployment, target, hub)
     pid = hub_pid(deployment, target)
-    on_host(deployment, target, f"kill -9 {pid}")
+    deployment.run(target, f"kill -9 {pid}")
     killed = time.monotonic()
     repair = deployment.deploy()
     assert repair.returncode == 0, repair.log[-3000:]
@@ -211,20 +195,20 @@ def test_engine_killed_leaves_every_server_running_and_reachable_and_takes_it_ba
     deployment, target, hub = crash_site
     before = gpu_state(deployment, target, hub)
     users = "docker ps -q --filter label=gpudockerspawner.owner | xargs docker inspect --format '{{.Name}} {{.State.StartedAt}}'"
-    containers = read_on_host(deployment, target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub")
-    on_host(deployment, target, "kill -9 $(cat /var/run/docker.pid)")
-    on_host(deployment, target, "for i in $(seq 30); do docker info >/dev/null 2>&1 || exit 0; sleep 1; done; exit 1")
+    containers = deployment.output(target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub")
+    deployment.run(target, "kill -9 $(cat /var/run/docker.pid)")
+    deployment.run(target, "for i in $(seq 30); do docker info >/dev/null 2>&1 || exit 0; sleep 1; done; exit 1")
     assert hub.version()
     for user in ("crash-gpu", "crash-cpu"):
         assert hub.read_file(user, "before-the-crash.txt") == f"{user} was here"
     # Started again as this host starts it (no systemd here): the package's init script, or dockerd itself
     # where the init script cannot raise its limits (a container).
     started = time.monotonic()
-    on_host(deployment, target, "/etc/init.d/docker start >/dev/null 2>&1 || "
-                                "(setsid dockerd >>/var/log/docker.log 2>&1 </dev/null &)")
-    on_host(deployment, target, "for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1")
+    deployment.run(target, "/etc/init.d/docker start >/dev/null 2>&1 || "
+                           "(setsid dockerd >>/var/log/docker.log 2>&1 </dev/null &)")
+    deployment.run(target, "for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1")
     servers_answer_through_the_proxy(hub, since=started)
-    assert read_on_host(deployment, target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub") == containers
+    assert deployment.output(target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub") == containers
     assert gpu_state(deployment, target, hub) == before
     # The hub that ran on reaches the engine that came back: it starts and stops a server.
     hub.ensure_user("crash-after-engine")
@@ -258,10 +242,10 @@ def test_hub_killed_with_twenty_servers_running_keeps_every_server_and_gpu(fleet
     assert sorted(gpu for gpus in before.values() for gpu in gpus) == sorted(uuid for _, uuid, _, _ in FAKE_GPUS)
     running = ("docker ps -q --filter label=gpudockerspawner.owner | "
                "xargs docker inspect --format '{{.Name}} {{.Id}} {{.State.StartedAt}}' | sort")
-    containers = read_on_host(deployment, target, running)
+    containers = deployment.output(target, running)
     assert len(containers.splitlines()) == len(FLEET)
     pid = hub_pid(deployment, target)
-    on_host(deployment, target, f"kill -9 {pid}")
+    deployment.run(target, f"kill -9 {pid}")
     killed = time.monotonic()
     wait_for_new_hub_process(deployment, target, pid)
     hub.wait_until_answering(timeout=killed + BACK_WITHIN - time.monotonic())
@@ -271,7 +255,7 @@ def test_hub_killed_with_twenty_servers_running_keeps_every_server_and_gpu(fleet
             time.sleep(1)
         assert hub.read_file(user, "mine.txt") == f"{user}'s work"
     # The same containers, never restarted, holding the same GPUs; and no held GPU is handed out again.
-    assert read_on_host(deployment, target, running) == containers
+    assert deployment.output(target, running) == containers
     assert gpu_state(deployment, target, hub) == before
     hub.ensure_user("fleet-newcomer")
     response = hub.api("POST", "/users/fleet-newcomer/server", json={"gpu": "gpu"})

@@ -87,7 +87,7 @@ def test_nobody_signs_up_under_the_admins_name(person):
     assert "already in use" in message
 
 
-def test_signed_up_person_starts_a_gpu_server_runs_a_notebook_and_finds_it_again(people_hub, person):
+def test_signed_up_person_starts_a_gpu_server_runs_a_notebook_and_finds_it_again(people_hub, person, deployment):
     name = unique("grace")
     password = f"{name}-{secrets.token_hex(8)}"
     pages = person()
@@ -131,6 +131,13 @@ def test_signed_up_person_starts_a_gpu_server_runs_a_notebook_and_finds_it_again
     # The standard profile holds no GPU.
     table = people_hub["api"].get("/services/gpus/api/assignments").json()
     assert [server["gpus"] for server in table["servers"] if server["user"] == name] == [[]]
+    # Having served JupyterLab, the notebook and its kernel, the server has not loaded the hub's database layer,
+    # which the image's patch keeps out of single-user servers (roles/images/files/jupyterhub-singleuser-no-db.patch):
+    # SQLAlchemy's compiled modules are not among the server's mappings, aiohttp's (JupyterHub's client) are.
+    container = f"$(docker ps -q --filter label=gpudockerspawner.owner={name}/)"
+    maps = deployment.output(people_hub["target"], f"docker exec -u jovyan {container} cat /proc/1/maps")
+    assert "site-packages/aiohttp/" in maps, maps[-2000:]
+    assert "site-packages/sqlalchemy/" not in maps
 
 
 def test_another_person_sees_neither_the_admin_pages_nor_someone_elses_server(people_hub, person):

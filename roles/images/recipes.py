@@ -95,6 +95,7 @@ def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
         contexts["singleuser"] = {
             "requirements.txt": ("\n".join([jupyterhub_pin(settings), *settings.singleuser_packages]) + "\n").encode(),
             "start-singleuser.sh": (FILES / "start-singleuser.sh").read_bytes(),
+            "jupyterhub-singleuser-no-db.patch": (FILES / "jupyterhub-singleuser-no-db.patch").read_bytes(),
         }
     recipes = []
     for name, files in contexts.items():
