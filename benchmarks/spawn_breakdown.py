@@ -15,9 +15,10 @@ Each round starts one server on each hub in turn through the REST API and times,
 ``hub`` (to Docker's create event: the hub's handling and the spawner's choices), ``create`` (to the start event),
 ``entrypoint+imports`` (to Jupyter Server's first log line), ``boot`` (to its "is running at" line),
 ``hub notices`` (to the hub's API saying ready), ``route+page`` (to /user/<name>/api/status answering through the
-proxy), and the CPU time the server's container used until then (Docker's stats). Then ``--at-once`` servers started together on each hub, spawn to page. Where the test bed's GPU profile
-image was built (a test run builds ``jupyterhub-gpu/profile-gpu-cuda``), its start with a stand-in GPU is timed
-the same way. Last, each image's size and largest layers, and what the default PyTorch profile downloads (PyPI's
+proxy), and the CPU time the server's container used until then (Docker's stats). Then ``--at-once`` servers
+started together on each hub, spawn to page, each waiting on the hub's progress events as the spawn page does.
+Where the test bed's GPU profile image was built (a test run builds ``jupyterhub-gpu/profile-gpu-cuda``), its start
+with a stand-in GPU is timed the same way. Last, each image's size and largest layers, and what the default PyTorch profile downloads (PyPI's
 own figures for its wheels). Needs the test bed's engine and images: run bin/test once first.
 """
 
@@ -101,8 +102,9 @@ def at_once(hub: LocalHub, users: list[str]) -> list[float]:
         started = time.time()
         response = api.api("POST", f"/users/{user}/server", json={})
         assert response.status_code in (201, 202), response.text
-        while not (api.servers(user).get("") or {}).get("ready"):
-            time.sleep(0.05)
+        # As a browser on the spawn page waits: on the hub's progress events, not by asking again and again
+        # (ten clients asking every 50 ms would take a good part of the two cores the starts need).
+        api.ready_by_progress(user)
         while api.get(f"/user/{user}/api/status").status_code != 200:
             time.sleep(0.05)
         return time.time() - started
@@ -183,13 +185,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--at-once", type=int, default=10)
     parser.add_argument("--skip-pytorch", action="store_true", help="leave out PyPI's figures for PyTorch")
+    parser.add_argument("--image", help="the single-user image (default: the newest here)")
+    parser.add_argument("--gpu-image", help="the GPU profile's image (default: the newest here, if any)")
     args = parser.parse_args()
 
     client = testbed_engine.client()
-    image = newest_image(client)
+    image = args.image or newest_image(client)
     baseline = baseline_of(client, image)
     profiles = [i for i in client.images.list("jupyterhub-gpu/profile-gpu-cuda") if i.tags]
-    gpu_image = max(profiles, key=lambda i: i.attrs["Created"]).tags[0] if profiles else None
+    gpu_image = args.gpu_image or (max(profiles, key=lambda i: i.attrs["Created"]).tags[0] if profiles else None)
     print(f"image {image}; before: {baseline}; GPU profile: {gpu_image or 'not built here'}")
     hubs = {}
     with tempfile.TemporaryDirectory(prefix="spawn-breakdown-") as workdir:

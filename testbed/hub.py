@@ -81,6 +81,20 @@ class HubClient:
 
         return until(ready, timeout, f"server of {name} ready")
 
+    def ready_by_progress(self, name: str, timeout: float = 180) -> dict:
+        """Wait for ``name``'s starting server as the spawn page does: on the hub's progress events (an EventSource
+        stream, no polling) until one says ready; that event."""
+        with self.session.get(f"{self.url}/hub/api/users/{name}/server/progress", stream=True, timeout=timeout,
+                              verify=self.ca_file) as response:
+            response.raise_for_status()
+            for line in response.iter_lines(decode_unicode=True):
+                event = json.loads(line.removeprefix("data:")) if line.startswith("data:") else {}
+                if event.get("ready"):
+                    return event
+                if event.get("failed"):
+                    raise AssertionError(f"server of {name} failed to start: {event.get('message')}")
+        raise AssertionError(f"the progress of {name}'s server ended without it being ready")
+
     def stop_server(self, name: str, timeout: float = 60) -> None:
         self.api("DELETE", f"/users/{name}/server")
         until(lambda: not self.servers(name), timeout, f"server of {name} gone")

@@ -6,6 +6,7 @@ what gets loaded; only against the hub under test."""
 
 from __future__ import annotations
 
+import json
 import re
 import ssl
 import time
@@ -96,21 +97,26 @@ class Person:
             raise AssertionError(f"{self.name}: the spawn form answered {sent.status_code}: {_alert(sent.text)!r}")
 
     def wait_until_ready(self, timeout: float) -> None:
-        """Ask the hub about one's own server, as the spawn-pending page does, until it is ready."""
+        """Wait as the spawn-pending page does: on the hub's progress events, the EventSource it opens with the
+        _xsrf token in its URL, until one says ready; if the stream ends first, open it again, as the page does
+        when it reloads."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                model = self._request("GET", f"/hub/api/users/{self.name}",
-                                      headers={"X-XSRFToken": self._xsrf()}).json()
+                with self._request("GET", f"/hub/api/users/{self.name}/server/progress",
+                                   params={"_xsrf": self._xsrf()}, stream=True,
+                                   timeout=(TIMEOUT, max(1.0, deadline - time.monotonic()))) as stream:
+                    if stream.status_code == 400:  # neither running nor starting
+                        raise AssertionError(f"{self.name}: the hub stopped trying to start the server")
+                    stream.raise_for_status()
+                    for line in stream.iter_lines(decode_unicode=True):
+                        event = json.loads(line.removeprefix("data:")) if line.startswith("data:") else {}
+                        if event.get("ready"):
+                            return
+                        if event.get("failed"):
+                            raise AssertionError(f"{self.name}: the spawn page says {event.get('message')!r}")
             except (requests.RequestException, ValueError):
                 time.sleep(1)
-                continue
-            server = model.get("servers", {}).get("")
-            if server and server.get("ready"):
-                return
-            if not server and not model.get("pending"):
-                raise AssertionError(f"{self.name}: the hub stopped trying to start the server")
-            time.sleep(1)
         raise AssertionError(f"{self.name}: the server was not ready within {timeout:.0f} s")
 
     def run_code(self, code: str) -> str:

@@ -78,7 +78,7 @@ class Deployment:
         exec's output under load (docker/docker-py#2042); a marker printed last tells a lost read from an empty
         answer, and a lost read is made again."""
         for _ in range(3):
-            output = self.run(target, f"{command}; echo end-of-output")
+            output = self.run(target, f"{command}\nstatus=$?; echo end-of-output; exit $status")
             if output.endswith("end-of-output"):
                 return output.removesuffix("end-of-output").strip()
         raise AssertionError(f"{target.name}: {command}: no complete output in three reads")

@@ -136,7 +136,7 @@ def pytest_terminal_summary(terminalreporter):
         for report in reports:
             if getattr(report, "when", None) and getattr(report, "nodeid", ""):
                 path = report.nodeid.split("::", 1)[0]
-                seconds[path] = seconds.get(path, 0.0) + report.duration
+                seconds[path] = seconds.get(path, 0.0) + getattr(report, "duration", 0.0)  # none for collection
     if seconds:
         terminalreporter.section("seconds by test file")
         for path, total in sorted(seconds.items(), key=lambda item: -item[1]):

@@ -15,7 +15,7 @@ import pytest
 from testbed import smoke
 from testbed.deploy import operation_order, run_deploy
 from testbed.targets import remove_targets, write_inventory_file
-from tests.test_crash_recovery import gpu_state, on_host, power_cycled, servers_back_with_notes, servers_with_notes
+from tests.test_crash_recovery import gpu_state, power_cycled, servers_back_with_notes, servers_with_notes
 
 pytestmark = pytest.mark.slow
 
@@ -96,13 +96,13 @@ def test_after_a_reboot_the_hub_and_every_server_come_back_without_a_deploy(faul
     assert gpu_state(faulty, target, hub) == before
     print(f"reboot: every server ready {time.monotonic() - started:.0f} s after the host started")
     # The boot script applied the firewall (before it started the engine, and as the engine names the network).
-    on_host(faulty, target, "/usr/local/sbin/jupyterhub-gpu-firewall --check")
+    faulty.run(target, "/usr/local/sbin/jupyterhub-gpu-firewall --check")
     for user in ("reboot-gpu", "reboot-cpu"):
         hub.stop_server(user)
 
 
 def hub_container(deployment, target) -> str:
-    return on_host(deployment, target, "docker inspect --format '{{.Id}} {{.State.StartedAt}}' jupyterhub")
+    return deployment.output(target, "docker inspect --format '{{.Id}} {{.State.StartedAt}}' jupyterhub")
 
 
 def test_a_full_disk_while_an_image_is_shipped_stops_the_deploy_and_leaves_the_hub_as_it_was(faulty):
@@ -112,18 +112,18 @@ def test_a_full_disk_while_an_image_is_shipped_stops_the_deploy_and_leaves_the_h
     (target,) = faulty.targets
     hub = faulty.hub(target)
     before = hub_container(faulty, target)
-    on_host(faulty, target, "mount -t tmpfs -o size=32m tmpfs /var/tmp")
+    faulty.run(target, "mount -t tmpfs -o size=32m tmpfs /var/tmp")
     try:
         profiles = list(target.data["image_profiles"])
         full = faulty.redeploy_with(image_profiles=[*profiles, {"name": "With six", "packages": ["six==1.17.0"]}])
         assert full.returncode != 0
         assert "the disk is full (" in full.log and "MiB free at /var/tmp" in full.log, full.log[-4000:]
         assert "Traceback" not in full.log, full.log[-4000:]
-        assert on_host(faulty, target, "ls -A /var/tmp") == ""
+        assert faulty.output(target, "ls -A /var/tmp") == ""
         assert hub_container(faulty, target) == before
         assert hub.version()
     finally:
-        on_host(faulty, target, "umount /var/tmp")
+        faulty.run(target, "umount /var/tmp")
     reverted = faulty.redeploy_with(image_profiles=profiles)
     assert reverted.returncode == 0 and reverted.totals["success"] == 0, reverted.changed_operations()
 
@@ -136,15 +136,15 @@ def test_a_full_disk_during_a_backup_stops_it_with_a_message_and_the_hub_runs_on
     hub.write_file("backed-up", "data.txt", "x" * 100_000)
     before = hub_container(faulty, target)
     backups = f"{INSTALL_DIR}/backups"
-    on_host(faulty, target, f"mkdir -p {backups} && mount -t tmpfs -o size=64k,mode=700 tmpfs {backups}")
+    faulty.run(target, f"mkdir -p {backups} && mount -t tmpfs -o size=64k,mode=700 tmpfs {backups}")
     try:
         run = run_deploy(faulty.targets_file, deploy="deploy/backup.py", env={"JUPYTERHUB_GPU_BACKUPS": str(tmp_path)})
         assert run.returncode != 0
         assert "no space left on this host's disk for the backup" in run.log, run.log[-4000:]
-        assert on_host(faulty, target, f"ls -A {backups}") == ""
+        assert faulty.output(target, f"ls -A {backups}") == ""
         assert list(tmp_path.iterdir()) == []
         assert hub_container(faulty, target) == before
         assert hub.read_file("backed-up", "data.txt") == "x" * 100_000
     finally:
-        on_host(faulty, target, f"umount {backups}")
+        faulty.run(target, f"umount {backups}")
         hub.stop_server("backed-up")

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from testbed import smoke
-from tests.test_crash_recovery import gpu_state, on_host, power_cycled, servers_back_with_notes, servers_with_notes
+from tests.test_crash_recovery import gpu_state, power_cycled, servers_back_with_notes, servers_with_notes
 
 pytestmark = pytest.mark.slow
 
@@ -30,21 +30,21 @@ def systemd_host(deployment):
 def test_the_deploy_logs_in_as_the_sudo_user_and_everything_it_makes_is_roots(systemd_host):
     deployment, target = systemd_host
     assert (target.data["ssh_user"], target.data["_sudo"]) == ("ops", True)
-    logins = on_host(deployment, target, "journalctl --no-pager -o cat -u ssh.service | grep 'Accepted publickey for'")
+    logins = deployment.output(target, "journalctl --no-pager -o cat -u ssh.service | grep 'Accepted publickey for'")
     assert {line.split()[3] for line in logins.splitlines()} == {"ops"}, logins
     # Nothing of the deploy's belongs to the SSH user, and the images went through a private staging directory
     # that is gone.
-    assert on_host(deployment, target, f"find {INSTALL_DIR} /etc/docker /usr/local/sbin -user ops") == ""
-    assert on_host(deployment, target, "ls -A /var/tmp | grep jupyterhub-gpu-image || true") == ""
+    assert deployment.output(target, f"find {INSTALL_DIR} /etc/docker /usr/local/sbin -user ops") == ""
+    assert deployment.output(target, "ls -A /var/tmp | grep jupyterhub-gpu-image || true") == ""
 
 
 def test_engine_and_firewall_are_units_started_at_boot_and_live_restore_came_by_reload(systemd_host):
     deployment, target = systemd_host
     units = "docker.service jupyterhub-gpu-firewall.service"
-    assert on_host(deployment, target, f"systemctl is-enabled {units}").split() == ["enabled", "enabled"]
-    assert on_host(deployment, target, f"systemctl is-active {units}").split() == ["active", "active"]
-    assert on_host(deployment, target, "docker version --format '{{.Server.Version}}'").startswith("26.")
-    assert on_host(deployment, target, "docker info --format '{{.LiveRestoreEnabled}}'") == "true"
+    assert deployment.output(target, f"systemctl is-enabled {units}").split() == ["enabled", "enabled"]
+    assert deployment.output(target, f"systemctl is-active {units}").split() == ["active", "active"]
+    assert deployment.output(target, "docker version --format '{{.Server.Version}}'").startswith("26.")
+    assert deployment.output(target, "docker info --format '{{.LiveRestoreEnabled}}'") == "true"
     first = deployment.runs[0].changed_operations()
     assert any(name.startswith("Docker engine | Docker engine reloads daemon.json on") and target.address in name
                for name in first), first
@@ -54,7 +54,7 @@ def test_a_power_cut_and_a_boot_bring_back_the_hub_and_every_server_with_its_gpu
     deployment, target = systemd_host
     hub = deployment.hub(target)
     held = servers_with_notes(deployment, target, hub, "boot", "before the power cut")
-    engine_before = on_host(deployment, target, "systemctl show --property=MainPID --value docker.service")
+    engine_before = deployment.output(target, "systemctl show --property=MainPID --value docker.service")
 
     hub, started = power_cycled(deployment, target)
     hub.wait_until_answering(timeout=180)
@@ -65,14 +65,14 @@ def test_a_power_cut_and_a_boot_bring_back_the_hub_and_every_server_with_its_gpu
 
     # systemd started the engine (a new process) and, before it, the firewall, which is in force again: no user
     # container that the engine restarted ran a moment without it.
-    assert on_host(deployment, target, "systemctl show --property=MainPID --value docker.service") != engine_before
-    assert on_host(deployment, target, "systemctl is-active jupyterhub-gpu-firewall.service") == "active"
-    firewall_in_force = int(on_host(deployment, target, "systemctl show --property=ActiveEnterTimestampMonotonic "
+    assert deployment.output(target, "systemctl show --property=MainPID --value docker.service") != engine_before
+    assert deployment.output(target, "systemctl is-active jupyterhub-gpu-firewall.service") == "active"
+    firewall_in_force = int(deployment.output(target, "systemctl show --property=ActiveEnterTimestampMonotonic "
                                     "--value jupyterhub-gpu-firewall.service"))
-    engine_started = int(on_host(deployment, target, "systemctl show --property=ExecMainStartTimestampMonotonic "
+    engine_started = int(deployment.output(target, "systemctl show --property=ExecMainStartTimestampMonotonic "
                                  "--value docker.service"))
     assert 0 < firewall_in_force <= engine_started
-    on_host(deployment, target, "/usr/local/sbin/jupyterhub-gpu-firewall --check")
+    deployment.run(target, "/usr/local/sbin/jupyterhub-gpu-firewall --check")
     assert gpu_state(deployment, target, hub) == held
     for user in ("boot-gpu", "boot-cpu"):
         hub.stop_server(user)

@@ -25,12 +25,6 @@ def previous_pins() -> list[str]:
     return [re.sub(r"^jupyterhub==\S+$", f"jupyterhub=={PREVIOUS}", pin) for pin in pins]
 
 
-def on_host(deployment, target, command: str) -> str:
-    code, output = deployment.engine.containers.get(target.container_id).exec_run(["sh", "-c", command])
-    assert code == 0, output.decode(errors="replace")
-    return output.decode().strip()
-
-
 @pytest.fixture(scope="module")
 def previous_hub(engine):
     with smoke.deployed(smoke.start(1, prefix="upgrade", data={"hub_packages": previous_pins()})) as deployment:
@@ -45,22 +39,22 @@ def test_a_new_jupyterhub_upgrades_the_hub_in_place_and_keeps_users_tokens_and_s
     token = hub.api("POST", "/users/ursula/tokens", json={"note": "ursula's script"}).json()["token"]
     hub.start_server("ursula")
     hub.write_file("ursula", "results.txt", "before the upgrade")
-    container = on_host(deployment, target, "docker inspect --format '{{.Id}}' jupyter-ursula")
-    old_images = on_host(deployment, target, "docker inspect --format '{{.Config.Image}}' jupyterhub jupyter-ursula")
+    container = deployment.output(target, "docker inspect --format '{{.Id}}' jupyter-ursula")
+    old_images = deployment.output(target, "docker inspect --format '{{.Config.Image}}' jupyterhub jupyter-ursula")
 
     upgraded = deployment.redeploy_with(hub_packages=[])
     assert upgraded.returncode == 0, upgraded.log[-5000:]
     assert hub.wait_until_answering() == CURRENT
     # The server ran through the upgrade: the same container, its file, and the user's token still answers.
-    assert on_host(deployment, target, "docker inspect --format '{{.Id}}' jupyter-ursula") == container
+    assert deployment.output(target, "docker inspect --format '{{.Id}}' jupyter-ursula") == container
     assert hub.servers("ursula")[""]["ready"]
     assert hub.read_file("ursula", "results.txt") == "before the upgrade"
     me = HubClient(hub.url, hub.ca_file, token=token).api("GET", "/user")
     assert me.status_code == 200 and me.json()["name"] == "ursula"
     # The database as it was is kept beside it, and the hub said what it did.
-    copies = on_host(deployment, target, "docker exec jupyterhub ls /srv/jupyterhub")
+    copies = deployment.output(target, "docker exec jupyterhub ls /srv/jupyterhub")
     assert re.search(rf"jupyterhub\.sqlite\.{re.escape(PREVIOUS)}-to-{re.escape(CURRENT)}\.\d{{8}}T\d{{6}}Z", copies), copies
-    log = on_host(deployment, target, "docker logs jupyterhub 2>&1")
+    log = deployment.output(target, "docker logs jupyterhub 2>&1")
     assert f"JupyterHub {PREVIOUS} -> {CURRENT}: the database was copied" in log
     again = deployment.deploy()
     assert again.returncode == 0 and not again.totals.get("success"), again.changed_operations()
@@ -68,13 +62,13 @@ def test_a_new_jupyterhub_upgrades_the_hub_in_place_and_keeps_users_tokens_and_s
     # The previous hub image is kept for a rollback; with none to keep, it goes. The single-user image that
     # Ursula's running server was made from stays while it runs.
     old_hub, old_singleuser = old_images.split()
-    images = on_host(deployment, target, "docker image ls --format '{{.Repository}}:{{.Tag}}'").split()
+    images = deployment.output(target, "docker image ls --format '{{.Repository}}:{{.Tag}}'").split()
     assert old_hub in images and old_singleuser in images
     pruned = deployment.redeploy_with(keep_previous_images=0)
     assert pruned.returncode == 0, pruned.log[-5000:]
-    images = on_host(deployment, target, "docker image ls --format '{{.Repository}}:{{.Tag}}'").split()
+    images = deployment.output(target, "docker image ls --format '{{.Repository}}:{{.Tag}}'").split()
     assert old_hub not in images and old_singleuser in images
     hub.stop_server("ursula")
     deployment.deploy()
-    images = on_host(deployment, target, "docker image ls --format '{{.Repository}}:{{.Tag}}'").split()
+    images = deployment.output(target, "docker image ls --format '{{.Repository}}:{{.Tag}}'").split()
     assert old_singleuser not in images

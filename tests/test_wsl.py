@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_crash_recovery import gpu_state, on_host, power_cycled, servers_back_with_notes, servers_with_notes
+from tests.test_crash_recovery import gpu_state, power_cycled, servers_back_with_notes, servers_with_notes
 from testbed import smoke, wsl
 from testbed.targets import SYSV, HostKind
 
@@ -39,7 +39,7 @@ def test_wsl_conf_starts_the_engine_at_boot_and_keeps_what_it_held(wsl_deploymen
         "command = echo booted >> /var/log/testbed-boot.log; /usr/local/sbin/jupyterhub-gpu-boot")
     # With systemd, systemd starts the engine: wsl.conf is left as the distribution shipped it.
     assert wsl_deployment.read(with_systemd, "/etc/wsl.conf").decode() == wsl.WSL_SYSTEMD_CONF
-    assert on_host(wsl_deployment, with_systemd, "systemctl is-enabled docker.service") == "enabled"
+    assert wsl_deployment.output(with_systemd, "systemctl is-enabled docker.service") == "enabled"
 
 
 def test_the_windows_task_is_created_once_and_is_the_one_the_docs_give(wsl_deployment):
@@ -75,7 +75,7 @@ def test_after_windows_restarts_the_hub_and_every_server_come_back_by_themselves
         servers_back_with_notes(hub, "wsl", "before the restart", started)
         assert gpu_state(wsl_deployment, target, hub) == held[target.name]
     # WSL ran both boot commands: the distribution's own, and the deploy's, which started the engine.
-    assert on_host(wsl_deployment, without_systemd, "cat /var/log/testbed-boot.log").count("booted") == 2
-    on_host(wsl_deployment, without_systemd, "test -e /var/log/jupyterhub-gpu-boot.log")
+    assert wsl_deployment.output(without_systemd, "cat /var/log/testbed-boot.log").count("booted") == 2
+    wsl_deployment.run(without_systemd, "test -e /var/log/jupyterhub-gpu-boot.log")
     # With systemd, systemd started it.
-    assert on_host(wsl_deployment, with_systemd, "systemctl is-active docker.service") == "active"
+    assert wsl_deployment.output(with_systemd, "systemctl is-active docker.service") == "active"
