@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
@@ -177,7 +178,10 @@ class HubPages:
             self.browser.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
 
         def left_the_form(driver):
-            if "/hub/spawn-pending/" in driver.current_url or "/user/" in driver.current_url:
+            # By the path, not the whole address: a query (?next=...) may name the server's URL too; /hub/user/...
+            # is a hub redirect on the way, not where it ends.
+            path, prefix = urlsplit(driver.current_url).path, urlsplit(self.base).path
+            if path.startswith((f"{prefix}/hub/spawn-pending/", f"{prefix}/user/")):
                 return True
             return "Error:" in driver.find_element(By.TAG_NAME, "body").text
 
@@ -187,8 +191,10 @@ class HubPages:
 
     def start_server_or_fail(self, profile: str | None = None) -> None:
         self.start_server(profile)
-        if "/hub/spawn" in self.browser.url and "/hub/spawn-pending/" not in self.browser.url:
-            raise AssertionError(f"the hub did not start the server:\n{self.browser.text()[:2000]}")
+        path = urlsplit(self.browser.url).path
+        if "/hub/spawn" in path and "/hub/spawn-pending/" not in path:
+            raise AssertionError(f"the hub did not start the server (at {self.browser.url}):\n"
+                                 f"{self.browser.text()[:2000]}")
 
     def stop_server(self, timeout: float = 120) -> None:
         self.browser.open(f"{self.base}/hub/home")

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 
 from roles.images import jupyterhub_pin
-from roles.images.recipes import FILES as IMAGE_FILES
+from roles.images.recipes import FILES as IMAGE_FILES, SINGLEUSER_PATCH
 from testbed import machine_lock, wsl
 from testbed.nvidia import FAKE_NVIDIA_SMI
 
@@ -106,7 +106,6 @@ GPU_TARGET_DOCKERFILE = TARGET_DOCKERFILE.replace("EXPOSE 22", "COPY nvidia-smi 
 
 # Without rfc3987-syntax and the hub's database layer, as the deploy's own single-user image (see
 # roles/images/templates/singleuser.Dockerfile.j2).
-SINGLEUSER_PATCH = "jupyterhub-singleuser-no-db.patch"
 SINGLEUSER_DOCKERFILE = f"""FROM {BASE}
 COPY ca-certificates.crt /etc/ssl/testbed-ca.pem
 COPY {SINGLEUSER_PATCH} /tmp/

@@ -14,6 +14,8 @@ from roles.images.wheel import built_wheel
 
 TEMPLATES = Path(__file__).parent / "templates"
 FILES = Path(__file__).parent / "files"
+# JupyterHub's single-user code without the hub's database layer (see the patch's header).
+SINGLEUSER_PATCH = "jupyterhub-singleuser-no-db.patch"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
@@ -91,16 +93,21 @@ def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
         "proxy": {name: (proxy / name).read_bytes()
                   for name in ("requirements.txt", "package.json", "package-lock.json", "start-proxy.sh")},
     }
+    # The single-user patch is made for this project's own JupyterHub pin; an inventory that pins another version
+    # (hub_packages) gets JupyterHub's single-user code as released, slower to start but unchanged.
+    patched = jupyterhub_pin(settings) == jupyterhub_pin()
     if not settings.singleuser_image:
         contexts["singleuser"] = {
             "requirements.txt": ("\n".join([jupyterhub_pin(settings), *settings.singleuser_packages]) + "\n").encode(),
             "start-singleuser.sh": (FILES / "start-singleuser.sh").read_bytes(),
-            "jupyterhub-singleuser-no-db.patch": (FILES / "jupyterhub-singleuser-no-db.patch").read_bytes(),
         }
+        if patched:
+            contexts["singleuser"][SINGLEUSER_PATCH] = (FILES / SINGLEUSER_PATCH).read_bytes()
     recipes = []
     for name, files in contexts.items():
         dockerfile = render(TEMPLATES, f"{name}.Dockerfile.j2", base=target.base_tag,
-                            trust_ca=bool(builder_ca or extra_ca), wheel=wheel.name, service_uid=settings.service_uid)
+                            trust_ca=bool(builder_ca or extra_ca), wheel=wheel.name, service_uid=settings.service_uid,
+                            patch=SINGLEUSER_PATCH if patched else "")
         files = {"Dockerfile": dockerfile.encode(), **files}
         if extra_ca:
             files["ca/extra.pem"] = extra_ca
