@@ -14,6 +14,14 @@ import websocket
 from testbed.wait import until
 
 
+def progress_events(stream: requests.Response):
+    """The events of the hub's progress stream for a starting server (server-sent events: a JSON object on each
+    ``data:`` line), as they come."""
+    for line in stream.iter_lines(decode_unicode=True):
+        if line.startswith("data:"):
+            yield json.loads(line.removeprefix("data:"))
+
+
 class HubClient:
     def __init__(self, url: str, ca_file: Path | None, token: str | None = None, server_hostname: str | None = None):
         self.url = url.rstrip("/")
@@ -87,8 +95,7 @@ class HubClient:
         with self.session.get(f"{self.url}/hub/api/users/{name}/server/progress", stream=True, timeout=timeout,
                               verify=self.ca_file) as response:
             response.raise_for_status()
-            for line in response.iter_lines(decode_unicode=True):
-                event = json.loads(line.removeprefix("data:")) if line.startswith("data:") else {}
+            for event in progress_events(response):
                 if event.get("ready"):
                     return event
                 if event.get("failed"):

@@ -6,7 +6,6 @@ what gets loaded; only against the hub under test."""
 
 from __future__ import annotations
 
-import json
 import re
 import ssl
 import time
@@ -17,7 +16,7 @@ from urllib.parse import urlsplit
 import requests
 import websocket
 
-from testbed.hub import KernelChannel, _NamedHostAdapter
+from testbed.hub import KernelChannel, _NamedHostAdapter, progress_events
 
 TIMEOUT = 60  # seconds for one request
 
@@ -109,8 +108,7 @@ class Person:
                     if stream.status_code == 400:  # neither running nor starting
                         raise AssertionError(f"{self.name}: the hub stopped trying to start the server")
                     stream.raise_for_status()
-                    for line in stream.iter_lines(decode_unicode=True):
-                        event = json.loads(line.removeprefix("data:")) if line.startswith("data:") else {}
+                    for event in progress_events(stream):
                         if event.get("ready"):
                             return
                         if event.get("failed"):
