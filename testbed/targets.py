@@ -150,7 +150,13 @@ def remove_all(engine: docker.DockerClient) -> int:
     leftovers = [container for container in engine.containers.list(all=True, filters={"label": LABEL})
                  if container.labels.get(f"{LABEL}.run") != RUN]
     for container in leftovers:
-        container.remove(force=True, v=True)
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass  # this run's other worker removed it first
+        except docker.errors.APIError as error:
+            if error.status_code != 409:  # 409: its removal is already in progress, by the other worker
+                raise
     return len(leftovers)
 
 
