@@ -18,8 +18,9 @@ Each round starts one server on each hub in turn through the REST API and times,
 proxy), and the CPU time the server's container used until then (Docker's stats). Then ``--at-once`` servers
 started together on each hub, spawn to page, each waiting on the hub's progress events as the spawn page does.
 Where the test bed's GPU profile image was built (a test run builds ``jupyterhub-gpu/profile-gpu-cuda``), its start
-with a stand-in GPU is timed the same way. Last, each image's size and largest layers, and what the default PyTorch profile downloads (PyPI's
-own figures for its wheels). Needs the test bed's engine and images: run bin/test once first.
+with a stand-in GPU is timed the same way. Last, each image's size and largest layers, and what the default PyTorch
+profile downloads (PyPI's own figures for its wheels). Needs the test bed's engine and images: run bin/test once
+first.
 """
 
 from __future__ import annotations
