@@ -7,12 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from pyinfra.api import Config, Inventory, State
-from pyinfra.api.command import FileUploadCommand
+from pyinfra.api.command import FileUploadCommand, FunctionCommand
 from pyinfra.api.deploy import add_deploy
 from pyinfra.connectors.util import CommandOutput
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_host, ctx_state
+
+from jupyterhub_gpu import remote
 
 
 class UnknownFact(KeyError):
@@ -64,6 +66,9 @@ def _text(command) -> str:
         return command.get_raw_value()
     if isinstance(command, FileUploadCommand):
         return f"upload {command.dest}"
+    if isinstance(command, FunctionCommand) and command.function is remote._uploaded:
+        _, dest, mode = command.args
+        return f"private upload {dest} mode {mode}"
     return repr(command)
 
 

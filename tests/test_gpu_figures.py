@@ -228,3 +228,23 @@ def test_a_range_is_refused_with_what_is_allowed():
     assert "since='last tuesday': give an ISO 8601 date or time" in str(bad.value.log_message)
     since, until = service._range("2026-11-01", "2026-11-02T00:00Z")
     assert until - since == 86400
+
+
+def test_page_views_in_one_sampling_round_share_one_question_to_the_hub():
+    asked = []
+
+    async def fetch():
+        asked.append(time.monotonic())
+        await asyncio.sleep(0.05)  # the hub's answer takes a moment: views arriving meanwhile wait for the same one
+        return {"gpus": {}, "servers": [], "asked": len(asked)}
+
+    async def views():
+        shared = service.RoundAssignments(fetch, max_age=0.5)
+        first = await asyncio.gather(*(shared.get() for _ in range(20)))
+        again = await shared.get()
+        await asyncio.sleep(0.6)
+        return first, again, await shared.get()
+
+    first, again, next_round = asyncio.run(views())
+    assert {table["asked"] for table in first} == {1} and again["asked"] == 1
+    assert next_round["asked"] == 2, "a new round asks the hub again"

@@ -467,3 +467,13 @@ def test_failed_logins_lock_a_name_for_their_address_only_and_reserved_names_can
     assert hub.create_user("gpu-check", "a-long-enough-password") is None
     assert hub.create_user("admin", "a-long-enough-password") is None
     assert hub.get_user("gpu-check") is None
+
+
+def test_with_an_origin_per_user_the_hubs_cookies_can_come_from_the_hubs_own_origin_only(load):
+    """A page on <user>.<hub> may set cookies for the whole domain; the hub's cookies are __Host- ones there."""
+    on = load({"hub_names": ["hub.example.org"], "user_subdomains": True}, user_domain="hub.example.org")
+    assert on.JupyterHub.subdomain_host == "https://hub.example.org"
+    assert on.JupyterHub.cookie_host_prefix_enabled is True
+    off = load({"hub_names": ["hub.example.org"]})
+    # One origin for all (JupyterHub's advice: __Host- cookies on / would be shared by every server there).
+    assert "cookie_host_prefix_enabled" not in off.JupyterHub

@@ -53,7 +53,15 @@ def test_a_home_with_a_virtualenv_comes_back_without_setuid_bits(tmp_path):
     ([entry("./disk", tarfile.BLKTYPE)], "./disk is a device file or FIFO"),
     ([entry("./shadow", tarfile.LNKTYPE, "/etc/shadow")], "./shadow is a hard link to /etc/shadow, outside the archive"),
     ([entry("./etc", tarfile.SYMTYPE, "/etc"), entry("./etc/passwd")], "./etc/passwd is a path through the link etc"),
-], ids=["absolute", "dot-dot", "device", "hard link out", "through a link"])
+    ([entry("./notes", tarfile.SYMTYPE, "/backup/install/secrets/cookie_secret"), entry("./notes")],
+     "./notes is in the archive twice"),
+    ([entry("./a"), entry("a")], "a is in the archive twice"),
+    ([entry("./etc", tarfile.SYMTYPE, "/etc"), entry("./mine", tarfile.LNKTYPE, "./etc/passwd")],
+     "./mine is a hard link through the link etc"),
+    ([entry("./s", tarfile.SYMTYPE, "/etc/passwd"), entry("./h", tarfile.LNKTYPE, "s")],
+     "./h is a hard link through the link s"),
+], ids=["absolute", "dot-dot", "device", "hard link out", "through a link", "a file after a link of its name",
+        "a name twice", "hard link through a link", "hard link to a link"])
 def test_a_crafted_archive_is_refused_before_anything_is_removed(tmp_path, members, said):
     packed = inner_archive(tmp_path / "home.tar.gz", [(member, b"x") for member in members])
     home = tmp_path / "home"
@@ -62,3 +70,64 @@ def test_a_crafted_archive_is_refused_before_anything_is_removed(tmp_path, membe
     with pytest.raises(SystemExit, match=f"home.tar.gz: {said}; nothing was restored"):
         archive_tool._replace_contents(home, packed)
     assert [path.name for path in home.iterdir()] == ["kept.txt"]
+
+
+def test_a_file_after_a_link_of_its_name_would_write_through_the_link_and_is_refused(tmp_path):
+    """What the refusal prevents, shown on this Python: extracted as the hub image's Python would, the second
+    member writes the host file the first points at."""
+    outside = tmp_path / "outside"
+    outside.write_text("the host's own file")
+    packed = inner_archive(tmp_path / "home.tar.gz", [(entry("./notes", tarfile.SYMTYPE, str(outside)), b""),
+                                                      (entry("./notes"), b"written through the link")])
+    home = tmp_path / "home"
+    home.mkdir()
+    with pytest.raises(SystemExit, match="./notes is in the archive twice"):
+        archive_tool._replace_contents(home, packed)
+    assert outside.read_text() == "the host's own file"
+    if not hasattr(tarfile, "tar_filter"):
+        return
+    unfiltered = tmp_path / "unfiltered"
+    with tarfile.open(packed) as archive:
+        archive.extractall(unfiltered, filter="fully_trusted")
+    assert outside.read_text() == "written through the link", "without the check the link is written through"
+
+
+def test_only_the_state_directories_of_the_install_archive_are_restored(tmp_path):
+    """An install archive holding more than secrets, ca, tls and acme (the archive tool itself, say, which runs
+    as root at the next backup) restores those four and nothing else."""
+    packed = inner_archive(tmp_path / "install.tar.gz", [
+        (entry("./secrets", tarfile.DIRTYPE, mode=0o700), b""),
+        (entry("./secrets/cookie_secret", mode=0o600), b"restored secret"),
+        (entry("./bin", tarfile.DIRTYPE, mode=0o755), b""),
+        (entry("./bin/jupyterhub-gpu-archive", mode=0o755), b"#!/bin/sh\necho crafted\n"),
+        (entry("./compose.yaml"), b"services: {}"),
+    ])
+    install = tmp_path / "install"
+    (install / "bin").mkdir(parents=True)
+    (install / "bin" / "jupyterhub-gpu-archive").write_text("the deploy's own")
+    archive_tool._replace_contents(install, packed, archive_tool.INSTALL_STATE)
+    assert (install / "secrets" / "cookie_secret").read_text() == "restored secret"
+    assert (install / "bin" / "jupyterhub-gpu-archive").read_text() == "the deploy's own"
+    assert not (install / "compose.yaml").exists()
+
+
+def test_an_outer_member_whose_name_leaves_the_work_directory_is_refused(tmp_path):
+    import hashlib
+    import json
+
+    data = b"crafted"
+    name = "hub/../../escaped"
+    manifest = {"format": archive_tool.FORMAT, "files": {name: {"size": len(data),
+                                                                  "sha256": hashlib.sha256(data).hexdigest()}}}
+    path = tmp_path / "archives" / "crafted.tar"
+    path.parent.mkdir()
+    with tarfile.open(path, "w") as archive:
+        for member, content in (("manifest.json", json.dumps(manifest).encode()), (name, data)):
+            info = tarfile.TarInfo(member)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    work = tmp_path / "archives" / "work"
+    work.mkdir()
+    with pytest.raises(SystemExit, match=r"hub/\.\./\.\./escaped is an absolute path or '\.\.'"):
+        archive_tool.verify(str(path), work)
+    assert not (tmp_path / "escaped").exists()

@@ -164,14 +164,20 @@ def test_an_image_made_elsewhere_runs_as_its_own_user_and_one_that_would_run_as_
         make_hub, engine, singleuser_image):
     # Made elsewhere, as an image from a registry would be: one names a user (as the Jupyter Docker Stacks images
     # name jovyan), the other root.
+    # Root under other spellings too: "00", and a name of its own that the image's passwd gives uid 0.
     own_user, as_root = f"{singleuser_image}-user1000", f"{singleuser_image}-root"
-    for tag, user in ((own_user, "1000"), (as_root, "root")):
-        engine.images.build(fileobj=io.BytesIO(f"FROM {singleuser_image}\nUSER {user}\n".encode()), tag=tag, rm=True)
-    hub = make_hub(own_user_images=[own_user, as_root], allowed_images={"own": own_user, "root": as_root})
+    zeros, alias = f"{singleuser_image}-user00", f"{singleuser_image}-toor"
+    for tag, lines in ((own_user, "USER 1000"), (as_root, "USER root"), (zeros, "USER 00"),
+                       (alias, "RUN echo 'toor:x:0:0::/root:/bin/sh' >> /etc/passwd\nUSER toor")):
+        engine.images.build(fileobj=io.BytesIO(f"FROM {singleuser_image}\n{lines}\n".encode()), tag=tag, rm=True)
+    roots = {"root": as_root, "zeros": zeros, "alias": alias}
+    hub = make_hub(own_user_images=[own_user, *roots.values()], allowed_images={"own": own_user, **roots})
     spawn(hub, "ann", image="own")
     container = hub.container_of("ann")
     assert container.attrs["Config"]["User"] == "1000"
     assert container.exec_run(["grep", "^Uid:", "/proc/1/status"]).output.decode().split()[1:] == ["1000"] * 4
-    told = refused_spawn(hub, "ben", image="root")
-    assert f"The image {as_root} runs its server as root" in told, told
-    assert not engine.containers.list(all=True, filters={"name": f"{hub.prefix}-ben"})
+    for person, (profile, image) in zip(("ben", "cat", "dan"), roots.items()):
+        told = refused_spawn(hub, person, image=profile)
+        assert f"The image {image} runs its server as root" in told, told
+        assert not engine.containers.list(all=True, filters={"name": f"{hub.prefix}-{person}"})
+    assert not engine.containers.list(all=True, filters={"ancestor": alias}), "the passwd reader's container is gone"

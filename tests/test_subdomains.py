@@ -47,6 +47,18 @@ function framed(name, url) {
 </script>"""
 
 
+# What the other user's page does with her own hub login (login fixation): it sets it as the hub's cookie for the
+# whole domain, so that the visitor's next visit to the hub would run as her, under every name the hub may read.
+TOSS_PAGE = """<!doctype html><title>more cats</title><pre id="result">working</pre><script>
+for (const name of ["jupyterhub-hub-login", "__Host-jupyterhub-hub-login"]) {
+  for (const where of ["domain=HUB; path=/hub/", "domain=HUB; path=/", "path=/"]) {
+    document.cookie = name + "=VALUE; " + where + "; secure";
+  }
+}
+document.getElementById("result").textContent = "tossed";
+</script>"""
+
+
 @pytest.fixture(scope="module")
 def subdomain_hub(engine):
     deployment = smoke.start(1, prefix="subdomains", data={"hub_names": [HUB], "user_subdomains": True})
@@ -107,3 +119,25 @@ def test_a_page_one_user_serves_cannot_read_anothers_files_or_the_hub_with_their
     for attempt in ("hub_page", "hub_api", "victim_file", "victim_frame"):
         assert found[attempt].startswith("blocked"), (attempt, found)
     assert SECRET not in result
+
+    # mallory signs up and logs in (the admin approves her, not knowing), and takes her own hub login cookie...
+    other = browsers([deployment.ca_file(target)], {HUB: target.address, f"*.{HUB}": target.address})
+    mallory = HubPages(other, f"https://{HUB}/")
+    mallory_password = "mallorys-own-long-password"
+    assert "information has been sent to the admin" in mallory.signup("mallory", mallory_password)
+    pages.authorize("mallory")
+    mallory.login("mallory", mallory_password)
+    other.wait_for_url(f"https://mallory.{HUB}/user/mallory/")
+    other.open(f"https://{HUB}/hub/home")
+    (login,) = [c for c in other.driver.get_cookies() if c["name"].endswith("jupyterhub-hub-login")]
+    # ...the hub's cookie can only come from the hub's own origin, and carries no Domain for subdomains to share.
+    assert login["name"] == "__Host-jupyterhub-hub-login" and login["path"] == "/" and login["secure"], login
+    assert "domain" not in login or login["domain"] == HUB, login
+    # Her page sets it for the whole domain under every name; the admin visits it, then goes back to the hub.
+    write_as(deployment, "mallory", "/home/jovyan/site/more.html",
+             TOSS_PAGE.replace("HUB", HUB).replace("VALUE", login["value"]))
+    browser.open(f"https://mallory.{HUB}/user/mallory/static/more.html")
+    browser.wait_for_text("tossed", css="#result")
+    browser.open(f"https://{HUB}/hub/home")
+    me = browser.wait_for("#login_widget .me-1").text
+    assert me == "admin", f"the hub took the cookie mallory's page set: the admin's session runs as {me}"

@@ -61,7 +61,8 @@ def test_dns01_installs_the_plugin_and_keeps_its_credentials_private(monkeypatch
                        "--server https://acme-v02.api.letsencrypt.org/directory --cert-name jupyterhub-gpu "
                        "--force-renewal --deploy-hook /opt/jupyterhub-gpu/acme/deploy-hook --dns-cloudflare "
                        "--dns-cloudflare-credentials /opt/jupyterhub-gpu/acme/dns-credentials.ini -d hub.example.org")
-    assert "chmod 600 /opt/jupyterhub-gpu/acme/dns-credentials.ini" in commands
+    # Never through pyinfra's files.put, which stages uploads under sudo in /tmp where every account reads them.
+    assert "private upload /opt/jupyterhub-gpu/acme/dns-credentials.ini mode 600" in commands
 
 
 def test_a_covering_certificate_is_not_requested_again(monkeypatch, tmp_path):

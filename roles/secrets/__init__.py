@@ -13,6 +13,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import File
 from pyinfra.operations import files
 
+from jupyterhub_gpu.remote import private_file
 from jupyterhub_gpu.target import Target
 
 # Random hex tokens the hub needs whatever authenticates people: name -> what it protects.
@@ -66,7 +67,7 @@ def ensure_secrets(target: Target) -> HubSecrets:
 
     def uploaded(name: str, purpose: str, content: io.IOBase | str) -> None:
         path = result.paths[name] = f"{secrets_dir}/{name}"
-        result.operations.append(files.put(name=f"Secret {name} ({purpose})", src=content, dest=path, mode="600"))
+        result.operations.append(private_file(name=f"Secret {name} ({purpose})", src=content, dest=path, mode="600"))
 
     for name, purpose in TOKENS.items():
         generated(name, purpose)

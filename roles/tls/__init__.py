@@ -17,6 +17,7 @@ from pyinfra.operations.util import any_changed
 
 from jupyterhub_gpu.apt import ensure_installed
 from jupyterhub_gpu.facts import PortListening
+from jupyterhub_gpu.remote import private_file
 from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.templates import render
 from roles.tls import provided
@@ -141,8 +142,8 @@ def _letsencrypt(target: Target, tls_dir: str) -> list[OperationMeta]:
         ca_bundle = f"{acme_dir}/ca-bundle.pem"
         files.put(name="CA bundle of the ACME server", src=str(settings.acme_ca_bundle), dest=ca_bundle, mode="644")
     if settings.acme_challenge == "dns-01":
-        files.put(name="DNS plugin credentials", src=str(settings.acme_dns_credentials),
-                  dest=f"{acme_dir}/dns-credentials.ini", mode="600")
+        private_file(name="DNS plugin credentials", src=str(settings.acme_dns_credentials),
+                     dest=f"{acme_dir}/dns-credentials.ini", mode="600")
     files.put(name="certbot deploy hook", src=io.StringIO(render(TEMPLATES, "deploy-hook.sh.j2", tls_dir=tls_dir)),
               dest=f"{acme_dir}/deploy-hook", mode="755")
     obtained = acme_certificate(name=f"Certificate from {settings.acme_server}", names=list(target.certificate_names),
@@ -199,6 +200,6 @@ def ensure_certificate(target: Target) -> Certificate:
         return Certificate(directory, operations=[
             files.put(name="Provided certificate", src=str(settings.tls_cert_file), dest=f"{directory}/server.crt",
                       mode="644"),
-            files.put(name="Provided key", src=str(settings.tls_key_file), dest=f"{directory}/server.key", mode="600"),
+            private_file(name="Provided key", src=str(settings.tls_key_file), dest=f"{directory}/server.key", mode="600"),
         ])
     return Certificate(directory, operations=_letsencrypt(target, directory))

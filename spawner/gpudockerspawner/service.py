@@ -24,6 +24,7 @@ in agreement (database, container label, in-process pool). The figures come from
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import json
 import os
@@ -105,6 +106,25 @@ async def assignments() -> dict:
     return {"gpus": dict(sorted(gpus.items())), "servers": sorted(servers, key=lambda s: (s["user"], s["server"]))}
 
 
+class RoundAssignments:
+    """The hub's answer to who holds which GPU, asked once per sampling round and shared by every page view in
+    it: the GPU page is open to every user, and each view asking the hub anew would let anyone load the hub's
+    API by reloading. Concurrent views share one request."""
+
+    def __init__(self, fetch=assignments, max_age: float = 5.0):
+        self.fetch, self.max_age = fetch, max_age
+        self.table: dict | None = None
+        self.at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> dict:
+        async with self._lock:
+            if self.table is None or time.monotonic() - self.at >= self.max_age:
+                self.table = await self.fetch()
+                self.at = time.monotonic()
+            return self.table
+
+
 def gpu_rows(figures: Figures | None, table: dict, holds: dict[str, float]) -> list[dict]:
     """One row per GPU: the samplers' GPUs, and any GPU a server holds that no sampler reports."""
     snapshot = figures.snapshot() if figures else {"gpus": {}}
@@ -171,8 +191,7 @@ class GPUHandler(HubOAuthenticated, web.RequestHandler):
             raise web.HTTPError(403, "Only the hub's admins see everyone's GPUs.")
 
     def open_holds(self) -> dict[str, float]:
-        return {f"{h.user}/{h.server}": h.started for h in (self.usage.holds() if self.usage else [])
-                if h.ended is None}
+        return {f"{h.user}/{h.server}": h.started for h in (self.usage.open_holds() if self.usage else [])}
 
     def write_error(self, status_code: int, **kwargs) -> None:
         """The refusal's own words (not only "403: Forbidden"), in the hub's look where the user is known."""
@@ -206,7 +225,7 @@ def render(jinja: jinja2.Environment, name: str, user: dict, is_admin: bool, ser
 class GPUPage(GPUHandler):
     @web.authenticated
     async def get(self):
-        table = await assignments()
+        table = await self.settings["round_assignments"].get()
         rows = gpu_rows(self.figures, table, self.open_holds())
         mine = [row for row in rows if any(h.split("/")[0] == self.current_user["name"] for h in row["holders"])]
         now = time.time()
@@ -300,7 +319,7 @@ class FiguresAPI(GPUHandler):
     @web.authenticated
     async def get(self):
         self.admin_only()
-        rows = gpu_rows(self.figures, await assignments(), self.open_holds())
+        rows = gpu_rows(self.figures, await self.settings["round_assignments"].get(), self.open_holds())
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps({"interval": self.figures.interval if self.figures else None,
                                "errors": self.figures.errors if self.figures else [], "gpus": rows}))
@@ -320,6 +339,7 @@ def make_app(figures: Figures | None = None, usage: UsageLog | None = None) -> w
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         ],
         cookie_secret=os.urandom(32), jinja=jinja, figures=figures, usage=usage, prefix=prefix,
+        round_assignments=RoundAssignments(max_age=figures.interval if figures else 5.0),
     )
 
 

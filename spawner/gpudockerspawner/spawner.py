@@ -16,6 +16,7 @@ from gpudockerspawner import metrics
 from gpudockerspawner.form import GPUAvailability, spawn_form
 from gpudockerspawner.gpu_line import CAPPED, TAKEN, TOO_FEW, GPULine, Waiter
 from gpudockerspawner.gpus import GPUPolicy, HostPool, Ledger, refusal
+from gpudockerspawner.image_user import passwd_of, resolved_uid
 from gpudockerspawner.line import StartLine
 from gpudockerspawner.pool import GPUPool, PoolError, parse_gpu_ids, rebuild
 from gpudockerspawner.usage import STOPPED, UsageLog
@@ -446,8 +447,17 @@ class GPUDockerSpawner(DockerSpawner):
 
     async def _refuse_if_root(self, image: str) -> None:
         user = ((await self.docker("inspect_image", image)).get("Config") or {}).get("User") or ""
-        if user.split(":")[0] in ("", "root", "0"):
-            self.log.warning("%s: image %s runs as %s: refused", self.owner, image, user or "root (no USER)")
+        name = user.split(":", 1)[0].strip()
+        # A name is looked up in the image's own passwd: any name may have uid 0 there.
+        passwd = None if name.isdigit() else await asyncio.get_running_loop().run_in_executor(
+            self.executor, passwd_of, self.client, image)
+        uid = resolved_uid(user, passwd)
+        if uid is None:
+            self.log.warning("%s: image %s names USER %s, which its /etc/passwd lacks: refused", self.owner, image, user)
+            raise refusal(f"The image {image} names the user {name!r}, which it does not have: an admin must give "
+                          "it a USER that exists in the image and is not root.")
+        if uid == 0:
+            self.log.warning("%s: image %s runs as %s (uid 0): refused", self.owner, image, user or "root (no USER)")
             raise refusal(f"The image {image} runs its server as root, which would make you root in your server: "
                           "an admin must give it a USER that is not root (the Jupyter Docker Stacks images run as "
                           "jovyan), or build it from packages on the standard image.")

@@ -108,6 +108,31 @@ def test_totals_by_user_group_and_gpu_clip_each_hold_to_the_range(tmp_path):
     assert report(holds, 1800.0, 7200.0)["holds"][1]["gpu_seconds"] == 5400.0
 
 
+@pytest.mark.parametrize("name", ["=HYPERLINK(\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"])
+def test_a_name_a_spreadsheet_would_run_as_a_formula_reaches_the_csv_as_text(tmp_path, name):
+    log = UsageLog(tmp_path / "usage.sqlite")
+    log.opened(f"{name}/{name}", ["0"], group=name, at=0.0)
+    log.note_reason(f"{name}/{name}", name)
+    log.closed(f"{name}/{name}", at=60.0)
+    (row,) = csv.DictReader(io.StringIO(report_csv(log.holds(0.0, 60.0), 0.0, 60.0)))
+    assert (row["user"], row["server"], row["group"], row["reason"]) == ("'" + name,) * 4
+    assert row["gpu_seconds"] == "60.0", "numbers stay numbers"
+
+
+def test_open_holds_are_read_without_the_closed_ones(tmp_path):
+    log = UsageLog(tmp_path / "usage.sqlite")
+    for n in range(50):
+        log.opened(f"old{n}/", ["0"], at=float(n))
+        log.closed(f"old{n}/", at=n + 0.5)
+    log.opened("ann/", ["1"], at=100.0)
+    log.opened("ben/x", ["0"], at=90.0)
+    assert [(h.user, h.server) for h in log.open_holds()] == [("ben", "x"), ("ann", "")]
+    connection = log._connect()
+    plan = " ".join(str(row) for row in connection.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM holds INDEXED BY holds_open WHERE ended IS NULL"))
+    assert "USING INDEX holds_open" in plan, plan  # the partial index of open rows, never the whole table
+
+
 def test_the_counter_sums_every_hold_since_the_record_began(tmp_path):
     db = tmp_path / "usage.sqlite"
     assert seconds_by_user(db) == {}

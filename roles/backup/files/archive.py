@@ -155,12 +155,16 @@ def verify(archive_path: str, into: Path) -> dict:
     manifest = read_manifest(archive_path)
     if manifest.get("format") != FORMAT:
         raise SystemExit(f"{archive_path}: archive format {manifest.get('format')!r}, this tool reads {FORMAT}")
+    outer_seen: set = set()
     with tarfile.open(archive_path) as archive:
         for member in archive.getmembers():
             if member.name == "manifest.json":
                 continue
             if member.name not in manifest["files"] or not member.isfile():
                 raise SystemExit(f"{archive_path}: {member.name} is not in its manifest")
+            why = refusal(member, set(), outer_seen)
+            if why:
+                raise SystemExit(f"{archive_path}: {member.name} is {why}; nothing was restored")
             archive.extract(member, into, **_safe())
     for name, expected in manifest["files"].items():
         path = into / name
@@ -179,27 +183,35 @@ def _safe() -> dict:
     return {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
 
 
-def refusal(member: tarfile.TarInfo, links: set) -> str | None:
+def refusal(member: tarfile.TarInfo, links: set, seen: set) -> str | None:
     """Why ``member`` of an inner archive may not be extracted as root on the host, or None. ``links`` holds the
-    names of the links seen before it. The hub image's Python (3.11.2) has no extraction filter, so these are
-    the 'tar' filter's rules, and the same everywhere: no absolute path and no '..'; no device or FIFO; a hard
-    link only to a member of the tree; nothing written through a link. A symbolic link itself may point
-    anywhere (a user's virtualenv points at /usr/bin/python3): it is followed only inside that user's
-    container, never by the restore."""
+    names of the links seen before it, ``seen`` every name. The hub image's Python (3.11.2) has no extraction
+    filter, so these are the 'tar' filter's rules, and the same everywhere: no absolute path and no '..'; no
+    device or FIFO; a hard link only to a member of the tree, never through a link; nothing written through a
+    link; no name twice (a file after a link of the same name would be written through it). A symbolic link
+    itself may point anywhere (a user's virtualenv points at /usr/bin/python3): it is followed only inside that
+    user's container, never by the restore."""
     parts = [part for part in member.name.split("/") if part not in ("", ".")]
     if member.name.startswith("/") or ".." in parts:
         return "an absolute path or '..'"
     if member.ischr() or member.isblk() or member.isfifo():
         return "a device file or FIFO"
+    name = "/".join(parts)
+    if name in seen:
+        return "in the archive twice"
     if member.islnk():
         target = [part for part in member.linkname.split("/") if part not in ("", ".")]
         if member.linkname.startswith("/") or ".." in target:
             return f"a hard link to {member.linkname}, outside the archive"
+        for depth in range(1, len(target) + 1):
+            if "/".join(target[:depth]) in links:
+                return f"a hard link through the link {'/'.join(target[:depth])}"
     for depth in range(1, len(parts)):
         if "/".join(parts[:depth]) in links:
             return f"a path through the link {'/'.join(parts[:depth])}"
+    seen.add(name)
     if member.issym() or member.islnk():
-        links.add("/".join(parts))
+        links.add(name)
     return None
 
 
@@ -208,9 +220,10 @@ def checked(archive: tarfile.TarFile, name: str) -> list:
     sticky bits and group and other write bits cleared as the 'tar' filter clears them; refuses the archive at
     the first member that is not."""
     links: set = set()
+    seen: set = set()
     members = []
     for member in archive.getmembers():
-        why = refusal(member, links)
+        why = refusal(member, links, seen)
         if why:
             raise SystemExit(f"{name}: {member.name} is {why}; nothing was restored")
         member.mode &= ~0o7022
@@ -218,11 +231,20 @@ def checked(archive: tarfile.TarFile, name: str) -> list:
     return members
 
 
+def _top(name: str) -> str:
+    """The first part of a member's name ("" for the archive's top directory itself)."""
+    return next((part for part in name.split("/") if part not in ("", ".")), "")
+
+
 def _replace_contents(directory: Path, packed: Path, members=None) -> None:
     """Make ``directory`` hold exactly what ``packed`` holds (only ``members`` of it, where given)."""
     directory.mkdir(parents=True, exist_ok=True)
     with tarfile.open(packed) as archive:
         safe = checked(archive, packed.name)  # before anything is removed
+        if members is not None:
+            # Only what is replaced: anything else in the archive (the deploy's own scripts, say) is not restored.
+            wanted = set(members)
+            safe = [member for member in safe if _top(member.name) in wanted]
         for name in members if members is not None else os.listdir(directory):
             path = directory / name
             if path.is_dir() and not path.is_symlink():

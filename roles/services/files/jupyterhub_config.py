@@ -71,6 +71,10 @@ def configure_hub(c, hub: dict, figures: dict) -> None:
         # Each user's server is an origin of its own, <user>.<hub name>: a page one user serves cannot act with
         # another's login (JupyterHub's security documentation recommends it for untrusted users).
         c.JupyterHub.subdomain_host = hub["subdomain_host"]
+        # And the hub's cookies __Host- ones: a page on <user>.<hub name> can set a cookie for the whole domain
+        # (its own login, say), which a later visit to the hub would take as the visitor's (login fixation). A
+        # __Host- cookie can only come from the hub's own origin, and without a Domain.
+        c.JupyterHub.cookie_host_prefix_enabled = True
     c.ConfigurableHTTPProxy.should_start = False
     c.ConfigurableHTTPProxy.api_url = "http://jupyterhub-proxy:8001"
     headers = {}
