@@ -539,13 +539,23 @@ class NativeSettings(Concern):
         default=5,
         ge=0,
         le=100,
-        description="`native`: failed logins after which an account is locked for `native_seconds_before_next_try` "
-        "seconds; 0 never locks.",
+        description="`native`: failed logins for one name from one address before each further try from there "
+        "waits, 1 s after the next failure and twice as long after each one more, up to "
+        "`native_seconds_before_next_try`; the right password always gets in once the wait is over. The address is "
+        "the client's own (through the proxy, the one it saw), never a header the client sent. 0 never throttles.",
         json_schema_extra=trait("NativeAuthenticator.allowed_failed_logins"),
     )
     native_seconds_before_next_try: int = Field(
-        default=600, ge=1, le=86400, description="`native`: how long a locked account stays locked.",
+        default=600, ge=1, le=86400,
+        description="`native`: the longest wait between tries for one name from one address after failed logins.",
         json_schema_extra=trait("NativeAuthenticator.seconds_before_next_try"),
+    )
+    native_failed_logins_per_hour: int = Field(
+        default=60, ge=0, le=100000,
+        description="`native`: failed logins one name may have in an hour from all addresses together; past that, "
+        "addresses it never logged in from wait until the hour's count falls below it (at most an hour), while "
+        "those it logged in from in the last 30 days do not. 0: no such ceiling.",
+        json_schema_extra=trait("DeployedNativeAuthenticator.failed_logins_per_hour"),
     )
 
 

@@ -84,7 +84,7 @@ SUDO_PASSWORD = "testbed-sudo-password"
 SYSTEMD_TARGET_DOCKERFILE = """FROM {base}
 RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
-      systemd systemd-sysv dbus openssh-server sudo iproute2 procps ca-certificates \\
+      systemd systemd-sysv dbus openssh-server sudo iproute2 procps ca-certificates inotify-tools \\
  && rm -rf /var/lib/apt/lists/* \\
  && systemctl enable ssh && systemctl mask systemd-modules-load.service \\
  && printf 'LogLevel VERBOSE\\nAuthorizedKeysFile .ssh/authorized_keys /etc/ssh/testbed_authorized_keys\\n' \\

@@ -5,13 +5,17 @@ Connections go only to the test bed's own hosts; the metadata address is checked
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import ssl
+import time
 
 import pytest
 import requests
 
-from testbed.probe import PROBE
+from testbed.hub import HubClient
+from testbed.probe import HUB_LOGIN, PROBE
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +97,105 @@ def test_the_firewall_drops_the_metadata_address_and_is_in_force(deployment):
         assert "-d 169.254.169.254/32" in rules and rules.splitlines()[2].endswith("-j DROP"), rules
         assert "-j JUPYTERHUB-GPU" in _inner(deployment, target, "iptables", "-S", "DOCKER-USER")
         _inner(deployment, target, "/usr/local/sbin/jupyterhub-gpu-firewall", "--check")
+
+
+def test_the_rules_hold_again_once_the_firewall_applies_where_bridged_traffic_had_bypassed_them(deployment,
+                                                                                              two_servers):
+    """Without bridge-nf-call-iptables (Docker 27.3 and later leave br_netfilter unloaded after a reboot), traffic
+    between two containers on the bridge never meets iptables. Switched off in each target's own network namespace
+    (Debian 12 with Docker 20.10, Debian 13 with Docker 26): one person's server reaches the other's, the firewall's
+    check (which the deploy asks) says the rules are not in force, and once it applies they hold again."""
+    setting = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    firewall = "/usr/local/sbin/jupyterhub-gpu-firewall"
+    for target in deployment.targets:
+        hub = deployment.hub(target)
+        if target is not two_servers[0]:
+            for user in ("isoa", "isob"):
+                hub.ensure_user(user)
+                hub.start_server(user, options={"gpu": "cpu"})
+        address_b = _inner(deployment, target, "docker", "inspect", "--format",
+                           "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "jupyter-isob")
+        try:
+            deployment.run(target, f"echo 0 > {setting}")
+            assert _probe(deployment, target, "jupyter-isoa", address_b, 8888) == "open", target.kind
+            assert deployment.run(target, f"{firewall} --check && echo applied || echo stale") == "stale"
+            deployment.run(target, firewall)
+            assert deployment.output(target, f"cat {setting}") == "1"
+            assert _probe(deployment, target, "jupyter-isoa", address_b, 8888) == "timeout", target.kind
+            _inner(deployment, target, firewall, "--check")
+        finally:
+            deployment.run(target, f"echo 1 > {setting}")
+            if target is not two_servers[0]:
+                for user in ("isoa", "isob"):
+                    hub.stop_server(user)
+
+
+def _outcome(status: int, location: str, text: str) -> str:
+    """How a login went, as the person reads it: in, told to wait, or told the password was wrong."""
+    wait = re.search(r"try again in (\d+) s", text)
+    if status == 302 and "/login" not in location:
+        return "in"
+    return f"wait {wait.group(1)}" if wait else "checked" if "Invalid username or password" in text else f"{status}"
+
+
+def _login_through_the_proxy(hub: HubClient, name: str, password: str, **headers) -> str:
+    browser = HubClient(hub.url, hub.ca_file, server_hostname=hub.server_hostname)
+    browser.get("/hub/login")
+    answer = browser.request("POST", "/hub/login", headers=headers, allow_redirects=False, data={
+        "username": name, "password": password, "_xsrf": browser.session.cookies.get("_xsrf")})
+    return _outcome(answer.status_code, answer.headers.get("Location", ""), answer.text)
+
+
+def _login_on_the_hubs_port(deployment, target, container: str, name: str, password: str, **headers) -> str:
+    return _inner(deployment, target, "docker", "exec", container, "python3", "-c", HUB_LOGIN, "jupyterhub", "81",
+                  name, password, json.dumps(headers))
+
+
+def _rotating(n: int) -> dict:
+    """Headers a client sends to pass for another address at each try."""
+    return {"X-Real-Ip": f"203.0.113.{n}", "X-Forwarded-For": f"198.51.100.{n}"}
+
+
+def test_guesses_get_no_more_tries_by_rotating_headers_and_the_owner_still_gets_in(deployment, two_servers):
+    """Failed logins slow down the address they really come from: through the proxy (the address it saw) and straight
+    on the hub's port (the peer's), whatever X-Real-Ip and X-Forwarded-For say. The guesses of a stranger never stop
+    the owner from another address, nor from the same one once the announced wait is over."""
+    target, hub = two_servers
+    password = deployment.read(target, f"{INSTALL_DIR}/secrets/admin-password-admin").decode().strip()
+    free = 5  # native_allowed_failed_logins' default
+
+    started = time.monotonic()
+    proxied = [_login_through_the_proxy(hub, "admin", f"guess-{n}", **_rotating(n)) for n in range(12)]
+    elapsed = time.monotonic() - started
+    assert proxied[:free] == ["checked"] * free and proxied[free].startswith("wait"), proxied
+    # One more check at most where the guesses took longer than the first wait (1 s) on a loaded machine.
+    assert proxied.count("checked") <= free + (elapsed > 1), (proxied, elapsed)
+    # The stranger guesses on as fast as the waits allow: each wait twice the last.
+    checked = proxied.count("checked")
+    for n in range(3):
+        told = _login_through_the_proxy(hub, "admin", "guess-again", **_rotating(n))
+        if told.startswith("wait"):
+            assert int(told.split()[1]) <= 2 ** (checked - free), (told, checked)
+            time.sleep(int(told.split()[1]))
+            told = _login_through_the_proxy(hub, "admin", "guess-again", **_rotating(n))
+        assert told == "checked", told
+        checked += 1
+
+    # The owner, from another address (a user container's, straight on the hub's port), gets in meanwhile, and the
+    # stranger still waits.
+    assert _login_on_the_hubs_port(deployment, target, "jupyter-isoa", "admin", password) == "in"
+    assert _login_through_the_proxy(hub, "admin", "guess-more").startswith("wait")
+    # The owner behind the stranger's address waits what the page says, no longer, and gets in.
+    told = _login_through_the_proxy(hub, "admin", password)
+    assert told.startswith("wait") and int(told.split()[1]) <= 2 ** (checked - free), (told, checked)
+    time.sleep(int(told.split()[1]))
+    assert _login_through_the_proxy(hub, "admin", password) == "in"
+
+    # Straight on the hub's port, rotating headers, a container's guesses are its own address's.
+    direct = [_login_on_the_hubs_port(deployment, target, "jupyter-isob", "admin", f"guess-{n}", **_rotating(n))
+              for n in range(8)]
+    assert direct[:free] == ["checked"] * free and direct[free].startswith("wait"), direct
+    assert direct.count("checked") <= free + 1, direct
 
 
 def test_the_proxy_runs_apart_unprivileged_with_only_its_certificate(deployment):

@@ -457,8 +457,7 @@ def test_failed_logins_lock_a_name_for_their_address_only_and_reserved_names_can
                                                 seconds_before_next_try=600)
 
     def login(address: str, password: str):
-        handler = SimpleNamespace(request=SimpleNamespace(remote_ip=address))
-        return asyncio.run(hub.authenticate(handler, {"username": "admin", "password": password}))
+        return asyncio.run(hub.authenticate(request_from(address), {"username": "admin", "password": password}))
 
     for _ in range(5):
         assert login("192.0.2.66", "guessed-password") is None
@@ -477,3 +476,57 @@ def test_with_an_origin_per_user_the_hubs_cookies_can_come_from_the_hubs_own_ori
     off = load({"hub_names": ["hub.example.org"]})
     # One origin for all (JupyterHub's advice: __Host- cookies on / would be shared by every server there).
     assert "cookie_host_prefix_enabled" not in off.JupyterHub
+
+
+def request_from(peer: str, **headers):
+    """A login request as the hub's server hands it over: its TCP peer, and the headers it came with (which the
+    server, with xheaders, has already turned into ``remote_ip``: what a client wrote)."""
+    from types import SimpleNamespace
+
+    from tornado.httputil import HTTPHeaders
+
+    spoofed = headers.get("X_Real_Ip") or peer
+    headers = HTTPHeaders({name.replace("_", "-"): value for name, value in headers.items()})
+    return SimpleNamespace(request=SimpleNamespace(
+        remote_ip=spoofed, headers=headers, connection=SimpleNamespace(context=SimpleNamespace(address=(peer, 40000)))))
+
+
+def test_the_login_address_is_the_peers_or_what_the_trusted_proxy_appended_never_a_clients_header(load):
+    import asyncio
+
+    from jupyterhub import orm
+
+    config = load({}, secrets={"admin-password-admin": "first-generated-password"})
+    db = orm.new_session_factory("sqlite://")()
+    hub = config.JupyterHub.authenticator_class(config=config, admin_users={"admin"}, _deprecated_db_session=db)
+    assert hub.trusted_proxies == ["jupyterhub-proxy"] and hub.failed_logins_per_hour == 60
+    hub.trusted_proxies = ["127.0.0.2"]  # the proxy, as the hub resolves its name
+
+    def address(peer, **headers):
+        return asyncio.run(hub.client_address(request_from(peer, **headers)))
+
+    # Through the proxy: the address it appended, last; what the client put before it counts for nothing.
+    assert address("127.0.0.2", X_Forwarded_For="203.0.113.9, 198.51.100.20", X_Real_Ip="203.0.113.9") == \
+        "198.51.100.20"
+    assert address("::ffff:127.0.0.2", X_Forwarded_For="::ffff:198.51.100.20") == "198.51.100.20"
+    # Straight to the hub's port (a user container can): the peer, whatever the headers say.
+    assert address("172.18.0.7", X_Forwarded_For="203.0.113.9", X_Real_Ip="203.0.113.10") == "172.18.0.7"
+
+
+def test_a_name_nobody_has_costs_the_same_password_check_as_one_that_exists(load, monkeypatch):
+    import asyncio
+
+    import bcrypt
+
+    from jupyterhub import orm
+
+    config = load({}, secrets={"admin-password-admin": "first-generated-password"})
+    db = orm.new_session_factory("sqlite://")()
+    hub = config.JupyterHub.authenticator_class(config=config, admin_users={"admin"}, _deprecated_db_session=db)
+    checked = []
+    checkpw = bcrypt.checkpw
+    monkeypatch.setattr(bcrypt, "checkpw", lambda password, hashed: checked.append(hashed[:7]) or checkpw(password, hashed))
+    for name in ("admin", "nobody-here"):
+        assert asyncio.run(hub.authenticate(request_from("192.0.2.1"), {"username": name, "password": "guess"})) is None
+    admin_hash = hub.get_user("admin").password
+    assert checked == [admin_hash[:7]] * 2, "the same bcrypt cost for both"

@@ -10,7 +10,8 @@ from testbed import smoke
 from testbed.browser import HubPages, JupyterLab
 from testbed.ldap import Directory
 from testbed.oidc import Provider
-from testbed.targets import bridge_gateway, write_inventory_file
+from testbed.targets import SYSTEMD_SUDO, SYSV, bridge_gateway, write_inventory_file
+from testbed.transfers import TransferWatch, pyinfra_staging
 
 pytestmark = pytest.mark.slow
 
@@ -32,18 +33,40 @@ def providers(engine):
 
 @pytest.fixture(scope="module")
 def idp_deployment(engine, providers):
+    """The OpenID Connect host is reached as a user with sudo, and watched from before its first deploy for files
+    another account could read (the OAuth client secret crosses the connection)."""
     directory, provider = providers
-    deployment = smoke.start(2, prefix="idp")
+    deployment = smoke.start(2, prefix="idp", kinds=[SYSV, SYSTEMD_SUDO])
     ldap_target, oidc_target = deployment.targets
     ldap_target.data.update(directory.inventory_data())
     oidc_target.data.update(provider.inventory_data(), hub_names=[OIDC_HUB], allowed_groups=["physics"])
     write_inventory_file(deployment.targets, deployment.targets_file)
+    watch = TransferWatch(deployment, oidc_target)
+    watch.start()
     with smoke.deployed(deployment):
+        deployment.transfers = watch.seen(), watch.left_behind()
         yield deployment
 
 
 def test_second_deploy_changes_nothing(idp_deployment):
     assert idp_deployment.runs[1].totals["success"] == 0, idp_deployment.runs[1].changed_operations()
+
+
+def test_the_oauth_secret_crossed_to_the_sudo_users_host_where_no_other_account_could_read_it(idp_deployment,
+                                                                                              providers):
+    _, provider = providers
+    seen, left = idp_deployment.transfers
+    secret = provider.secret_file.read_bytes().strip()
+    target = idp_deployment.targets[1]
+    assert idp_deployment.read(target, f"{smoke.INSTALL_DIR}/secrets/oauth_client_secret").strip() == secret
+    assert seen.events, "the watcher saw the deploy's files come and go"
+    assert seen.exposed_holding(secret) == [], "another account could read the secret while it crossed"
+    # Staged only in a private directory of the SSH user's: pyinfra's own staging for that file, which every account
+    # may read, was never made (the kernel queues every event: even a file that lived a millisecond is seen).
+    assert pyinfra_staging(f"{smoke.INSTALL_DIR}/secrets/oauth_client_secret") not in seen.paths()
+    private = [path for _, _, path in seen.events if "/jupyterhub-gpu-transfer." in path]
+    assert private and not [path for kind, _, path in seen.events if kind == "exposed" and path in private]
+    assert left == "", f"left behind on the host: {left}"
 
 
 def test_ldap_member_logs_in_and_gets_a_server_and_a_non_member_is_refused(idp_deployment, browsers):

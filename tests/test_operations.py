@@ -16,6 +16,7 @@ import io
 import json
 import re
 import secrets
+import shlex
 import tarfile
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from testbed.deploy import run_deploy
 from testbed.hub import HubClient
 from testbed.nvidia import set_gpu_work
 from testbed.targets import HostKind, remove_targets, start_targets, write_inventory_file
+from testbed.transfers import TransferWatch, pyinfra_staging
 from testbed.wait import until
 
 pytestmark = pytest.mark.slow
@@ -45,6 +47,17 @@ def _tick():
 threading.Thread(target=_tick, daemon=True).start()
 "ticking"
 """
+
+
+# Dave's loop (bounded: 120 s at most, and stopped after the backup): a file of his home becomes a link to the hub's
+# cookie secret, as the packer saw it from a container that also held the secrets, and back; it counts its swaps.
+SWAPPER = """echo $$ > /tmp/swapper.pid
+end=$(( $(date +%s) + 120 )); n=0
+while [ "$(date +%s)" -lt "$end" ]; do
+  echo mine > swap.file && mv -f swap.file swap
+  ln -sfn /backup/install/secrets/cookie_secret swap.link && mv -Tf swap.link swap
+  n=$((n + 1)); echo "$n" > /tmp/swaps
+done"""
 
 
 # The hub's name, not the host's address, is in its certificate: the reprovisioned host has another address,
@@ -300,14 +313,39 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
     closed_before = [hold for hold in usage(hub)["holds"] if hold["ended"]]
     (dave_hold,) = [hold for hold in usage(hub)["holds"] if hold["user"] == "dave" and hold["ended"] is None]
 
+    # Meanwhile Dave swaps a file of his home for a link to the hub's cookie secret, as fast as he can (a link
+    # followed between the packer's look at it and its read would put the secret into his archive), and the
+    # host's other accounts could look at whatever the backup leaves readable on its way out.
+    cookie_secret = operated.read(source, f"{INSTALL_DIR}/secrets/cookie_secret").strip()
+    admin_password = operated.read(source, f"{INSTALL_DIR}/secrets/admin-password-admin").strip()
+    operated.run(source, "docker exec -d -u 1000 -w /home/jovyan jupyter-dave sh -c " + shlex.quote(SWAPPER))
+    watch = TransferWatch(operated, source)
+    watch.start()
     started, backup_at = time.monotonic(), time.time()
     backed_up = run_deploy(operated.targets_file, deploy="deploy/backup.py",
                            env={"JUPYTERHUB_GPU_BACKUPS": str(tmp_path)})
     backup_seconds = time.monotonic() - started
+    seen, left = watch.seen(), watch.left_behind()
+    swaps = operated.output(source, "docker exec jupyter-dave sh -c 'kill $(cat /tmp/swapper.pid); cat /tmp/swaps'")
     assert backed_up.returncode == 0, backed_up.log[-4000:]
     (archive,) = tmp_path.glob("*.tar")
     with tarfile.open(archive) as opened:
         manifest = json.load(opened.extractfile("manifest.json"))
+        for name in manifest["volumes"]:
+            with tarfile.open(fileobj=opened.extractfile(f"volumes/{name}.tar.gz")) as home:
+                for member in home:
+                    content = home.extractfile(member).read() if member.isfile() else member.linkname.encode()
+                    assert cookie_secret not in content, f"{name}: {member.name} holds the cookie secret"
+    assert int(swaps) > 100, f"Dave's home changed under the packer {swaps} times only"
+    # The archive and the secrets in it crossed where no other account of the host could read them.
+    assert seen.events, "the watcher saw the backup's files come and go"
+    for secret in (cookie_secret, admin_password):
+        assert seen.exposed_holding(secret) == []
+    exposed_archives = [path for kind, number, path in seen.events
+                        if kind == "exposed" and tarfile.is_tarfile(io.BytesIO(seen.copies[number]))]
+    assert exposed_archives == [], "another account could read the archive while it crossed"
+    assert pyinfra_staging(f"{INSTALL_DIR}/backups/{archive.name}") not in seen.paths()
+    assert left == "", f"left behind on the host: {left}"
     assert manifest["versions"]["jupyterhub"] == "6.1.1" and manifest["source"] == source.address
     assert {"jupyterhub-gpu-user-carol", "jupyterhub-gpu-user-dave"} <= set(manifest["volumes"])
     assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())

@@ -140,6 +140,7 @@ def test_every_setting_that_names_a_trait_names_a_real_one_and_reaches_it_only_w
     does not exist: a typo would be a setting that silently does nothing."""
     from gpudockerspawner import GPUDockerSpawner
     from jupyterhub.app import JupyterHub
+    from jupyterhub_gpu_accounts.native import DeployedNativeAuthenticator
     from ldapauthenticator import LDAPAuthenticator
     from nativeauthenticator import NativeAuthenticator
     from oauthenticator.azuread import AzureAdOAuthenticator
@@ -149,7 +150,8 @@ def test_every_setting_that_names_a_trait_names_a_real_one_and_reaches_it_only_w
     from jupyterhub_gpu.settings import hub_traits
 
     classes = {cls.__name__: cls for cls in (GPUDockerSpawner, JupyterHub, LDAPAuthenticator, NativeAuthenticator,
-                                             AzureAdOAuthenticator, GitLabOAuthenticator, OAuthenticator)}
+                                             DeployedNativeAuthenticator, AzureAdOAuthenticator,
+                                             GitLabOAuthenticator, OAuthenticator)}
     named = 0
     for name, field in HubSettings.model_fields.items():
         target = (field.json_schema_extra or {}).get("trait")

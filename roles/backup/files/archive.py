@@ -1,7 +1,10 @@
 """Back up and restore a jupyterhub-gpu host: run by jupyterhub-gpu-archive.sh inside the hub's own image,
-with the hub's volume, the user volumes and the host's deploy files mounted under /backup.
+with the hub's volume and the host's deploy files mounted under /backup (to back up), or one user volume alone
+(to pack it), or all of them (to restore).
 
-    archive.py backup ARCHIVE SOURCE HUB_IMAGE PROJECT   one archive of everything users and the deploy made
+    archive.py pack DIRECTORY DESTINATION                 DIRECTORY as a gzip tar at DESTINATION
+    archive.py backup ARCHIVE SOURCE HUB_IMAGE PROJECT WORK   one archive of everything users and the deploy
+                                                          made, with the homes WORK/volumes/*.tar.gz holds
     archive.py volumes ARCHIVE                            the user volumes an archive holds, one per line
     archive.py unpack ARCHIVE WORK                        check every sha256 while extracting into WORK
     archive.py apply ARCHIVE WORK                         put it all back (the hub and its servers stopped)
@@ -22,7 +25,6 @@ import shutil
 import sqlite3
 import sys
 import tarfile
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -75,8 +77,26 @@ def _tar_directory(directory: Path, destination: Path, members=None, skip=()) ->
     return total
 
 
-def backup(archive_path: str, source: str, hub_image: str, project: str) -> None:
-    work = Path(tempfile.mkdtemp(dir=Path(archive_path).parent, prefix=".backup-"))
+def pack(directory: str, destination: str) -> None:
+    """One home as a gzip tar, packed where nothing but that home (and an empty directory to write into) is
+    mounted."""
+    try:
+        _tar_directory(Path(directory), Path(destination))
+    except BaseException:
+        Path(destination).unlink(missing_ok=True)
+        raise
+
+
+def content_bytes(packed: Path) -> int:
+    """The bytes of file content in a gzip tar."""
+    with tarfile.open(packed) as archive:
+        return sum(member.size for member in archive if member.isfile())
+
+
+def backup(archive_path: str, source: str, hub_image: str, project: str, work: str) -> None:
+    """The archive, from the hub's volume and the deploy's state directories here and the homes that ``pack``
+    put into ``work``/volumes (which the caller removes)."""
+    work = Path(work)
     try:
         files, contents = {}, {}
         (work / "hub").mkdir()
@@ -100,11 +120,10 @@ def backup(archive_path: str, source: str, hub_image: str, project: str) -> None
         contents["host/install.tar.gz"] = _tar_directory(INSTALL, work / "host" / "install.tar.gz", INSTALL_STATE)
         if LETSENCRYPT.is_dir() and any(LETSENCRYPT.iterdir()):
             contents["host/letsencrypt.tar.gz"] = _tar_directory(LETSENCRYPT, work / "host" / "letsencrypt.tar.gz")
-        (work / "volumes").mkdir()
-        volumes = sorted(os.listdir(VOLUMES)) if VOLUMES.is_dir() else []
+        volumes = sorted(path.name[:-len(".tar.gz")] for path in (work / "volumes").glob("*.tar.gz"))
         for index, volume in enumerate(volumes, 1):
             member = f"volumes/{volume}.tar.gz"
-            contents[member] = _tar_directory(VOLUMES / volume, work / member)
+            contents[member] = content_bytes(work / member)
             say(f"home volume {index}/{len(volumes)} {volume}: {contents[member]} bytes")
         for path in sorted(work.rglob("*")):
             if path.is_file():
@@ -134,7 +153,6 @@ def backup(archive_path: str, source: str, hub_image: str, project: str) -> None
         partial.replace(archive_path)
         say(f"archive {archive_path}: {Path(archive_path).stat().st_size} bytes, {len(volumes)} home volumes")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
         Path(archive_path + ".partial").unlink(missing_ok=True)
 
 
@@ -298,14 +316,14 @@ def apply(archive_path: str, work: str) -> None:
 def main() -> int:
     command, *arguments = sys.argv[1:]
     try:
-        {"backup": backup, "volumes": volumes, "unpack": unpack, "apply": apply}[command](*arguments)
+        {"pack": pack, "backup": backup, "volumes": volumes, "unpack": unpack, "apply": apply}[command](*arguments)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
         # The partial files are gone again (see the finally clauses); the hub was never stopped for a backup.
-        print(f"no space left on this host's disk for the {command} ({error.filename or 'archive'}): free some "
-              f"space under {Path(arguments[0]).parent} (on the host: the deploy's backups directory) and run "
-              "it again; nothing else was changed", file=sys.stderr)
+        print(f"no space left on this host's disk for the {'backup' if command == 'pack' else command} "
+              f"({error.filename or 'archive'}): free some space in the deploy's backups directory on this host "
+              "and run it again; nothing else was changed", file=sys.stderr)
         return 28
     return 0
 

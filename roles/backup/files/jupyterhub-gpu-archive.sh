@@ -2,8 +2,10 @@
 # Back up or restore this host's hub: everything users and the deploy made, in one archive.
 #   jupyterhub-gpu-archive backup  INSTALL_DIR PROJECT ARCHIVE SOURCE
 #   jupyterhub-gpu-archive restore INSTALL_DIR PROJECT ARCHIVE HUB_IMAGE
-# The work is done by archive.py (beside this script) in a throwaway container of the hub's image, with no
-# network, the hub's volume, the user volumes and the deploy's state directories mounted.
+# The work is done by archive.py (beside this script) in throwaway containers of the hub's image, with no
+# network: each user's home volume packed by a container that mounts that volume alone, read-only (a person may
+# swap files for links in their own home while it is packed: there is nothing else there for a link to reach), and
+# the rest by one that mounts the hub's volume and the deploy's state directories, and no home.
 # Written by the jupyterhub-gpu deploy.
 set -eu
 command=$1 install_dir=$2 project=$3 archive=$4 extra=$5
@@ -30,11 +32,21 @@ backup)
   # The image the hub runs, whatever this checkout would build now.
   image=$(docker inspect --format '{{.Config.Image}}' jupyterhub)
   [ -d /etc/letsencrypt ] && letsencrypt="-v /etc/letsencrypt:/backup/letsencrypt:ro"
+  work=$(mktemp -d "$directory/.backup-XXXXXXXXXX")
+  trap 'rm -rf "$work"' EXIT
+  mkdir "$work/volumes"
   # Docker's volume names are [a-zA-Z0-9][a-zA-Z0-9_.-]*: nothing in them the shell would split or expand.
   for volume in $(docker volume ls -q); do
-    case "$volume" in "$user_prefix"*) volume_mounts="$volume_mounts -v $volume:/backup/volumes/$volume:ro" ;; esac
+    case "$volume" in "$user_prefix"*) ;; *) continue ;; esac
+    # Its own empty directory to write into: another home's archive is never where this container can read it.
+    mkdir "$work/pack"
+    docker run --rm --network none --user 0 --entrypoint python3 -v "$tool:/backup-tool/archive.py:ro" \
+      -v "$volume:/backup/home:ro" -v "$work/pack:/backup/out" "$image" /backup-tool/archive.py pack /backup/home \
+      /backup/out/home.tar.gz
+    mv "$work/pack/home.tar.gz" "$work/volumes/$volume.tar.gz"
+    rmdir "$work/pack"
   done
-  run "$image" backup "/backup/archives/$name" "$extra" "$image" "$project"
+  run "$image" backup "/backup/archives/$name" "$extra" "$image" "$project" "/backup/archives/$(basename "$work")"
   ;;
 restore)
   image=$extra

@@ -260,6 +260,9 @@ def _native(c, auth: dict) -> None:
     c.DeployedNativeAuthenticator.password_files_dir = str(SECRETS_DIR)
     c.DeployedNativeAuthenticator.applied_file = str(DATA_DIR / "admin-passwords-applied.json")
     c.DeployedNativeAuthenticator.reserved_names = set(auth["reserved_names"])
+    # The proxy appends the address it saw to X-Forwarded-For; from anywhere else (a user container reaches the
+    # hub's port directly) a request's address is its TCP peer's, whatever its headers say.
+    c.DeployedNativeAuthenticator.trusted_proxies = ["jupyterhub-proxy"]
     # An admin's approval at /hub/authorize is the allow rule: without allow_all, JupyterHub 5+ would
     # refuse every approved user whose name is not also listed in allowed_users.
     c.Authenticator.allow_all = True
