@@ -10,6 +10,7 @@ import html
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,53 @@ def test_the_settings_the_examples_give_are_settings_of_the_type_the_model_wants
                         assert not mine, f"{page.relative_to(ROOT)}: {key} = {value!r}: {mine}"
                     checked += 1
     assert checked >= 25, checked  # the check ran over the examples, not past them
+
+
+def inventory_examples() -> list[tuple[str, dict]]:
+    """Every example of inventory data in the docs, as a deploy would get it: a run of dictionary entries (one host's
+    data), or an inventory file (each host's data, as pyinfra reads the file). Labelled by page and host."""
+    from tests.test_example_inventories import hosts_of
+
+    examples = []
+    for page in PAGES:
+        for number, block in enumerate(python_blocks(page), 1):
+            label = f"{page.relative_to(ROOT)} block {number}"
+            try:
+                examples.append((label, ast.literal_eval("{" + block + "}")))
+                continue
+            except (SyntaxError, ValueError, TypeError):
+                pass
+            try:
+                tree = ast.parse(block)
+            except SyntaxError:
+                continue  # a fragment of an inventory file ("name": [...] entries of an image profile)
+            if not any(isinstance(node, ast.Assign) for node in tree.body):
+                continue  # a notebook cell
+            inventory = Path(tempfile.mkdtemp()) / "inventory.py"
+            inventory.write_text(block)
+            examples += [(f"{label}, host {host}", data) for host, data in hosts_of(inventory).items()]
+    return examples
+
+
+def test_every_inventory_example_is_accepted_whole_as_a_deploy_would_check_it(tmp_path, monkeypatch):
+    """Each example's settings together, through the settings model as the deploy's first step checks a host (rules
+    across settings included: an example the deploy would refuse cannot be on a page). The files an example names on
+    the controller are made as empty placeholders, where a reader keeps them: relative to the checkout."""
+    from jupyterhub_gpu.settings import from_host_data
+
+    monkeypatch.chdir(tmp_path)
+    examples = inventory_examples()
+    for label, data in examples:
+        for key, value in data.items():
+            field = HubSettings.model_fields.get(key)
+            if field is not None and mentions_path(field.annotation) and isinstance(value, str):
+                (tmp_path / value).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / value).touch()
+        try:
+            from_host_data("example", data)
+        except Exception as error:  # the deploy's own message, which names the key
+            pytest.fail(f"{label}: the deploy would refuse this example: {error}")
+    assert len(examples) >= 15, [label for label, _ in examples]
 
 
 def test_the_readme_is_a_front_page_that_links_into_the_docs():
