@@ -25,7 +25,7 @@ HUB_LOGIN = """
 import http.client, json, re, sys, urllib.parse
 host, port, name, password, headers = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
 connection = http.client.HTTPConnection(host, port, timeout=30)
-connection.request("GET", "/hub/login")
+connection.request("GET", "/hub/login", headers=headers)  # the hub binds the form's _xsrf to the address it sees
 page = connection.getresponse()
 body = page.read().decode()
 xsrf = re.search(r"_xsrf=([^;]+)", page.getheader("Set-Cookie") or "").group(1)

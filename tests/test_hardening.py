@@ -140,7 +140,8 @@ def _outcome(status: int, location: str, text: str) -> str:
 
 def _login_through_the_proxy(hub: HubClient, name: str, password: str, **headers) -> str:
     browser = HubClient(hub.url, hub.ca_file, server_hostname=hub.server_hostname)
-    browser.get("/hub/login")
+    # The same headers for the form as for its answer: the hub binds the form's _xsrf token to the address it sees.
+    browser.get("/hub/login", headers=headers)
     answer = browser.request("POST", "/hub/login", headers=headers, allow_redirects=False, data={
         "username": name, "password": password, "_xsrf": browser.session.cookies.get("_xsrf")})
     return _outcome(answer.status_code, answer.headers.get("Location", ""), answer.text)

@@ -49,7 +49,7 @@ threading.Thread(target=_tick, daemon=True).start()
 """
 
 
-# Dave's loop (bounded: 120 s at most, and stopped after the backup): a file of his home becomes a link to the hub's
+# Erin's loop (bounded: 120 s at most, and stopped after the backup): a file of his home becomes a link to the hub's
 # cookie secret, as the packer saw it from a container that also held the secrets, and back; it counts its swaps.
 SWAPPER = """echo $$ > /tmp/swapper.pid
 end=$(( $(date +%s) + 120 )); n=0
@@ -307,18 +307,23 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
     hub.ensure_user("dave")
     token = hub.api("POST", "/users/dave/tokens", json={"note": "dave's script", "expires_in": 86400}).json()["token"]
     hub.start_server("dave")
+    # His GPU busy (the culler's GPU-idle limit here is 20 s, shorter than the backup).
+    dave_gpu = {server["user"]: server["gpus"] for server in hub.gpu_table()["servers"]}["dave"][0]
+    set_gpu_work(engine.containers.get(source.container_id), dave_gpu, 90, 2048)
     hub.write_file("dave", "model.txt", "weights")
     hub.stop_server("carol")
     # The GPU-hours so far: every hold that ended (the culling test's), and Dave's, still open.
     closed_before = [hold for hold in usage(hub)["holds"] if hold["ended"]]
     (dave_hold,) = [hold for hold in usage(hub)["holds"] if hold["user"] == "dave" and hold["ended"] is None]
 
-    # Meanwhile Dave swaps a file of his home for a link to the hub's cookie secret, as fast as he can (a link
-    # followed between the packer's look at it and its read would put the secret into his archive), and the
+    # Meanwhile Erin swaps a file of her home for a link to the hub's cookie secret, as fast as she can (a link
+    # followed between the packer's look at it and its read would put the secret into her archive), and the
     # host's other accounts could look at whatever the backup leaves readable on its way out.
     cookie_secret = operated.read(source, f"{INSTALL_DIR}/secrets/cookie_secret").strip()
     admin_password = operated.read(source, f"{INSTALL_DIR}/secrets/admin-password-admin").strip()
-    operated.run(source, "docker exec -d -u 1000 -w /home/jovyan jupyter-dave sh -c " + shlex.quote(SWAPPER))
+    hub.ensure_user("erin")
+    hub.start_server("erin", options={"gpu": "cpu"})
+    operated.run(source, "docker exec -d -u 1000 -w /home/jovyan jupyter-erin sh -c " + shlex.quote(SWAPPER))
     watch = TransferWatch(operated, source)
     watch.start()
     started, backup_at = time.monotonic(), time.time()
@@ -326,7 +331,8 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
                            env={"JUPYTERHUB_GPU_BACKUPS": str(tmp_path)})
     backup_seconds = time.monotonic() - started
     seen, left = watch.seen(), watch.left_behind()
-    swaps = operated.output(source, "docker exec jupyter-dave sh -c 'kill $(cat /tmp/swapper.pid); cat /tmp/swaps'")
+    swaps = operated.output(source, "docker exec -u 1000 jupyter-erin sh -c 'kill $(cat /tmp/swapper.pid); cat /tmp/swaps'")
+    set_gpu_work(engine.containers.get(source.container_id), dave_gpu, 0, 0)
     assert backed_up.returncode == 0, backed_up.log[-4000:]
     (archive,) = tmp_path.glob("*.tar")
     with tarfile.open(archive) as opened:
@@ -336,7 +342,7 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
                 for member in home:
                     content = home.extractfile(member).read() if member.isfile() else member.linkname.encode()
                     assert cookie_secret not in content, f"{name}: {member.name} holds the cookie secret"
-    assert int(swaps) > 100, f"Dave's home changed under the packer {swaps} times only"
+    assert int(swaps) > 100, f"Erin's home changed under the packer {swaps} times only"
     # The archive and the secrets in it crossed where no other account of the host could read them.
     assert seen.events, "the watcher saw the backup's files come and go"
     for secret in (cookie_secret, admin_password):

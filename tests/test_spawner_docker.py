@@ -168,7 +168,7 @@ def test_an_image_made_elsewhere_runs_as_its_own_user_and_one_that_would_run_as_
     own_user, as_root = f"{singleuser_image}-user1000", f"{singleuser_image}-root"
     zeros, alias = f"{singleuser_image}-user00", f"{singleuser_image}-toor"
     for tag, lines in ((own_user, "USER 1000"), (as_root, "USER root"), (zeros, "USER 00"),
-                       (alias, "RUN echo 'toor:x:0:0::/root:/bin/sh' >> /etc/passwd\nUSER toor")):
+                       (alias, "USER root\nRUN echo 'toor:x:0:0::/root:/bin/sh' >> /etc/passwd\nUSER toor")):
         engine.images.build(fileobj=io.BytesIO(f"FROM {singleuser_image}\n{lines}\n".encode()), tag=tag, rm=True)
     roots = {"root": as_root, "zeros": zeros, "alias": alias}
     hub = make_hub(own_user_images=[own_user, *roots.values()], allowed_images={"own": own_user, **roots})

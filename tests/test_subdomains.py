@@ -50,9 +50,10 @@ function framed(name, url) {
 # What the other user's page does with her own hub login (login fixation): it sets it as the hub's cookie for the
 # whole domain, so that the visitor's next visit to the hub would run as her, under every name the hub may read.
 TOSS_PAGE = """<!doctype html><title>more cats</title><pre id="result">working</pre><script>
+const value = VALUE;
 for (const name of ["jupyterhub-hub-login", "__Host-jupyterhub-hub-login"]) {
   for (const where of ["domain=HUB; path=/hub/", "domain=HUB; path=/", "path=/"]) {
-    document.cookie = name + "=VALUE; " + where + "; secure";
+    document.cookie = name + "=" + value + "; " + where + "; secure";
   }
 }
 document.getElementById("result").textContent = "tossed";
@@ -135,7 +136,7 @@ def test_a_page_one_user_serves_cannot_read_anothers_files_or_the_hub_with_their
     assert "domain" not in login or login["domain"] == HUB, login
     # Her page sets it for the whole domain under every name; the admin visits it, then goes back to the hub.
     write_as(deployment, "mallory", "/home/jovyan/site/more.html",
-             TOSS_PAGE.replace("HUB", HUB).replace("VALUE", login["value"]))
+             TOSS_PAGE.replace("HUB", HUB).replace("VALUE", json.dumps(login["value"])))
     browser.open(f"https://mallory.{HUB}/user/mallory/static/more.html")
     browser.wait_for_text("tossed", css="#result")
     browser.open(f"https://{HUB}/hub/home")
