@@ -4,6 +4,7 @@ other write bits, as Python's 'tar' filter does. The archive tool is the one the
 
 import importlib.util
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -131,3 +132,46 @@ def test_an_outer_member_whose_name_leaves_the_work_directory_is_refused(tmp_pat
     with pytest.raises(SystemExit, match=r"hub/\.\./\.\./escaped is an absolute path or '\.\.'"):
         archive_tool.verify(str(path), work)
     assert not (tmp_path / "escaped").exists()
+
+
+def _packed(home: Path, tmp_path: Path) -> dict[str, tarfile.TarInfo]:
+    destination = tmp_path / "home.tar.gz"
+    archive_tool.pack(str(home), str(destination))
+    with tarfile.open(destination) as archive:
+        return {member.name: (member, archive.extractfile(member).read() if member.isfile() else b"")
+                for member in archive}
+
+
+def test_a_home_that_changes_while_it_is_packed_is_packed_without_following_a_link_or_waiting(tmp_path, monkeypatch):
+    """A person's server runs while the backup packs their home: between the packer's look at an entry and its read,
+    a file vanishes, becomes a link to a secret, or shrinks; a FIFO is never opened."""
+    home = tmp_path / "home"
+    home.mkdir()
+    secret = tmp_path / "cookie_secret"
+    secret.write_bytes(b"the hub's secret")
+    for name in ("kept", "vanishes", "becomes-a-link", "shrinks"):
+        (home / name).write_bytes(b"x" * 1000)
+    os.mkfifo(home / "pipe")
+    look = tarfile.TarFile.gettarinfo
+
+    def look_then_change(self, name=None, arcname=None, fileobj=None):
+        info = look(self, name, arcname, fileobj)
+        path = Path(name)
+        if path.name == "vanishes":
+            path.unlink()
+        elif path.name == "becomes-a-link":
+            path.unlink()
+            path.symlink_to(secret)
+        elif path.name == "shrinks":
+            path.write_bytes(b"y" * 10)
+        return info
+
+    monkeypatch.setattr(tarfile.TarFile, "gettarinfo", look_then_change)
+    listed = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: listed(path) + (["gone-before-its-look"] if path == home else []))
+    members = _packed(home, tmp_path)
+    assert sorted(members) == [".", "./kept", "./pipe", "./shrinks"]
+    assert members["./kept"][1] == b"x" * 1000
+    assert members["./shrinks"][1] == b"y" * 10 + bytes(990), "the size tar's header gave, padded"
+    assert members["./pipe"][0].isfifo()
+    assert not any(b"secret" in content for _, content in members.values())

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import sys
 import tarfile
 from importlib import metadata
@@ -54,6 +55,55 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class _Exactly(io.RawIOBase):
+    """A file's content as exactly ``size`` bytes: what it has, then zeros where it shrank while being read (a
+    running server writes its home while it is packed; tar's header already gave the size)."""
+
+    def __init__(self, stream, size: int):
+        super().__init__()
+        self.stream, self.left = stream, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.stream.read(n)[:n]
+        data += bytes(n - len(data))
+        self.left -= n
+        return data
+
+
+def _add_tree(archive: tarfile.TarFile, path: Path, arcname: str, keep) -> None:
+    """``path`` and what is below it, as ``TarFile.add`` adds them, for a tree that changes while it is read: what
+    vanishes between its listing and its reading is left out; a file that became a link, a FIFO or a device is
+    never opened as one (no link followed, no read that waits forever); one that shrank is padded with zeros."""
+    try:
+        info = archive.gettarinfo(str(path), arcname)  # lstat: a link is kept as a link
+    except FileNotFoundError:
+        return
+    info = keep(info) if info is not None else None  # None: a socket, which tar does not hold
+    if info is None:
+        return
+    if not info.isreg():
+        archive.addfile(info)
+    else:
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except (FileNotFoundError, OSError) as error:
+            if error.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
+                return  # gone, or no longer a regular file
+            raise
+        with os.fdopen(descriptor, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                return
+            archive.addfile(info, _Exactly(stream, info.size))
+    if info.isdir():
+        try:
+            names = sorted(os.listdir(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in names:
+            _add_tree(archive, path / name, f"{arcname}/{name}", keep)
+
+
 def _tar_directory(directory: Path, destination: Path, members=None, skip=()) -> int:
     """``directory`` (itself, so that its owner and mode come back too), or only its ``members``, as a gzip
     tar with owners and modes kept, leaving out the top-level names in ``skip``; the bytes of file content."""
@@ -70,10 +120,9 @@ def _tar_directory(directory: Path, destination: Path, members=None, skip=()) ->
 
     with tarfile.open(destination, "w:gz", compresslevel=1, format=tarfile.PAX_FORMAT) as archive:
         if members is None:
-            archive.add(directory, arcname=".", filter=counted)
+            _add_tree(archive, directory, ".", counted)
         for name in members or ():
-            if (directory / name).exists():
-                archive.add(directory / name, arcname=f"./{name}", filter=counted)
+            _add_tree(archive, directory / name, f"./{name}", counted)
     return total
 
 
