@@ -38,9 +38,11 @@ backup)
   # Docker's volume names are [a-zA-Z0-9][a-zA-Z0-9_.-]*: nothing in them the shell would split or expand.
   for volume in $(docker volume ls -q); do
     case "$volume" in "$user_prefix"*) ;; *) continue ;; esac
-    # Its own empty directory to write into: another home's archive is never where this container can read it.
+    # Its own empty directory to write into: another home's archive is never where this container can read it. Root
+    # with one capability, reading whatever mode a person gave their files, and nothing else.
     mkdir "$work/pack"
-    docker run --rm --network none --user 0 --entrypoint python3 -v "$tool:/backup-tool/archive.py:ro" \
+    docker run --rm --network none --user 0 --cap-drop ALL --cap-add DAC_READ_SEARCH \
+      --security-opt no-new-privileges --entrypoint python3 -v "$tool:/backup-tool/archive.py:ro" \
       -v "$volume:/backup/home:ro" -v "$work/pack:/backup/out" "$image" /backup-tool/archive.py pack /backup/home \
       /backup/out/home.tar.gz
     mv "$work/pack/home.tar.gz" "$work/volumes/$volume.tar.gz"
