@@ -1236,7 +1236,9 @@ def settings_table() -> str:
                 shown = "; ".join(f"`{item}`" for item in default)
             else:
                 shown = "empty" if default in (None, [], {}) else f"`{default}`"
-            rows.append(f"| `{name}` | {shown} | {field.description} |")
+            # A | in a cell, even in a code span, ends the cell unless escaped (image_build's "docker save | zstd").
+            rows.append(f"| `{name}` | {shown.replace('|', chr(92) + '|')} | "
+                        f"{field.description.replace('|', chr(92) + '|')} |")
         sections.append("\n".join(rows))
     return "\n\n".join(sections) + "\n"
 
