@@ -70,21 +70,17 @@ def put(state, host, local, remote: str, mode: str = "600") -> bool:
     sudo: the SSH user writes it into a private directory of their own, and ``install`` under sudo creates
     ``remote`` from it with ``mode`` from its first byte. Logged in as root, the private directory is beside
     ``remote`` and the file is renamed into place (an archive of many GB is not copied)."""
-    if not elevated(state, host):
-        with private_staging(host, within=remote.rsplit("/", 1)[0] or "/") as directory:
-            staged = f"{directory}/upload"
-            if not host.put_file(local, staged):
-                return False
-            ok, output = host.run_shell_command(StringCommand("chmod", mode, QuoteString(staged), "&&", "mv", "-f",
-                                                              QuoteString(staged), QuoteString(remote)))
-            if not ok:
-                raise TransferError(f"{host.name}: could not write {remote}: {output.stderr}")
-        return True
-    with private_staging(host) as directory:
+    as_root = not elevated(state, host)
+    with private_staging(host, within=(remote.rsplit("/", 1)[0] or "/") if as_root else None) as directory:
         staged = f"{directory}/upload"
         if not host.put_file(local, staged):
             return False
-        ok, output = run(state, host, StringCommand("install", "-m", mode, QuoteString(staged), QuoteString(remote)))
+        if as_root:
+            ok, output = host.run_shell_command(StringCommand("chmod", mode, QuoteString(staged), "&&", "mv", "-f",
+                                                              QuoteString(staged), QuoteString(remote)))
+        else:
+            ok, output = run(state, host, StringCommand("install", "-m", mode, QuoteString(staged),
+                                                        QuoteString(remote)))
         if not ok:
             raise TransferError(f"{host.name}: could not write {remote}: {output.stderr}")
     return True

@@ -19,28 +19,20 @@ except OSError as error:
 """
 
 # Run inside a user container: log in at the hub's login form straight on the hub's port (as any container on the
-# network can), with extra headers; print how it went: "in", "wait <seconds>", "checked" (a wrong password, told
-# so) or what the page said. The _xsrf cookie is sent by hand: the hub marks it Secure, and this is plain HTTP.
+# network can), with extra headers; print the answer's status, Location and page as JSON. The _xsrf cookie is sent by
+# hand: the hub marks it Secure, and this is plain HTTP.
 HUB_LOGIN = """
 import http.client, json, re, sys, urllib.parse
 host, port, name, password, headers = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
 connection = http.client.HTTPConnection(host, port, timeout=30)
 connection.request("GET", "/hub/login", headers=headers)  # the hub binds the form's _xsrf to the address it sees
 page = connection.getresponse()
-body = page.read().decode()
+page.read()
 xsrf = re.search(r"_xsrf=([^;]+)", page.getheader("Set-Cookie") or "").group(1)
 form = urllib.parse.urlencode({"username": name, "password": password, "_xsrf": xsrf})
 connection.request("POST", "/hub/login", form, {"Content-Type": "application/x-www-form-urlencoded",
                                                  "Cookie": f"_xsrf={xsrf}", **headers})
 answer = connection.getresponse()
-text = answer.read().decode()
-wait = re.search(r"try again in (\\d+) s", text)
-if answer.status == 302 and "/login" not in (answer.getheader("Location") or ""):
-    print("in")
-elif wait:
-    print("wait", wait.group(1))
-elif "Invalid username or password" in text:
-    print("checked")
-else:
-    print(answer.status, text[:300].replace(chr(10), " "))
+print(json.dumps({"status": answer.status, "location": answer.getheader("Location") or "",
+                  "text": answer.read().decode()}))
 """

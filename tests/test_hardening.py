@@ -148,8 +148,9 @@ def _login_through_the_proxy(hub: HubClient, name: str, password: str, **headers
 
 
 def _login_on_the_hubs_port(deployment, target, container: str, name: str, password: str, **headers) -> str:
-    return _inner(deployment, target, "docker", "exec", container, "python3", "-c", HUB_LOGIN, "jupyterhub", "81",
-                  name, password, json.dumps(headers))
+    answer = json.loads(_inner(deployment, target, "docker", "exec", container, "python3", "-c", HUB_LOGIN,
+                               "jupyterhub", "81", name, password, json.dumps(headers)))
+    return _outcome(answer["status"], answer["location"], answer["text"])
 
 
 def _rotating(n: int) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import tarfile
 
+from docker.errors import NotFound
+
 
 def resolved_uid(user: str, passwd: str | None) -> int | None:
     """The uid of an image's ``USER`` (``name``, ``uid``, ``name:group`` or ``uid:gid``; unset is root) as the
@@ -30,10 +32,8 @@ def passwd_of(docker, image: str) -> str | None:
     try:
         try:
             stream, _ = docker.get_archive(container["Id"], "/etc/passwd")
-        except Exception as error:  # docker.errors.NotFound: the image has no passwd file
-            if getattr(getattr(error, "response", None), "status_code", None) == 404:
-                return None
-            raise
+        except NotFound:  # the image has no passwd file
+            return None
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
             member = archive.next()
             handle = archive.extractfile(member) if member is not None and member.isfile() else None

@@ -87,7 +87,7 @@ def _add_tree(archive: tarfile.TarFile, path: Path, arcname: str, keep) -> None:
     else:
         try:
             descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except (FileNotFoundError, OSError) as error:
+        except OSError as error:
             if error.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
                 return  # gone, or no longer a regular file
             raise
