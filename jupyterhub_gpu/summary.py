@@ -5,6 +5,8 @@ from __future__ import annotations
 from pyinfra import host, logger
 from pyinfra.api.state import BaseStateCallback
 
+from gpudockerspawner.gpus import GPUPolicy
+
 _PREFIX = "--> "
 
 
@@ -108,12 +110,14 @@ def gpu_access(settings) -> str:
     groups = settings.gpu_groups
     if not groups:
         who = "everyone may have one"
-    elif not any(rule.gpus_per_user or rule.max_gpus for rule in groups.values()):
+    elif not any(groups.values()):
         who = f"members of {', '.join(groups)} may have one"
     else:
+        # The rules as the spawner will apply them.
+        rules = GPUPolicy.from_groups(groups, settings.gpus_per_user).rules
         who = "by group: " + "; ".join(
-            f"{name} {rule.gpus_per_user or settings.gpus_per_user} per server"
-            + (f", at most {rule.max_gpus} together" if rule.max_gpus else "") for name, rule in groups.items())
+            f"{rule.group} {rule.gpus_per_user} per server" + (f", at most {rule.max_gpus} together" if rule.max_gpus
+                                                               else "") for rule in rules if rule.group)
     when = {"refuse": "refused with a message", "cpu": "started CPU-only",
             "wait": f"put in line for the next GPU released (for up to {settings.gpu_wait_timeout // 60} min)"}
     return f"GPUs: {who}; a spawn that finds none free for it is {when[settings.gpu_on_exhausted]}"

@@ -12,10 +12,11 @@ import traitlets
 from traitlets.config.loader import PyFileConfigLoader
 
 from jupyterhub_gpu.facts import GPU, GPUInventory, HostProfile
-from roles.images import Images
-from jupyterhub_gpu.target import Target
-from roles.services import FILES, hub_settings
 from jupyterhub_gpu.settings import from_host_data
+from jupyterhub_gpu.target import Target
+from jupyterhub_gpu_hub import contract
+from roles.images import Images
+from roles.services import FILES, hub_settings
 
 PROFILE = HostProfile(os_id="debian", os_version="12", os_codename="bookworm", hostname="gpubox", ipv4=("10.0.0.5",),
                       cpus=4, memory_mib=32768)
@@ -34,7 +35,7 @@ def load(tmp_path, monkeypatch):
             (secrets_dir / name).write_text(value + "\n")
         settings = from_host_data("host1", data)
         document = hub_settings(Target(settings=settings, profile=PROFILE, **target), images)
-        (tmp_path / "hub.json").write_text(json.dumps(document))
+        (tmp_path / "hub.json").write_text(json.dumps(contract.dump(document)))
         monkeypatch.setenv("JUPYTERHUB_GPU_SETTINGS", str(tmp_path / "hub.json"))
         monkeypatch.setenv("JUPYTERHUB_GPU_SECRETS", str(secrets_dir))
         monkeypatch.setenv("JUPYTERHUB_GPU_DATA", str(tmp_path))
@@ -407,7 +408,6 @@ def test_native_logins_check_passwords_off_the_hubs_event_loop(load, monkeypatch
     import threading
 
     import bcrypt
-
     from jupyterhub import orm
 
     config = load({}, secrets={"admin-password-admin": "first-generated-password"})
@@ -517,7 +517,6 @@ def test_a_name_nobody_has_costs_the_same_password_check_as_one_that_exists(load
     import asyncio
 
     import bcrypt
-
     from jupyterhub import orm
 
     config = load({}, secrets={"admin-password-admin": "first-generated-password"})

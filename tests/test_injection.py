@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from jupyterhub_gpu.facts import GPU, GPUInventory, HostProfile
 from jupyterhub_gpu.settings import HubSettings, InventoryError, from_host_data
 from jupyterhub_gpu.target import Target
+from jupyterhub_gpu_hub import contract
 from roles import images, provision, secrets, services, tls
 from tests.plan import commands_of, fresh_host_facts, plan
 
@@ -161,8 +163,10 @@ def test_a_value_is_refused_naming_its_setting_or_carried_literally(monkeypatch,
     accepted = str(accepted[0] if is_list else accepted)
 
     built = images.Images(hub="hub:1", singleuser="singleuser:1", proxy="proxy:1")
-    document = services.hub_settings(target, built)
+    document = contract.dump(services.hub_settings(target, built))
+    # Data that survives JSON as it is, and reads back as the same contract.
     assert json.loads(json.dumps(document)) == document
+    assert contract.load(json.loads(json.dumps(document))) == services.hub_settings(target, built)
     hub_secrets = secrets.HubSecrets(paths={"cookie_secret": f"{target.install_dir}/secrets/cookie_secret"})
     compose = services.compose_project(target, built, tls.Certificate(f"{target.install_dir}/tls"), hub_secrets)
     assert yaml.safe_load(services._yaml(compose, "# heading\n").getvalue()) == compose

@@ -82,8 +82,8 @@ def test_bad_value_is_refused_with_its_key(data, expected):
         ({"gpu_groups": {"students": {"gpus_per_user": 2, "max_gpus": 1}}},
          "gpu_groups['students']: max_gpus 1 is less than the 2 GPUs each member's server gets, so no member could "
          "ever start one; allowed: max_gpus of at least 2, or no max_gpus"),
-        ({"gpu_groups": {"students": {"max": 2}}}, "gpu_groups.students.max: unknown key; allowed: gpus_per_user, "
-                                                   "max_gpus"),
+        ({"gpu_groups": {"students": {"max": 2}}}, "gpu_groups = {'students': {'max': 2}}: gpu_groups['students']: "
+                                                   "unknown key 'max'; allowed: gpus_per_user, max_gpus"),
         ({"gpu_groups": "students"}, "gpu_groups = 'students': allowed: a list of hub group names, or rules by group"),
         ({"gpu_groups": ["no spaces"]}, "'no spaces' is not allowed: a JupyterHub group name"),
         ({"gpu_on_exhausted": "queue"}, "gpu_on_exhausted = 'queue': Input should be 'refuse', 'cpu' or 'wait'"),

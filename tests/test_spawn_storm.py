@@ -1,7 +1,7 @@
 """Fifty people log in on a deployed 2-core host at the same moment, each starts a server from the spawn
 form and runs code in it: every one gets there, none is given up on, and the hub keeps answering
 meanwhile (the p50 and p95 of a cheap API call are printed). The line that keeps such a crowd from
-overrunning the host is tested on its own in spawner/tests/test_line.py and tests/test_spawner_docker.py."""
+overrunning the host is tested on its own in spawner/tests/test_start_line.py and tests/test_spawner_docker.py."""
 
 from __future__ import annotations
 

@@ -72,10 +72,10 @@ def test_on_the_hub_routes_by_host_and_the_certificate_names_the_wildcard():
     on = Target(HubSettings(hub_names=["hub.example.org"], https_port=8443), HostProfile(os_id="debian"),
                 user_domain="hub.example.org")
     assert on.certificate_names == ("hub.example.org", "*.hub.example.org")
-    assert hub_settings(on, IMAGES)["hub"]["subdomain_host"] == "https://hub.example.org:8443"
+    assert hub_settings(on, IMAGES).hub.subdomain_host == "https://hub.example.org:8443"
     assert "--host-routing" in compose_project(on, IMAGES, _Certificate(), _Secrets())["services"]["proxy"]["command"]
     off = Target(HubSettings(), HostProfile(os_id="debian", hostname="gpubox"))
-    assert off.certificate_names == ("gpubox", "localhost") and hub_settings(off, IMAGES)["hub"]["subdomain_host"] is None
+    assert off.certificate_names == ("gpubox", "localhost") and hub_settings(off, IMAGES).hub.subdomain_host is None
     assert "--host-routing" not in compose_project(off, IMAGES, _Certificate(), _Secrets())["services"]["proxy"]["command"]
 
 

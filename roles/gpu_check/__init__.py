@@ -4,8 +4,6 @@ hub, image, runtime, device, compute). It changes nothing that stays."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import files
@@ -13,8 +11,8 @@ from pyinfra.operations import files
 from jupyterhub_gpu import remote
 from jupyterhub_gpu.settings import GPU_CHECK_USER
 from jupyterhub_gpu.target import Target
+from jupyterhub_gpu_hub import gpu_check
 
-FILES = Path(__file__).parent / "files"
 # The hub service whose token may start and stop the servers of this user, and nothing else.
 SERVICE = "jupyterhub-gpu-check"
 USER = GPU_CHECK_USER
@@ -52,5 +50,5 @@ def check_gpu_path(target: Target) -> None:
                              "the Windows one) and deploy again")
     script = f"{target.layout.bin}/gpu_check.py"
     files.directory(name="Check tool directory", path=target.layout.bin, mode="755")
-    files.put(name="GPU check", src=str(FILES / "gpu_check.py"), dest=script, mode="644")
+    files.put(name="GPU check", src=gpu_check.__file__, dest=script, mode="644")
     gpu_path_checked(name="GPU path checked through the hub", script=script)

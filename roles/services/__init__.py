@@ -15,10 +15,11 @@ from pyinfra.operations.util import any_changed
 
 from jupyterhub_gpu.facts import AccountIds, ComposeServices
 from jupyterhub_gpu.settings import GPU_CHECK_USER, SERVICE_ACCOUNT, hub_traits
+from jupyterhub_gpu.target import Target
+from jupyterhub_gpu_hub import contract
 from roles import gpu_check, gpu_sampler
 from roles.images import Images
 from roles.network import HUB_API_PORT, HUB_MAC, PROXY_MAC
-from jupyterhub_gpu.target import Target
 from roles.secrets import HubSecrets
 from roles.tls import Certificate
 
@@ -47,94 +48,89 @@ def _standard(target: Target):
 OAUTH_USERNAME_CLAIMS = {"generic": "preferred_username", "azuread": "oid"}
 
 
-def hub_settings(target: Target, images: Images) -> dict:
-    """What the hub's static configuration reads (/etc/jupyterhub/hub.json): data, never code."""
+def hub_settings(target: Target, images: Images) -> contract.HubContract:
+    """What the hub's static configuration reads (/etc/jupyterhub/hub.json, see jupyterhub_gpu_hub.contract): data,
+    never code; every value the hub derives from the settings is computed here."""
     s = target.settings
     standard = _standard(target)
-    return {
+    endpoints = target.oauth_endpoints
+    return contract.HubContract(
         # Settings that map one to one onto a trait, from the settings model's own table.
-        "traits": hub_traits(s),
-        "hub": {
-            "api_port": HUB_API_PORT,
-            "public_url": target.hub_url,
-            # Each user's server on a subdomain of its own (None: every server on the hub's origin).
-            "subdomain_host": target.subdomain_host,
-            "hsts_max_age": target.hsts_max_age,
-            "admin_users": list(s.admin_users),
-            "ops_token": s.ops_token,
-            "ops_token_scopes": OPS_TOKEN_SCOPES,
-            "metrics_token": s.metrics_token,
-            "gpu_check": {"service": gpu_check.SERVICE, "user": gpu_check.USER, "scopes": gpu_check.SCOPES}
+        traits=hub_traits(s),
+        hub=contract.Hub(
+            api_port=HUB_API_PORT,
+            public_url=target.hub_url,
+            subdomain_host=target.subdomain_host,
+            hsts_max_age=target.hsts_max_age,
+            admin_users=list(s.admin_users),
+            ops_token=s.ops_token,
+            ops_token_scopes=OPS_TOKEN_SCOPES,
+            metrics_token=s.metrics_token,
+            gpu_check=contract.GpuCheck(service=gpu_check.SERVICE, user=gpu_check.USER, scopes=gpu_check.SCOPES)
             if target.gpu_pool else None,
-            "activity_interval": s.activity_interval,
-        },
-        "culler": {
-            "idle_timeout": s.idle_timeout,
-            "max_age": s.max_age,
-            "gpu_idle_timeout": s.gpu_idle_timeout if target.hands_out_gpus else 0,
-            "gpu_max_age": s.gpu_max_age if target.hands_out_gpus else 0,
-            "cull_every": s.cull_every,
-            "gpu_idle": bool(s.gpu_idle_utilization) and target.hands_out_gpus,
-            "busy_keeps": s.gpu_busy_is_activity and target.hands_out_gpus,
-            "busy_at": gpu_busy_at(target),
-        },
-        # Where the GPU service reads the GPUs' figures, and the usage record the spawner keeps.
-        "gpu_figures": {
-            "samplers": gpu_sampler.sampler_urls(target),
-            "on_nodes": bool(target.cluster),
-            "interval": s.gpu_sample_interval,
-            "busy_at": gpu_busy_at(target),
-            "figures_file": FIGURES_FILE,
-            "usage_db": USAGE_DB,
-        },
-        "authenticator": {
-            "kind": s.authenticator,
-            "allowed_users": list(s.allowed_users),
-            "reserved_names": [GPU_CHECK_USER],
-            "allowed_groups": list(s.allowed_groups),
-            "allow_all": s.allow_all,
-            "ldap": {
-                "ca_file": "ldap_ca" if s.ldap_ca_file else None,
-                "looks_up_dn": bool(s.ldap_user_search_base),
-            },
-            "oauth": {
-                "provider": s.oauth_provider,
-                "callback_url": target.oauth_callback_url,
-                **target.oauth_endpoints,
-                "scopes": list(s.oauth_scopes),
-                "username_claim": s.oauth_username_claim or OAUTH_USERNAME_CLAIMS.get(s.oauth_provider),
-                "groups_claim": s.oauth_groups_claim,
-            },
-        },
-        "spawner": {
-            # A server started without a pick runs the standard profile, with its limits.
-            "image": images.profiles.get(standard.name, images.singleuser),
-            "profiles": [{"name": profile.name, "image": images.profiles.get(profile.name, images.singleuser),
-                          "gpu": profile.gpu,
-                          "cpu_limit": profile.cpu_limit or target.user_cpu_limit,
-                          "mem_limit": profile.mem_limit or target.user_mem_limit}
-                         for profile in target.offered_profiles],
-            # Images made elsewhere (and those built on them) run as their own USER, never forced to root.
-            "own_user_images": sorted({images.profiles.get(profile.name, images.singleuser)
-                                       for profile in target.offered_profiles
-                                       if profile.image or s.singleuser_image}),
-            "home_volume_prefix": f"{s.compose_project}-user-",
-            "gpu_ids": list(target.gpu_pool),
-            "devices_filtered": not target.profile.wsl,
-            "pool_label": s.compose_project,
-            "mem_limit": standard.mem_limit or target.user_mem_limit,
-            "cpu_limit": standard.cpu_limit or target.user_cpu_limit,
-            "pids_limit": s.user_pids_limit,
-            "cpu_shares": s.user_cpu_shares,
-            "spawns_at_once": target.spawns_at_once,
-            "hsts_max_age": target.hsts_max_age,
-            "sudo_groups": list(s.sudo_groups),
-            "activity_interval": s.activity_interval,
-            # A cluster's hub starts servers as Swarm services on the GPU nodes.
-            "swarm": {"home_volume_driver": s.home_volume_driver,
-                      "home_volume_driver_options": dict(s.home_volume_driver_options)} if target.cluster else None,
-        },
-    }
+            activity_interval=s.activity_interval,
+        ),
+        culler=contract.Culler(
+            idle_timeout=s.idle_timeout,
+            max_age=s.max_age,
+            gpu_idle_timeout=s.gpu_idle_timeout if target.hands_out_gpus else 0,
+            gpu_max_age=s.gpu_max_age if target.hands_out_gpus else 0,
+            cull_every=s.cull_every,
+            gpu_idle=bool(s.gpu_idle_utilization) and target.hands_out_gpus,
+            busy_keeps=s.gpu_busy_is_activity and target.hands_out_gpus,
+            busy_at=gpu_busy_at(target),
+        ),
+        gpu_figures=contract.GpuFigures(
+            samplers=gpu_sampler.sampler_urls(target),
+            on_nodes=bool(target.cluster),
+            interval=s.gpu_sample_interval,
+            busy_at=gpu_busy_at(target),
+            figures_file=FIGURES_FILE,
+            usage_db=USAGE_DB,
+        ),
+        authenticator=contract.Authenticator(
+            kind=s.authenticator,
+            allowed_users=list(s.allowed_users),
+            reserved_names=[GPU_CHECK_USER],
+            allowed_groups=list(s.allowed_groups),
+            allow_all=s.allow_all,
+            ldap=contract.Ldap(ca_file="ldap_ca" if s.ldap_ca_file else None, looks_up_dn=bool(s.ldap_user_search_base)),
+            oauth=contract.OAuth(
+                provider=s.oauth_provider,
+                callback_url=target.oauth_callback_url,
+                authorize_url=endpoints.get("authorize_url"),
+                token_url=endpoints.get("token_url"),
+                userdata_url=endpoints.get("userdata_url"),
+                scopes=list(s.oauth_scopes),
+                username_claim=s.oauth_username_claim or OAUTH_USERNAME_CLAIMS.get(s.oauth_provider),
+                groups_claim=s.oauth_groups_claim,
+            ),
+        ),
+        spawner=contract.Spawner(
+            image=images.profiles.get(standard.name, images.singleuser),
+            profiles=[contract.Profile(name=profile.name, image=images.profiles.get(profile.name, images.singleuser),
+                                       gpu=profile.gpu, cpu_limit=profile.cpu_limit or target.user_cpu_limit,
+                                       mem_limit=profile.mem_limit or target.user_mem_limit)
+                      for profile in target.offered_profiles],
+            own_user_images=sorted({images.profiles.get(profile.name, images.singleuser)
+                                    for profile in target.offered_profiles if profile.image or s.singleuser_image}),
+            home_volume_prefix=f"{s.compose_project}-user-",
+            gpu_ids=list(target.gpu_pool),
+            devices_filtered=not target.profile.wsl,
+            pool_label=s.compose_project,
+            mem_limit=standard.mem_limit or target.user_mem_limit,
+            cpu_limit=standard.cpu_limit or target.user_cpu_limit,
+            pids_limit=s.user_pids_limit,
+            cpu_shares=s.user_cpu_shares,
+            spawns_at_once=target.spawns_at_once,
+            hsts_max_age=target.hsts_max_age,
+            sudo_groups=list(s.sudo_groups),
+            activity_interval=s.activity_interval,
+            swarm=contract.Swarm(home_volume_driver=s.home_volume_driver,
+                                 home_volume_driver_options=dict(s.home_volume_driver_options))
+            if target.cluster else None,
+        ),
+    )
 
 
 # TLS 1.2 offers these only (ECDHE with AES-GCM or ChaCha20-Poly1305); TLS 1.3 and its suites are Node's
@@ -305,7 +301,7 @@ def ensure_services(target: Target, images: Images, certificate: Certificate, se
                        dest=f"{project_dir}/jupyterhub_config.py", mode="644", create_remote_dir=False)
     settings = files.put(
         name="Hub settings", dest=f"{project_dir}/hub.json", mode="644", create_remote_dir=False,
-        src=io.StringIO(json.dumps(hub_settings(target, images), indent=2, sort_keys=True) + "\n"),
+        src=io.StringIO(json.dumps(contract.dump(hub_settings(target, images)), indent=2, sort_keys=True) + "\n"),
     )
     compose = files.put(
         name="Compose project", dest=f"{project_dir}/compose.yaml", mode="644", create_remote_dir=False,

@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 from gpudockerspawner.figures import quiet_for, read_snapshot
 from gpudockerspawner.usage import UsageLog
+from gpudockerspawner.words import duration
 
 NAME = "idle-culler"
 GPU_NAME = "gpu-idle-culler"
@@ -135,15 +136,6 @@ def owner_of(server: dict) -> str | None:
         return None
     user, _, name = rest.strip("/").partition("/")
     return f"{unquote(user)}/{unquote(name.strip('/'))}"
-
-
-def duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} seconds"
-    if seconds < 7200:
-        return f"{seconds // 60} minutes"
-    return f"{seconds // 3600} hours {seconds % 3600 // 60} minutes"
 
 
 def _cull(rules: CullRules, server: dict, reason: str) -> bool:

@@ -8,6 +8,7 @@ them back). The spawners keep only what differs: how a container or a service is
 
 from __future__ import annotations
 
+import difflib
 import html
 import math
 from collections import Counter
@@ -91,6 +92,60 @@ class SwarmResources:
         return list(recorded)  # the task's own, as read back when it started
 
 
+# What a group's rule may say (``gpu_groups``), each key's bounds and meaning: declared here once, for the hub's
+# configuration (the spawner's trait) and the deploy's settings alike.
+RULE_KEYS = {
+    "gpus_per_user": (1, 64, "GPUs each member's GPU server gets. Empty: `gpus_per_user`."),
+    "max_gpus": (1, 4096, "GPUs the group's members hold together at most. Empty: no cap."),
+}
+
+
+def parse_gpu_groups(groups) -> dict[str, dict[str, int]]:
+    """``gpu_groups`` as written (a list of group names, or ``{group: {key: value}}`` with the keys of RULE_KEYS)
+    as rules by group, keys left out where they are empty; a ValueError names what is wrong and what is
+    allowed."""
+    if isinstance(groups, (list, tuple)):
+        groups = {name: {} for name in groups}
+    if not isinstance(groups, dict):
+        raise ValueError("allowed: a list of hub group names, or rules by group like "
+                         "{'students': {'gpus_per_user': 1, 'max_gpus': 2}}")
+    rules = {}
+    for name, rule in groups.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{name!r} is not a group name")
+        if rule is None:
+            rule = {}
+        if not isinstance(rule, dict):
+            raise ValueError(f"gpu_groups[{name!r}] = {rule!r}: allowed: a rule like {{'gpus_per_user': 1, "
+                             "'max_gpus': 2}, or {} for the defaults")
+        parsed = {}
+        for key, value in rule.items():
+            if key not in RULE_KEYS:
+                close = difflib.get_close_matches(str(key), RULE_KEYS, n=1)
+                raise ValueError(f"gpu_groups[{name!r}]: unknown key {key!r}; "
+                                 + (f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(RULE_KEYS)}"))
+            if value is None:
+                continue
+            low, high, _ = RULE_KEYS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"gpu_groups[{name!r}]: {key} = {value!r}; allowed: a whole number from {low} "
+                                 f"to {high}")
+            parsed[key] = value
+        rules[name] = parsed
+    return rules
+
+
+def check_caps(rules: dict[str, dict[str, int]], gpus_per_user: int) -> None:
+    """Refuse a group's cap below the GPUs each of its members' servers gets: none of them could ever start."""
+    for name, rule in rules.items():
+        each = rule.get("gpus_per_user") or gpus_per_user
+        cap = rule.get("max_gpus")
+        if cap is not None and cap < each:
+            raise ValueError(f"gpu_groups[{name!r}]: max_gpus {cap} is less than the {each} GPUs each member's "
+                             f"server gets, so no member could ever start one; allowed: max_gpus of at least "
+                             f"{each}, or no max_gpus")
+
+
 @dataclass(frozen=True)
 class GroupRule:
     """What members of ``group`` get: ``gpus_per_user`` GPUs for each GPU server and, with ``max_gpus``, no more
@@ -142,12 +197,12 @@ class GPUPolicy:
 
     @classmethod
     def from_groups(cls, groups, gpus_per_user: int = 1, on_exhausted: str = "refuse") -> GPUPolicy:
-        """From ``gpu_groups`` as configured: a list of group names (each member gets ``gpus_per_user``), or
-        ``{group: {"gpus_per_user": n, "max_gpus": m}}`` (either key may be left out). Where there are groups,
-        the rule of group "" is for the users who may have a GPU whatever their groups (``gpu_users``)."""
-        if not isinstance(groups, dict):
-            groups = {name: {} for name in groups}
-        rules = tuple(GroupRule(name, int(rule.get("gpus_per_user") or gpus_per_user), rule.get("max_gpus"))
+        """From ``gpu_groups`` as configured (see parse_gpu_groups; each member gets ``gpus_per_user`` where
+        the group's rule does not say). Where there are groups, the rule of group "" is for the users who may have
+        a GPU whatever their groups (``gpu_users``). A ValueError where a rule cannot be met."""
+        groups = parse_gpu_groups(groups)
+        check_caps(groups, gpus_per_user)
+        rules = tuple(GroupRule(name, rule.get("gpus_per_user") or gpus_per_user, rule.get("max_gpus"))
                       for name, rule in groups.items())
         return cls(rules + ((GroupRule("", gpus_per_user),) if rules else ()), gpus_per_user, on_exhausted)
 
@@ -178,12 +233,16 @@ class GPUPolicy:
                          for rule in self.rules_for(user_groups))
         return f"Your group's GPUs are all in use: {said}."
 
+    @staticmethod
+    def all_in_use(source, where: str = "") -> str:
+        """The one sentence for "no GPU is free" (``where``: on which nodes, if not all), on the form and in
+        answers alike."""
+        return f"All {source.total()} GPUs are in use{where}{source.sharing()}"
+
     def none_free(self, source, where: str = "") -> str:
-        """The words for a spawn that finds no GPU free (``where``: on which nodes, if not all). Raises the refusal
-        under ``refuse``; otherwise returns them, and the server waits in line or starts CPU-only."""
-        message = (f"All {source.total()} GPUs are in use{where}{source.sharing()}; try again later, or start a "
-                   "CPU-only server.")
-        return self.answer(message)
+        """The words for a spawn that finds no GPU free. Raises the refusal under ``refuse``; otherwise returns
+        them, and the server waits in line or starts CPU-only."""
+        return self.answer(f"{self.all_in_use(source, where)}; try again later, or start a CPU-only server.")
 
     def answer(self, message: str) -> str:
         """``message`` raised as the refusal under ``refuse``, or returned."""

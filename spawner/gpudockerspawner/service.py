@@ -43,7 +43,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import IOLoop
 
-from gpudockerspawner.culling import duration
+from gpudockerspawner.words import duration
 from gpudockerspawner.figures import Figures, key_for
 from gpudockerspawner.usage import UsageLog, report, report_csv, totals
 

@@ -5,25 +5,43 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from dataclasses import dataclass, field
 
 from dockerspawner import DockerSpawner
 from jupyterhub.utils import fmt_ip_url, wait_for_http_server
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.web import HTTPError
-from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, Union, default, validate
+from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, Union, default, observe, validate
 
 from gpudockerspawner import metrics
 from gpudockerspawner.form import GPUAvailability, spawn_form
 from gpudockerspawner.gpu_line import CAPPED, TAKEN, TOO_FEW, GPULine, Waiter
-from gpudockerspawner.gpus import GPUPolicy, HostPool, Ledger, refusal
+from gpudockerspawner.gpus import GPUPolicy, HostPool, Ledger, parse_gpu_groups, refusal
 from gpudockerspawner.image_user import passwd_of, resolved_uid
-from gpudockerspawner.line import StartLine
 from gpudockerspawner.pool import GPUPool, PoolError, parse_gpu_ids, rebuild
+from gpudockerspawner.start_line import StartLine
 from gpudockerspawner.usage import STOPPED, UsageLog
+from gpudockerspawner.words import duration, ordinal
 
 OWNER_LABEL = "gpudockerspawner.owner"
 GPUS_LABEL = "gpudockerspawner.gpus"
 POOL_LABEL = "gpudockerspawner.pool"
+
+
+@dataclass
+class HubProcess:
+    """What the spawners of one hub process share, each kept by the configuration it belongs to: the GPU pools
+    (rebuilt at hub start from running containers' labels, by pool label, ids and sharing), the start lines (by
+    pool label and size), and by pool label the line for a GPU and the ledger of the groups' GPUs; the usage
+    records by file (each knows which holds this process has seen alive); on a cluster where spawns wait, the GPUs
+    of servers that took their turn and that Swarm has not placed yet, by owner."""
+
+    pools: dict[tuple, GPUPool] = field(default_factory=dict)
+    start_lines: dict[tuple, StartLine] = field(default_factory=dict)
+    gpu_lines: dict[str, GPULine] = field(default_factory=dict)
+    ledgers: dict[str, Ledger] = field(default_factory=dict)
+    usage_logs: dict[str, UsageLog] = field(default_factory=dict)
+    promised: dict[str, int] = field(default_factory=dict)
 
 
 class GPUDockerSpawner(DockerSpawner):
@@ -172,15 +190,10 @@ class GPUDockerSpawner(DockerSpawner):
     _waiter: Waiter | None = None
     _configured_start_timeout: float | None = None
 
-    # One pool per hub process and configuration, rebuilt at hub start from running containers' labels.
-    _pools: dict[tuple, GPUPool] = {}
-    # One line per hub process and pool.
-    _lines: dict[tuple, StartLine] = {}
-    # One line for GPUs and one ledger of the groups' GPUs per hub process and pool.
-    _gpu_lines: dict[str, GPULine] = {}
-    _ledgers: dict[str, Ledger] = {}
-    # One usage record per hub process and file (it knows which holds this process has seen alive).
-    _usage_logs: dict[str, UsageLog] = {}
+    # What this hub process's spawners share (a test gives each of its hubs a fresh one).
+    shared = HubProcess()
+    # The GPU policy of this spawner's configuration, made when first asked and again after the settings change.
+    _policy: GPUPolicy | None = None
     # Why the current server ended, where the spawner learns it (its container exited on its own).
     _end_reason = STOPPED
     _turn: asyncio.Future | None = None
@@ -193,6 +206,17 @@ class GPUDockerSpawner(DockerSpawner):
             return parse_gpu_ids(proposal.value)
         except PoolError as error:
             raise TraitError(f"GPUDockerSpawner.gpu_ids: {error}") from None
+
+    @validate("gpu_groups")
+    def _valid_gpu_groups(self, proposal):
+        try:
+            return parse_gpu_groups(proposal.value)
+        except ValueError as error:
+            raise TraitError(f"GPUDockerSpawner.gpu_groups: {error}") from None
+
+    @observe("gpu_groups", "gpus_per_user", "on_exhausted")
+    def _policy_changed(self, change):
+        self._policy = None
 
     @validate("gpus_per_user", "users_per_gpu")
     def _at_least_one(self, proposal):
@@ -226,10 +250,11 @@ class GPUDockerSpawner(DockerSpawner):
     @property
     def pool(self) -> GPUPool:
         key = (self.pool_label, tuple(self.gpu_ids), self.users_per_gpu)
-        if key not in self._pools:
-            self._pools[key] = self._rebuild_pool()
-            metrics.register(lambda: [(label, pool) for (label, *_), pool in GPUDockerSpawner._pools.items()])
-        return self._pools[key]
+        pools = self.shared.pools
+        if key not in pools:
+            pools[key] = self._rebuild_pool()
+            metrics.register(lambda: [(label, pool) for (label, *_), pool in pools.items()])
+        return pools[key]
 
     def _rebuild_pool(self) -> GPUPool:
         running = {}
@@ -255,18 +280,23 @@ class GPUDockerSpawner(DockerSpawner):
 
     @property
     def gpu_policy(self) -> GPUPolicy:
-        return GPUPolicy.from_groups(self.gpu_groups, self.gpus_per_user, self.on_exhausted)
+        if self._policy is None:
+            try:
+                self._policy = GPUPolicy.from_groups(self.gpu_groups, self.gpus_per_user, self.on_exhausted)
+            except ValueError as error:
+                raise TraitError(f"GPUDockerSpawner.gpu_groups: {error}") from None
+        return self._policy
 
     def gpu_line(self) -> GPULine:
-        return self._gpu_lines.setdefault(self.pool_label, GPULine())
+        return self.shared.gpu_lines.setdefault(self.pool_label, GPULine())
 
     def ledger(self) -> Ledger:
-        return self._ledgers.setdefault(self.pool_label, Ledger())
+        return self.shared.ledgers.setdefault(self.pool_label, Ledger())
 
     def usage(self) -> UsageLog | None:
         if not self.usage_db:
             return None
-        return self._usage_logs.setdefault(self.usage_db, UsageLog(self.usage_db))
+        return self.shared.usage_logs.setdefault(self.usage_db, UsageLog(self.usage_db))
 
     def _holding(self, node: str = "") -> None:
         """The current server's GPUs are reserved for it from now: its hold starts in the usage record."""
@@ -348,7 +378,7 @@ class GPUDockerSpawner(DockerSpawner):
         elif waiting:
             why = f"{waiting} {'people wait' if waiting > 1 else 'person waits'} for a GPU"
         elif free < count:
-            why = f"All {total} GPUs are in use"
+            why = policy.all_in_use(self.gpu_source)
         else:
             why = ""
         return GPUAvailability(free, total, waiting, count, why, policy.on_exhausted)
@@ -413,6 +443,10 @@ class GPUDockerSpawner(DockerSpawner):
         """Until the started server answers HTTP (any status below 500, as the hub's own check), polled every
         ``ready_poll_interval`` with jitter; with no interval, JupyterHub's backing-off wait where the line
         needs the answer (``required``), and none otherwise."""
+        if self.server is None:
+            # No server record to reach it by (a spawner driven outside the hub, as DockerSpawner's own tests
+            # drive it): the caller checks the server itself, as it would with DockerSpawner.
+            return
         url = f"{self.server.proto}://{fmt_ip_url(ip)}:{port}{self.server.base_url}"
         if not self.ready_poll_interval:
             if required:
@@ -464,9 +498,9 @@ class GPUDockerSpawner(DockerSpawner):
 
     def _line(self) -> StartLine:
         key = (self.pool_label, self.spawns_at_once)
-        if key not in self._lines:
-            self._lines[key] = StartLine(self.spawns_at_once)
-        return self._lines[key]
+        if key not in self.shared.start_lines:
+            self.shared.start_lines[key] = StartLine(self.spawns_at_once)
+        return self.shared.start_lines[key]
 
     def _waiting_in_line(self, turn: asyncio.Future) -> None:
         self._turn = turn
@@ -630,7 +664,7 @@ class GPUDockerSpawner(DockerSpawner):
         try:
             await line.wait(waiter, self.gpu_wait_timeout)
         except asyncio.TimeoutError:
-            raise refusal(f"No GPU came free for you within {_duration(self.gpu_wait_timeout)}; try again later, "
+            raise refusal(f"No GPU came free for you within {duration(self.gpu_wait_timeout)}; try again later, "
                           "or start a CPU-only server.") from None
         finally:
             self._waiter = None
@@ -644,7 +678,7 @@ class GPUDockerSpawner(DockerSpawner):
         said, beat = None, time.monotonic()
         try:
             while line.place(waiter) is not None:
-                message = f"You are {_ordinal(line.place(waiter))} in line for a GPU"
+                message = f"You are {ordinal(line.place(waiter))} in line for a GPU"
                 if waiter.found == CAPPED:  # the rule that holds this one back, not the pool
                     message += ". " + self.gpu_policy.capped(self._group_names(), self.ledger())
                 if message != said:
@@ -695,16 +729,6 @@ class GPUDockerSpawner(DockerSpawner):
             self.log.info("%s: removing container created with GPUs %r", self.owner, created_with)
             await self.remove_object()
             self.object_id = ""
-
-
-def _ordinal(place: int) -> str:
-    suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
-    return f"{place}{suffix}"
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}" if minutes >= 1 else f"{seconds:g} seconds"
 
 
 def _merged(extra, spawner: GPUDockerSpawner, ours: dict) -> dict:

@@ -65,8 +65,6 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     home_node = Unicode("", help="The id of the node that holds the user's home volume; persisted in the state.")
 
     _nodes_read: tuple[float, list] = (0.0, [])
-    # Where spawns wait: GPUs of servers that took their turn and that Swarm has not placed yet, by owner.
-    _promised: dict[str, int] = {}
     # While a start waits for Swarm to let go of a GPU: until when, and whether the log said so.
     _release_patience = 0.0
     _said_waiting = False
@@ -79,17 +77,17 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     async def _frees_enough(self, count: int) -> bool:
         """Whether ``count`` GPUs are free for the first in line: free on the nodes, less those promised to
         servers that took their turn and that Swarm has not placed yet."""
-        promised = sum(n for owner, n in self._promised.items() if owner != self.owner)
+        promised = sum(n for owner, n in self.shared.promised.items() if owner != self.owner)
         return await self._free_gpus() - promised >= count
 
     async def _try_take(self, waiter=None) -> str:
         answer = await super()._try_take(waiter)
         if answer == TAKEN and self.gpu_policy.waits:
-            GPUSwarmSpawner._promised[self.owner] = self.gpu_count
+            self.shared.promised[self.owner] = self.gpu_count
         return answer
 
     def _release(self) -> None:
-        self._promised.pop(self.owner, None)
+        self.shared.promised.pop(self.owner, None)
         super()._release()
 
     def load_state(self, state):
@@ -255,7 +253,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     async def _read_back(self, task: dict) -> None:
         """What Swarm gave the running task: its GPUs, and its node (where the user's home now is)."""
         self.assigned_gpus = assigned_gpus(task)
-        self._promised.pop(self.owner, None)
+        self.shared.promised.pop(self.owner, None)
         node = await self.docker("inspect_node", task["NodeID"])
         self.node = node["Description"]["Hostname"]
         self._holding(self.node)
@@ -287,7 +285,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             raise
         if self.gpu_policy.waits:
             # One that had its turn and lost the GPU to a server Swarm placed first goes back to the head.
-            had_turn = self.owner in self._promised
+            had_turn = self.owner in self.shared.promised
             await self.remove_object()
             self._release()
             await self._wait_for_gpu(message, front=had_turn)

@@ -4,25 +4,16 @@ says, and how a wait ends (timeout, a page left)."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 from tornado.web import HTTPError
 
 from gpudockerspawner import GPUDockerSpawner
-from gpudockerspawner.pool import GPUPool
-
-
-@pytest.fixture(autouse=True)
-def pools_of_this_test(monkeypatch):
-    for name in ("_pools", "_gpu_lines", "_ledgers"):
-        monkeypatch.setattr(GPUDockerSpawner, name, {})
-    monkeypatch.setattr(GPUDockerSpawner, "_rebuild_pool", lambda self: GPUPool(self.gpu_ids, self.users_per_gpu))
+from conftest import hub_user
 
 
 def person(name: str, groups=(), **config) -> GPUDockerSpawner:
-    user = SimpleNamespace(name=name, groups=[SimpleNamespace(name=g) for g in groups], url=f"/user/{name}/", id=1)
-    return GPUDockerSpawner(user=user, **{"gpu_ids": ["0"], "on_exhausted": "wait", **config})
+    return GPUDockerSpawner(user=hub_user(name, groups), **{"gpu_ids": ["0"], "on_exhausted": "wait", **config})
 
 
 async def settle() -> None:
@@ -109,3 +100,12 @@ def test_a_page_reloaded_in_time_keeps_the_place():
         await again.aclose()
 
     asyncio.run(scenario())
+
+
+def test_times_read_the_same_everywhere():
+    from gpudockerspawner.words import duration, ordinal
+
+    assert [duration(s) for s in (0.2, 1, 45, 90, 1800, 7200, 7260 + 60)] == [
+        "0.2 seconds", "1 second", "45 seconds", "90 seconds", "30 minutes", "2 hours", "2 hours 2 minutes"]
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 102)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "102nd"]

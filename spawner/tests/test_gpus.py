@@ -10,6 +10,7 @@ from tornado.web import HTTPError
 
 from gpudockerspawner.gpus import GPUPolicy, GroupRule, HostPool, Ledger, SwarmResources
 from gpudockerspawner.pool import GPUPool
+from conftest import hub_user
 
 LOG = logging.getLogger("test")
 
@@ -77,7 +78,7 @@ def test_both_spawners_ask_the_same_policy(monkeypatch):
     from gpudockerspawner import GPUDockerSpawner
     from gpudockerspawner.swarm import GPUSwarmSpawner
 
-    user = SimpleNamespace(name="ann", groups=[SimpleNamespace(name="students")], url="/user/ann/", id=1)
+    user = hub_user("ann", ["students"])
     local = GPUDockerSpawner(user=user, gpu_ids=["0"], gpu_groups=["gpu-users"])
     swarm = GPUSwarmSpawner(user=user, gpu_groups=["gpu-users"])
     monkeypatch.setattr(GPUSwarmSpawner, "_nodes", lambda self: [

@@ -1,28 +1,18 @@
 """GPUDockerSpawner's configuration surface: validation, the spawn form, and the hooks it fills in."""
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 from traitlets import TraitError
 
 from gpudockerspawner import GPUDockerSpawner
-from gpudockerspawner.pool import GPUPool
+from conftest import hub_user
 
 UUID = "GPU-5f1b0c2e-8a4d-4f3e-9b1a-0c2d3e4f5a6b"
 
 
 def spawner(groups=(), **config) -> GPUDockerSpawner:
-    user = SimpleNamespace(name="ann", groups=[SimpleNamespace(name=g) for g in groups], url="/user/ann/", id=1)
-    return GPUDockerSpawner(user=user, **config)
-
-
-@pytest.fixture(autouse=True)
-def pools_of_this_test(monkeypatch):
-    """Each test's own pools, lines and ledgers, its pools empty (no Docker to rebuild them from)."""
-    for name in ("_pools", "_gpu_lines", "_ledgers"):
-        monkeypatch.setattr(GPUDockerSpawner, name, {})
-    monkeypatch.setattr(GPUDockerSpawner, "_rebuild_pool", lambda self: GPUPool(self.gpu_ids, self.users_per_gpu))
+    return GPUDockerSpawner(user=hub_user("ann", groups), **config)
 
 
 def form(s: GPUDockerSpawner) -> str:
@@ -148,3 +138,19 @@ def test_the_form_says_what_is_free_and_what_start_would_do_now():
     assert '<option value="GPU (CUDA)" selected>GPU (CUDA) — 1 GPU (wait in line)</option>' in waiting
     assert "Start a GPU server to wait in line for the next GPU released." in waiting
     assert "— 2 GPUs (2 of 3 free)" in form(research)
+
+
+def test_gpu_groups_set_by_hand_get_the_deploys_refusals():
+    """A hub configured by hand is refused what the deploy's settings refuse, in the same words."""
+    with pytest.raises(TraitError, match=r"gpu_groups\['students'\]: unknown key 'max_gpu'; did you mean 'max_gpus'\?"):
+        spawner(gpu_groups={"students": {"max_gpu": 2}})
+    with pytest.raises(TraitError, match=r"gpus_per_user = 0; allowed: a whole number from 1 to 64"):
+        spawner(gpu_groups={"students": {"gpus_per_user": 0}})
+    capped = spawner(gpu_ids=["0", "1"], gpu_groups={"students": {"gpus_per_user": 2, "max_gpus": 1}})
+    with pytest.raises(TraitError, match=r"max_gpus 1 is less than the 2 GPUs each member's server gets"):
+        capped.may_use_gpu()
+    listed = spawner(gpu_groups=["students", "staff"])
+    assert listed.gpu_groups == {"students": {}, "staff": {}}
+    assert listed.gpu_policy is listed.gpu_policy  # made once, not at each question
+    listed.gpus_per_user = 2
+    assert listed.gpu_policy.rules_for(["staff"])[0].gpus_per_user == 2  # and anew when a setting changes

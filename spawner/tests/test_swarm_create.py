@@ -9,6 +9,7 @@ import dockerspawner
 import pytest
 
 from gpudockerspawner.swarm import GPUSwarmSpawner
+from conftest import hub_user
 
 
 class CapturingDocker:
@@ -31,7 +32,7 @@ class CapturingDocker:
 @pytest.fixture
 def spawner(monkeypatch):
     monkeypatch.setattr(dockerspawner.DockerSpawner, "get_env", lambda self: {"JUPYTERHUB_API_TOKEN": "t"})
-    user = SimpleNamespace(name="ann", groups=[], url="/user/ann/", id=1, escaped_name="ann")
+    user = hub_user("ann")
     made = GPUSwarmSpawner(user=user, network_name="jupyternet", image="singleuser:1", fence_network=True,
                            extra_host_config={"cap_drop": ["ALL"], "cap_add": ["SETUID", "SETGID"]})
     made.hub = SimpleNamespace(api_url="http://jupyterhub:81/hub/api/")

@@ -5,13 +5,13 @@ reads back. No engine needed."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 from tornado.web import HTTPError
 
 from gpudockerspawner.gpu_line import GPULine
 from gpudockerspawner.swarm import ENFORCER_REJECTION, GPUSwarmSpawner
+from conftest import hub_user
 
 NO_GPU = "no suitable node (insufficient resources on 2 nodes)"
 GPU_NODE = {"ID": "n1", "Status": {"State": "ready"}, "Spec": {"Availability": "active",
@@ -46,17 +46,15 @@ class ScriptedSwarm:
 
 
 @pytest.fixture
-def spawner(monkeypatch):
+def spawner(monkeypatch, hub_process_of_this_test):
     def make(tasks, on_exhausted="refuse", running_elsewhere=(), release_wait=60):
-        user = SimpleNamespace(name="ann", groups=[], url="/user/ann/", id=1)
+        user = hub_user("ann")
         made = GPUSwarmSpawner(user=user, on_exhausted=on_exhausted, release_wait=release_wait)
         swarm = ScriptedSwarm(tasks, running_elsewhere)
         monkeypatch.setattr(made, "get_task", swarm.get_task)
         monkeypatch.setattr(made, "docker", swarm.docker)
         monkeypatch.setattr(GPUSwarmSpawner, "_nodes", lambda self: [GPU_NODE])
-        monkeypatch.setattr(GPUSwarmSpawner, "_gpu_lines", {"default": GPULine(tick=0.05)})
-        monkeypatch.setattr(GPUSwarmSpawner, "_ledgers", {})
-        monkeypatch.setattr(GPUSwarmSpawner, "_promised", {})
+        hub_process_of_this_test.gpu_lines["default"] = GPULine(tick=0.05)
 
         async def removed():
             swarm.done.append("removed")
@@ -88,7 +86,6 @@ def test_the_gpu_hours_record_the_node_swarm_chose_and_each_poll_that_finds_the_
         spawner, tmp_path, monkeypatch):
     from gpudockerspawner.usage import UsageLog
 
-    monkeypatch.setattr(GPUSwarmSpawner, "_usage_logs", {})
     made, swarm = spawner([task("running", gpus=["GPU-a"])])
     made.usage_db = str(tmp_path / "usage.sqlite")
     asyncio.run(made.start_object())
@@ -136,7 +133,7 @@ def test_under_wait_it_waits_in_line_until_the_gpu_is_released_and_then_asks_swa
     asyncio.run(scenario())
     assert swarm.done == ["removed", "made anew, gpu_wanted=True"] and made.assigned_gpus == []
     # Placed: the promise settled, the GPU counted for the groups' caps until the server stops.
-    assert len(made.gpu_line()) == 0 and GPUSwarmSpawner._promised == {} and made.ledger().by_group()[""] == 1
+    assert len(made.gpu_line()) == 0 and made.shared.promised == {} and made.ledger().by_group()[""] == 1
 
 
 def test_a_gpu_that_no_server_holds_is_waited_for_until_swarm_lets_go(spawner):

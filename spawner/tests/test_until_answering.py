@@ -14,6 +14,7 @@ from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 
 from gpudockerspawner.spawner import GPUDockerSpawner
+from conftest import hub_user
 
 
 class Status(RequestHandler):
@@ -30,7 +31,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def spawner():
-    user = SimpleNamespace(name="ann", groups=[], url="/user/ann/", id=1)
+    user = hub_user("ann")
     made = GPUDockerSpawner(user=user, http_timeout=20)
     made.server = SimpleNamespace(proto="http", base_url="/user/ann/")
     return made
@@ -71,3 +72,17 @@ def test_with_no_interval_start_leaves_the_wait_to_the_hub(spawner):
     began = time.monotonic()
     asyncio.run(spawner._until_answering("127.0.0.1", free_port()))  # nothing listens, and nobody waits for it
     assert time.monotonic() - began < 0.1
+
+
+def test_a_spawner_with_no_server_record_starts_as_dockerspawner_does(monkeypatch):
+    """DockerSpawner's own tests drive a spawner outside the hub, with no server record: start() returns the
+    container's address, and the caller checks the server itself (DockerSpawner 14's test_post_start)."""
+    from dockerspawner import DockerSpawner
+
+    async def container_started(self):
+        return "127.0.0.1", 8888
+
+    monkeypatch.setattr(DockerSpawner, "start", container_started)
+    made = GPUDockerSpawner(user=hub_user("ann"), remove=True)
+    assert made.server is None
+    assert asyncio.run(made.start()) == ("127.0.0.1", 8888)

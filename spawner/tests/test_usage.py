@@ -6,25 +6,16 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from types import SimpleNamespace
 
 import pytest
 
 from gpudockerspawner import GPUDockerSpawner
-from gpudockerspawner.pool import GPUPool
 from gpudockerspawner.usage import GONE, STOPPED, UsageLog, report, report_csv, seconds_by_user, totals
-
-
-@pytest.fixture(autouse=True)
-def pools_of_this_test(monkeypatch):
-    for name in ("_pools", "_gpu_lines", "_ledgers", "_usage_logs"):
-        monkeypatch.setattr(GPUDockerSpawner, name, {})
-    monkeypatch.setattr(GPUDockerSpawner, "_rebuild_pool", lambda self: GPUPool(self.gpu_ids, self.users_per_gpu))
+from conftest import hub_user
 
 
 def person(name: str, db, groups=(), **config) -> GPUDockerSpawner:
-    user = SimpleNamespace(name=name, groups=[SimpleNamespace(name=g) for g in groups], url=f"/user/{name}/", id=1)
-    return GPUDockerSpawner(user=user, **{"gpu_ids": ["0", "1"], "usage_db": str(db), **config})
+    return GPUDockerSpawner(user=hub_user(name, groups), **{"gpu_ids": ["0", "1"], "usage_db": str(db), **config})
 
 
 def test_a_hold_runs_from_reserve_to_release_under_the_rule_that_granted_it(tmp_path):

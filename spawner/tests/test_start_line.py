@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from gpudockerspawner.line import StartLine
+from gpudockerspawner.start_line import StartLine
 
 
 def run(coroutine):

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import docker
 
-SETTINGS = json.loads(Path("/etc/jupyterhub/hub.json").read_text())
-HUB_API = f"http://127.0.0.1:{SETTINGS['hub']['api_port']}/hub/api"
-USER = (SETTINGS["hub"].get("gpu_check") or {}).get("user", "gpu-check")
+# The hub's settings as the deploy wrote them (jupyterhub_gpu_hub.contract), read as plain JSON: the check runs as a
+# script piped into the hub's Python, whichever version of this package the hub's image has.
+SETTINGS_FILE = Path("/etc/jupyterhub/hub.json")
 TOKEN = Path("/run/jupyterhub/secrets/gpu_check_api_token")
 START_TIMEOUT = 900  # the first start of a several-GB image on a slow disk
 
@@ -100,8 +100,20 @@ class Failure(Exception):
         super().__init__(f"FAILED at {link}: {message}")
 
 
+class Hub:
+    """What the check reads of the hub's settings: its API's port, the check's user, the profiles."""
+
+    def __init__(self, settings: dict):
+        self.api_url = f"http://127.0.0.1:{settings['hub']['api_port']}/hub/api"
+        self.user = (settings["hub"].get("gpu_check") or {}).get("user", "gpu-check")
+        self.profiles = settings["spawner"]["profiles"]
+
+
+HUB: Hub | None = None
+
+
 def api(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{HUB_API}{path}", method=method,
+    request = urllib.request.Request(f"{HUB.api_url}{path}", method=method,
                                      data=json.dumps(body).encode() if body is not None else None,
                                      headers={"Authorization": f"token {TOKEN.read_text().strip()}",
                                               "Content-Type": "application/json"})
@@ -118,12 +130,11 @@ def api(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
 
 
 def server() -> dict | None:
-    _, user = api("GET", f"/users/{USER}")
+    _, user = api("GET", f"/users/{HUB.user}")
     return (user.get("servers") or {}).get("")
 
 
-def gpu_profile() -> str:
-    profiles = SETTINGS["spawner"]["profiles"]
+def gpu_profile(profiles: list[dict]) -> str:
     names = [profile["name"] for profile in profiles if profile["gpu"]]
     if not names:
         raise Failure("driver", "the hub has no GPU to hand out: the deploy found none (nvidia-smi on the host "
@@ -132,7 +143,7 @@ def gpu_profile() -> str:
 
 
 def start(profile: str) -> dict:
-    code, answer = api("POST", f"/users/{USER}/server", {"image": profile})
+    code, answer = api("POST", f"/users/{HUB.user}/server", {"image": profile})
     if code not in (201, 202):
         raise Failure("hub", f"the hub refused to start a {profile} server ({code}): {answer.get('message')}")
     deadline = time.monotonic() + START_TIMEOUT
@@ -148,13 +159,13 @@ def start(profile: str) -> dict:
 
 def last_spawn_error() -> str:
     logs = docker.from_env().containers.get("jupyterhub").logs(tail=200).decode(errors="replace").splitlines()
-    mentions = [line for line in logs if USER in line and ("Error" in line or "error" in line or "failed" in line)]
+    mentions = [line for line in logs if HUB.user in line and ("Error" in line or "error" in line or "failed" in line)]
     return mentions[-1].strip() if mentions else "see `docker logs jupyterhub`"
 
 
 def run_in_server() -> dict:
     client = docker.from_env()
-    (container,) = client.containers.list(filters={"label": f"gpudockerspawner.owner={USER}/"})
+    (container,) = client.containers.list(filters={"label": f"gpudockerspawner.owner={HUB.user}/"})
     result = container.exec_run(["python3", "-c", IN_CONTAINER], user="jovyan")
     verdict = None
     for line in result.output.decode(errors="replace").splitlines():
@@ -173,16 +184,18 @@ def run_in_server() -> dict:
 
 
 def stop() -> None:
-    api("DELETE", f"/users/{USER}/server")
+    api("DELETE", f"/users/{HUB.user}/server")
     deadline = time.monotonic() + 120
     while server() and time.monotonic() < deadline:
         time.sleep(1)
 
 
 def main() -> int:
+    global HUB
+    HUB = Hub(json.loads(SETTINGS_FILE.read_text()))
     try:
-        profile = gpu_profile()
-        print(f"starting a throwaway {profile} server for the user {USER} through the hub's API")
+        profile = gpu_profile(HUB.profiles)
+        print(f"starting a throwaway {profile} server for the user {HUB.user} through the hub's API")
         start(profile)
         try:
             verdict = run_in_server()

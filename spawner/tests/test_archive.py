@@ -2,7 +2,6 @@
 changes (the hub image's Python has no extraction filter), and what is extracted loses setuid bits and group or
 other write bits, as Python's 'tar' filter does. The archive tool is the one the hub image runs."""
 
-import importlib.util
 import io
 import os
 import tarfile
@@ -10,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-TOOL = Path(__file__).resolve().parents[1] / "roles" / "backup" / "files" / "archive.py"
-spec = importlib.util.spec_from_file_location("archive_tool", TOOL)
-archive_tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(archive_tool)
+from jupyterhub_gpu_hub import archive as archive_tool
+
 
 
 def inner_archive(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
