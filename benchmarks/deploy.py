@@ -34,7 +34,6 @@ from testbed.images import ensure_singleuser_image
 from testbed.storm import Storm
 from testbed.targets import TargetHost, remove_targets, start_targets, write_inventory_file
 
-
 SHIPPED = "built on the controller and shipped"
 
 
@@ -85,7 +84,8 @@ def no_change(engine, targets: list[TargetHost], counts: list[int]) -> None:
         changed = sum(run.totals.get("success", 0) for run in runs)
         per_target = sorted({(a - b) // len(runs) for a, b in zip(after, before)})
         seconds = [run.seconds for run in runs]
-        print(f"no-change re-deploy, {count:>2} target{'s' if count > 1 else ' '}: median {statistics.median(seconds):.1f} s "
+        print(f"no-change re-deploy, {count:>2} target{'s' if count > 1 else ' '}: median "
+              f"{statistics.median(seconds):.1f} s "
               f"(of 3: {', '.join(f'{s:.1f}' for s in seconds)}), commands per target {per_target}, "
               f"{changed} changes", flush=True)
 

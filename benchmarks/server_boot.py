@@ -114,9 +114,11 @@ def main() -> None:
         print(f"{label:<48}{statistics.median(figures['ready']):>7.2f}s{p95(figures['ready']):>7.2f}s"
               + "".join(f"{statistics.median(figures[module]):>25.2f}s" for module in IMPORTS))
     ours, theirs = results[image], results[baseline]
-    print(f"ratio, this image / baseline: ready {statistics.median(ours['ready']) / statistics.median(theirs['ready']):.2f}"
+    print("ratio, this image / baseline: ready "
+          f"{statistics.median(ours['ready']) / statistics.median(theirs['ready']):.2f}"
           f" (p95 {p95(ours['ready']) / p95(theirs['ready']):.2f}), imports " + ", ".join(
-              f"{module} {statistics.median(ours[module]) / statistics.median(theirs[module]):.2f}" for module in IMPORTS))
+              f"{module} {statistics.median(ours[module]) / statistics.median(theirs[module]):.2f}"
+              for module in IMPORTS))
 
 
 if __name__ == "__main__":

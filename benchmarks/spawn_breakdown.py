@@ -199,7 +199,8 @@ def main() -> None:
     hubs = {}
     with tempfile.TemporaryDirectory(prefix="spawn-breakdown-") as workdir:
         try:
-            hubs["before"] = LocalHub(Path(workdir) / "before", client, baseline, {**DEPLOYED, "ready_poll_interval": 0})
+            hubs["before"] = LocalHub(Path(workdir) / "before", client, baseline,
+                                      {**DEPLOYED, "ready_poll_interval": 0})
             hubs["now"] = LocalHub(Path(workdir) / "now", client, image, dict(DEPLOYED))
             if gpu_image:
                 hubs["GPU now"] = LocalHub(Path(workdir) / "gpu", client, gpu_image, {

@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyinfra import host, state  # noqa: E402
 
-from roles import preflight, provision  # noqa: E402
 from jupyterhub_gpu.summary import Summary, say_where_the_hub_is, warn_if_insecure  # noqa: E402
+from roles import preflight, provision  # noqa: E402
 
 target = preflight.check()
 summary = Summary.for_host(state, host)

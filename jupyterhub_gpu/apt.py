@@ -43,7 +43,8 @@ def package_manager_ready(timeout: int = 900):
         f"i=0; while :; do {_HOLDERS_RUNNING}; [ -z \"$busy\" ] && break; "
         f"if [ $i -ge {int(timeout)} ]; then echo \"still running after {int(timeout)} s:$busy\" >&2; exit 1; fi; "
         "sleep 2; i=$((i + 2)); done; "
-        f"if {_INTERRUPTED}; then DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confdef --force-confold; fi"
+        f"if {_INTERRUPTED}; then DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confdef --force-confold; "
+        "fi"
     )
     yield StringCommand("sh", "-c", QuoteString(script))
 

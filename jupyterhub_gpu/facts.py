@@ -64,7 +64,7 @@ done
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
   echo "ca_bundle_sha256=$(sha256sum /etc/ssl/certs/ca-certificates.crt | cut -d' ' -f1)"
 fi
-"""
+"""  # noqa: E501 (a script's own lines)
 
 # Interfaces Docker makes; their addresses change when networks come and go, so a
 # certificate that named them would be re-issued on every run.
@@ -256,7 +256,8 @@ class ImagesInUse(FactBase):
         filters = []
         for repository in repositories:
             filters += ["--filter", QuoteString(f"reference={repository}")]
-        return StringCommand("docker", "image", "ls", *filters, "--format", "'image {{.CreatedAt}}\t{{.Repository}}:{{.Tag}}'",
+        return StringCommand("docker", "image", "ls", *filters, "--format",
+                             "'image {{.CreatedAt}}\t{{.Repository}}:{{.Tag}}'",
                              "2>/dev/null", "&&", "docker", "ps", "--all", "--format", "'used {{.Image}}'",
                              "2>/dev/null", "||", "true")
 

@@ -68,7 +68,8 @@ def say_where_the_hub_is(summary: HostSummary, target, provisioned) -> None:
     if not target.runs_hub:
         gpus = [gpu for gpu in target.gpus.gpus if gpu.uuid in target.gpu_pool]
         summary.say(f"a GPU node of the swarm that {target.cluster.manager} manages: it runs user servers, with "
-                    + (f"{len(gpus)} GPUs for Swarm to hand out: " + "; ".join(f"{gpu.name} ({gpu.uuid})" for gpu in gpus)
+                    + (f"{len(gpus)} GPUs for Swarm to hand out: "
+                        + "; ".join(f"{gpu.name} ({gpu.uuid})" for gpu in gpus)
                        if gpus else "no GPU (CPU-only servers)"))
         for line in provisioned.uptime.said:
             summary.say(line)

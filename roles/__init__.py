@@ -5,7 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jupyterhub_gpu.target import Target
-from roles import docker_engine, gpu_sampler, images, network, nvidia_toolkit, restore, secrets, services, swarm, tls, wsl
+from roles import (
+    docker_engine,
+    gpu_sampler,
+    images,
+    network,
+    nvidia_toolkit,
+    restore,
+    secrets,
+    services,
+    swarm,
+    tls,
+    wsl,
+)
 
 
 @dataclass

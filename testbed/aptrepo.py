@@ -83,7 +83,8 @@ NVIDIA_RUNTIME = textwrap.dedent('''\
         hooked = any(h.get("path", "").endswith("nvidia-container-runtime-hook")
                      for h in spec.get("hooks", {}).get("prestart", []))
         if devices and devices not in ("void", "none") and not hooked:
-            hook = {"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["nvidia-container-runtime-hook", "prestart"]}
+            hook = {"path": "/usr/bin/nvidia-container-runtime-hook",
+                    "args": ["nvidia-container-runtime-hook", "prestart"]}
             spec.setdefault("hooks", {}).setdefault("prestart", []).append(hook)
             with open(path, "w") as spec_file:
                 json.dump(spec, spec_file)
@@ -144,7 +145,8 @@ def build(root: Path) -> Path:
     for name, (depends, contents) in PACKAGES.items():
         tree = root / "build" / name
         (tree / "DEBIAN").mkdir(parents=True, exist_ok=True)
-        control = f"Package: {name}\nVersion: {VERSION}\nArchitecture: {ARCH}\nMaintainer: test bed <testbed@example.test>\n"
+        control = (f"Package: {name}\nVersion: {VERSION}\nArchitecture: {ARCH}\n"
+                   "Maintainer: test bed <testbed@example.test>\n")
         if depends:
             control += f"Depends: {depends}\n"
         control += f"Description: test bed stand-in for NVIDIA's {name}\n"

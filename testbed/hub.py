@@ -132,7 +132,7 @@ class HubClient:
         """``name``'s servers as the hub lists them (none: ``{}``)."""
         return (self.user(name) or {}).get("servers") or {}
 
-    def kernel(self, user: str) -> "KernelChannel":
+    def kernel(self, user: str) -> KernelChannel:
         """A new kernel on ``user``'s server and its websocket, opened through the proxy as JupyterLab does."""
         response = self.request("POST", f"/user/{user}/api/kernels", json={})
         response.raise_for_status()

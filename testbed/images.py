@@ -13,7 +13,8 @@ from pathlib import Path
 import docker
 
 from roles.images import jupyterhub_pin
-from roles.images.recipes import FILES as IMAGE_FILES, SINGLEUSER_PATCH
+from roles.images.recipes import FILES as IMAGE_FILES
+from roles.images.recipes import SINGLEUSER_PATCH
 from testbed import machine_lock, wsl
 from testbed.nvidia import FAKE_NVIDIA_SMI
 
@@ -138,7 +139,8 @@ def ensure_target_image(engine: docker.DockerClient, gpus: bool = False, wsl_hos
     host of that Debian release booted by systemd."""
     if systemd_suite:
         if wsl_host:  # WSL2 with [boot] systemd=true, as Ubuntu's distribution ships: WSL's init starts systemd
-            extra, files, kind = wsl.SYSTEMD_DOCKERFILE_ADDITIONS, {"nvidia-smi": FAKE_NVIDIA_SMI, **wsl.SYSTEMD_FILES}, "-wsl"
+            extra, files, kind = wsl.SYSTEMD_DOCKERFILE_ADDITIONS, {"nvidia-smi": FAKE_NVIDIA_SMI,
+                                                                    **wsl.SYSTEMD_FILES}, "-wsl"
         elif gpus:
             extra, files, kind = "COPY nvidia-smi /usr/bin/nvidia-smi\n", {"nvidia-smi": FAKE_NVIDIA_SMI}, "-gpu"
         else:

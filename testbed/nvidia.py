@@ -63,7 +63,8 @@ FAKE_GPUS = [
 
 def fake_gpus(count: int) -> list[tuple[str, str, str, int]]:
     """``count`` stand-in GPUs, the two above first."""
-    extra = [(str(i), f"GPU-{i:08x}-{i:04x}-4{i:03x}-8{i:03x}-{i:012x}", "Stand-in GPU", 16384) for i in range(2, count)]
+    extra = [(str(i), f"GPU-{i:08x}-{i:04x}-4{i:03x}-8{i:03x}-{i:012x}", "Stand-in GPU", 16384) for i in range(2,
+                                                                                                               count)]
     return (FAKE_GPUS + extra)[:count]
 
 

@@ -146,7 +146,8 @@ class Person:
         """Log in, start a server on ``profile``, run ``code``: each step timed; the first failure kept."""
         visit = Visit(self.name)
         steps = (("log in", self.log_in), ("start", lambda: self.start_server(profile)),
-                 ("ready", lambda: self.wait_until_ready(ready_within)), ("run code", lambda: self._check(code, expected)))
+                 ("ready", lambda: self.wait_until_ready(ready_within)),
+                 ("run code", lambda: self._check(code, expected)))
         for step, action in steps:
             started = time.perf_counter()
             try:

@@ -11,18 +11,18 @@ import io
 import os
 import sys
 import tarfile
-from contextlib import contextmanager
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
 
+from testbed import STATE
 from testbed import engine as testbed_engine
+from testbed.aptrepo import Repository
 from testbed.deploy import DeployRun, run_deploy
 from testbed.hub import HubClient
-from testbed import STATE
-from testbed.aptrepo import Repository
 from testbed.targets import HostKind, TargetHost, bridge_gateway, remove_targets, start_targets, write_inventory_file
 
 INSTALL_DIR = "/opt/jupyterhub-gpu"
@@ -71,6 +71,14 @@ class Deployment:
         """Run a shell command on ``target`` as root; what it printed (it must succeed)."""
         code, output = self.engine.containers.get(target.container_id).exec_run(["sh", "-c", command])
         assert code == 0, f"{target.name}: {command}: {output.decode(errors='replace')}"
+        return output.decode().strip()
+
+    def exec(self, target: TargetHost, *argv: str, check: bool = True) -> str:
+        """Run a program on ``target`` as root with these arguments, each as it is (no shell); what it printed,
+        which must be a success unless ``check`` is off."""
+        code, output = self.engine.containers.get(target.container_id).exec_run(list(argv))
+        if check:
+            assert code == 0, f"{target.name}: {argv}: {output.decode(errors='replace')}"
         return output.decode().strip()
 
     def output(self, target: TargetHost, command: str) -> str:
@@ -195,14 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=2, help="how many throwaway targets (default 2)")
     parser.add_argument("--keep", action="store_true", help="leave the targets running afterwards")
     parser.add_argument("--cpu-only", action="store_true",
-                        help="targets without GPUs (default: stand-in GPUs, toolkit from the test bed's apt repository)")
+                        help="targets without GPUs (default: stand-in GPUs, toolkit from the test bed's apt "
+                             "repository)")
     args = parser.parse_args(argv)
 
     repository = None if args.cpu_only else Repository(bridge_gateway(testbed_engine.client()))
     deployment = start(args.targets, repository=repository)
     try:
         first, second = deploy_twice(deployment)
-        print(f"first deploy: {first.seconds:.0f}s, {first.totals['success']} changes on {len(deployment.targets)} hosts")
+        print(f"first deploy: {first.seconds:.0f}s, {first.totals['success']} changes on {len(deployment.targets)} "
+              "hosts")
         print(f"second deploy: {second.seconds:.0f}s, 0 changes")
         for target in deployment.targets:
             version = check_hub(deployment, target)

@@ -24,16 +24,19 @@ class Storm:
 
     @staticmethod
     def quantile(values: list[float], q: float) -> float:
-        return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1] if len(values) > 1 else values[0]
+        return statistics.quantiles(values, n=100,
+                                    method="inclusive")[round(q * 100) - 1] if len(values) > 1 else values[0]
 
     def summary(self) -> str:
         spawns = sorted(self.spawn_seconds.values())
         api = self.api_seconds
         parts = [f"{len(spawns)} ready, {len(self.failed)} given up on"]
         if spawns:
-            parts.append(f"spawn-to-ready median {statistics.median(spawns):.1f} s, p95 {self.quantile(spawns, 0.95):.1f} s")
+            parts.append(f"spawn-to-ready median {statistics.median(spawns):.1f} s, p95 "
+                         f"{self.quantile(spawns, 0.95):.1f} s")
         if api:
-            parts.append(f"hub API p50 {self.quantile(api, 0.5) * 1000:.0f} ms, p95 {self.quantile(api, 0.95) * 1000:.0f} ms, "
+            parts.append(f"hub API p50 {self.quantile(api, 0.5) * 1000:.0f} ms, p95 "
+                         f"{self.quantile(api, 0.95) * 1000:.0f} ms, "
                          f"max {max(api) * 1000:.0f} ms ({len(api)} calls)")
         return "; ".join(parts)
 

@@ -20,13 +20,14 @@ WINDOWS_USER = "DESKTOP\\ann"
 CALLS = "/mnt/c/testbed/calls.jsonl"
 TASKS = "/mnt/c/testbed/tasks.json"
 # What the distribution's wsl.conf held before the deploy: another section and a boot command of its own.
-WSL_CONF = "# the distribution's own settings\n[user]\ndefault = ann\n\n[boot]\ncommand = echo booted >> /var/log/testbed-boot.log\n"
+WSL_CONF = ("# the distribution's own settings\n[user]\ndefault = ann\n\n"
+            "[boot]\ncommand = echo booted >> /var/log/testbed-boot.log\n")
 
 _RECORD = f'''
 import json, sys, time
 with open({CALLS!r}, "a") as log:
     log.write(json.dumps({{"program": sys.argv[0].rsplit("/", 1)[-1], "args": sys.argv[1:], "time": time.time()}}) + "\\n")
-'''
+'''  # noqa: E501 (a script's own lines)
 
 CMD_EXE = f'''#!/usr/bin/python3
 # Test bed stand-in for cmd.exe: /c "echo ..." with %VARIABLE% expansion, as the deploy uses it.
@@ -108,7 +109,7 @@ if [ -n "$command" ]; then
   sh -c "$command" >>/var/log/testbed-wsl-boot.log 2>&1
 fi
 exec /usr/sbin/sshd -D -e
-'''
+'''  # noqa: E501 (a script's own lines)
 
 DOCKERFILE_ADDITIONS = f"""RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \\

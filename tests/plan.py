@@ -9,9 +9,9 @@ from typing import Any
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.command import FileUploadCommand, FunctionCommand
 from pyinfra.api.deploy import add_deploy
-from pyinfra.connectors.util import CommandOutput
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
+from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_state
 
 from jupyterhub_gpu import remote
@@ -82,14 +82,23 @@ def fresh_host_facts() -> dict:
     from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
     from jupyterhub_gpu.apt import PackageManagerState
-    from jupyterhub_gpu.facts import AccountIds, ComposeServices, EngineRuntimes, DockerServerVersion, ImagesInUse, PortListening
+    from jupyterhub_gpu.facts import (
+        AccountIds,
+        ComposeServices,
+        DockerServerVersion,
+        EngineRuntimes,
+        ImagesInUse,
+        PortListening,
+    )
     from roles.nvidia_toolkit import GPUContainerCheck
     from roles.tls import CertificateState
     from roles.wsl import WindowsScheduledTask
 
     return {
-        AptSources: [], DebPackages: {}, DockerImage: lambda **kwargs: None, DockerNetwork: lambda **kwargs: None, Directory: lambda **kwargs: None,
-        File: lambda **kwargs: None, Link: lambda **kwargs: None, FileContents: lambda **kwargs: None, FindInFile: lambda **kwargs: [],
+        AptSources: [], DebPackages: {}, DockerImage: lambda **kwargs: None, DockerNetwork: lambda **kwargs: None,
+            Directory: lambda **kwargs: None,
+        File: lambda **kwargs: None, Link: lambda **kwargs: None, FileContents: lambda **kwargs: None,
+            FindInFile: lambda **kwargs: [],
         Sha1File: lambda **kwargs: None, Sha256File: lambda **kwargs: None, Command: lambda **kwargs: "stopped",
         TmpDir: "/tmp", Which: lambda **kwargs: None, SystemdEnabled: {}, SystemdStatus: {},
         ComposeServices: lambda **kwargs: {}, DockerServerVersion: None, PortListening: lambda **kwargs: False,

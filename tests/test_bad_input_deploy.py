@@ -16,7 +16,8 @@ BAD_VALUES = [
     ({"hub_names": ["hub..example.com"]}, "hub_names.0"),
     ({"engine_source": "snap"}, "engine_source = 'snap'"),
     ({"install_dir": "opt/hub"}, "install_dir = 'opt/hub'"),
-    ({"nvidia_repo_url": "nvidia.github.io/libnvidia-container"}, "nvidia_repo_url = 'nvidia.github.io/libnvidia-container'"),
+    ({"nvidia_repo_url": "nvidia.github.io/libnvidia-container"},
+     "nvidia_repo_url = 'nvidia.github.io/libnvidia-container'"),
     ({"gpu_ids": ["0"]}, "gpu_ids = ['0']: the host has no GPU (no nvidia-smi)"),
     ({"tls_mode": "letsencrypt", "hub_names": ["hub.example.test"]}, "tls_mode 'letsencrypt' needs acme_email"),
     ({"authenticator": "dummy"}, "authenticator 'dummy' lets anyone who knows one password in"),
@@ -61,9 +62,11 @@ def systemd_target(engine):
 
 
 ACCESS = [
-    ({"ssh_user": "ops"}, "the deploy logs in as 'ops' (uid 1000), who is not root, and the inventory does not set _sudo"),
+    ({"ssh_user": "ops"},
+     "the deploy logs in as 'ops' (uid 1000), who is not root, and the inventory does not set _sudo"),
     ({"ssh_user": "opspw", "_sudo": True}, "sudo asks 'opspw' for a password and the inventory gives none"),
-    ({"ssh_user": "nosudo", "_sudo": True, "_sudo_password": SUDO_PASSWORD}, "'nosudo' could not become root with sudo"),
+    ({"ssh_user": "nosudo", "_sudo": True, "_sudo_password": SUDO_PASSWORD},
+     "'nosudo' could not become root with sudo"),
 ]
 
 

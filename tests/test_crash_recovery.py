@@ -37,7 +37,7 @@ def crash_site(deployment):
 # Each server container on one line: its owner and GPUs labels and the NVIDIA_VISIBLE_DEVICES it runs with.
 SERVERS = """for c in $(docker ps -q --filter label=gpudockerspawner.owner); do
   echo "$(docker inspect --format '{{index .Config.Labels "gpudockerspawner.owner"}} {{index .Config.Labels "gpudockerspawner.gpus"}}' $c) $(docker exec $c printenv NVIDIA_VISIBLE_DEVICES)"
-done"""
+done"""  # noqa: E501 (a script's own lines)
 
 
 def gpu_state(deployment, target, hub) -> dict:
@@ -194,7 +194,8 @@ def test_engine_killed_leaves_every_server_running_and_reachable_and_takes_it_ba
     none restarted, each with its GPUs, and the hub can start and stop servers on it."""
     deployment, target, hub = crash_site
     before = gpu_state(deployment, target, hub)
-    users = "docker ps -q --filter label=gpudockerspawner.owner | xargs docker inspect --format '{{.Name}} {{.State.StartedAt}}'"
+    users = ("docker ps -q --filter label=gpudockerspawner.owner | "
+             "xargs docker inspect --format '{{.Name}} {{.State.StartedAt}}'")
     containers = deployment.output(target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub")
     deployment.run(target, "kill -9 $(cat /var/run/docker.pid)")
     deployment.run(target, "for i in $(seq 30); do docker info >/dev/null 2>&1 || exit 0; sleep 1; done; exit 1")
@@ -208,7 +209,8 @@ def test_engine_killed_leaves_every_server_running_and_reachable_and_takes_it_ba
                            "(setsid dockerd >>/var/log/docker.log 2>&1 </dev/null &)")
     deployment.run(target, "for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1")
     servers_answer_through_the_proxy(hub, since=started)
-    assert deployment.output(target, f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub") == containers
+    assert deployment.output(target,
+                             f"{users}; docker inspect --format '{{{{.State.StartedAt}}}}' jupyterhub") == containers
     assert gpu_state(deployment, target, hub) == before
     # The hub that ran on reaches the engine that came back: it starts and stops a server.
     hub.ensure_user("crash-after-engine")
@@ -251,7 +253,8 @@ def test_hub_killed_with_twenty_servers_running_keeps_every_server_and_gpu(fleet
     hub.wait_until_answering(timeout=killed + BACK_WITHIN - time.monotonic())
     for user in FLEET:
         while not (hub.user(user)["servers"].get("") or {}).get("ready"):
-            assert time.monotonic() < killed + BACK_WITHIN, f"{user}'s server is not ready {BACK_WITHIN}s after the kill"
+            assert time.monotonic() < killed + BACK_WITHIN, \
+                f"{user}'s server is not ready {BACK_WITHIN}s after the kill"
             time.sleep(1)
         assert hub.read_file(user, "mine.txt") == f"{user}'s work"
     # The same containers, never restarted, holding the same GPUs; and no held GPU is handed out again.

@@ -15,15 +15,8 @@ from testbed.smoke import check_hub
 pytestmark = pytest.mark.slow
 
 
-def _inner(deployment, target, *command) -> str:
-    """Run a command on the target host (outside the deploy's own code) and return its output."""
-    code, output = deployment.engine.containers.get(target.container_id).exec_run(list(command))
-    assert code == 0, output.decode(errors="replace")
-    return output.decode().strip()
-
-
 def _hub_container_id(deployment, target) -> str:
-    return _inner(deployment, target, "docker", "inspect", "--format", "{{.Id}}", "jupyterhub")
+    return deployment.exec(target, "docker", "inspect", "--format", "{{.Id}}", "jupyterhub")
 
 
 def test_first_deploy_changed_both_hosts(deployment):
@@ -40,13 +33,13 @@ def test_first_deploy_installed_the_toolkit_and_restarted_the_engine_once(deploy
                       "Docker engine knows the nvidia runtime", "Restart the Docker engine for the nvidia runtime"):
         assert f"NVIDIA Container Toolkit | {operation} on {hosts}" in changed
     for target in deployment.targets:
-        daemon = _inner(deployment, target, "cat", "/etc/docker/daemon.json")
+        daemon = deployment.exec(target, "cat", "/etc/docker/daemon.json")
         assert '"nvidia"' in daemon
-        packages = _inner(deployment, target, "dpkg-query", "-W", "-f", "${Package}=${Version}\n",
-                          "nvidia-container-toolkit", "nvidia-container-toolkit-base",
-                          "libnvidia-container-tools", "libnvidia-container1")
+        packages = deployment.exec(target, "dpkg-query", "-W", "-f", "${Package}=${Version}\n",
+                                   "nvidia-container-toolkit", "nvidia-container-toolkit-base",
+                                   "libnvidia-container-tools", "libnvidia-container1")
         assert len(packages.splitlines()) == 4
-        keyring = _inner(deployment, target, "cat", "/etc/apt/sources.list.d/nvidia-container-toolkit.list")
+        keyring = deployment.exec(target, "cat", "/etc/apt/sources.list.d/nvidia-container-toolkit.list")
         assert keyring.startswith("deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] http")
 
 
@@ -68,7 +61,7 @@ def test_each_hub_answers_over_verified_https(deployment):
         assert hub.version() == jupyterhub_pin().removeprefix("jupyterhub==")
         # The certificate chains to the host's local CA and names the host, by address and by name.
         context = ssl.create_default_context(cafile=str(deployment.ca_file(target)))
-        for name in (target.address, _inner(deployment, target, "hostname")):
+        for name in (target.address, deployment.exec(target, "hostname")):
             with socket.create_connection((target.address, 443), timeout=10) as raw:
                 with context.wrap_socket(raw, server_hostname=name) as tls:
                     assert tls.version() in ("TLSv1.2", "TLSv1.3")
@@ -80,14 +73,14 @@ def test_each_hub_answers_over_verified_https(deployment):
 @pytest.mark.parametrize("index", [0, 1], ids=["as root", "as a sudo user"])
 def test_secrets_are_private_to_root_on_the_host(deployment, index):
     target = deployment.targets[index]
-    modes = _inner(deployment, target, "sh", "-c", "stat -c '%a %U %n' /opt/jupyterhub-gpu/secrets/*")
+    modes = deployment.exec(target, "sh", "-c", "stat -c '%a %U %n' /opt/jupyterhub-gpu/secrets/*")
     names = {line.split()[2].rsplit("/", 1)[1]: line.split()[:2] for line in modes.splitlines()}
     # No ops token unless ops_token asks for one (the tests make short-lived tokens of their own); on a GPU host,
     # bin/gpu-check's token, which may start and stop the servers of the user gpu-check only.
     assert set(names) == {"cookie_secret", "proxy_token", "admin-password-admin", "gpu_check_api_token"}
     assert all(mode_owner == ["600", "root"] for mode_owner in names.values()), names
     for name in names:
-        secret = _inner(deployment, target, "cat", f"/opt/jupyterhub-gpu/secrets/{name}")
+        secret = deployment.exec(target, "cat", f"/opt/jupyterhub-gpu/secrets/{name}")
         assert len(secret) >= 24
         for run in deployment.runs:
             assert secret not in run.log
@@ -98,11 +91,11 @@ def test_the_firewall_knows_the_hub_and_the_proxy_by_their_mac_on_either_engine(
     26 as on 20.10 the hub and the proxy carry the addresses the firewall trusts."""
     engines = set()
     for target in deployment.targets:
-        engines.add(_inner(deployment, target, "docker", "version", "--format", "{{.Server.Version}}").split(".")[0])
+        engines.add(deployment.exec(target, "docker", "version", "--format", "{{.Server.Version}}").split(".")[0])
         for name, mac in (("jupyterhub", HUB_MAC), ("jupyterhub-proxy", PROXY_MAC)):
-            assert _inner(deployment, target, "docker", "inspect", "--format",
-                          "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}", name) == mac
-        _inner(deployment, target, "/usr/local/sbin/jupyterhub-gpu-firewall", "--check")
+            assert deployment.exec(target, "docker", "inspect", "--format",
+                                   "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}", name) == mac
+        deployment.exec(target, "/usr/local/sbin/jupyterhub-gpu-firewall", "--check")
     assert engines == {"20", "26"}
 
 
@@ -119,9 +112,10 @@ def test_two_users_hold_different_gpus(deployment):
         hub.start_server(user)
     held = {}
     for user in ("dora", "eve"):
-        requests = _inner(deployment, target, "docker", "inspect", "--format",
-                          "{{range .HostConfig.DeviceRequests}}{{join .DeviceIDs \",\"}}{{end}}", f"jupyter-{user}")
-        visible = _inner(deployment, target, "docker", "exec", f"jupyter-{user}", "printenv", "NVIDIA_VISIBLE_DEVICES")
+        requests = deployment.exec(target, "docker", "inspect", "--format",
+                                   "{{range .HostConfig.DeviceRequests}}{{join .DeviceIDs \",\"}}{{end}}",
+                                   f"jupyter-{user}")
+        visible = deployment.exec(target, "docker", "exec", f"jupyter-{user}", "printenv", "NVIDIA_VISIBLE_DEVICES")
         assert requests == visible
         held[user] = requests
     # The pool was discovered from the host's nvidia-smi: its GPUs by UUID.
@@ -140,20 +134,22 @@ def test_hub_restart_cuts_no_open_session(deployment):
     target = deployment.targets[0]
     hub = deployment.hub(target)
     hub.user_server_with_file("bob", "before-restart.txt", "still here")
-    user_container = _inner(deployment, target, "docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}", "jupyter-bob")
+    user_container = deployment.exec(target, "docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}",
+                                     "jupyter-bob")
     kernel = hub.kernel("bob")
     try:
         assert kernel.evaluate("x = 41; x") == "41"
-        _inner(deployment, target, "docker", "stop", "-t", "2", "jupyterhub")
+        deployment.exec(target, "docker", "stop", "-t", "2", "jupyterhub")
         # The hub is down: the session goes on.
         assert kernel.evaluate("x + 1") == "42"
         assert hub.read_file("bob", "before-restart.txt") == "still here"
-        _inner(deployment, target, "docker", "start", "jupyterhub")
+        deployment.exec(target, "docker", "start", "jupyterhub")
         hub.wait_until_answering()
         assert kernel.evaluate("x + 2") == "43"
     finally:
         kernel.close()
-    assert _inner(deployment, target, "docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}", "jupyter-bob") == user_container
+    assert deployment.exec(target, "docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}",
+                           "jupyter-bob") == user_container
     assert hub.user("bob")["servers"][""]["ready"]
     assert hub.read_file("bob", "before-restart.txt") == "still here"
 
@@ -175,7 +171,8 @@ def test_redeploy_with_changed_setting_keeps_users_and_files(deployment):
     assert hub.read_file("carol", "notes.txt") == "carol's work"
     hub.stop_server("carol")
 
-    engine_pid = _inner(deployment, target, "cat", "/var/run/docker.pid")
+    engine_pid = deployment.exec(target, "cat", "/var/run/docker.pid")
     again = deployment.deploy()
     assert again.totals["success"] == 0, again.changed_operations()
-    assert _inner(deployment, target, "cat", "/var/run/docker.pid") == engine_pid, "a no-change run restarted the engine"
+    assert deployment.exec(target, "cat",
+                           "/var/run/docker.pid") == engine_pid, "a no-change run restarted the engine"

@@ -11,11 +11,11 @@ from pyinfra.facts.files import Directory, File, FileContents, FindInFile, Link,
 from pyinfra.facts.server import TmpDir, Which
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from roles.docker_engine import BOOT_SERVICE, FILES, START_SCRIPT, ensure_engine, merged_daemon_json
 from jupyterhub_gpu.apt import PackageManagerState
 from jupyterhub_gpu.facts import DockerServerVersion, HostProfile
-from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.settings import HubSettings
+from jupyterhub_gpu.target import Target
+from roles.docker_engine import BOOT_SERVICE, FILES, START_SCRIPT, ensure_engine, merged_daemon_json
 from tests.plan import commands_of, plan
 
 UBUNTU_24 = dict(os_id="ubuntu", os_version="24.04", os_codename="noble", arch="x86_64", hostname="gpu1")
@@ -47,7 +47,8 @@ def target(profile: dict, **settings) -> Target:
     return Target(HubSettings(**settings), HostProfile(**profile))
 
 
-APT_INSTALL = 'DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold" install'
+APT_INSTALL = ('DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::="--force-confdef" '
+               '-o Dpkg::Options::="--force-confold" install')
 APT_UPDATE = ["apt-get update", "touch /var/lib/apt/periodic/update-success-stamp"]
 LIVE_RESTORE = ["mkdir -p /etc/docker", "upload /etc/docker/daemon.json", "chmod 644 /etc/docker/daemon.json"]
 CONVERGED_DAEMON_JSON = ['{', '    "live-restore": true', '}']
@@ -134,9 +135,11 @@ def test_docker_ce_source_adds_dockers_repository_with_signed_by(monkeypatch):
     ce = target(dict(UBUNTU_24, pid1="systemd"), engine_source="docker-ce",
                 engine_repo_url="https://mirror.example.com/docker/linux")
     commands = commands_of(plan(monkeypatch, fresh_facts(), ensure_engine, ce))
-    repo_line = "deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] https://mirror.example.com/docker/linux/ubuntu noble stable"
+    repo_line = ("deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] "
+                 "https://mirror.example.com/docker/linux/ubuntu noble stable")
     assert any(repo_line in c for c in commands), commands
-    assert any("docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin" in c for c in commands)
+    packages = "docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin"
+    assert any(packages in c for c in commands)
 
 
 def test_an_apt_left_running_by_a_killed_deploy_is_waited_for_and_an_interrupted_dpkg_finished(monkeypatch):
@@ -159,7 +162,8 @@ def test_the_package_manager_fact_reads_what_runs_and_whether_dpkg_was_interrupt
 
 
 def test_live_restore_joins_the_keys_daemon_json_has_and_the_engine_only_reloads(monkeypatch):
-    existing = ['{"runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}},', '"data-root": "/srv/docker"}']
+    existing = ['{"runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}},',
+                '"data-root": "/srv/docker"}']
     assert json.loads(merged_daemon_json(existing, {"live-restore": True})) == {
         "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}}, "data-root": "/srv/docker",
         "live-restore": True}
@@ -168,7 +172,8 @@ def test_live_restore_joins_the_keys_daemon_json_has_and_the_engine_only_reloads
     running = target(dict(DEBIAN_12, pid1="sshd", docker_cli=True, docker_server="20.10.24", compose="2.40.3"))
     planned = plan(monkeypatch, fresh_facts({DockerServerVersion: "20.10.24", FileContents: lambda path: existing}),
                    ensure_engine, running)
-    assert dict(planned)["Docker engine | Docker engine reloads daemon.json"] == ['kill -HUP "$(cat /var/run/docker.pid)"']
+    assert dict(planned)["Docker engine | Docker engine reloads daemon.json"] == ['kill -HUP "$(cat '
+                                                                                  '/var/run/docker.pid)"']
     assert not any("restart" in c or "stop" in c for c in commands_of(planned))
 
 

@@ -142,7 +142,8 @@ def rules(tmp_path, monkeypatch):
 
     def set_rules(**values) -> UsageLog:
         base = culling.CullRules(figures_file=str(tmp_path / "figures.json"), usage_db=str(usage.path), busy_window=300)
-        for key, value in {**base.environment(), **culling.CullRules(**{**base.__dict__, **values}).environment()}.items():
+        for key, value in {**base.environment(),
+                           **culling.CullRules(**{**base.__dict__, **values}).environment()}.items():
             monkeypatch.setenv(key, value)
         return usage
 
@@ -208,13 +209,15 @@ def test_the_gpu_page_and_the_usage_page_render_in_the_hubs_page_template(tmp_pa
     assert service.sparkline(rows[0]["hour"], now) == "80.0,5.6 160.0,11.2"
     jinja = service.make_app(figures).settings["jinja"]
     page = service.render(
-        jinja, "gpus.html", {"name": "ann"}, True, "/services/gpus/", admin=True, rows=rows, free=1, total=2, on_nodes=False, servers=table["servers"], sampled=True, errors=[],
+        jinja, "gpus.html", {"name": "ann"}, True, "/services/gpus/", admin=True, rows=rows, free=1, total=2,
+                          on_nodes=False, servers=table["servers"], sampled=True, errors=[],
         sparkline=lambda row: "", when=lambda t: "t", gib=lambda v: "g", busy_at=5, duration=str,
         held_for=lambda row: "1 hours 1 minutes")
     assert 'id="dark-theme-toggle"' in page and "navbar" in page  # the hub's own page
     assert "1 of 2 GPUs free" in page and "ann/" in page and "60%" in page
     usage = service.render(
-        jinja, "usage.html", {"name": "ann"}, True, "/services/gpus/", since=0, until=now, totals={"users": {"ann": 7200.0}, "groups": {}, "gpus": {}}, holds=[], week=0, month=0,
+        jinja, "usage.html", {"name": "ann"}, True, "/services/gpus/", since=0, until=now,
+                           totals={"users": {"ann": 7200.0}, "groups": {}, "gpus": {}}, holds=[], week=0, month=0,
         when=lambda t: "t", hours=lambda s: f"{s / 3600:.2f}", day=lambda t: "d", recorded=True)
     assert "<td>ann</td><td class=\"text-end\">2.00</td>" in usage and "format=csv" in usage
     error = service.render(jinja, "gpus-error.html", {"name": "bob"}, False, "/services/gpus/", status_code=403,

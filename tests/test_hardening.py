@@ -22,15 +22,8 @@ pytestmark = pytest.mark.slow
 INSTALL_DIR = "/opt/jupyterhub-gpu"
 
 
-def _inner(deployment, target, *command, check: bool = True) -> str:
-    code, output = deployment.engine.containers.get(target.container_id).exec_run(list(command))
-    if check:
-        assert code == 0, output.decode(errors="replace")
-    return output.decode().strip()
-
-
 def _probe(deployment, target, container: str, host: str, port: int) -> str:
-    return _inner(deployment, target, "docker", "exec", container, "python3", "-c", PROBE, host, str(port))
+    return deployment.exec(target, "docker", "exec", container, "python3", "-c", PROBE, host, str(port))
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +41,8 @@ def two_servers(deployment):
 
 def test_a_user_container_reaches_the_hub_api_and_nothing_else_on_its_network(deployment, two_servers):
     target, hub = two_servers
-    address_b = _inner(deployment, target, "docker", "inspect", "--format",
-                       "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "jupyter-isob")
+    address_b = deployment.exec(target, "docker", "inspect", "--format",
+                                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "jupyter-isob")
     # The probe can see an open port: the hub's API, which every server needs.
     assert _probe(deployment, target, "jupyter-isoa", "jupyterhub", 81) == "open"
     # Another user's server, by address and by name; the proxy's API; the host's sshd through the gateway.
@@ -63,21 +56,23 @@ def test_a_user_container_reaches_the_hub_api_and_nothing_else_on_its_network(de
 
 def test_a_user_container_holds_no_hub_state_and_runs_limited(deployment, two_servers):
     target, _ = two_servers
-    mounts = _inner(deployment, target, "docker", "inspect", "--format",
-                    "{{range .Mounts}}{{.Source}} {{end}}", "jupyter-isoa")
+    mounts = deployment.exec(target, "docker", "inspect", "--format",
+                             "{{range .Mounts}}{{.Source}} {{end}}", "jupyter-isoa")
     assert "hub-data" not in mounts and "docker.sock" not in mounts and INSTALL_DIR not in mounts, mounts
-    assert _inner(deployment, target, "docker", "exec", "jupyter-isoa", "sh", "-c",
-                  "ls /srv/jupyterhub/jupyterhub.sqlite 2>&1 || true").endswith("No such file or directory")
-    limits = _inner(deployment, target, "docker", "inspect", "--format",
-                    "{{.HostConfig.Memory}} {{.HostConfig.CpuQuota}} {{.HostConfig.PidsLimit}} {{.HostConfig.ShmSize}} "
-                    "{{.HostConfig.CapDrop}} {{.HostConfig.CapAdd}} {{.HostConfig.SecurityOpt}}", "jupyter-isoa")
+    assert deployment.exec(target, "docker", "exec", "jupyter-isoa", "sh", "-c",
+                           "ls /srv/jupyterhub/jupyterhub.sqlite 2>&1 || true").endswith("No such file or directory")
+    limits = deployment.exec(target, "docker", "inspect", "--format",
+                             "{{.HostConfig.Memory}} {{.HostConfig.CpuQuota}} {{.HostConfig.PidsLimit}} "
+                             "{{.HostConfig.ShmSize}} "
+                             "{{.HostConfig.CapDrop}} {{.HostConfig.CapAdd}} {{.HostConfig.SecurityOpt}}",
+                             "jupyter-isoa")
     memory, cpu_quota, pids, shm, cap_drop, cap_add, security = limits.split(" ", 6)
     assert int(memory) > 0 and int(cpu_quota) > 0 and int(pids) == 4096
     assert int(shm) == 4 * 2**30, "a GPU container gets a /dev/shm that data loaders can use"
     assert cap_drop == "[ALL]" and "NET_RAW" not in cap_add and "no-new-privileges" in security
     # The kernel of the container says the same: no raw sockets, no new privileges.
-    status = _inner(deployment, target, "docker", "exec", "jupyter-isoa", "grep", "-E", "^(CapBnd|NoNewPrivs)",
-                    "/proc/self/status")
+    status = deployment.exec(target, "docker", "exec", "jupyter-isoa", "grep", "-E", "^(CapBnd|NoNewPrivs)",
+                             "/proc/self/status")
     fields = dict(line.split(":\t") for line in status.splitlines())
     assert fields["NoNewPrivs"] == "1"
     assert not int(fields["CapBnd"], 16) & (1 << 13), "CAP_NET_RAW is in the bounding set"
@@ -87,16 +82,16 @@ def test_a_user_container_holds_no_hub_state_and_runs_limited(deployment, two_se
     code, output = deployment.engine.containers.get(target.container_id).exec_run(
         ["docker", "exec", "-u", "1000", "jupyter-isoa", "python3", "-c", listen])
     assert code != 0 and b"PermissionError" in output, output
-    assert _inner(deployment, target, "docker", "exec", "jupyter-isoa", "cat",
-                  "/proc/sys/net/ipv4/ip_unprivileged_port_start") == "1024"
+    assert deployment.exec(target, "docker", "exec", "jupyter-isoa", "cat",
+                           "/proc/sys/net/ipv4/ip_unprivileged_port_start") == "1024"
 
 
 def test_the_firewall_drops_the_metadata_address_and_is_in_force(deployment):
     for target in deployment.targets:
-        rules = _inner(deployment, target, "iptables", "-S", "JUPYTERHUB-GPU")
+        rules = deployment.exec(target, "iptables", "-S", "JUPYTERHUB-GPU")
         assert "-d 169.254.169.254/32" in rules and rules.splitlines()[2].endswith("-j DROP"), rules
-        assert "-j JUPYTERHUB-GPU" in _inner(deployment, target, "iptables", "-S", "DOCKER-USER")
-        _inner(deployment, target, "/usr/local/sbin/jupyterhub-gpu-firewall", "--check")
+        assert "-j JUPYTERHUB-GPU" in deployment.exec(target, "iptables", "-S", "DOCKER-USER")
+        deployment.exec(target, "/usr/local/sbin/jupyterhub-gpu-firewall", "--check")
 
 
 def test_the_rules_hold_again_once_the_firewall_applies_where_bridged_traffic_had_bypassed_them(deployment,
@@ -113,8 +108,8 @@ def test_the_rules_hold_again_once_the_firewall_applies_where_bridged_traffic_ha
             for user in ("isoa", "isob"):
                 hub.ensure_user(user)
                 hub.start_server(user, options={"gpu": "cpu"})
-        address_b = _inner(deployment, target, "docker", "inspect", "--format",
-                           "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "jupyter-isob")
+        address_b = deployment.exec(target, "docker", "inspect", "--format",
+                                    "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "jupyter-isob")
         try:
             deployment.run(target, f"echo 0 > {setting}")
             assert _probe(deployment, target, "jupyter-isoa", address_b, 8888) == "open", target.kind
@@ -122,7 +117,7 @@ def test_the_rules_hold_again_once_the_firewall_applies_where_bridged_traffic_ha
             deployment.run(target, firewall)
             assert deployment.output(target, f"cat {setting}") == "1"
             assert _probe(deployment, target, "jupyter-isoa", address_b, 8888) == "timeout", target.kind
-            _inner(deployment, target, firewall, "--check")
+            deployment.exec(target, firewall, "--check")
         finally:
             deployment.run(target, f"echo 1 > {setting}")
             if target is not two_servers[0]:
@@ -148,8 +143,8 @@ def _login_through_the_proxy(hub: HubClient, name: str, password: str, **headers
 
 
 def _login_on_the_hubs_port(deployment, target, container: str, name: str, password: str, **headers) -> str:
-    answer = json.loads(_inner(deployment, target, "docker", "exec", container, "python3", "-c", HUB_LOGIN,
-                               "jupyterhub", "81", name, password, json.dumps(headers)))
+    answer = json.loads(deployment.exec(target, "docker", "exec", container, "python3", "-c", HUB_LOGIN,
+                                        "jupyterhub", "81", name, password, json.dumps(headers)))
     return _outcome(answer["status"], answer["location"], answer["text"])
 
 
@@ -202,24 +197,25 @@ def test_guesses_get_no_more_tries_by_rotating_headers_and_the_owner_still_gets_
 
 def test_the_proxy_runs_apart_unprivileged_with_only_its_certificate(deployment):
     target = deployment.targets[0]
-    mounts = _inner(deployment, target, "docker", "inspect", "--format",
-                    "{{range .Mounts}}{{.Source}}:{{.Destination}} {{end}}", "jupyterhub-proxy").split()
-    assert sorted(m.split(":")[0].rsplit("/", 1)[1] for m in mounts) == ["proxy_token", "server.crt", "server.key"], mounts
-    assert _inner(deployment, target, "docker", "exec", "jupyterhub-proxy", "sh", "-c",
-                  "test -e /var/run/docker.sock && echo present || echo absent") == "absent"
+    mounts = deployment.exec(target, "docker", "inspect", "--format",
+                             "{{range .Mounts}}{{.Source}}:{{.Destination}} {{end}}", "jupyterhub-proxy").split()
+    assert sorted(m.split(":")[0].rsplit("/", 1)[1] for m in mounts) == ["proxy_token", "server.crt",
+                                                                         "server.key"], mounts
+    assert deployment.exec(target, "docker", "exec", "jupyterhub-proxy", "sh", "-c",
+                           "test -e /var/run/docker.sock && echo present || echo absent") == "absent"
     # Its key and token live in memory: a tmpfs, private to its user, not the container's writable layer.
-    assert _inner(deployment, target, "docker", "exec", "jupyterhub-proxy", "stat", "-f", "-c", "%T",
-                  "/run/proxy") == "tmpfs"
-    assert _inner(deployment, target, "docker", "exec", "jupyterhub-proxy", "stat", "-c", "%a %u",
-                  "/run/proxy", "/run/proxy/server.key") == "700 990\n600 990"
+    assert deployment.exec(target, "docker", "exec", "jupyterhub-proxy", "stat", "-f", "-c", "%T",
+                           "/run/proxy") == "tmpfs"
+    assert deployment.exec(target, "docker", "exec", "jupyterhub-proxy", "stat", "-c", "%a %u",
+                           "/run/proxy", "/run/proxy/server.key") == "700 990\n600 990"
     for container, process in (("jupyterhub-proxy", "node"), ("jupyterhub", "jupyterhub")):
-        owners = _inner(deployment, target, "docker", "top", container, "-eo", "pid,uid,args")
+        owners = deployment.exec(target, "docker", "top", container, "-eo", "pid,uid,args")
         lines = [line.split(None, 2) for line in owners.splitlines()[1:] if process in line]
         assert lines and all(uid != "0" for _, uid, _ in lines), owners
     # The CA's key is mounted into no container at all.
-    for container in _inner(deployment, target, "docker", "ps", "-q").split():
-        sources = _inner(deployment, target, "docker", "inspect", "--format", "{{range .Mounts}}{{.Source}} {{end}}",
-                         container)
+    for container in deployment.exec(target, "docker", "ps", "-q").split():
+        sources = deployment.exec(target, "docker", "inspect", "--format", "{{range .Mounts}}{{.Source}} {{end}}",
+                                  container)
         assert f"{INSTALL_DIR}/ca" not in sources, (container, sources)
 
 
@@ -227,30 +223,30 @@ def test_the_hub_and_the_proxy_run_as_an_id_the_host_reserves_for_them(deploymen
     """service_uid (990) belongs to a system account of the deploy's on the host, which nobody logs in as: no
     other host process runs with the id that can read the hub's and the proxy's secrets."""
     for target in deployment.targets:
-        assert _inner(deployment, target, "getent", "passwd", "990") == \
+        assert deployment.exec(target, "getent", "passwd", "990") == \
             "jupyterhub-gpu:x:990:990::/nonexistent:/usr/sbin/nologin"
-        assert _inner(deployment, target, "getent", "group", "990").startswith("jupyterhub-gpu:x:990:")
+        assert deployment.exec(target, "getent", "group", "990").startswith("jupyterhub-gpu:x:990:")
         for container in ("jupyterhub", "jupyterhub-proxy"):
-            pid = _inner(deployment, target, "docker", "inspect", "--format", "{{.State.Pid}}", container)
-            ids = _inner(deployment, target, "grep", "-E", "^(Uid|Gid):", f"/proc/{pid}/status").split()
+            pid = deployment.exec(target, "docker", "inspect", "--format", "{{.State.Pid}}", container)
+            ids = deployment.exec(target, "grep", "-E", "^(Uid|Gid):", f"/proc/{pid}/status").split()
             assert ids == ["Uid:", *["990"] * 4, "Gid:", *["990"] * 4], (container, ids)
 
 
 def test_the_local_ca_signs_nothing_but_the_hubs_names(deployment):
     target = deployment.targets[0]
     ca = f"{INSTALL_DIR}/ca"
-    constraints = _inner(deployment, target, "openssl", "x509", "-in", f"{ca}/ca.crt", "-noout", "-ext",
-                         "nameConstraints")
+    constraints = deployment.exec(target, "openssl", "x509", "-in", f"{ca}/ca.crt", "-noout", "-ext",
+                                  "nameConstraints")
     assert "Permitted" in constraints and target.address in constraints, constraints
-    _inner(deployment, target, "openssl", "verify", "-CAfile", f"{ca}/ca.crt", f"{INSTALL_DIR}/tls/server.crt")
+    deployment.exec(target, "openssl", "verify", "-CAfile", f"{ca}/ca.crt", f"{INSTALL_DIR}/tls/server.crt")
     # Its key, used by someone who took it, signs a certificate for another site: no client accepts it.
-    _inner(deployment, target, "openssl", "req", "-x509", "-new", "-CA", f"{ca}/ca.crt", "-CAkey", f"{ca}/ca.key",
-           "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "/tmp/other.key",
-           "-out", "/tmp/other.crt", "-days", "1", "-subj", "/CN=www.example.org",
-           "-addext", "subjectAltName=DNS:www.example.org")
-    refused = _inner(deployment, target, "openssl", "verify", "-CAfile", f"{ca}/ca.crt", "/tmp/other.crt", check=False)
+    deployment.exec(target, "openssl", "req", "-x509", "-new", "-CA", f"{ca}/ca.crt", "-CAkey", f"{ca}/ca.key",
+                    "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "/tmp/other.key",
+                    "-out", "/tmp/other.crt", "-days", "1", "-subj", "/CN=www.example.org",
+                    "-addext", "subjectAltName=DNS:www.example.org")
+    refused = deployment.exec(target, "openssl", "verify", "-CAfile", f"{ca}/ca.crt", "/tmp/other.crt", check=False)
     assert "permitted subtree violation" in refused, refused
-    assert _inner(deployment, target, "stat", "-c", "%a", f"{ca}/ca.key") == "600"
+    assert deployment.exec(target, "stat", "-c", "%a", f"{ca}/ca.key") == "600"
 
 
 def _handshake(address: str, context: ssl.SSLContext) -> str:

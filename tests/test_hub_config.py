@@ -168,7 +168,8 @@ def test_gpu_idleness_and_work_reach_both_cullers_and_the_gpu_service_samples_th
     services = {service["name"]: service for service in config.JupyterHub.services}
     for name in ("idle-culler", "gpu-idle-culler"):
         environment = services[name]["environment"]
-        assert (environment[culling.GPU_IDLE_ENV], environment[culling.BUSY_KEEPS_ENV], environment[culling.BUSY_AT_ENV],
+        assert (environment[culling.GPU_IDLE_ENV], environment[culling.BUSY_KEEPS_ENV],
+                environment[culling.BUSY_AT_ENV],
                 environment[culling.BUSY_WINDOW_ENV], environment[culling.FIGURES_ENV]) == ("1", "1", "10", "900",
                                                                                             FIGURES_FILE)
     # Both read servers' state: a busy GPU keeps a server from either.
@@ -177,7 +178,8 @@ def test_gpu_idleness_and_work_reach_both_cullers_and_the_gpu_service_samples_th
     assert str(culling.CONFIG_FILE) in " ".join(services["idle-culler"]["command"])
     gpu_service = services["gpus"]["environment"]
     assert json.loads(gpu_service[ENV["samplers"]]) == ["http://jupyterhub-gpu-sampler:9400/"]
-    assert (gpu_service[ENV["interval"]], gpu_service[ENV["busy_at"]], gpu_service[ENV["usage"]]) == ("3", "10", USAGE_DB)
+    assert (gpu_service[ENV["interval"]], gpu_service[ENV["busy_at"]], gpu_service[ENV["usage"]]) == ("3", "10",
+                                                                                                      USAGE_DB)
     assert config.GPUDockerSpawner.usage_db == USAGE_DB
     # Everyone may open the GPU page (it shows them their own GPUs).
     assert {"name": "user", "scopes": ["self", "access:services!service=gpus"]} in config.JupyterHub.load_roles
@@ -196,7 +198,8 @@ def test_gpu_idleness_and_work_reach_both_cullers_and_the_gpu_service_samples_th
     cpu_only = Target(settings=from_host_data("host1", {}), profile=PROFILE)
     assert "gpu-sampler" not in compose_project(cpu_only, IMAGES, SimpleNamespace(directory="/x"),
                                                 SimpleNamespace(paths={}))["services"]
-    assert json.loads({s["name"]: s for s in load({}).JupyterHub.services}["gpus"]["environment"][ENV["samplers"]]) == []
+    services = {s["name"]: s for s in load({}).JupyterHub.services}
+    assert json.loads(services["gpus"]["environment"][ENV["samplers"]]) == []
 
 
 def test_gpu_idleness_needs_a_limit_to_be_judged_over():
@@ -332,7 +335,8 @@ OAUTH = {"authenticator": "oauth", "oauth_client_id": "hub", "oauth_client_secre
         ("gitlab", {"oauth_gitlab_url": "https://gitlab.example.org", "allowed_groups": ["lab"]},
          "oauthenticator.gitlab.GitLabOAuthenticator",
          {"gitlab_url": "https://gitlab.example.org", "allowed_gitlab_groups": {"lab"}}),
-        ("azuread", {"oauth_azuread_tenant_id": "contoso.onmicrosoft.com"}, "oauthenticator.azuread.AzureAdOAuthenticator",
+        ("azuread", {"oauth_azuread_tenant_id": "contoso.onmicrosoft.com"},
+         "oauthenticator.azuread.AzureAdOAuthenticator",
          {"tenant_id": "contoso.onmicrosoft.com", "username_claim": "oid"}),
     ],
 )
@@ -429,7 +433,8 @@ def test_native_logins_check_passwords_off_the_hubs_event_loop(load, monkeypatch
 
     async def logins():
         loop_thread = threading.current_thread()
-        answers = await asyncio.gather(*(hub.authenticate(None, {"username": "carol", "password": "carols-long-password"})
+        answers = await asyncio.gather(*(hub.authenticate(None,
+                                                          {"username": "carol", "password": "carols-long-password"})
                                         for _ in range(8)))
         refused = [await hub.authenticate(None, {"username": name, "password": password}) for name, password in
                    (("carol", "wrong-password"), ("dave", "daves-long-password!"), ("nobody", "x" * 20))]
@@ -447,13 +452,13 @@ def test_native_logins_check_passwords_off_the_hubs_event_loop(load, monkeypatch
 def test_failed_logins_lock_a_name_for_their_address_only_and_reserved_names_cannot_sign_up(load):
     """Anyone can try an admin's name: they lock it for their own address, never for the admin's."""
     import asyncio
-    from types import SimpleNamespace
 
     from jupyterhub import orm
 
     config = load({}, secrets={"admin-password-admin": "first-generated-password"})
     db = orm.new_session_factory("sqlite://")()
-    hub = config.JupyterHub.authenticator_class(config=config, admin_users={"admin"}, _deprecated_db_session=db, allowed_failed_logins=3,
+    hub = config.JupyterHub.authenticator_class(config=config, admin_users={"admin"}, _deprecated_db_session=db,
+                                                allowed_failed_logins=3,
                                                 seconds_before_next_try=600)
 
     def login(address: str, password: str):
@@ -524,7 +529,8 @@ def test_a_name_nobody_has_costs_the_same_password_check_as_one_that_exists(load
     hub = config.JupyterHub.authenticator_class(config=config, admin_users={"admin"}, _deprecated_db_session=db)
     checked = []
     checkpw = bcrypt.checkpw
-    monkeypatch.setattr(bcrypt, "checkpw", lambda password, hashed: checked.append(hashed[:7]) or checkpw(password, hashed))
+    monkeypatch.setattr(bcrypt, "checkpw", lambda password,
+                        hashed: checked.append(hashed[:7]) or checkpw(password, hashed))
     for name in ("admin", "nobody-here"):
         assert asyncio.run(hub.authenticate(request_from("192.0.2.1"), {"username": name, "password": "guess"})) is None
     admin_hash = hub.get_user("admin").password

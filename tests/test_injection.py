@@ -146,7 +146,8 @@ def setting_and_value(draw):
     return name, is_list, value
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=setting_and_value())
 def test_a_value_is_refused_naming_its_setting_or_carried_literally(monkeypatch, case):
     name, is_list, value = case

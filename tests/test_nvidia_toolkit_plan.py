@@ -11,9 +11,9 @@ from pyinfra.facts.server import TmpDir
 
 from jupyterhub_gpu.apt import PackageManagerState
 from jupyterhub_gpu.facts import GPU, EngineRuntimes, GPUInventory, HostProfile
-from roles.nvidia_toolkit import KEYRING, PACKAGES, ensure_toolkit
-from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.settings import HubSettings
+from jupyterhub_gpu.target import Target
+from roles.nvidia_toolkit import KEYRING, PACKAGES, ensure_toolkit
 from tests.plan import commands_of, plan
 
 UBUNTU_24 = dict(os_id="ubuntu", os_version="24.04", os_codename="noble", arch="x86_64", pid1="systemd")
@@ -58,7 +58,8 @@ STOP_WITHOUT_SYSTEMD = ('/etc/init.d/docker stop >/dev/null 2>&1; pid=$(cat /var
                         '|| break; sleep 1; done')
 
 
-@pytest.mark.parametrize("profile", [UBUNTU_24, UBUNTU_22_WSL, DEBIAN_12], ids=["ubuntu-24.04", "wsl-ubuntu-22.04", "debian-12"])
+@pytest.mark.parametrize("profile", [UBUNTU_24, UBUNTU_22_WSL, DEBIAN_12],
+                         ids=["ubuntu-24.04", "wsl-ubuntu-22.04", "debian-12"])
 def test_fresh_gpu_host_gets_nvidias_install_steps(monkeypatch, profile):
     gpus = WSL_GPU if profile.get("wsl") else TWO_GPUS
     planned = plan(monkeypatch, facts(), ensure_toolkit, target(profile, gpus))

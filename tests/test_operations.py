@@ -332,7 +332,8 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
                            env={"JUPYTERHUB_GPU_BACKUPS": str(tmp_path)})
     backup_seconds = time.monotonic() - started
     seen, left = watch.seen(), watch.left_behind()
-    swaps = operated.output(source, "docker exec -u 1000 jupyter-erin sh -c 'kill $(cat /tmp/swapper.pid); cat /tmp/swaps'")
+    swaps = operated.output(source,
+                            "docker exec -u 1000 jupyter-erin sh -c 'kill $(cat /tmp/swapper.pid); cat /tmp/swaps'")
     set_gpu_work(engine.containers.get(source.container_id), dave_gpu, 0, 0)
     assert backed_up.returncode == 0, backed_up.log[-4000:]
     (archive,) = tmp_path.glob("*.tar")

@@ -8,7 +8,6 @@ import re
 import secrets
 
 import pytest
-
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -22,7 +21,8 @@ ENV_CELL = ('import os; print("NV=" + os.environ["NVIDIA_VISIBLE_DEVICES"] + ";"
             'print("CUDA=" + os.environ.get("CUDA_VISIBLE_DEVICES", "none") + ";")')
 # The GPU profile's CUDA runtime, loaded as a library in the notebook, reports its version (no device needed).
 CUDART_CELL = ('import ctypes, glob, os, sys; '
-               'lib = ctypes.CDLL([f for p in sys.path for f in glob.glob(p + "/nvidia/cuda_runtime/lib/libcudart.so*")][0]); '
+               'lib = ctypes.CDLL([f for p in sys.path for f in glob.glob(p + '
+               '"/nvidia/cuda_runtime/lib/libcudart.so*")][0]); '
                'v = ctypes.c_int(); lib.cudaRuntimeGetVersion(ctypes.byref(v)); print(f"CUDART={v.value};")')
 
 

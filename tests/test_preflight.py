@@ -1,8 +1,8 @@
 """What preflight learns from a host's profile, and what it derives from it."""
 
 from jupyterhub_gpu.facts import parse_profile
-from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.settings import HubSettings
+from jupyterhub_gpu.target import Target
 
 UBUNTU_WSL_OUTPUT = """os_id=ubuntu
 os_version=24.04

@@ -18,7 +18,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
         ({"https_port": 0}, "https_port = 0: Input should be greater than or equal to 1"),
         ({"hub_names": ["hub.example.com", "bad_name"]}, "hub_names.1 = ['hub.example.com', 'bad_name']"),
         ({"hub_addresses": ["10.0.0.300"]}, "'10.0.0.300' is not an IPv4 or IPv6 address"),
-        ({"install_dir": "relative/dir"}, "install_dir = 'relative/dir': 'relative/dir' is not allowed: an absolute path"),
+        ({"install_dir": "relative/dir"},
+         "install_dir = 'relative/dir': 'relative/dir' is not allowed: an absolute path"),
         ({"engine_source": "snap"}, "engine_source = 'snap': Input should be 'distro' or 'docker-ce'"),
         ({"singleuser_image": "Not An Image"}, "singleuser_image = 'Not An Image'"),
         ({"singleuser_packages": ["jupyterlab"]}, "a pip requirement with a version"),
@@ -87,7 +88,8 @@ def test_bad_value_is_refused_with_its_key(data, expected):
         ({"gpu_groups": "students"}, "gpu_groups = 'students': allowed: a list of hub group names, or rules by group"),
         ({"gpu_groups": ["no spaces"]}, "'no spaces' is not allowed: a JupyterHub group name"),
         ({"gpu_on_exhausted": "queue"}, "gpu_on_exhausted = 'queue': Input should be 'refuse', 'cpu' or 'wait'"),
-        ({"image_profiles": [{"name": "GPU", "gpus": True}]}, "image_profiles.0.gpus: unknown key; did you mean 'gpu'?"),
+        ({"image_profiles": [{"name": "GPU", "gpus": True}]},
+         "image_profiles.0.gpus: unknown key; did you mean 'gpu'?"),
         # Native sign-ups under a listed name would skip the admin's approval: first come, first in.
         ({"allowed_users": ["ada"]}, "allowed_users = ['ada']: with authenticator 'native' these names skip an "
                                      "admin's approval"),
@@ -127,7 +129,8 @@ def test_extra_ca_certs_must_hold_a_certificate(tmp_path):
 
 
 def test_plain_http_where_trust_is_decided_is_allowed_only_on_purpose():
-    said = {"nvidia_key_url": "http://mirror.lab.test/nvidia/gpgkey", "engine_repo_url": "http://mirror.lab.test/docker"}
+    said = {"nvidia_key_url": "http://mirror.lab.test/nvidia/gpgkey",
+            "engine_repo_url": "http://mirror.lab.test/docker"}
     with pytest.raises(InventoryError, match="nvidia_key_url = .*; engine_repo_url = .*: plain http://"):
         from_host_data("host1", said)
     assert from_host_data("host1", {**said, "allow_plain_http": True}).nvidia_key_url == said["nvidia_key_url"]
@@ -138,16 +141,16 @@ def test_plain_http_where_trust_is_decided_is_allowed_only_on_purpose():
 def test_every_setting_that_names_a_trait_names_a_real_one_and_reaches_it_only_where_its_concern_applies():
     """The settings → traits table (one declaration per setting, see settings.trait) cannot name a trait that
     does not exist: a typo would be a setting that silently does nothing."""
-    from gpudockerspawner import GPUDockerSpawner
     from jupyterhub.app import JupyterHub
-    from jupyterhub_gpu_accounts.native import DeployedNativeAuthenticator
     from ldapauthenticator import LDAPAuthenticator
     from nativeauthenticator import NativeAuthenticator
     from oauthenticator.azuread import AzureAdOAuthenticator
     from oauthenticator.gitlab import GitLabOAuthenticator
     from oauthenticator.oauth2 import OAuthenticator
 
+    from gpudockerspawner import GPUDockerSpawner
     from jupyterhub_gpu.settings import hub_traits
+    from jupyterhub_gpu_accounts.native import DeployedNativeAuthenticator
 
     classes = {cls.__name__: cls for cls in (GPUDockerSpawner, JupyterHub, LDAPAuthenticator, NativeAuthenticator,
                                              DeployedNativeAuthenticator, AzureAdOAuthenticator,
@@ -177,7 +180,8 @@ def test_gpu_groups_are_names_or_rules_and_the_deploy_says_which_in_a_line():
 
     named = from_host_data("host1", {"gpu_groups": ["lab"], "gpu_on_exhausted": "cpu"})
     assert named.gpu_groups == from_host_data("host1", {"gpu_groups": {"lab": {}}}).gpu_groups
-    assert gpu_access(named) == "GPUs: members of lab may have one; a spawn that finds none free for it is started CPU-only"
+    assert gpu_access(named) == ("GPUs: members of lab may have one; a spawn that finds none free for it is started "
+                                 "CPU-only")
     ruled = from_host_data("host1", {"gpu_on_exhausted": "wait", "gpu_groups": {
         "students": {"max_gpus": 2}, "research": {"gpus_per_user": 2}}})
     assert gpu_access(ruled) == ("GPUs: by group: students 1 per server, at most 2 together; research 2 per server; a "

@@ -44,7 +44,7 @@ function framed(name, url) {
   await framed("victim_frame", "VICTIM_URL/api/contents/secret.txt?content=1");
   document.getElementById("result").textContent = "done " + JSON.stringify(out);
 })();
-</script>"""
+</script>"""  # noqa: E501 (a script's own lines)
 
 
 # What the other user's page does with her own hub login (login fixation): it sets it as the hub's cookie for the
@@ -74,7 +74,8 @@ def subdomain_hub(engine):
 def write_as(deployment, user: str, path: str, text: str) -> None:
     """Write a file as the user (jovyan) in their server's container, as they could from its terminal."""
     container = deployment.engine.containers.get(deployment.targets[0].container_id)
-    write = "import os, sys; os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True); open(sys.argv[1], 'w').write(sys.argv[2])"
+    write = ("import os, sys; os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True); "
+             "open(sys.argv[1], 'w').write(sys.argv[2])")
     code, output = container.exec_run(["docker", "exec", "-u", "1000", f"jupyter-{user}", "python3", "-c", write,
                                        path, text])
     assert code == 0, output.decode(errors="replace")

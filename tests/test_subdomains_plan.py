@@ -8,10 +8,10 @@ import pytest
 from jupyterhub_gpu.facts import HostProfile
 from jupyterhub_gpu.settings import HubSettings
 from jupyterhub_gpu.target import Target
+from roles.images import Images
 from roles.preflight import subdomains
 from roles.preflight.subdomains import CannotCover, user_domain
 from roles.services import compose_project, hub_settings
-from roles.images import Images
 from testbed.acme import throwaway_ca
 
 IMAGES = Images(hub="h:1", singleuser="s:1", proxy="p:1")
@@ -53,7 +53,8 @@ def test_off_with_the_reason_where_they_cannot_work(wildcard_dns, settings, why)
 
 def test_asked_for_where_the_certificate_cannot_cover_them_is_refused(wildcard_dns, tmp_path):
     wildcard_dns["hub.example.org"] = True
-    with pytest.raises(CannotCover, match=r"user_subdomains = True, but the hub is reached by a bare host name \(gpubox\)"):
+    with pytest.raises(CannotCover,
+                       match=r"user_subdomains = True, but the hub is reached by a bare host name \(gpubox\)"):
         user_domain(HubSettings(hub_names=["gpubox"], user_subdomains=True))
     _, cert, key = throwaway_ca(tmp_path, "one", dns=["hub.example.org"])
     provided = {"hub_names": ["hub.example.org"], "tls_mode": "provided", "tls_cert_file": str(cert),
@@ -76,7 +77,8 @@ def test_on_the_hub_routes_by_host_and_the_certificate_names_the_wildcard():
     assert "--host-routing" in compose_project(on, IMAGES, _Certificate(), _Secrets())["services"]["proxy"]["command"]
     off = Target(HubSettings(), HostProfile(os_id="debian", hostname="gpubox"))
     assert off.certificate_names == ("gpubox", "localhost") and hub_settings(off, IMAGES).hub.subdomain_host is None
-    assert "--host-routing" not in compose_project(off, IMAGES, _Certificate(), _Secrets())["services"]["proxy"]["command"]
+    assert "--host-routing" not in compose_project(off, IMAGES, _Certificate(),
+                                                   _Secrets())["services"]["proxy"]["command"]
 
 
 class _Certificate:

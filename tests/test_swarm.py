@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from testbed import STATE
 from testbed.nvidia import FAKE_GPUS, set_gpu_work
 from testbed.probe import PROBE
-from testbed.wait import until
 from testbed.smoke import DEBIAN_12_IMAGES, Deployment, deploy_twice
 from testbed.targets import SYSTEMD_SUDO, TargetHost, remove_targets, start_targets, write_inventory_file
-from testbed import STATE
+from testbed.wait import until
 
 pytestmark = pytest.mark.slow
 
@@ -52,18 +52,12 @@ def cluster(engine, nvidia_repository):
         deployment.targets_file.unlink(missing_ok=True)
 
 
-def run(deployment: Deployment, target: TargetHost, command: str) -> str:
-    code, output = deployment.engine.containers.get(target.container_id).exec_run(["sh", "-c", command])
-    assert code == 0, f"{command}: {output.decode(errors='replace')}"
-    return output.decode()
-
-
 def hostname(deployment: Deployment, target: TargetHost) -> str:
-    return run(deployment, target, "hostname").strip()
+    return deployment.run(target, "hostname").strip()
 
 
 def node_state(deployment: Deployment, manager: TargetHost, node: str) -> str:
-    return run(deployment, manager, f"docker node inspect {node} --format '{{{{.Status.State}}}}'").strip()
+    return deployment.run(manager, f"docker node inspect {node} --format '{{{{.Status.State}}}}'").strip()
 
 
 def placed(hub) -> dict[str, tuple[str, str]]:
@@ -75,9 +69,10 @@ def placed(hub) -> dict[str, tuple[str, str]]:
 def environments(deployment: Deployment, node: TargetHost, user: str) -> tuple[dict[str, str], dict[str, str]]:
     """The environment of ``user``'s container on ``node`` as created (what the NVIDIA runtime reads), and that
     of its server process (what CUDA reads)."""
-    container = run(deployment, node, f"docker ps --quiet --filter label=com.docker.swarm.service.name=jupyter-{user}")
-    created = json.loads(run(deployment, node, f"docker inspect --format '{{{{json .Config.Env}}}}' {container.strip()}"))
-    raw = run(deployment, node, f"docker exec -u 1000 {container.strip()} cat /proc/1/environ")
+    container = deployment.run(node, f"docker ps --quiet --filter label=com.docker.swarm.service.name=jupyter-{user}")
+    created = json.loads(deployment.run(node,
+                                        f"docker inspect --format '{{{{json .Config.Env}}}}' {container.strip()}"))
+    raw = deployment.run(node, f"docker exec -u 1000 {container.strip()} cat /proc/1/environ")
     return (dict(item.split("=", 1) for item in created),
             dict(item.split("=", 1) for item in raw.split("\0") if "=" in item))
 
@@ -91,7 +86,8 @@ def start_all(cluster: Deployment, users: list[str]) -> None:
         with ThreadPoolExecutor(len(users)) as pool:
             list(pool.map(lambda user: hub.start_server(user, timeout=180), users))
     except (TimeoutError, OSError) as error:
-        said = run(cluster, cluster.targets[0], "docker service ls; docker node ls; docker logs --tail 80 jupyterhub 2>&1")
+        said = cluster.run(cluster.targets[0],
+                           "docker service ls; docker node ls; docker logs --tail 80 jupyterhub 2>&1")
         raise AssertionError(f"{error}\n{said}") from error
 
 
@@ -113,21 +109,23 @@ def test_the_first_deploy_forms_the_swarm_and_the_second_changes_nothing_on_any_
     second = cluster.runs[1]
     assert second.returncode == 0 and not second.totals.get("success"), second.changed_operations()
     assert second.results["totals"]["hosts"] > 0
-    lines = run(cluster, manager, "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'").split("\n")
+    lines = cluster.run(manager, "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'").split("\n")
     assert sorted(line for line in lines if line) == sorted(
         [f"{hostname(cluster, manager)} Ready Leader"] + [f"{hostname(cluster, node)} Ready " for node in nodes])
     for node in nodes:
-        described = run(cluster, manager, f"docker node inspect {hostname(cluster, node)} --format "
-                                          "'{{json .Description.Resources.GenericResources}} {{json .Spec.Labels}}'")
+        described = cluster.run(manager, f"docker node inspect {hostname(cluster, node)} --format "
+                                "'{{json .Description.Resources.GenericResources}} {{json "
+                                ".Spec.Labels}}'")
         for _, uuid, _, _ in FAKE_GPUS:
             assert uuid in described
-        assert '"jupyterhub-gpu.gpu-count":"2"' in described and '"jupyterhub-gpu.gpu-model":"Stand-in GPU"' in described
-        assert '"default-runtime": "nvidia"' in run(cluster, node, "cat /etc/docker/daemon.json")
+        assert '"jupyterhub-gpu.gpu-count":"2"' in described
+        assert '"jupyterhub-gpu.gpu-model":"Stand-in GPU"' in described
+        assert '"default-runtime": "nvidia"' in cluster.run(node, "cat /etc/docker/daemon.json")
     # The join token went from the manager to the node's engine and nowhere else.
-    token = run(cluster, manager, "docker swarm join-token --quiet worker").strip()
+    token = cluster.run(manager, "docker swarm join-token --quiet worker").strip()
     assert all(token not in deploy.log for deploy in cluster.runs)
-    assert run(cluster, manager, "docker version --format '{{.Server.Version}}'").startswith("26.")
-    assert "jupyternet-hold" not in run(cluster, manager, "docker service ls --format '{{.Name}}'")
+    assert cluster.run(manager, "docker version --format '{{.Server.Version}}'").startswith("26.")
+    assert "jupyternet-hold" not in cluster.run(manager, "docker service ls --format '{{.Name}}'")
 
 
 def gpu_figures(hub) -> dict[tuple[str, str], float | None]:
@@ -149,15 +147,16 @@ def test_the_hub_reads_every_gpu_nodes_gpus_through_a_sampler_on_each(cluster):
         set_gpu_work(cluster.engine.containers.get(nodes[1].container_id), busy[1], 0, 0)
     assert set(figures) == {(hostname(cluster, node), uuid) for node in nodes for _, uuid, _, _ in FAKE_GPUS}
     # One sampler task on each GPU node, none on the hub host (it takes no servers).
-    tasks = run(cluster, manager, "docker service ps --filter desired-state=running --format '{{.Node}}' "
-                                  "jupyterhub-gpu-sampler").split()
+    tasks = cluster.run(manager, "docker service ps --filter desired-state=running --format '{{.Node}}' "
+                        "jupyterhub-gpu-sampler").split()
     assert sorted(tasks) == sorted(hostname(cluster, node) for node in nodes)
 
 
 def shut_down_for_constraints(cluster: Deployment) -> str:
     """Every task of a user's server that Swarm shut down because its node no longer met its constraints."""
-    return run(cluster, cluster.targets[0], "docker service ls --quiet --filter name=jupyter- | xargs -r docker service "
-               "ps --no-trunc --format '{{.Name}} {{.Error}}' | grep 'no longer meets constraints' || true").strip()
+    return cluster.run(cluster.targets[0],
+                       "docker service ls --quiet --filter name=jupyter- | xargs -r docker service "
+                       "ps --no-trunc --format '{{.Name}} {{.Error}}' | grep 'no longer meets constraints' || true")
 
 
 def test_four_users_get_gpus_across_both_nodes_and_a_fifth_is_told_at_once(cluster):
@@ -178,9 +177,10 @@ def test_four_users_get_gpus_across_both_nodes_and_a_fifth_is_told_at_once(clust
     assert shut_down_for_constraints(cluster) == ""
     # As on one host, nobody listens below port 1024 in their server.
     user, (node, _) = next(iter(table.items()))
-    container = run(cluster, by_name[node], f"docker ps --quiet --filter label=com.docker.swarm.service.name=jupyter-{user}")
-    assert run(cluster, by_name[node], f"docker exec {container.strip()} cat "
-                                      "/proc/sys/net/ipv4/ip_unprivileged_port_start").strip() == "1024"
+    container = cluster.run(by_name[node],
+                            f"docker ps --quiet --filter label=com.docker.swarm.service.name=jupyter-{user}")
+    assert cluster.run(by_name[node], f"docker exec {container.strip()} cat "
+                       "/proc/sys/net/ipv4/ip_unprivileged_port_start").strip() == "1024"
 
     seconds, told = refusal(hub, "eve")
     assert "All 4 GPUs are in use; try again later, or start a CPU-only server." in told, told
@@ -212,13 +212,13 @@ def test_a_users_files_are_there_when_their_next_server_starts_on_the_node_that_
 
 
 def container_of(cluster: Deployment, node: TargetHost, user: str) -> str:
-    return run(cluster, node, f"docker ps --quiet --filter label=com.docker.swarm.service.name=jupyter-{user}").strip()
+    return cluster.run(node, f"docker ps --quiet --filter label=com.docker.swarm.service.name=jupyter-{user}").strip()
 
 
 def probe(cluster: Deployment, node: TargetHost, user: str, host: str, port: int) -> str:
     """One TCP connection tried from ``user``'s server, as the user (jovyan) would: open, timeout or the error."""
-    return run(cluster, node, f"docker exec -u 1000 {container_of(cluster, node, user)} python3 -c "
-                              f"{shlex.quote(PROBE)} {shlex.quote(host)} {port}").strip()
+    return cluster.run(node, f"docker exec -u 1000 {container_of(cluster, node, user)} python3 -c "
+                       f"{shlex.quote(PROBE)} {shlex.quote(host)} {port}").strip()
 
 
 def test_a_users_server_on_a_gpu_node_reaches_the_hubs_api_and_nothing_else_of_the_cluster(cluster):
@@ -235,8 +235,9 @@ def test_a_users_server_on_a_gpu_node_reaches_the_hubs_api_and_nothing_else_of_t
     closed = [("jupyterhub-proxy", 8001), ("gateway", 22), (manager.address, 22), (manager.address, 2377),
               (other_node.address, 7946), (node.address, 22)]
     for other, (other_node_name, _) in others:
-        address = run(cluster, by_name[other_node_name], "docker inspect --format '{{.NetworkSettings.Networks."
-                      f"jupyternet.IPAddress}}}}' {container_of(cluster, by_name[other_node_name], other)}").strip()
+        other_container = container_of(cluster, by_name[other_node_name], other)
+        address = cluster.run(by_name[other_node_name], "docker inspect --format "
+                              f"'{{{{.NetworkSettings.Networks.jupyternet.IPAddress}}}}' {other_container}")
         closed.append((address, 8888))
     assert {other_node_name for _, (other_node_name, _) in others} == set(by_name), "servers on both nodes"
     for host, port in closed:
@@ -244,10 +245,10 @@ def test_a_users_server_on_a_gpu_node_reaches_the_hubs_api_and_nothing_else_of_t
     # The fence is the container's own, set before the server started, and the server cannot undo it: the
     # metadata address is dropped there too (checked by its rule, never probed).
     container = container_of(cluster, node, user)
-    rules = run(cluster, node, f"docker exec --privileged {container} iptables -S OUTPUT")
+    rules = cluster.run(node, f"docker exec --privileged {container} iptables -S OUTPUT")
     assert "-A OUTPUT -d 169.254.169.254/32 -j DROP" in rules and "--dport 81 -j ACCEPT" in rules, rules
-    status = dict(line.split(":\t") for line in run(cluster, node, f"docker exec {container} grep -E "
-                                                                     "'^(CapBnd|NoNewPrivs)' /proc/1/status").splitlines())
+    read = cluster.run(node, f"docker exec {container} grep -E '^(CapBnd|NoNewPrivs)' /proc/1/status")
+    status = dict(line.split(":\t") for line in read.splitlines())
     assert not int(status["CapBnd"], 16) & (1 << 12), "CAP_NET_ADMIN is in the server's bounding set"
     # Swarm's services carry no no-new-privileges flag: the entry point set it for the server, which is not in a
     # sudo group, so setuid sudo cannot raise it.
@@ -264,9 +265,10 @@ def test_swarms_ports_answer_the_clusters_own_hosts_only(cluster):
     for port in (2377, 7946):
         with pytest.raises(socket.timeout):
             socket.create_connection((manager.address, port), timeout=3)
-    assert run(cluster, node, f"timeout 5 bash -c 'exec 3<>/dev/tcp/{manager.address}/2377' && echo open").strip() == "open"
+    assert cluster.run(node,
+                       f"timeout 5 bash -c 'exec 3<>/dev/tcp/{manager.address}/2377' && echo open").strip() == "open"
     for target in cluster.targets:
-        run(cluster, target, "/usr/local/sbin/jupyterhub-gpu-firewall --check")
+        cluster.run(target, "/usr/local/sbin/jupyterhub-gpu-firewall --check")
 
 
 def test_an_encrypted_overlay_on_a_kernel_without_esp_is_refused_before_any_change(cluster):
@@ -288,16 +290,16 @@ def test_a_stopped_worker_engine_stops_its_servers_and_no_gpu_is_handed_out_twic
     down = by_name[down_name]
     on_down = sorted(user for user, (node, _) in before.items() if node == down_name)
     # Stopped, not killed: systemd would start a killed engine again at once.
-    run(cluster, down, "systemctl stop docker.socket docker.service")
+    cluster.run(down, "systemctl stop docker.socket docker.service")
     until(lambda: not any(hub.servers(user) for user in on_down), 150, f"servers on {down_name} no longer listed",
           interval=2)
     # The table agrees with what runs: the other node's servers only, as before.
     assert placed(hub) == {user: where for user, where in before.items() if user not in on_down}
 
-    run(cluster, down, "systemctl start docker.service")
+    cluster.run(down, "systemctl start docker.service")
     # Back in the swarm, with none of the stopped servers' containers left on it.
     until(lambda: node_state(cluster, manager, down_name) == "ready"
-          and not run(cluster, down, "docker ps --all --quiet --filter name=jupyter-"),
+          and not cluster.run(down, "docker ps --all --quiet --filter name=jupyter-"),
           90, f"{down_name} ready again with no server's container left", interval=2)
     start_all(cluster, on_down)
     after = placed(hub)
@@ -312,14 +314,14 @@ def test_a_stopped_worker_engine_stops_its_servers_and_no_gpu_is_handed_out_twic
 def test_a_third_worker_joins_and_its_gpus_are_used_without_touching_running_servers(cluster, nvidia_repository):
     manager = cluster.targets[0]
     hub = cluster.hub(manager)
-    tasks = run(cluster, manager, "docker service ps --filter desired-state=running --format '{{.ID}}' "
-                                  "$(docker service ls --quiet --filter name=jupyter-)")
+    tasks = cluster.run(manager, "docker service ps --filter desired-state=running --format '{{.ID}}' "
+                        "$(docker service ls --quiet --filter name=jupyter-)")
     (third,) = start_targets(cluster.engine, 1, prefix="gpunodeb", gpus=True, kinds=[SYSTEMD_SUDO])
     cluster.targets.append(cluster_member(third, "gpu_nodes", nvidia_repository))
     write_inventory_file(cluster.targets, cluster.targets_file)
     deploy_twice(cluster)
-    assert run(cluster, manager, "docker service ps --filter desired-state=running --format '{{.ID}}' "
-                                 "$(docker service ls --quiet --filter name=jupyter-)") == tasks
+    assert cluster.run(manager, "docker service ps --filter desired-state=running --format '{{.ID}}' "
+                       "$(docker service ls --quiet --filter name=jupyter-)") == tasks
     start_all(cluster, ["fay", "gus"])
     table = placed(hub)
     assert {table["fay"][0], table["gus"][0]} == {hostname(cluster, third)}
@@ -345,7 +347,7 @@ def test_the_line_for_a_gpu_and_the_group_rules_hold_in_the_cluster_too(cluster)
         assert hub.api("POST", f"/groups/{group}", json={"users": users}).status_code in (201, 409)
 
     def said(text: str) -> bool:
-        return text in run(cluster, manager, "docker logs jupyterhub 2>&1")
+        return text in cluster.run(manager, "docker logs jupyterhub 2>&1")
 
     # Hal, Ivy and Jon press Start in that order (each request answers once the hub has put them in line).
     with ThreadPoolExecutor(3) as requests:

@@ -112,12 +112,14 @@ def test_a_gpu_node_advertises_its_gpus_with_the_nvidia_runtime_as_default_and_r
     runtime = {"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}}
     node = Target(HubSettings(), HostProfile(**UBUNTU_24), TWO_GPUS, cluster=NODE)
     planned = [(name.removeprefix("NVIDIA Container Toolkit | "), commands)
-               for name, commands in plan(monkeypatch, toolkit_facts(runtime, ['#swarm-resource = "X"']), ensure_toolkit, node)
+               for name,
+               commands in plan(monkeypatch, toolkit_facts(runtime, ['#swarm-resource = "X"']), ensure_toolkit, node)
                if commands]
     assert planned == [
         ("Docker engine advertises its GPUs to the swarm, with the nvidia runtime as its default",
          ["upload /etc/docker/daemon.json", "chmod 644 /etc/docker/daemon.json"]),
-        ("NVIDIA's runtime takes the GPUs that Swarm assigned", [f"upload {RUNTIME_CONFIG}", f"chmod 644 {RUNTIME_CONFIG}"]),
+        ("NVIDIA's runtime takes the GPUs that Swarm assigned",
+         [f"upload {RUNTIME_CONFIG}", f"chmod 644 {RUNTIME_CONFIG}"]),
         ("Restart the Docker engine for the nvidia runtime", ["systemctl restart docker"]),
     ]
     converged = {**runtime, "node-generic-resources": [f"NVIDIA-GPU={gpu.uuid}" for gpu in TWO_GPUS.gpus],
@@ -138,12 +140,14 @@ def swarm_facts(swarm: dict, nodes: list | None = None, version: str = "20.10.24
 def test_the_hub_host_inits_the_swarm_once(monkeypatch):
     hub = Target(HubSettings(), HostProfile(**UBUNTU_24, ipv4=("10.0.0.5",)), cluster=MANAGER)
     planned = dict(plan(monkeypatch, swarm_facts({"LocalNodeState": "inactive"}), ensure_swarm, hub))
-    assert planned["Docker Swarm | Swarm managed here (the hub host)"] == ["docker swarm init --advertise-addr 10.0.0.5"]
+    assert planned["Docker Swarm | Swarm managed here (the hub host)"] == [
+        "docker swarm init --advertise-addr 10.0.0.5"]
     managing = {"LocalNodeState": "active", "ControlAvailable": True, "NodeAddr": "10.0.0.5"}
     assert not any(commands for _, commands in plan(monkeypatch, swarm_facts(managing), ensure_swarm, hub))
     set_address = Target(HubSettings(swarm_advertise_address="192.168.7.1"), hub.profile, cluster=MANAGER)
     assert "docker swarm init --advertise-addr 192.168.7.1" in dict(
-        plan(monkeypatch, swarm_facts({}), ensure_swarm, set_address))["Docker Swarm | Swarm managed here (the hub host)"]
+        plan(monkeypatch, swarm_facts({}), ensure_swarm,
+             set_address))["Docker Swarm | Swarm managed here (the hub host)"]
 
 
 def test_a_gpu_node_joins_and_is_labelled_through_the_manager_then_nothing(monkeypatch):
@@ -158,7 +162,8 @@ def test_a_gpu_node_joins_and_is_labelled_through_the_manager_then_nothing(monke
     assert all(command.startswith("FunctionCommand(")
                for commands in changes.values() for command in commands), changes
     labelled = [{"id": "n1", "hostname": "gpu1", "state": "ready", "availability": "active", "labels": LABELS}]
-    assert not any(commands for _, commands in plan(monkeypatch, swarm_facts(ACTIVE_NODE, labelled), ensure_swarm, node))
+    assert not any(commands for _,
+                   commands in plan(monkeypatch, swarm_facts(ACTIVE_NODE, labelled), ensure_swarm, node))
     elsewhere = {**ACTIVE_NODE, "RemoteManagers": [{"Addr": "192.168.9.9:2377"}]}
     with pytest.raises(OperationError, match="a node of another swarm .*192.168.9.9:2377.*docker swarm leave"):
         plan(monkeypatch, swarm_facts(elsewhere, labelled), ensure_swarm, node)
@@ -171,7 +176,8 @@ def test_nodes_gone_from_the_inventory_are_left_with_a_warning_or_drained_when_a
     managing = {"LocalNodeState": "active", "ControlAvailable": True, "NodeAddr": "10.0.0.5"}
     profile = HostProfile(**UBUNTU_24, ipv4=("10.0.0.5",))
     name = "Docker Swarm | Swarm nodes gone from the inventory"
-    left = dict(plan(monkeypatch, swarm_facts(managing, gone), ensure_swarm, Target(HubSettings(), profile, cluster=MANAGER)))
+    left = dict(plan(monkeypatch, swarm_facts(managing, gone), ensure_swarm,
+                     Target(HubSettings(), profile, cluster=MANAGER)))
     assert left[name] == []
     drained = dict(plan(monkeypatch, swarm_facts(managing, gone), ensure_swarm,
                         Target(HubSettings(swarm_remove_absent_nodes=True), profile, cluster=MANAGER)))[name]
@@ -234,7 +240,8 @@ def test_the_gpu_nodes_are_sampled_by_a_global_service_made_anew_only_when_what_
         "GPU sampler | GPU sampler on every GPU node"]
     assert again[0] == "docker service rm jupyterhub-gpu-sampler" and "--interval 10" in again[2]
     # A GPU node makes none of this (the hub host does, for every node).
-    assert plan(monkeypatch, facts, ensure_cluster_sampler, Target(HubSettings(), HostProfile(**UBUNTU_24), cluster=NODE),
+    assert plan(monkeypatch, facts, ensure_cluster_sampler,
+                Target(HubSettings(), HostProfile(**UBUNTU_24), cluster=NODE),
                 images) == []
 
 

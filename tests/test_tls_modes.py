@@ -9,9 +9,8 @@ import ssl
 import pytest
 
 from testbed import STATE, smoke
-from testbed.targets import write_inventory_file
 from testbed.acme import Pebble, throwaway_ca
-from testbed.targets import SYSV, HostKind, bridge_gateway, remove_targets
+from testbed.targets import SYSV, HostKind, bridge_gateway, remove_targets, write_inventory_file
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +84,8 @@ def test_provided_mode_serves_the_provided_certificate(tls_deployment):
 def test_the_renewal_timer_is_enabled_and_scheduled_by_systemd(tls_deployment):
     container = tls_deployment.engine.containers.get(tls_deployment.targets[0].container_id)
     timers = container.exec_run(["systemctl", "list-timers", "--all", "--no-legend", "jupyterhub-gpu-renew.timer"])
-    assert "jupyterhub-gpu-renew.timer" in timers.output.decode() and "jupyterhub-gpu-renew.service" in timers.output.decode()
+    listed = timers.output.decode()
+    assert "jupyterhub-gpu-renew.timer" in listed and "jupyterhub-gpu-renew.service" in listed
     enabled = container.exec_run(["systemctl", "is-enabled", "jupyterhub-gpu-renew.timer"])
     assert enabled.output.decode().strip() == "enabled"
 
@@ -98,7 +98,8 @@ def test_forced_renewal_serves_a_new_serial_and_keeps_user_servers(tls_deploymen
     hub = tls_deployment.hub(acme, ca_file=ca_file, server_hostname=LE_NAME)
     hub.user_server_with_file("ann", "work.txt", "before renewal")
     container = tls_deployment.engine.containers.get(acme.container_id)
-    started = container.exec_run(["docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}", "jupyter-ann"]).output
+    started = container.exec_run(["docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}",
+                                  "jupyter-ann"]).output
     before = served_certificate(acme.address, LE_NAME, ca_pem=root)["serialNumber"]
 
     # What the timer starts, started once: the unit's own command, forced, and without the random wait that
@@ -106,7 +107,8 @@ def test_forced_renewal_serves_a_new_serial_and_keeps_user_servers(tls_deploymen
     drop_in = "/run/systemd/system/jupyterhub-gpu-renew.service.d"
     code, output = container.exec_run(["sh", "-c", f"mkdir -p {drop_in} && printf '[Service]\\nExecStart=\\n"
                                        "ExecStart=/opt/jupyterhub-gpu/acme/renew --force-renewal "
-                                       f"--no-random-sleep-on-renew\\n' > {drop_in}/force.conf && systemctl daemon-reload "
+                                       f"--no-random-sleep-on-renew\\n' > {drop_in}/force.conf && systemctl "
+                                       "daemon-reload "
                                        "&& systemctl start jupyterhub-gpu-renew.service"])
     assert code == 0, output.decode(errors="replace")
     result = container.exec_run(["systemctl", "show", "--property=Result", "--value", "jupyterhub-gpu-renew.service"])
@@ -114,5 +116,6 @@ def test_forced_renewal_serves_a_new_serial_and_keeps_user_servers(tls_deploymen
     hub.wait_until_answering()
 
     assert served_certificate(acme.address, LE_NAME, ca_pem=root)["serialNumber"] != before
-    assert container.exec_run(["docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}", "jupyter-ann"]).output == started
+    assert container.exec_run(["docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}",
+                               "jupyter-ann"]).output == started
     assert hub.read_file("ann", "work.txt") == "before renewal"

@@ -7,8 +7,8 @@ from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from jupyterhub_gpu.apt import PackageManagerState
 from jupyterhub_gpu.facts import HostProfile
-from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.settings import HubSettings
+from jupyterhub_gpu.target import Target
 from roles.tls import CertificateState, ensure_certificate
 from tests.plan import commands_of, plan
 

@@ -53,7 +53,8 @@ def test_a_new_jupyterhub_upgrades_the_hub_in_place_and_keeps_users_tokens_and_s
     assert me.status_code == 200 and me.json()["name"] == "ursula"
     # The database as it was is kept beside it, and the hub said what it did.
     copies = deployment.output(target, "docker exec jupyterhub ls /srv/jupyterhub")
-    assert re.search(rf"jupyterhub\.sqlite\.{re.escape(PREVIOUS)}-to-{re.escape(CURRENT)}\.\d{{8}}T\d{{6}}Z", copies), copies
+    assert re.search(rf"jupyterhub\.sqlite\.{re.escape(PREVIOUS)}-to-{re.escape(CURRENT)}\.\d{{8}}T\d{{6}}Z",
+                     copies), copies
     log = deployment.output(target, "docker logs jupyterhub 2>&1")
     assert f"JupyterHub {PREVIOUS} -> {CURRENT}: the database was copied" in log
     again = deployment.deploy()

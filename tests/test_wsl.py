@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_crash_recovery import gpu_state, power_cycled, servers_back_with_notes, servers_with_notes
 from testbed import smoke, wsl
 from testbed.targets import SYSV, HostKind
+from tests.test_crash_recovery import gpu_state, power_cycled, servers_back_with_notes, servers_with_notes
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ from pyinfra.facts.files import Directory, File, FileContents, Sha1File
 from pyinfra.facts.server import TmpDir
 
 from jupyterhub_gpu.facts import HostProfile
-from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.settings import HubSettings
+from jupyterhub_gpu.target import Target
 from roles.wsl import BOOT_SCRIPT, FILES, WindowsScheduledTask, ensure_uptime, ini
 from tests.plan import plan
 
@@ -59,7 +59,8 @@ def planned(monkeypatch, host: Target, task=None, **files):
     def run(t):
         said["lines"] = ensure_uptime(t).said
 
-    operations = plan(monkeypatch, {**host_files(**files), WindowsScheduledTask: lambda schtasks, task_=None, **kw: task},
+    operations = plan(monkeypatch,
+                      {**host_files(**files), WindowsScheduledTask: lambda schtasks, task_=None, **kw: task},
                       run, host)
     return {name: commands for name, commands in operations}, said["lines"]
 
@@ -146,7 +147,8 @@ def test_vm_idle_timeout_is_merged_into_the_users_wslconfig(monkeypatch):
         "WSL2 uptime | .wslconfig lets the WSL VM idle 3600000 ms"]
     assert ini.with_value(theirs, "wsl2", "vmIdleTimeout", lambda old: "3600000") == (
         "[wsl2]\nmemory = 16GB\nvmIdleTimeout = 3600000\n")
-    assert said[-1] == "WSL2: /mnt/c/Users/ann/.wslconfig sets vmIdleTimeout=3600000 (from WSL's next start: `wsl --shutdown`)"
+    assert said[-1] == ("WSL2: /mnt/c/Users/ann/.wslconfig sets vmIdleTimeout=3600000 (from WSL's next start: "
+                        "`wsl --shutdown`)")
 
 
 def test_hosts_that_are_not_wsl_get_nothing(monkeypatch):

@@ -11,10 +11,10 @@ from pyinfra.api import OperationError, StringCommand, deploy, operation
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import apt, files, systemd, sysvinit
 
-from roles.docker_engine.compose_binary import compose_binary
 from jupyterhub_gpu.apt import ensure_installed, lists_read_for, package_manager_ready
 from jupyterhub_gpu.facts import DockerServerVersion
 from jupyterhub_gpu.target import Target
+from roles.docker_engine.compose_binary import compose_binary
 
 CE_PACKAGES = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
 CLI_PLUGINS = "/usr/local/lib/docker/cli-plugins"
@@ -57,7 +57,7 @@ def merged_daemon_json(lines: list[str] | None, options: dict, config: str = DAE
     try:
         current = json.loads("\n".join(lines)) if lines and "".join(lines).strip() else {}
     except json.JSONDecodeError as error:
-        raise OperationError(f"{config} is not valid JSON ({error}): mend it, then deploy again")
+        raise OperationError(f"{config} is not valid JSON ({error}): mend it, then deploy again") from None
     if all(current.get(key) == value for key, value in options.items()):
         return None
     return json.dumps({**current, **options}, indent=4) + "\n"

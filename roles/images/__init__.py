@@ -18,8 +18,16 @@ from jupyterhub_gpu.facts import ImagesInUse
 from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.templates import render
 from roles.images import controller
-from roles.images.recipes import (BUILT_PREFIX, HOST_CA_BUNDLE, TEMPLATES, BaseRecipe, ImageRecipe, base_recipe,
-                                  image_recipes, jupyterhub_pin)
+from roles.images.recipes import (
+    BUILT_PREFIX,
+    HOST_CA_BUNDLE,
+    TEMPLATES,
+    BaseRecipe,
+    ImageRecipe,
+    base_recipe,
+    image_recipes,
+    jupyterhub_pin,
+)
 
 __all__ = ["Images", "ensure_images", "jupyterhub_pin", "prune_unused"]
 
@@ -148,7 +156,8 @@ def _build_here(target: Target, recipe: ImageRecipe) -> None:
     for relative, content in recipe.files.items():
         files.put(name=f"{recipe.name} {relative}", src=io.BytesIO(content), dest=f"{context}/{relative}", mode="644")
     if recipe.builder_ca:
-        copied(name=f"{recipe.name} build trusts the host's CA store", src=HOST_CA_BUNDLE, dest=f"{context}/ca/host.pem",
+        copied(name=f"{recipe.name} build trusts the host's CA store", src=HOST_CA_BUNDLE,
+               dest=f"{context}/ca/host.pem",
                sha256=recipe.builder_ca)
     docker.build(name=f"{recipe.name} image {recipe.tag}", path=context, tags=[recipe.tag])
 

@@ -167,7 +167,8 @@ def ship(state, host, recipe: ImageRecipe, base: BaseRecipe) -> bool:
         host.log(str(error), log_func=logger.error)
         return False
     size = local.stat().st_size
-    made, output = host.run_shell_command(StringCommand("mktemp", "-d", QuoteString(f"{STAGING}/jupyterhub-gpu-image.XXXXXXXX")))
+    made, output = host.run_shell_command(StringCommand("mktemp", "-d",
+                                                        QuoteString(f"{STAGING}/jupyterhub-gpu-image.XXXXXXXX")))
     if not made:
         host.log(f"could not make a directory for the {recipe.title} image in {STAGING} on {host.name}: "
                  f"{output.stderr}; the hub was left as it was", log_func=logger.error)
@@ -227,5 +228,6 @@ def _docker_root(state, host) -> str:
 
 
 def _image_size(tag: str) -> int:
-    result = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", tag], capture_output=True, text=True)
+    result = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", tag], capture_output=True,
+                            text=True)
     return int(result.stdout.strip() or 0) if result.returncode == 0 else 0

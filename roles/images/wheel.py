@@ -8,7 +8,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[2]
 SPAWNER_SOURCE = REPO / "spawner"
 WHEELS = REPO / ".build" / "wheels"

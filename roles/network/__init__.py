@@ -74,7 +74,8 @@ def _firewall(target: Target, mode: str, nodes: list[str]) -> None:
     files.put(name="Firewall script", dest=FIREWALL, mode="755", src=io.StringIO(firewall_script(target, mode, nodes)),
               create_remote_dir=False)
     if target.profile.systemd:
-        unit = files.put(name="Firewall unit (with the Docker engine)", dest="/etc/systemd/system/jupyterhub-gpu-firewall.service",
+        unit = files.put(name="Firewall unit (with the Docker engine)",
+                         dest="/etc/systemd/system/jupyterhub-gpu-firewall.service",
                          src=str(TEMPLATES / "jupyterhub-gpu-firewall.service"), mode="644", create_remote_dir=False)
         systemd.daemon_reload(name="Reload systemd for the firewall unit", _if=unit.did_change)
         systemd.service(name="Firewall unit enabled", service="jupyterhub-gpu-firewall.service", enabled=True)

@@ -4,9 +4,9 @@ that containers really get GPUs."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 import json
 import re
+from collections.abc import Callable
 
 from pyinfra import host
 from pyinfra.api import FactBase, OperationError, QuoteString, StringCommand, deploy, operation
@@ -15,10 +15,10 @@ from pyinfra.operations import apt, files
 from pyinfra.operations.util import any_changed
 
 from gpudockerspawner.placement import GPU_RESOURCE, GPU_RESOURCE_VARIABLE
-from roles.docker_engine import DAEMON_JSON, daemon_options, engine_restarted
 from jupyterhub_gpu.apt import ensure_installed, lists_read_for
 from jupyterhub_gpu.facts import EngineRuntimes
 from jupyterhub_gpu.target import Target
+from roles.docker_engine import DAEMON_JSON, daemon_options, engine_restarted
 
 KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
 CDI_SPEC = "/etc/cdi/nvidia.yaml"

@@ -8,8 +8,16 @@ import sys
 from pyinfra import host, state
 
 from jupyterhub_gpu.cluster import Cluster, cluster_of
-from jupyterhub_gpu.facts import (EffectiveUid, GPUInventory, HostProfile, IdHolders, Login, LoginUser,
-                                  NvidiaGPUs, TargetProfile)
+from jupyterhub_gpu.facts import (
+    EffectiveUid,
+    GPUInventory,
+    HostProfile,
+    IdHolders,
+    Login,
+    LoginUser,
+    NvidiaGPUs,
+    TargetProfile,
+)
 from jupyterhub_gpu.settings import SERVICE_ACCOUNT, HubSettings, InventoryError, from_host_data
 from jupyterhub_gpu.target import Target
 from roles import tls
@@ -29,7 +37,8 @@ def check() -> Target:
     if supported is None or profile.os_version not in supported:
         allowed = ", ".join(f"{os} {' / '.join(versions)}" for os, versions in SUPPORTED.items())
         raise InventoryError.for_host(
-            host.name, f"the host runs {profile.os_id or 'an unknown OS'} {profile.os_version}; supported are {allowed}")
+            host.name,
+            f"the host runs {profile.os_id or 'an unknown OS'} {profile.os_version}; supported are {allowed}")
     if cluster and settings.swarm_network_encrypted and profile.kernel_esp == "n":
         raise InventoryError.for_host(
             host.name, f"swarm_network_encrypted = True, but the kernel of {host.name} ({profile.os_id} "
@@ -42,7 +51,8 @@ def check() -> Target:
         domain, one_origin_why = subdomains.user_domain(settings)
     except subdomains.CannotCover as error:
         raise InventoryError.for_host(host.name, str(error)) from None
-    target = Target(settings=settings, profile=profile, gpus=gpus, oauth_endpoints=_oauth_endpoints(host.name, settings),
+    target = Target(settings=settings, profile=profile, gpus=gpus,
+                    oauth_endpoints=_oauth_endpoints(host.name, settings),
                     cluster=cluster, user_domain=domain, one_origin_why=one_origin_why)
     if target.runs_hub:  # a cluster's GPU nodes serve no TLS and run no hub
         _check_tls(host.name, target)

@@ -54,7 +54,8 @@ def user_domain(settings: HubSettings) -> tuple[str | None, str]:
 
 def _cannot_cover(settings: HubSettings, name: str) -> str:
     if settings.tls_mode == "letsencrypt" and settings.acme_challenge != "dns-01":
-        return f"a certificate for *.{name} needs acme_challenge: dns-01 (Let's Encrypt gives wildcards through DNS only)"
+        return (f"a certificate for *.{name} needs acme_challenge: dns-01 (Let's Encrypt gives wildcards through "
+                "DNS only)")
     if settings.tls_mode == "provided" and not _provided_covers(settings.tls_cert_file, f"*.{name}"):
         return f"tls_cert_file does not cover *.{name}"
     return ""

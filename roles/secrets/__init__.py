@@ -49,7 +49,8 @@ def secret_file(path: str, command: str = TOKEN_COMMAND):
             return
         yield StringCommand("chmod", "600", QuoteString(path))
         return
-    yield StringCommand("umask 077 &&", command, ">", QuoteString(f"{path}.new"), "&&", "mv", QuoteString(f"{path}.new"),
+    yield StringCommand("umask 077 &&", command, ">", QuoteString(f"{path}.new"), "&&", "mv",
+                        QuoteString(f"{path}.new"),
                         QuoteString(path))
 
 

@@ -94,7 +94,8 @@ def hub_settings(target: Target, images: Images) -> contract.HubContract:
             reserved_names=[GPU_CHECK_USER],
             allowed_groups=list(s.allowed_groups),
             allow_all=s.allow_all,
-            ldap=contract.Ldap(ca_file="ldap_ca" if s.ldap_ca_file else None, looks_up_dn=bool(s.ldap_user_search_base)),
+            ldap=contract.Ldap(ca_file="ldap_ca" if s.ldap_ca_file else None,
+                               looks_up_dn=bool(s.ldap_user_search_base)),
             oauth=contract.OAuth(
                 provider=s.oauth_provider,
                 callback_url=target.oauth_callback_url,

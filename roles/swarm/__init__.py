@@ -95,9 +95,11 @@ def engine_hands_out_gpus_safely():
 def _join(state, host, manager_name: str) -> bool:
     manager = state.inventory.get_host(manager_name)
     quiet = {"print_output": False, "print_input": False}
-    found, output = remote.run(state, manager, StringCommand("docker", "info", "--format", "'{{.Swarm.NodeAddr}}'"), **quiet)
+    found, output = remote.run(state, manager, StringCommand("docker", "info", "--format", "'{{.Swarm.NodeAddr}}'"),
+                               **quiet)
     address = output.stdout.strip() if found else ""
-    got, token = remote.run(state, manager, StringCommand("docker", "swarm", "join-token", "--quiet", "worker"), **quiet)
+    got, token = remote.run(state, manager, StringCommand("docker", "swarm", "join-token", "--quiet", "worker"),
+                            **quiet)
     if not (address and got):
         host.log(f"could not read the swarm's address and join token from the hub host {manager_name}",
                  log_func=logger.error)
@@ -121,7 +123,8 @@ def swarm_joined(manager_name: str):
         ours = host.state.inventory.get_host(manager_name).get_fact(SwarmState).get("NodeAddr")
         if ours not in {address.rsplit(":", 1)[0] for address in managers}:
             raise OperationError(f"this host is a node of another swarm (managers: {', '.join(managers)}), not of "
-                                 f"the hub host {manager_name}'s; make it leave (`docker swarm leave`) and deploy again")
+                                 f"the hub host {manager_name}'s; make it leave (`docker swarm leave`) and deploy "
+                                 "again")
         host.noop(f"this host is a node of the swarm managed at {', '.join(managers)}")
         return
     yield FunctionCommand(_join, (manager_name,), {})
@@ -169,7 +172,8 @@ def absent_nodes_removed(inventory_names: list[str], remove: bool):
     named = ", ".join(f"{node['hostname']} ({node['labels'][INVENTORY_LABEL]})" for node in absent)
     if not remove:
         host.log(f"swarm nodes not in the inventory: {named}; they keep running their servers. Set "
-                 "swarm_remove_absent_nodes: true to drain them and remove them from the swarm", log_func=logger.warning)
+                 "swarm_remove_absent_nodes: true to drain them and remove them from the swarm",
+                 log_func=logger.warning)
         host.noop(f"left as they are: {named}")
         return
     for node in absent:

@@ -200,6 +200,7 @@ def ensure_certificate(target: Target) -> Certificate:
         return Certificate(directory, operations=[
             files.put(name="Provided certificate", src=str(settings.tls_cert_file), dest=f"{directory}/server.crt",
                       mode="644"),
-            private_file(name="Provided key", src=str(settings.tls_key_file), dest=f"{directory}/server.key", mode="600"),
+            private_file(name="Provided key", src=str(settings.tls_key_file), dest=f"{directory}/server.key",
+                         mode="600"),
         ])
     return Certificate(directory, operations=_letsencrypt(target, directory))

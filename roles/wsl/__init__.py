@@ -13,8 +13,8 @@ from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import files
 
-from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.settings import InventoryError
+from jupyterhub_gpu.target import Target
 from roles.wsl import ini
 
 FILES = Path(__file__).parent / "files"
@@ -150,7 +150,8 @@ def _keep_running(target: Target, distribution: str, uptime: Uptime) -> None:
                            f"and deploy again, or run in an elevated Windows prompt: {command}")
     elif not profile.windows_system32:
         uptime.said.append("WSL2: Windows' programs cannot run from here (interop is off), so to start the "
-                           f"distribution with Windows and keep it running, run in an elevated Windows prompt: {command}")
+                           "distribution with Windows and keep it running, run in an elevated Windows prompt: "
+                           f"{command}")
     elif not profile.windows_elevated:
         schtasks = f"{profile.windows_system32}/schtasks.exe"
         task = host.get_fact(WindowsScheduledTask, schtasks=schtasks, task=task_name(distribution))

@@ -158,9 +158,9 @@ def _quiet(rules: CullRules, server: dict, started: datetime) -> float | None:
 
 
 def gpu_arbiter(*, inactive, inactive_limit, server, **kwargs) -> bool:
-    """The GPU culler's ``cull_arbiter_hook``: cull a server that holds a GPU past ``$GPUDOCKERSPAWNER_CULL_GPU_MAX_AGE``
-    seconds, or whose GPUs stayed quiet past the limit (``gpu_idle``), or that has been idle past the limit unless
-    its GPU is busy (``busy_keeps``); leave every other server alone."""
+    """The GPU culler's ``cull_arbiter_hook``: cull a server that holds a GPU past
+    ``$GPUDOCKERSPAWNER_CULL_GPU_MAX_AGE`` seconds, or whose GPUs stayed quiet past the limit (``gpu_idle``), or that
+    has been idle past the limit unless its GPU is busy (``busy_keeps``); leave every other server alone."""
     if not (server.get("state") or {}).get("gpus"):
         return False
     rules = CullRules.from_environment()

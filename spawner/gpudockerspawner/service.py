@@ -43,9 +43,9 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import IOLoop
 
-from gpudockerspawner.words import duration
 from gpudockerspawner.figures import Figures, key_for
 from gpudockerspawner.usage import UsageLog, report, report_csv, totals
+from gpudockerspawner.words import duration
 
 NAME = "gpus"
 PORT = 10101
@@ -327,7 +327,8 @@ class FiguresAPI(GPUHandler):
 
 def make_app(figures: Figures | None = None, usage: UsageLog | None = None) -> web.Application:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{NAME}/")
-    jinja = jinja2.Environment(loader=jinja2.FileSystemLoader([str(TEMPLATES), str(Path(DATA_FILES_PATH) / "templates")]),
+    jinja = jinja2.Environment(loader=jinja2.FileSystemLoader([str(TEMPLATES),
+                                                               str(Path(DATA_FILES_PATH) / "templates")]),
                                autoescape=True)
     return web.Application(
         [

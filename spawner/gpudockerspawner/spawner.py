@@ -487,7 +487,8 @@ class GPUDockerSpawner(DockerSpawner):
             self.executor, passwd_of, self.client, image)
         uid = resolved_uid(user, passwd)
         if uid is None:
-            self.log.warning("%s: image %s names USER %s, which its /etc/passwd lacks: refused", self.owner, image, user)
+            self.log.warning("%s: image %s names USER %s, which its /etc/passwd lacks: refused", self.owner, image,
+                             user)
             raise refusal(f"The image {image} names the user {name!r}, which it does not have: an admin must give "
                           "it a USER that exists in the image and is not root.")
         if uid == 0:

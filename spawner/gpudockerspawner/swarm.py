@@ -8,15 +8,32 @@ import time
 from urllib.parse import urlparse
 
 from docker.errors import NotFound
-from docker.types import ContainerSpec, DriverConfig, EndpointSpec, Mount, Placement, Resources, RestartPolicy, TaskTemplate
+from docker.types import (
+    ContainerSpec,
+    DriverConfig,
+    EndpointSpec,
+    Mount,
+    Placement,
+    Resources,
+    RestartPolicy,
+    TaskTemplate,
+)
 from dockerspawner import SwarmSpawner
 from tornado.web import HTTPError
 from traitlets import Bool, Float, Unicode
 
-from gpudockerspawner.placement import (GPU_RESOURCE, NO_RESOURCES, SERVERS_LABEL, assigned_gpus, node_gpus,
-                                        serving_nodes, task_address, unplaceable)
 from gpudockerspawner.gpu_line import TAKEN
 from gpudockerspawner.gpus import SwarmResources, refusal
+from gpudockerspawner.placement import (
+    GPU_RESOURCE,
+    NO_RESOURCES,
+    SERVERS_LABEL,
+    assigned_gpus,
+    node_gpus,
+    serving_nodes,
+    task_address,
+    unplaceable,
+)
 from gpudockerspawner.spawner import OWNER_LABEL, POOL_LABEL, GPUDockerSpawner
 
 # What Docker before 23.0 says of a task holding a generic resource whenever the task's node changes (its swarmkit's
@@ -137,7 +154,8 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             named = not source.startswith("/")
             driver = None
             if named and self.volume_driver:
-                options = {key: self.format_volume_name(value, self) for key, value in self.volume_driver_options.items()}
+                options = {key: self.format_volume_name(value, self) for key,
+                           value in self.volume_driver_options.items()}
                 driver = DriverConfig(self.volume_driver, options or None)
             mounts.append(Mount(target=volume["bind"], source=source, type="volume" if named else "bind",
                                 read_only=volume["mode"] == "ro", driver_config=driver))
@@ -152,10 +170,12 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     async def _fence(self) -> dict:
         """What the image's entry point needs to fence the server in (see ``fence_network``)."""
         network = await self.docker("inspect_network", self.network_name)
-        subnets = [config["Subnet"] for config in (network.get("IPAM") or {}).get("Config") or [] if config.get("Subnet")]
+        configs = (network.get("IPAM") or {}).get("Config") or []
+        subnets = [config["Subnet"] for config in configs if config.get("Subnet")]
         if not subnets:
             raise RuntimeError(f"Network {self.network_name} names no subnet: the server cannot be fenced in on it")
-        return {"JUPYTERHUB_GPU_FENCE": " ".join(subnets), "JUPYTERHUB_GPU_FENCE_PORT": str(urlparse(self.hub.api_url).port)}
+        return {"JUPYTERHUB_GPU_FENCE": " ".join(subnets),
+                "JUPYTERHUB_GPU_FENCE_PORT": str(urlparse(self.hub.api_url).port)}
 
     async def create_object(self):
         host_config = self._eval_if_callable(self.extra_host_config) or {}

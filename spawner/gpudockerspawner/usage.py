@@ -97,7 +97,8 @@ class UsageLog:
         at = time.time() if at is None else at
         self.closed(owner, at=at)
         user, server = split_owner(owner)
-        self._write("INSERT INTO holds (user, server, gpu_group, node, gpus, started, seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self._write("INSERT INTO holds (user, server, gpu_group, node, gpus, started, seen) VALUES (?, ?, ?, ?, ?, ?, "
+                    "?)",
                     (user, server, group, node, ",".join(gpus), at, at))
         self.alive.add(owner)
 
@@ -112,7 +113,8 @@ class UsageLog:
             if not found:
                 now = time.time()
                 connection.execute("INSERT INTO holds (user, server, gpu_group, node, gpus, started, seen) "
-                                   "VALUES (?, ?, ?, ?, ?, ?, ?)", (user, server, group, node, ",".join(gpus), now, now))
+                                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                   (user, server, group, node, ",".join(gpus), now, now))
         finally:
             connection.close()
 

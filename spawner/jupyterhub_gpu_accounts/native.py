@@ -151,7 +151,8 @@ class DeployedNativeAuthenticator(NativeAuthenticator):
             loop, found = asyncio.get_running_loop(), set()
             for name in self.trusted_proxies:
                 try:
-                    found |= {_plain(info[4][0]) for info in await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)}
+                    found |= {_plain(info[4][0]) for info in await loop.getaddrinfo(name, None,
+                                                                                    type=socket.SOCK_STREAM)}
                 except OSError as error:
                     self.log.warning("Could not look up the trusted proxy %s: %s", name, error)
             self._proxies, self._proxies_at = frozenset(found), time.monotonic()

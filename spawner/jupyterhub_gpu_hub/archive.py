@@ -10,8 +10,8 @@ with the hub's volume and the host's deploy files mounted under /backup (to back
     archive.py apply ARCHIVE WORK                         put it all back (the hub and its servers stopped)
 
 An archive is a tar of: manifest.json (what, sizes, sha256, versions), hub/jupyterhub.sqlite and
-hub/gpu-usage.sqlite (SQLite's online backups, consistent while the hub writes), hub/data.tar.gz (the rest of the hub's volume),
-host/install.tar.gz (secrets, local CA, certificates, ACME account), host/letsencrypt.tar.gz (where
+hub/gpu-usage.sqlite (SQLite's online backups, consistent while the hub writes), hub/data.tar.gz (the rest of
+the hub's volume), host/install.tar.gz (secrets, local CA, certificates, ACME account), host/letsencrypt.tar.gz (where
 certbot keeps them) and volumes/<volume>.tar.gz (each user's home).
 """
 

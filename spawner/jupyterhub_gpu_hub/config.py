@@ -67,7 +67,8 @@ def configure_gpu_figures(c, figures: GpuFigures) -> None:
         if last is None or not (last.reason or "").startswith(CULLED) or time.time() - last.ended > NOTICE_FOR:
             return ""
         # The hub's templates show this as it is: escaped here.
-        return (f'<span id="gpu-cull-notice">Your server was stopped at {time.strftime("%H:%M UTC", time.gmtime(last.ended))}'
+        return ('<span id="gpu-cull-notice">Your server was stopped at '
+                f'{time.strftime("%H:%M UTC", time.gmtime(last.ended))}'
                 f": {html.escape(last.reason[len(CULLED):])}. Your files are kept; start it again when you need it."
                 "</span>")
 
@@ -146,7 +147,8 @@ def configure_culler(c, culler: Culler, figures: GpuFigures) -> None:
     rules = culling.CullRules(gpu_idle=culler.gpu_idle, busy_keeps=culler.busy_keeps,
                               busy_at=culler.busy_at, figures_file=figures.figures_file,
                               usage_db=figures.usage_db)
-    limits = {key: getattr(culler, key) for key in ("idle_timeout", "max_age", "gpu_idle_timeout", "gpu_max_age", "cull_every")}
+    limits = {key: getattr(culler, key) for key in ("idle_timeout", "max_age", "gpu_idle_timeout", "gpu_max_age",
+                                                    "cull_every")}
     services = culling.hub_services(**limits, rules=rules)
     c.JupyterHub.services = list(c.JupyterHub.services) + services
     c.JupyterHub.load_roles = list(c.JupyterHub.load_roles) + culling.hub_roles(services)

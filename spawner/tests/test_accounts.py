@@ -31,7 +31,8 @@ def test_admins_come_from_their_password_files_and_reserved_names_cannot_sign_up
                                       password_files_dir=str(tmp_path),
                                       applied_file=str(tmp_path / "applied.json"), _deprecated_db_session=db)
     assert hub.get_user("root-admin").is_authorized
-    assert asyncio.run(hub.authenticate(None, {"username": "root-admin", "password": "a-generated-password"})) == "root-admin"
+    assert asyncio.run(hub.authenticate(None,
+                                        {"username": "root-admin", "password": "a-generated-password"})) == "root-admin"
     assert "a-generated-password" not in (tmp_path / "applied.json").read_text()
     assert hub.create_user("gpu-check", "long-enough-password") is None
     # JupyterHub 6 has no statsd client; nativeauthenticator's login handler gets one that does nothing.

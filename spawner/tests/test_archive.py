@@ -12,7 +12,6 @@ import pytest
 from jupyterhub_gpu_hub import archive as archive_tool
 
 
-
 def inner_archive(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
     with tarfile.open(path, "w:gz") as packed:
         for info, data in members:
@@ -49,7 +48,8 @@ def test_a_home_with_a_virtualenv_comes_back_without_setuid_bits(tmp_path):
     ([entry("/etc/cron.d/x")], "/etc/cron.d/x is an absolute path or '..'"),
     ([entry("./../../etc/passwd")], "./../../etc/passwd is an absolute path or '..'"),
     ([entry("./disk", tarfile.BLKTYPE)], "./disk is a device file or FIFO"),
-    ([entry("./shadow", tarfile.LNKTYPE, "/etc/shadow")], "./shadow is a hard link to /etc/shadow, outside the archive"),
+    ([entry("./shadow", tarfile.LNKTYPE, "/etc/shadow")],
+     "./shadow is a hard link to /etc/shadow, outside the archive"),
     ([entry("./etc", tarfile.SYMTYPE, "/etc"), entry("./etc/passwd")], "./etc/passwd is a path through the link etc"),
     ([entry("./notes", tarfile.SYMTYPE, "/backup/install/secrets/cookie_secret"), entry("./notes")],
      "./notes is in the archive twice"),

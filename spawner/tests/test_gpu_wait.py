@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from tornado.web import HTTPError
 
-from gpudockerspawner import GPUDockerSpawner
 from conftest import hub_user
+from gpudockerspawner import GPUDockerSpawner
 
 
 def person(name: str, groups=(), **config) -> GPUDockerSpawner:

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 from tornado.web import HTTPError
 
+from conftest import hub_user
 from gpudockerspawner.gpus import GPUPolicy, GroupRule, HostPool, Ledger, SwarmResources
 from gpudockerspawner.pool import GPUPool
-from conftest import hub_user
 
 LOG = logging.getLogger("test")
 

@@ -22,7 +22,8 @@ def test_gpu_ids_are_read_in_every_form(value, expected):
     assert parse_gpu_ids(value) == expected
 
 
-@pytest.mark.parametrize(("value", "message"), [("0,0", "more than once"), ("0,gpu1", "malformed"), (["a b"], "malformed")])
+@pytest.mark.parametrize(("value", "message"),
+                         [("0,0", "more than once"), ("0,gpu1", "malformed"), (["a b"], "malformed")])
 def test_bad_gpu_ids_are_refused(value, message):
     with pytest.raises(PoolError, match=message):
         parse_gpu_ids(value)

@@ -5,8 +5,8 @@ import asyncio
 import pytest
 from traitlets import TraitError
 
-from gpudockerspawner import GPUDockerSpawner
 from conftest import hub_user
+from gpudockerspawner import GPUDockerSpawner
 
 UUID = "GPU-5f1b0c2e-8a4d-4f3e-9b1a-0c2d3e4f5a6b"
 

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import dockerspawner
 import pytest
 
-from gpudockerspawner.swarm import GPUSwarmSpawner
 from conftest import hub_user
+from gpudockerspawner.swarm import GPUSwarmSpawner
 
 
 class CapturingDocker:

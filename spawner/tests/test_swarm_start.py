@@ -9,9 +9,9 @@ import asyncio
 import pytest
 from tornado.web import HTTPError
 
+from conftest import hub_user
 from gpudockerspawner.gpu_line import GPULine
 from gpudockerspawner.swarm import ENFORCER_REJECTION, GPUSwarmSpawner
-from conftest import hub_user
 
 NO_GPU = "no suitable node (insufficient resources on 2 nodes)"
 GPU_NODE = {"ID": "n1", "Status": {"State": "ready"}, "Spec": {"Availability": "active",
@@ -110,7 +110,8 @@ def test_no_gpu_free_anywhere_is_refused_at_once_with_the_policys_words(spawner)
 
 
 def test_under_cpu_the_same_case_starts_the_server_without_a_gpu(spawner):
-    made, swarm = spawner([task("pending", NO_GPU)], on_exhausted="cpu", running_elsewhere=[task("running", gpus=["GPU-a"])])
+    made, swarm = spawner([task("pending", NO_GPU)], on_exhausted="cpu",
+                          running_elsewhere=[task("running", gpus=["GPU-a"])])
     asyncio.run(made.start_object())
     assert swarm.done == ["made anew, gpu_wanted=False"] and made.assigned_gpus == []
 
@@ -157,5 +158,6 @@ def test_a_server_no_node_can_take_for_another_reason_is_refused_with_swarms_rea
     made.gpu_wanted = False
     with pytest.raises(HTTPError) as refused:
         asyncio.run(made.start_object())
-    assert "No node can take your server now (no suitable node (scheduling constraints" in refused.value.jupyterhub_message
+    told = refused.value.jupyterhub_message
+    assert "No node can take your server now (no suitable node (scheduling constraints" in told
     assert swarm.done == ["removed"]

@@ -13,8 +13,8 @@ import pytest
 from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 
-from gpudockerspawner.spawner import GPUDockerSpawner
 from conftest import hub_user
+from gpudockerspawner.spawner import GPUDockerSpawner
 
 
 class Status(RequestHandler):

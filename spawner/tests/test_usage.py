@@ -9,9 +9,9 @@ import io
 
 import pytest
 
+from conftest import hub_user
 from gpudockerspawner import GPUDockerSpawner
 from gpudockerspawner.usage import GONE, STOPPED, UsageLog, report, report_csv, seconds_by_user, totals
-from conftest import hub_user
 
 
 def person(name: str, db, groups=(), **config) -> GPUDockerSpawner:
