@@ -26,6 +26,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from testbed import STATE
 
 ARTIFACTS = STATE / "artifacts"
+# What a person waits for on a page (a link, a button, words) may take as long as the page itself may take to load
+# on a loaded machine: one bound for both.
+PAGE_WAIT = 90
 
 
 class Browser:
@@ -49,7 +52,7 @@ class Browser:
             options.add_argument(f"--host-resolver-rules={rules}, EXCLUDE localhost")
         service = Service(executable_path="/usr/bin/chromedriver", env={**os.environ, "HOME": str(self.home)})
         self.driver = webdriver.Chrome(service=service, options=options)
-        self.driver.set_page_load_timeout(90)
+        self.driver.set_page_load_timeout(PAGE_WAIT)
 
     # What a person sees and does.
 
@@ -63,39 +66,40 @@ class Browser:
     def text(self) -> str:
         return self.driver.find_element(By.TAG_NAME, "body").text
 
-    def wait_for(self, css: str, timeout: float = 60):
-        return WebDriverWait(self.driver, timeout).until(
-            expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, css)))
-
-    def wait_for_text(self, text: str, timeout: float = 60, css: str = "body") -> str:
+    def _until(self, condition, timeout: float, what: str):
+        """What ``condition`` returns once it holds; where it does not within ``timeout``, a failure that says
+        what was awaited, where the browser was and what the page said."""
         try:
-            WebDriverWait(self.driver, timeout).until(
-                expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
+            return WebDriverWait(self.driver, timeout).until(condition)
         except TimeoutException:
-            raise AssertionError(f"{text!r} did not appear in {self.url} within {timeout}s; the page says:\n"
-                                 f"{self._safe_text()[:2000]}") from None
+            raise AssertionError(f"{what} did not happen within {timeout:g}s; the browser was at {self.url}, and the "
+                                 f"page said:\n{self._safe_text()[:2000]}") from None
+
+    def wait_for(self, css: str, timeout: float = PAGE_WAIT):
+        return self._until(expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, css)), timeout,
+                           f"{css!r} showing")
+
+    def wait_for_text(self, text: str, timeout: float = PAGE_WAIT, css: str = "body") -> str:
+        self._until(expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, css), text), timeout,
+                    f"{text!r} appearing")
         return self.text()
 
     def wait_for_url(self, fragment: str, timeout: float = 120) -> None:
-        try:
-            WebDriverWait(self.driver, timeout).until(lambda driver: fragment in driver.current_url)
-        except TimeoutException:
-            raise AssertionError(f"the browser stayed at {self.url} instead of reaching {fragment!r} within "
-                                 f"{timeout}s; the page says:\n{self._safe_text()[:2000]}") from None
+        self._until(lambda driver: fragment in driver.current_url, timeout, f"reaching {fragment!r}")
 
     def fill(self, css: str, text: str) -> None:
         field = self.wait_for(css)
         field.clear()
         field.send_keys(text)
 
-    def click(self, css: str, timeout: float = 60) -> None:
-        element = WebDriverWait(self.driver, timeout).until(
-            expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, css)))
+    def click(self, css: str, timeout: float = PAGE_WAIT) -> None:
+        element = self._until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, css)), timeout,
+                              f"{css!r} becoming clickable")
         # As a person scrolls to a button before pressing it.
         self.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", element)
         element.click()
 
-    def click_link(self, href_part: str, timeout: float = 30) -> None:
+    def click_link(self, href_part: str, timeout: float = PAGE_WAIT) -> None:
         self.click(f'a[href*="{href_part}"]', timeout)
 
     def select(self, css: str, value: str) -> None:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import docker
 
+from jupyterhub_gpu.templates import render
 from roles.images import jupyterhub_pin
 from roles.images.recipes import FILES as IMAGE_FILES
-from roles.images.recipes import SINGLEUSER_PATCH
+from roles.images.recipes import SINGLEUSER_PATCH, TEMPLATES
 from testbed import machine_lock, wsl
 from testbed.nvidia import FAKE_NVIDIA_SMI
 
@@ -106,7 +107,8 @@ CMD ["/sbin/init"]
 GPU_TARGET_DOCKERFILE = TARGET_DOCKERFILE.replace("EXPOSE 22", "COPY nvidia-smi /usr/bin/nvidia-smi\nEXPOSE 22")
 
 # Without rfc3987-syntax and the hub's database layer, as the deploy's own single-user image (see
-# roles/images/templates/singleuser.Dockerfile.j2).
+# roles/images/templates/singleuser.Dockerfile.j2), the patch applied by the same lines.
+APPLY_PATCH = render(TEMPLATES, "apply-patch.j2", patch_path=f"/tmp/{SINGLEUSER_PATCH}")
 SINGLEUSER_DOCKERFILE = f"""FROM {BASE}
 COPY ca-certificates.crt /etc/ssl/testbed-ca.pem
 COPY {SINGLEUSER_PATCH} /tmp/
@@ -117,9 +119,7 @@ RUN apt-get update \\
  && python3 -m venv /opt/venv \\
  && pip install --no-cache-dir {jupyterhub_pin()} jupyter_server==2.21.1 \\
  && pip uninstall --yes --quiet rfc3987-syntax lark \\
- && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \\
- && patch --batch --forward --fuzz=0 --no-backup-if-mismatch -p1 -d "$site" < /tmp/{SINGLEUSER_PATCH} \\
- && python -m compileall -q "$site/jupyterhub" && rm /tmp/{SINGLEUSER_PATCH} \\
+{APPLY_PATCH} && rm /tmp/{SINGLEUSER_PATCH} \\
  && useradd --create-home --uid 1000 jovyan
 USER jovyan
 WORKDIR /home/jovyan
@@ -128,7 +128,7 @@ CMD ["jupyterhub-singleuser"]
 
 
 # A WSL2 distribution with two stand-in GPUs (the Windows driver's nvidia-smi where WSL puts it) and the
-# stand-ins for WSL and Windows of tests/testbed/wsl.py.
+# stand-ins for WSL and Windows of testbed/wsl.py.
 WSL_TARGET_DOCKERFILE = SSH_HOST_DOCKERFILE.replace(SSHD_ONLY, wsl.DOCKERFILE_ADDITIONS)
 
 

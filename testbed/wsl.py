@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 
 DISTRIBUTION = "Ubuntu-24.04"
-WINDOWS_USER = "DESKTOP\\ann"
 CALLS = "/mnt/c/testbed/calls.jsonl"
 TASKS = "/mnt/c/testbed/tasks.json"
 # What the distribution's wsl.conf held before the deploy: another section and a boot command of its own.

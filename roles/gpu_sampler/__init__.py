@@ -1,7 +1,7 @@
 """Ensure the GPU sampler (gpudockerspawner.sampler) wherever the hub's GPUs are: each GPU's utilisation and memory,
 read every gpu_sample_interval seconds, for the hub's GPU page, its Prometheus gauges and the GPU idleness signals.
 
-One host: a container beside the hub in its Compose project (``compose_service``), given the driver's utilities by
+One host: a container beside the hub in its Compose project (``compose_services``), given the driver's utilities by
 a device request (``capabilities: [gpu, utility]``). A cluster: a global Swarm service on every node that takes user
 servers (``ensure_cluster_sampler``), whose environment asks NVIDIA's runtime (the nodes' default) for every GPU's
 utilities. Either way it answers on the hub's network only, under one name the hub resolves to every sampler; no
