@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyinfra import host, logger
 from pyinfra.api.state import BaseStateCallback
 
-from gpudockerspawner.gpus import GPUPolicy
+from gpudockerspawner.gpu_rules import group_rules
 
 _PREFIX = "--> "
 
@@ -115,10 +115,10 @@ def gpu_access(settings) -> str:
         who = f"members of {', '.join(groups)} may have one"
     else:
         # The rules as the spawner will apply them.
-        rules = GPUPolicy.from_groups(groups, settings.gpus_per_user).rules
+        rules = group_rules(groups, settings.gpus_per_user)
         who = "by group: " + "; ".join(
             f"{rule.group} {rule.gpus_per_user} per server" + (f", at most {rule.max_gpus} together" if rule.max_gpus
-                                                               else "") for rule in rules if rule.group)
+                                                               else "") for rule in rules)
     when = {"refuse": "refused with a message", "cpu": "started CPU-only",
             "wait": f"put in line for the next GPU released (for up to {settings.gpu_wait_timeout // 60} min)"}
     return f"GPUs: {who}; a spawn that finds none free for it is {when[settings.gpu_on_exhausted]}"

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gpudockerspawner.gpus import RULE_KEYS, check_caps, parse_gpu_groups
+from gpudockerspawner.gpu_rules import RULE_KEYS, check_caps, parse_gpu_groups
 from gpudockerspawner.pool import PoolError, parse_gpu_ids
 from jupyterhub_gpu.settings.concern import Concern, trait
 from jupyterhub_gpu.settings.types import AptUrl, GroupName, HttpUrl

@@ -19,7 +19,7 @@ from pyinfra.operations import files
 
 from jupyterhub_gpu import remote as remote_command
 from jupyterhub_gpu.target import Target
-from jupyterhub_gpu_hub import archive
+from jupyterhub_gpu_hub import PACKAGE_DIR
 
 FILES = Path(__file__).parent / "files"
 
@@ -48,7 +48,8 @@ def ensure_tool(target: Target) -> Tool:
     tool = Tool(target.layout.bin)
     files.directory(name="Archive tool directory", path=tool.directory, mode="755")
     files.put(name="Archive tool", src=str(FILES / "jupyterhub-gpu-archive.sh"), dest=tool.script, mode="755")
-    files.put(name="Archive tool (its Python)", src=archive.__file__, dest=f"{tool.directory}/archive.py",
+    files.put(name="Archive tool (its Python)", src=str(PACKAGE_DIR / "archive.py"),
+              dest=f"{tool.directory}/archive.py",
               mode="644")
     files.directory(name="Archive directory", path=archive_directory(target), mode="700")
     return tool

@@ -11,7 +11,7 @@ from pyinfra.operations import files
 from jupyterhub_gpu import remote
 from jupyterhub_gpu.settings import GPU_CHECK_USER
 from jupyterhub_gpu.target import Target
-from jupyterhub_gpu_hub import gpu_check
+from jupyterhub_gpu_hub import PACKAGE_DIR
 
 # The hub service whose token may start and stop the servers of this user, and nothing else.
 SERVICE = "jupyterhub-gpu-check"
@@ -50,5 +50,5 @@ def check_gpu_path(target: Target) -> None:
                              "the Windows one) and deploy again")
     script = f"{target.layout.bin}/gpu_check.py"
     files.directory(name="Check tool directory", path=target.layout.bin, mode="755")
-    files.put(name="GPU check", src=gpu_check.__file__, dest=script, mode="644")
+    files.put(name="GPU check", src=str(PACKAGE_DIR / "gpu_check.py"), dest=script, mode="644")
     gpu_path_checked(name="GPU path checked through the hub", script=script)

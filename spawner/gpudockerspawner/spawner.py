@@ -16,7 +16,8 @@ from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, U
 from gpudockerspawner import metrics
 from gpudockerspawner.form import GPUAvailability, spawn_form
 from gpudockerspawner.gpu_line import CAPPED, TAKEN, TOO_FEW, GPULine, Waiter
-from gpudockerspawner.gpus import GPUPolicy, HostPool, Ledger, parse_gpu_groups, refusal
+from gpudockerspawner.gpu_rules import parse_gpu_groups
+from gpudockerspawner.gpus import GPUPolicy, HostPool, Ledger, refusal
 from gpudockerspawner.image_user import passwd_of, resolved_uid
 from gpudockerspawner.pool import GPUPool, PoolError, parse_gpu_ids, rebuild
 from gpudockerspawner.start_line import StartLine
