@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
+from gpudockerspawner.nvidia import DriverOutputError, Unit, units
+
 _PROFILE_SCRIPT = r"""
 . /etc/os-release 2>/dev/null
 echo "os_id=${ID:-}"
@@ -298,22 +300,20 @@ class ComposeServices(FactBase):
         return services
 
 
-# nvidia-smi comes with the driver: on PATH on Linux, in /usr/lib/wsl/lib on WSL2 (from Windows).
+# nvidia-smi comes with the driver: on PATH on Linux, in /usr/lib/wsl/lib on WSL2 (from Windows). Its listing and its
+# XML query, each line marked with where it came from (L: -L, X: -q -x, E: an error either printed).
 _NVIDIA_SMI_SCRIPT = """
 smi=$(command -v nvidia-smi || true)
 [ -z "$smi" ] && [ -x /usr/lib/wsl/lib/nvidia-smi ] && smi=/usr/lib/wsl/lib/nvidia-smi
 [ -z "$smi" ] && exit 0
 echo "smi=$smi"
-"$smi" --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits 2>&1 | sed 's/^/gpu=/'
+"$smi" -L 2>&1 | sed 's/^/L=/'
+"$smi" -q -x 2>&1 | sed 's/^/X=/'
 """
 
-
-@dataclass(frozen=True)
-class GPU:
-    index: str
-    uuid: str
-    name: str
-    memory_mib: int
+# What the driver hands out (see gpudockerspawner.nvidia): a whole GPU, or one MIG device of a GPU in MIG mode, with
+# its index, UUID, model name, memory and, for a MIG device, its profile, share of the GPU and the GPU's UUID.
+GPU = Unit
 
 
 @dataclass(frozen=True)
@@ -324,7 +324,7 @@ class GPUInventory:
 
 
 class NvidiaGPUs(FactBase):
-    """The GPUs the driver's nvidia-smi reports: index, UUID, name and memory."""
+    """What the driver's nvidia-smi hands out: every GPU not in MIG mode, and every MIG device of one in it."""
 
     def command(self) -> str:
         return _NVIDIA_SMI_SCRIPT
@@ -334,20 +334,21 @@ class NvidiaGPUs(FactBase):
         return GPUInventory()
 
     def process(self, output) -> GPUInventory:
-        smi, gpus, errors = "", [], []
+        smi, listing, query = "", [], []
         for line in output:
             key, _, value = line.partition("=")
             if key == "smi":
                 smi = value.strip()
-            elif key == "gpu":
-                fields = [part.strip() for part in value.split(",")]
-                if len(fields) == 4 and fields[0].isdigit():
-                    memory = int(fields[3]) if fields[3].isdigit() else 0
-                    gpus.append(GPU(fields[0], fields[1], fields[2], memory))
-                else:
-                    errors.append(value.strip())
-        return GPUInventory(smi, tuple(gpus), " ".join(errors))
-
+            elif key == "L":
+                listing.append(value)
+            elif key == "X":
+                query.append(value)
+        if not smi:
+            return GPUInventory()
+        try:
+            return GPUInventory(smi, tuple(units("\n".join(listing), "\n".join(query))))
+        except DriverOutputError as error:
+            return GPUInventory(smi, (), str(error))
 
 
 class PortListening(FactBase):

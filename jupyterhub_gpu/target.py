@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from gpudockerspawner.nvidia import named
 from jupyterhub_gpu.cluster import Cluster
 from jupyterhub_gpu.facts import GPUInventory, HostProfile
 from jupyterhub_gpu.settings import HubSettings
@@ -78,15 +79,15 @@ class Target:
 
     @property
     def gpu_pool(self) -> tuple[str, ...]:
-        """The GPUs user containers get here: UUIDs, which name a device the same way inside and outside. In a
-        cluster only GPU nodes run user servers."""
+        """What user containers get here: UUIDs of whole GPUs and of MIG devices (never a GPU in MIG mode whole),
+        which name a device the same way inside and outside. In a cluster only GPU nodes run user servers."""
         wanted = self.settings.gpu_ids
         if wanted == "none" or (self.cluster and not self.cluster.gpu_node):
             return ()
         if wanted == "auto":
             return tuple(gpu.uuid for gpu in self.gpus.gpus)
-        by_id = {gpu.index: gpu.uuid for gpu in self.gpus.gpus} | {gpu.uuid: gpu.uuid for gpu in self.gpus.gpus}
-        return tuple(by_id.get(gpu, gpu) for gpu in wanted)
+        chosen, missing = named(wanted, list(self.gpus.gpus))
+        return tuple(chosen + missing)  # preflight has refused what names no unit of the host
 
     @property
     def runs_hub(self) -> bool:

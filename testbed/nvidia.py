@@ -13,6 +13,7 @@ writes for each into /var/lib/nvidia-standin/<index> ("<percent> <MiB>"; 0 and 0
 figures of the GPUs' work, which the host and every container given its nvidia-smi read alike.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 HOOK_NAME = "nvidia-container-runtime-hook"
@@ -61,42 +62,157 @@ FAKE_GPUS = [
 ]
 
 
+@dataclass(frozen=True)
+class StandinMIG:
+    """One MIG device of a stand-in GPU in MIG mode, as the driver describes it."""
+
+    profile: str  # "1g.10gb"
+    uuid: str  # "MIG-<uuid>"
+    gpu_instance: int
+    multiprocessors: int
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class StandinGPU:
+    index: str
+    uuid: str
+    name: str
+    memory_mib: int
+    migs: tuple[StandinMIG, ...] = ()  # in MIG mode where there are any
+
+    @property
+    def bus_id(self) -> str:
+        return f"00000000:{0x07 + 0x48 * int(self.index):02X}:00.0"
+
+
+def standin_gpus(gpus) -> list[StandinGPU]:
+    """Stand-in GPUs from ``(index, uuid, name, memory)`` tuples (FAKE_GPUS), or as they are."""
+    return [gpu if isinstance(gpu, StandinGPU) else StandinGPU(*gpu) for gpu in gpus]
+
+
+# A lab host with a GPU in MIG mode (one 3g.40gb and two 1g.10gb devices) beside two whole GPUs of another model:
+# spawner/tests/fixtures/nvidia-smi/lab-L.txt and lab-q.xml are what the driver prints for these.
+LAB_GPUS = [
+    StandinGPU("0", "GPU-36c9561a-02ef-5c4d-3733-f0a56c42dc45", "NVIDIA A100-SXM4-80GB", 81920, (
+        StandinMIG("3g.40gb", "MIG-1e099852-3624-56c0-8064-c5db1211e44f", 2, 42, 40192),
+        StandinMIG("1g.10gb", "MIG-8243111b-d4c4-587a-a96d-da04583b36e2", 9, 14, 9728),
+        StandinMIG("1g.10gb", "MIG-169f1837-b996-59aa-9ed5-b0a3f99e88a6", 10, 14, 9728))),
+    StandinGPU("1", "GPU-feba7e40-d724-01ff-b00f-3a439a28a6c7", "NVIDIA GeForce RTX 4090", 24564),
+    StandinGPU("2", "GPU-f124aa59-d406-d45b-9481-8fcd694e6c9e", "NVIDIA GeForce RTX 4090", 24564),
+]
+
+
 def fake_gpus(count: int) -> list[tuple[str, str, str, int]]:
     """``count`` stand-in GPUs, the two above first."""
-    extra = [(str(i), f"GPU-{i:08x}-{i:04x}-4{i:03x}-8{i:03x}-{i:012x}", "Stand-in GPU", 16384) for i in range(2,
-                                                                                                               count)]
+    extra = [(str(i), f"GPU-{i:08x}-{i:04x}-4{i:03x}-8{i:03x}-{i:012x}", "Stand-in GPU", 16384)
+             for i in range(2, count)]
     return (FAKE_GPUS + extra)[:count]
 
 
+def listing(gpus) -> str:
+    """``nvidia-smi -L`` as the driver prints it: a line per GPU, and under one in MIG mode a line per MIG device
+    (the profile padded to 16 characters, the device's index 2 wide)."""
+    lines = []
+    for gpu in standin_gpus(gpus):
+        lines.append(f"GPU {gpu.index}: {gpu.name} (UUID: {gpu.uuid})")
+        lines += [f"  {'MIG ' + mig.profile:<16}Device {index:>2}: (UUID: {mig.uuid})"
+                  for index, mig in enumerate(gpu.migs)]
+    return "\n".join(lines) + "\n"
+
+
+def _memory(total: int, used: str, reserved: int, indent: str) -> str:
+    # The used and free figures are filled in when nvidia-smi runs, from the figures a test wrote.
+    return (f"{indent}<fb_memory_usage>\n{indent}\t<total>{total} MiB</total>\n{indent}\t<reserved>{reserved} MiB"
+            f"</reserved>\n{indent}\t<used>{used} MiB</used>\n{indent}\t<free>@free:{used}@ MiB</free>\n"
+            f"{indent}</fb_memory_usage>\n")
+
+
+def query_xml(gpus) -> str:
+    """``nvidia-smi -q -x`` as the driver prints it (DTD nvsmi_device_v12), with what the deploy and the sampler
+    read: each GPU's name, UUID, MIG mode and devices, memory and utilisation; ``@used:<index>@`` and
+    ``@util:<index>@`` stand where the running stand-in puts the figures of GPU or MIG device ``<index>``."""
+    gpus = standin_gpus(gpus)
+    out = ['<?xml version="1.0" ?>', '<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_v12.dtd">', "<nvidia_smi_log>",
+           "\t<timestamp>@timestamp@</timestamp>", "\t<driver_version>550.127.05</driver_version>",
+           "\t<cuda_version>12.4</cuda_version>", f"\t<attached_gpus>{len(gpus)}</attached_gpus>"]
+    for gpu in gpus:
+        mode = "Enabled" if gpu.migs else "N/A"
+        out += [f'\t<gpu id="{gpu.bus_id}">', f"\t\t<product_name>{gpu.name}</product_name>",
+                "\t\t<mig_mode>", f"\t\t\t<current_mig>{mode}</current_mig>",
+                f"\t\t\t<pending_mig>{mode}</pending_mig>",
+                "\t\t</mig_mode>", "\t\t<mig_devices>"]
+        if not gpu.migs:
+            out.append("\t\t\tNone")
+        for index, mig in enumerate(gpu.migs):
+            out += ["\t\t\t<mig_device>", f"\t\t\t\t<index>{index}</index>",
+                    f"\t\t\t\t<gpu_instance_id>{mig.gpu_instance}</gpu_instance_id>",
+                    "\t\t\t\t<compute_instance_id>0</compute_instance_id>", "\t\t\t\t<device_attributes>",
+                    "\t\t\t\t\t<shared>",
+                    f"\t\t\t\t\t\t<multiprocessor_count>{mig.multiprocessors}</multiprocessor_count>",
+                    "\t\t\t\t\t</shared>", "\t\t\t\t</device_attributes>",
+                    _memory(mig.memory_mib, f"@used:{gpu.index}:{index}@", 0, "\t\t\t\t").rstrip("\n"),
+                    "\t\t\t</mig_device>"]
+        out += ["\t\t</mig_devices>", f"\t\t<uuid>{gpu.uuid}</uuid>",
+                _memory(gpu.memory_mib, f"@used:{gpu.index}@", 346, "\t\t").rstrip("\n"),
+                "\t\t<utilization>", f"\t\t\t<gpu_util>{'N/A' if gpu.migs else f'@util:{gpu.index}@ %'}</gpu_util>",
+                "\t\t</utilization>", "\t</gpu>"]
+    return "\n".join(out + ["</nvidia_smi_log>"]) + "\n"
+
+
 def fake_nvidia_smi(gpus=FAKE_GPUS) -> str:
-    """The driver's nvidia-smi as the deploy and the sampler use it: ``-L``, and ``--query-gpu`` with the fields
-    asked for, once or every ``-l`` seconds (CSV, figures without units)."""
-    table = "".join(f"{index} {uuid} {memory}\n" for index, uuid, _, memory in gpus)
+    """The driver's nvidia-smi as the deploy and the sampler use it: ``-L``, ``-q -x``, and ``--query-gpu`` with the
+    fields asked for, once or every ``-l`` seconds (CSV, figures without units). A GPU in MIG mode is listed with its
+    MIG devices and reports no utilisation, as the driver's does."""
+    gpus = standin_gpus(gpus)
+    table = "".join(f"{gpu.index} {gpu.uuid} {gpu.memory_mib} {gpu.name.replace(' ', '_')}\n" for gpu in gpus)
     return r"""#!/bin/sh
 # Test bed stand-in for the NVIDIA driver's nvidia-smi.
 figures=${NVIDIA_STANDIN_FIGURES:-""" + FIGURES_DIR + r"""}
 gpus='""" + table + r"""'
-query="" loop=""
+query="" loop="" mode=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --query-gpu=*) query=${1#--query-gpu=} ;;
     -l|--loop) loop=$2; shift ;;
     --loop=*) loop=${1#--loop=} ;;
+    -L|--list-gpus) mode=list ;;
+    -q|--query) mode=${mode:-query} ;;
+    -x|--xml-format) mode=xml ;;
   esac
   shift
 done
+if [ "$mode" = xml ]; then
+  # Each GPU's and MIG device's figures where a test wrote them ("<percent> <MiB>" in $figures/<index>), else 0.
+  script=""
+  for file in "$figures"/*; do
+    [ -r "$file" ] || continue
+    read -r util used < "$file" || true
+    name=${file##*/}
+    script="$script s/@util:$name@/$util/g; s/@used:$name@/$used/g;"
+  done
+  script="$script s/@util:[0-9:]*@/0/g; s/@used:[0-9:]*@/0/g; s/@timestamp@/$(date '+%a %b %e %H:%M:%S %Y')/"
+  cat <<'XML' | sed "$script" |
+""" + query_xml(gpus) + r"""XML
+    awk '/<total>/ { total = $0; gsub(/[^0-9]/, "", total) }
+         /<reserved>/ { reserved = $0; gsub(/[^0-9]/, "", reserved) }
+         /<used>/ { used = $0; gsub(/[^0-9]/, "", used) }
+         /@free:/ { sub(/@free:[^@]*@/, total - reserved - used) }
+         { print }'
+  exit 0
+fi
 if [ -z "$query" ]; then
-  printf '%s' "$gpus" | while read -r index uuid memory; do echo "GPU $index: Stand-in GPU (UUID: $uuid)"; done
+  printf '%s' '""" + listing(gpus) + r"""'
   exit 0
 fi
 report() {
-  printf '%s' "$gpus" | while read -r index uuid memory; do
+  printf '%s' "$gpus" | while read -r index uuid memory name; do
     util=0 used=0
     [ ! -r "$figures/$index" ] || read -r util used < "$figures/$index" || true
     line=""
     for field in $(printf '%s' "$query" | tr ',' ' '); do
       case "$field" in
-        index) value=$index ;; uuid|gpu_uuid) value=$uuid ;; name|gpu_name) value="Stand-in GPU" ;;
+        index) value=$index ;; uuid|gpu_uuid) value=$uuid ;; name|gpu_name) value=$(echo "$name" | tr _ ' ') ;;
         memory.total) value=$memory ;; memory.used) value=$used ;; utilization.gpu) value=$util ;;
         *) value="[N/A]" ;;
       esac

@@ -1,5 +1,7 @@
 """What preflight learns from a host's profile, and what it derives from it."""
 
+import pytest
+
 from jupyterhub_gpu.facts import parse_profile
 from jupyterhub_gpu.settings import HubSettings
 from jupyterhub_gpu.target import Target
@@ -85,3 +87,29 @@ def test_a_hub_that_sends_ldap_passwords_in_the_clear_says_so():
     assert said == {"insecure": [(True, "ldap_tls is insecure: every login sends its password to ldap.example.org "
                                         "in the clear; use on_connect (ldaps) or before_bind (STARTTLS)")],
                     "on_connect": []}
+
+
+def test_a_profile_may_ask_only_for_kinds_of_gpu_the_host_has():
+    from pathlib import Path
+
+    from gpudockerspawner.nvidia import units
+    from jupyterhub_gpu.facts import GPUInventory
+    from jupyterhub_gpu.settings import InventoryError, from_host_data
+    from roles.preflight import _check_gpu_kinds
+
+    fixtures = Path(__file__).resolve().parents[1] / "spawner" / "tests" / "fixtures" / "nvidia-smi"
+    lab = GPUInventory("/usr/bin/nvidia-smi", tuple(units((fixtures / "lab-L.txt").read_text(),
+                                                          (fixtures / "lab-q.xml").read_text())))
+
+    def profiles(*kinds):
+        return from_host_data("gpubox", {"image_profiles": [{"name": "Standard"},
+                                                            {"name": "Slice", "gpu": True, "gpu_kinds": list(kinds)}]})
+
+    _check_gpu_kinds("gpubox", profiles("NVIDIA A100-SXM4-80GB MIG 1g.10gb", "NVIDIA GeForce RTX 4090"), lab, None)
+    with pytest.raises(InventoryError) as refused:
+        _check_gpu_kinds("gpubox", profiles("NVIDIA A100-SXM4-80GB"), lab, None)  # in MIG mode: only its slices
+    assert ("image_profiles: 'Slice' asks for gpu_kinds 'NVIDIA A100-SXM4-80GB', which the host does not have; it has "
+            "'NVIDIA A100-SXM4-80GB MIG 1g.10gb', 'NVIDIA A100-SXM4-80GB MIG 3g.40gb', 'NVIDIA GeForce RTX 4090' (as "
+            "nvidia-smi names them)") in str(refused.value)
+    with pytest.raises(InventoryError, match="gpu_kinds .* is for a profile with gpu: true"):
+        from_host_data("gpubox", {"image_profiles": [{"name": "Standard", "gpu_kinds": ["NVIDIA GeForce RTX 4090"]}]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from jupyterhub_gpu.settings.types import ImageRef, PinnedRequirement, _pattern
 
@@ -24,10 +24,22 @@ class ImageProfile(BaseModel):
     packages: list[PinnedRequirement] = Field(
         default_factory=list, description="Pinned pip packages added to the standard single-user image.")
     image: ImageRef | None = Field(default=None, description="An image to pull instead of building one.")
+    gpu_kinds: list[Annotated[str, Field(min_length=1, max_length=120)]] = Field(
+        default_factory=list, description="With `gpu: true`: the kinds of GPU its servers may hold, in order of "
+        "preference, as the host's `nvidia-smi` names them: a model (`NVIDIA A100-SXM4-80GB`) or a MIG profile of one "
+        "(`NVIDIA A100-SXM4-80GB MIG 1g.10gb`; a GPU in MIG mode is handed out only as its MIG devices). Empty: any "
+        "kind; where a host has several, people choose on the spawn form.")
     cpu_limit: float | None = Field(default=None, gt=0, le=1024,
                                     description="CPUs its servers may use. Empty: `user_cpu_limit`.")
     mem_limit: str | None = Field(default=None, pattern=r"^[0-9]+[KMGT]?$",
                                   description="Memory its servers may use. Empty: `user_mem_limit`.")
+
+    @model_validator(mode="after")
+    def _kinds_only_for_gpus(self):
+        if self.gpu_kinds and not self.gpu:
+            raise ValueError(f"image profile {self.name!r}: gpu_kinds {self.gpu_kinds!r} is for a profile with gpu: "
+                             "true; its servers hold no GPU")
+        return self
 
     @property
     def slug(self) -> str:

@@ -7,6 +7,7 @@ import sys
 
 from pyinfra import host, state
 
+from gpudockerspawner.nvidia import named
 from jupyterhub_gpu.cluster import Cluster, cluster_of
 from jupyterhub_gpu.facts import (
     EffectiveUid,
@@ -47,6 +48,7 @@ def check() -> Target:
             "crosses only a network nobody else is on (it then travels in clear)")
     gpus: GPUInventory = host.get_fact(NvidiaGPUs) if settings.gpu_ids != "none" else GPUInventory()
     _check_gpus(host.name, settings, gpus)
+    _check_gpu_kinds(host.name, settings, gpus, cluster)
     try:
         domain, one_origin_why = subdomains.user_domain(settings)
     except subdomains.CannotCover as error:
@@ -137,6 +139,24 @@ def _check_tls(host_name: str, target: Target) -> None:
         raise InventoryError.for_host(host_name, *problems)
 
 
+def _check_gpu_kinds(host_name: str, settings: HubSettings, gpus: GPUInventory, cluster: Cluster | None) -> None:
+    """Each kind a profile names is one the host has (nvidia-smi's names), or the profile could never start."""
+    named = [(profile, kind) for profile in settings.image_profiles for kind in profile.gpu_kinds]
+    if not named:
+        return
+    if cluster:
+        raise InventoryError.for_host(
+            host_name, f"image_profiles: {named[0][0].name!r} names gpu_kinds, which a cluster does not offer yet "
+            "(Swarm hands out its nodes' GPUs without their kinds); leave gpu_kinds empty on a cluster")
+    here = sorted({gpu.kind for gpu in gpus.gpus})
+    for profile, kind in named:
+        if kind not in here:
+            raise InventoryError.for_host(
+                host_name, f"image_profiles: {profile.name!r} asks for gpu_kinds {kind!r}, which the host does not "
+                           "have; "
+                f"it has {', '.join(map(repr, here)) or 'no GPU'} (as nvidia-smi names them)")
+
+
 def _check_gpus(host_name: str, settings: HubSettings, gpus: GPUInventory) -> None:
     wanted = settings.gpu_ids
     if wanted in ("auto", "none"):
@@ -146,9 +166,8 @@ def _check_gpus(host_name: str, settings: HubSettings, gpus: GPUInventory) -> No
         raise InventoryError.for_host(
             host_name, f"gpu_ids = {wanted!r}: the host has no GPU ({found}); install the NVIDIA driver "
             "(on WSL2: the Windows driver), or set gpu_ids: auto or none")
-    known = {gpu.index for gpu in gpus.gpus} | {gpu.uuid for gpu in gpus.gpus}
-    missing = [gpu for gpu in wanted if gpu not in known]
+    _, missing = named(wanted, list(gpus.gpus))
     if missing:
-        listed = ", ".join(f"{gpu.index} ({gpu.uuid}, {gpu.name})" for gpu in gpus.gpus)
+        listed = ", ".join(f"{gpu.index} ({gpu.uuid}, {gpu.label})" for gpu in gpus.gpus)
         raise InventoryError.for_host(
             host_name, f"gpu_ids = {wanted!r}: the host has no GPU {', '.join(missing)}; it has {listed}")

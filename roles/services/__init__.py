@@ -110,13 +110,16 @@ def hub_settings(target: Target, images: Images) -> contract.HubContract:
         spawner=contract.Spawner(
             image=images.profiles.get(standard.name, images.singleuser),
             profiles=[contract.Profile(name=profile.name, image=images.profiles.get(profile.name, images.singleuser),
-                                       gpu=profile.gpu, cpu_limit=profile.cpu_limit or target.user_cpu_limit,
+                                       gpu=profile.gpu, gpu_kinds=list(profile.gpu_kinds),
+                                       cpu_limit=profile.cpu_limit or target.user_cpu_limit,
                                        mem_limit=profile.mem_limit or target.user_mem_limit)
                       for profile in target.offered_profiles],
             own_user_images=sorted({images.profiles.get(profile.name, images.singleuser)
                                     for profile in target.offered_profiles if profile.image or s.singleuser_image}),
             home_volume_prefix=f"{s.compose_project}-user-",
             gpu_ids=list(target.gpu_pool),
+            gpu_units={gpu.uuid: {"kind": gpu.kind, "label": gpu.label, "share": gpu.share}
+                       for gpu in target.gpus.gpus if gpu.uuid in target.gpu_pool},
             devices_filtered=not target.profile.wsl,
             pool_label=s.compose_project,
             mem_limit=standard.mem_limit or target.user_mem_limit,

@@ -8,6 +8,23 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class KindChoice:
+    """One kind of GPU on the form: what it is, and how many of it are free now."""
+
+    kind: str
+    label: str
+    free: int
+    total: int
+
+    def option(self, count: int, on_exhausted: str) -> str:
+        usable = self.free >= count or on_exhausted != "refuse"
+        said = f"{self.label} — {self.free} of {self.total} free" + (
+            "" if self.free >= count else " (wait in line)" if on_exhausted == "wait" else "")
+        return (f'<option value="{html.escape(self.kind, quote=True)}"{"" if usable else " disabled"}>'
+                f"{html.escape(said)}</option>")
+
+
+@dataclass(frozen=True)
 class GPUAvailability:
     """The GPUs as the spawn form shows them to one user: free of total, how many wait, how many a server of
     theirs gets, why none can be had now ("" where one can), and what Start then does (``on_exhausted``)."""
@@ -18,6 +35,8 @@ class GPUAvailability:
     count: int
     why: str
     on_exhausted: str
+    # Where there is more than one kind of GPU: each, for a choice (none: one kind, no choice).
+    kinds: tuple[KindChoice, ...] = ()
 
     def can_start(self) -> bool:
         return not self.why or self.on_exhausted != "refuse"
@@ -42,6 +61,14 @@ class GPUAvailability:
             said += f" ({self.why.rstrip('.')}.)"
         return f'<p class="gpu-availability" id="gpu-availability">{html.escape(said)}</p>'
 
+    def kind_choice(self) -> str:
+        """The GPU kinds to choose from, with what is free of each ("" where there is one kind)."""
+        if len(self.kinds) < 2:
+            return ""
+        options = "".join(kind.option(self.count, self.on_exhausted) for kind in self.kinds)
+        return ('<label for="gpu_kind">GPU:</label><select class="form-control" id="gpu_kind" name="gpu_kind">'
+                f'<option value="" selected>Any kind — {self.free} of {self.total} free</option>{options}</select>')
+
 
 def spawn_form(spawner, gpus: GPUAvailability | None) -> str:
     """The whole form for ``spawner``'s user (``gpus``: None for one who may not have a GPU): where images hold GPUs
@@ -50,14 +77,14 @@ def spawn_form(spawner, gpus: GPUAvailability | None) -> str:
     if gpus is None:
         return images
     if spawner.gpu_images or not spawner.offer_cpu_only:
-        return images + gpus.paragraph()
+        return images + gpus.kind_choice() + gpus.paragraph()
     hardware = (
         '<label for="gpu">Hardware:</label>'
         '<select class="form-control" name="gpu">'
         f'<option value="gpu"{gpus.option_attributes()}>{gpus.option_text()}</option>'
         f'<option value="cpu"{"" if gpus.can_start() else " selected"}>CPU only</option></select>'
     )
-    return images + hardware + gpus.paragraph()
+    return images + hardware + gpus.kind_choice() + gpus.paragraph()
 
 
 def image_choice(spawner, gpus: GPUAvailability | None = None) -> str:

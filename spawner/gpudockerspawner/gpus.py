@@ -36,19 +36,21 @@ class HostPool:
         self.users_per_gpu = users_per_gpu
         self._pool = pool  # made on first use: a hub without GPUs never asks Docker for its containers
 
-    def total(self) -> int:
-        return len(self.ids)
+    def total(self, kind: str | None = None) -> int:
+        """GPUs (of ``kind``, or of any) here."""
+        return self._pool().count(kind) if self.ids and kind is not None else len(self.ids)
 
-    async def free(self) -> int:
-        """GPUs that could take one more server now."""
-        return self._pool().free_gpus() if self.ids else 0
+    async def free(self, kind: str | None = None) -> int:
+        """GPUs (of ``kind``, or of any) that could take one more server now."""
+        return self._pool().free_gpus(kind) if self.ids else 0
 
     def sharing(self) -> str:
         return f" ({self.users_per_gpu} users per GPU)" if self.users_per_gpu > 1 else ""
 
-    def reserve(self, owner: str, count: int) -> list[str] | None:
-        """The GPUs reserved for ``owner`` now, or None where too few are free."""
-        return self._pool().allocate(owner, count)
+    def reserve(self, owner: str, count: int, kinds: Iterable[str] = (), avoid: Iterable[str] = ()) -> list[str] | None:
+        """The GPUs reserved for ``owner`` now, all of one of ``kinds`` (in order of preference; none: any) and of
+        none in ``avoid``; or None where too few are free."""
+        return self._pool().allocate(owner, count, kinds, avoid)
 
     def release(self, owner: str) -> list[str]:
         return self._pool().release(owner)
@@ -71,17 +73,17 @@ class SwarmResources:
         self._count = count
         self._free = free
 
-    def total(self) -> int:
+    def total(self, kind: str | None = None) -> int:
         return self._count()
 
-    async def free(self) -> int:
+    async def free(self, kind: str | None = None) -> int:
         """GPUs that no running server holds, on the nodes a server of this user's may start on."""
         return await self._free()
 
     def sharing(self) -> str:
         return ""
 
-    def reserve(self, owner: str, count: int) -> list[str] | None:
+    def reserve(self, owner: str, count: int, kinds: Iterable[str] = (), avoid: Iterable[str] = ()) -> list[str] | None:
         """None (no GPU at all), or none yet: Swarm names them when it places the task."""
         return [] if self.total() else None
 

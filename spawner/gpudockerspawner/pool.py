@@ -45,13 +45,15 @@ def parse_gpu_ids(value: str | Iterable[str]) -> list[str]:
 
 
 class GPUPool:
-    """Which owners hold which GPUs, with at most ``users_per_gpu`` owners on each."""
+    """Which owners hold which GPUs (units: whole GPUs or MIG devices), with at most ``users_per_gpu`` owners on
+    each; each unit of a kind (``kinds``: by id; "" where none is said)."""
 
-    def __init__(self, ids: Iterable[str], users_per_gpu: int = 1):
+    def __init__(self, ids: Iterable[str], users_per_gpu: int = 1, kinds: Mapping[str, str] | None = None):
         if users_per_gpu < 1:
             raise PoolError(f"users_per_gpu must be at least 1, not {users_per_gpu}")
         self.ids = list(ids)
         self.users_per_gpu = users_per_gpu
+        self.kinds = {gpu: (kinds or {}).get(gpu, "") for gpu in self.ids}
         self._order = {gpu: index for index, gpu in enumerate(self.ids)}
         self._holders: dict[str, list[str]] = {gpu: [] for gpu in self.ids}
         self._held: dict[str, list[str]] = {}
@@ -62,22 +64,36 @@ class GPUPool:
     def owners(self) -> dict[str, list[str]]:
         return {owner: list(ids) for owner, ids in self._held.items()}
 
-    def free_gpus(self) -> int:
-        """GPUs with room for one more owner."""
-        return sum(1 for owners in self._holders.values() if len(owners) < self.users_per_gpu)
+    def free_gpus(self, kind: str | None = None) -> int:
+        """GPUs (of ``kind``, or of any) with room for one more owner."""
+        return sum(1 for gpu, owners in self._holders.items()
+                   if len(owners) < self.users_per_gpu and kind in (None, self.kinds[gpu]))
+
+    def count(self, kind: str | None = None) -> int:
+        """GPUs (of ``kind``, or of any) in the pool."""
+        return sum(1 for gpu in self.ids if kind in (None, self.kinds[gpu]))
 
     def free_slots(self) -> int:
         return sum(self.users_per_gpu - len(owners) for owners in self._holders.values())
 
-    def allocate(self, owner: str, count: int) -> list[str] | None:
-        """Reserve ``count`` GPUs for ``owner``, least loaded first, ties in pool order; None if too few."""
+    def allocate(self, owner: str, count: int, kinds: Iterable[str] = (),
+                 avoid: Iterable[str] = ()) -> list[str] | None:
+        """Reserve ``count`` GPUs of one kind for ``owner``: of the first of ``kinds`` (in order of preference; none:
+        any kind, in pool order) that has enough free and is not in ``avoid``; least loaded first, ties in pool
+        order. None if too few."""
         if owner in self._held:
             return self.held_by(owner)
-        candidates = [gpu for gpu in self.ids if len(self._holders[gpu]) < self.users_per_gpu]
-        if len(candidates) < count:
-            return None
-        chosen = sorted(candidates, key=lambda gpu: (len(self._holders[gpu]), self._order[gpu]))[:count]
-        return self._record(owner, chosen)
+        avoid = set(avoid)
+        order = list(kinds) or list(dict.fromkeys(self.kinds[gpu] for gpu in self.ids))
+        for kind in order:
+            if kind in avoid:
+                continue
+            candidates = [gpu for gpu in self.ids
+                          if self.kinds[gpu] == kind and len(self._holders[gpu]) < self.users_per_gpu]
+            if len(candidates) >= count:
+                chosen = sorted(candidates, key=lambda gpu: (len(self._holders[gpu]), self._order[gpu]))[:count]
+                return self._record(owner, chosen)
+        return None
 
     def claim(self, owner: str, ids: Iterable[str]) -> list[str]:
         """Record GPUs that ``owner`` already holds (after a hub restart); return the ids that could not be."""
@@ -110,10 +126,11 @@ class GPUPool:
         return list(ids)
 
 
-def rebuild(ids: Iterable[str], users_per_gpu: int, running: Mapping[str, Iterable[str]]) -> tuple[GPUPool, list[str]]:
+def rebuild(ids: Iterable[str], users_per_gpu: int, running: Mapping[str, Iterable[str]],
+            kinds: Mapping[str, str] | None = None) -> tuple[GPUPool, list[str]]:
     """The pool at hub start, from what the labels of running containers say; with a message to log
     for each GPU that a running container holds but the pool cannot give it."""
-    pool = GPUPool(ids, users_per_gpu)
+    pool = GPUPool(ids, users_per_gpu, kinds)
     problems = []
     for owner in sorted(running):
         refused = pool.claim(owner, running[owner])

@@ -14,7 +14,7 @@ from tornado.web import HTTPError
 from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, Union, default, observe, validate
 
 from gpudockerspawner import metrics
-from gpudockerspawner.form import GPUAvailability, spawn_form
+from gpudockerspawner.form import GPUAvailability, KindChoice, spawn_form
 from gpudockerspawner.gpu_line import CAPPED, TAKEN, TOO_FEW, GPULine, Waiter
 from gpudockerspawner.gpu_rules import parse_gpu_groups
 from gpudockerspawner.gpus import GPUPolicy, HostPool, Ledger, refusal
@@ -114,6 +114,22 @@ class GPUDockerSpawner(DockerSpawner):
         {"gpus_per_user": 2}}``: each member's GPU server gets ``gpus_per_user`` GPUs (``gpus_per_user`` where
         left out), and the group's members hold at most ``max_gpus`` together (no cap where left out). A user in
         several groups gets the most generous rule that has room.""",
+    )
+    gpu_units = Dict(
+        value_trait=Dict(),
+        config=True,
+        help="""What each of ``gpu_ids`` is, by id: ``{"MIG-…": {"kind": "NVIDIA A100-SXM4-80GB MIG 1g.10gb",
+        "label": "MIG 1g.10gb slice of an A100-SXM4-80GB", "share": 0.1429}}`` (a whole GPU's share is 1). A
+        server's GPUs are all of one kind; people choose the kind on the spawn form where there are several, and
+        ``kinds_by_image`` may restrict it. Ids not described are of one kind, "GPU". The deploy fills it from
+        ``nvidia-smi``.""",
+    )
+    kinds_by_image = Dict(
+        value_trait=List(Unicode()),
+        config=True,
+        help="""The kinds of GPU a server of an image (its name in allowed_images) may hold, in order of
+        preference: ``{"Big models": ["NVIDIA A100-SXM4-80GB", "NVIDIA GeForce RTX 4090"]}``. Images not listed
+        may hold any kind.""",
     )
     gpu_users = List(
         Unicode(),
@@ -250,12 +266,32 @@ class GPUDockerSpawner(DockerSpawner):
 
     @property
     def pool(self) -> GPUPool:
-        key = (self.pool_label, tuple(self.gpu_ids), self.users_per_gpu)
+        key = (self.pool_label, tuple(self.gpu_ids), self.users_per_gpu,
+               tuple(self.kind_of(gpu) for gpu in self.gpu_ids))
         pools = self.shared.pools
         if key not in pools:
             pools[key] = self._rebuild_pool()
             metrics.register(lambda: [(label, pool) for (label, *_), pool in pools.items()])
         return pools[key]
+
+    def kind_of(self, gpu: str) -> str:
+        return str((self.gpu_units.get(gpu) or {}).get("kind") or "GPU")
+
+    def kinds(self) -> dict[str, str]:
+        """The kinds of GPU here, each with its label, in pool order."""
+        return {self.kind_of(gpu): str((self.gpu_units.get(gpu) or {}).get("label") or self.kind_of(gpu))
+                for gpu in self.gpu_ids}
+
+    def wanted_kinds(self) -> list[str]:
+        """The kinds this server may hold, in order of preference (none: any): the one chosen on the form, within
+        what its image allows."""
+        allowed = list(self.kinds_by_image.get(self.user_options.get("image") or "", []))
+        chosen = self.user_options.get("gpu_kind") or ""
+        if not chosen:
+            return allowed
+        if chosen not in self.kinds() or (allowed and chosen not in allowed):
+            raise refusal(f"No GPU of the kind {chosen!r} is offered for this server; choose another on the form.")
+        return [chosen]
 
     def _rebuild_pool(self) -> GPUPool:
         running = {}
@@ -264,7 +300,8 @@ class GPUDockerSpawner(DockerSpawner):
             ids = [gpu for gpu in labels.get(GPUS_LABEL, "").split(",") if gpu]
             if ids:
                 running[labels[OWNER_LABEL]] = ids
-        pool, problems = rebuild(self.gpu_ids, self.users_per_gpu, running)
+        pool, problems = rebuild(self.gpu_ids, self.users_per_gpu, running,
+                                 {gpu: self.kind_of(gpu) for gpu in self.gpu_ids})
         for problem in problems:
             self.log.error("GPU pool %s: %s", self.pool_label, problem)
         self.log.info("GPU pool %s rebuilt from %d running containers: %s", self.pool_label, len(running), pool.table())
@@ -382,7 +419,10 @@ class GPUDockerSpawner(DockerSpawner):
             why = policy.all_in_use(self.gpu_source)
         else:
             why = ""
-        return GPUAvailability(free, total, waiting, count, why, policy.on_exhausted)
+        kinds = self.kinds()
+        choices = tuple([KindChoice(kind, label, await self.gpu_source.free(kind), self.gpu_source.total(kind))
+                         for kind, label in kinds.items()]) if len(kinds) > 1 else ()
+        return GPUAvailability(free, total, waiting, count, why, policy.on_exhausted, choices)
 
     @default("options_form")
     def _gpu_options_form(self):
@@ -399,6 +439,8 @@ class GPUDockerSpawner(DockerSpawner):
             options = image_options(formdata)
             if "gpu" in formdata:
                 options["gpu"] = formdata["gpu"][0]
+            if formdata.get("gpu_kind", [""])[0]:
+                options["gpu_kind"] = formdata["gpu_kind"][0]
             return options
 
         return options_from_form
@@ -619,7 +661,7 @@ class GPUDockerSpawner(DockerSpawner):
         else:
             self.log.warning("%s: %s Starting it CPU-only.", self.owner, message)
 
-    async def _try_take(self, waiter: Waiter | None = None) -> str:
+    async def _try_take(self, waiter: Waiter | None = None, avoid: frozenset[str] = frozenset()) -> str:
         """The GPUs taken now, under the most generous of the user's rules with room; or why not. For a
         ``waiter`` of the line, only while it is still in line."""
         rule = self.gpu_policy.rule_with_room(self._group_names(), self.ledger())
@@ -632,7 +674,7 @@ class GPUDockerSpawner(DockerSpawner):
         if waiter is not None and self.gpu_line().place(waiter) is None:
             return TOO_FEW  # it left while the source was asked
         # No await between the pool's check and the reservation: atomic in the hub's event loop.
-        chosen = self.gpu_source.reserve(self.owner, rule.gpus_per_user)
+        chosen = self.gpu_source.reserve(self.owner, rule.gpus_per_user, self.wanted_kinds(), avoid)
         if chosen is None:
             return TOO_FEW
         self.gpu_wanted, self.gpu_count, self.gpu_group = True, rule.gpus_per_user, rule.group
@@ -658,10 +700,10 @@ class GPUDockerSpawner(DockerSpawner):
         """In line until this server's GPUs are taken for it (or gpu_wait_timeout, Cancel, or the page left)."""
         line = self.gpu_line()
 
-        async def take() -> str:
-            return await self._try_take(waiter)
+        async def take(avoid: frozenset[str]) -> str:
+            return await self._try_take(waiter, avoid)
 
-        waiter = self._waiter = line.join(self.owner, take, front=front)
+        waiter = self._waiter = line.join(self.owner, take, front=front, kinds=tuple(self.wanted_kinds()))
         self.log.info("%s: waiting for a GPU, %s in line (%s)", self.owner, line.place(waiter), why)
         try:
             await line.wait(waiter, self.gpu_wait_timeout)

@@ -97,8 +97,8 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         promised = sum(n for owner, n in self.shared.promised.items() if owner != self.owner)
         return await self._free_gpus() - promised >= count
 
-    async def _try_take(self, waiter=None) -> str:
-        answer = await super()._try_take(waiter)
+    async def _try_take(self, waiter=None, avoid: frozenset[str] = frozenset()) -> str:
+        answer = await super()._try_take(waiter, avoid)
         if answer == TAKEN and self.gpu_policy.waits:
             self.shared.promised[self.owner] = self.gpu_count
         return answer

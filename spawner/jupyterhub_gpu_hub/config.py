@@ -201,6 +201,7 @@ def configure_spawner(c, spawner: Spawner) -> None:
     c.GPUDockerSpawner.notebook_dir = HOME
     c.GPUDockerSpawner.volumes = {spawner.home_volume_prefix + "{username}": HOME}
     c.GPUDockerSpawner.gpu_ids = spawner.gpu_ids
+    c.GPUDockerSpawner.gpu_units = spawner.gpu_units
     # WSL2's GPU driver shows every container every GPU: there the assignment is advisory.
     c.GPUDockerSpawner.devices_filtered = spawner.devices_filtered
     c.GPUDockerSpawner.pool_label = spawner.pool_label
@@ -242,6 +243,7 @@ def _offer_profiles(c, profiles: list[Profile]) -> None:
 
     c.GPUDockerSpawner.allowed_images = offered
     c.GPUDockerSpawner.gpu_images = [p.name for p in profiles if p.gpu]
+    c.GPUDockerSpawner.kinds_by_image = {p.name: p.gpu_kinds for p in profiles if p.gpu and p.gpu_kinds}
     c.GPUDockerSpawner.limits_by_image = {
         p.name: {key: getattr(p, key) for key in ("cpu_limit", "mem_limit") if getattr(p, key)} for p in profiles}
 

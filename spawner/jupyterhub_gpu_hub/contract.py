@@ -96,6 +96,7 @@ class Profile:
     name: str
     image: str
     gpu: bool
+    gpu_kinds: list[str]  # the kinds its servers may hold, in order of preference (none: any)
     cpu_limit: float | None
     mem_limit: str | None
 
@@ -113,6 +114,7 @@ class Spawner:
     own_user_images: list[str]  # images made elsewhere: they run as their own USER
     home_volume_prefix: str
     gpu_ids: list[str]
+    gpu_units: dict[str, dict]  # what each of gpu_ids is: {"kind", "label", "share"}
     devices_filtered: bool
     pool_label: str
     mem_limit: str | None

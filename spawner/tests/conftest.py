@@ -22,5 +22,6 @@ def hub_process_of_this_test(monkeypatch) -> HubProcess:
     empty (no engine to rebuild them from running containers)."""
     shared = HubProcess()
     monkeypatch.setattr(GPUDockerSpawner, "shared", shared)
-    monkeypatch.setattr(GPUDockerSpawner, "_rebuild_pool", lambda self: GPUPool(self.gpu_ids, self.users_per_gpu))
+    monkeypatch.setattr(GPUDockerSpawner, "_rebuild_pool", lambda self: GPUPool(
+        self.gpu_ids, self.users_per_gpu, {gpu: self.kind_of(gpu) for gpu in self.gpu_ids}))
     return shared

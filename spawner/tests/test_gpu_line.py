@@ -10,22 +10,31 @@ from gpudockerspawner.gpu_line import CAPPED, TAKEN, TOO_FEW, GPULine
 
 
 class Pool:
-    """Free GPUs, and groups at their cap: what a waiter's attempt to take finds."""
+    """Free GPUs (``free`` of no kind in particular, ``by_kind`` of named kinds), and groups at their cap: what a
+    waiter's attempt to take finds."""
 
-    def __init__(self, free: int):
+    def __init__(self, free: int, **by_kind: int):
         self.free = free
+        self.by_kind = dict(by_kind)
         self.capped: set[str] = set()
         self.taken: list[str] = []
 
-    def taker(self, owner: str, count: int = 1, group: str = ""):
-        async def take() -> str:
+    def taker(self, owner: str, count: int = 1, group: str = "", kinds: tuple[str, ...] = ()):
+        async def take(avoid: frozenset[str] = frozenset()) -> str:
             if group in self.capped:
                 return CAPPED
-            if self.free < count:
-                return TOO_FEW
-            self.free -= count
-            self.taken.append(owner)
-            return TAKEN
+            for kind in kinds or ("", *self.by_kind):
+                if kind in avoid:
+                    continue
+                free = self.free if kind == "" else self.by_kind[kind]
+                if free >= count:
+                    if kind == "":
+                        self.free -= count
+                    else:
+                        self.by_kind[kind] -= count
+                    self.taken.append(owner if not kinds else f"{owner}:{kind}")
+                    return TAKEN
+            return TOO_FEW
 
         return take
 
@@ -125,7 +134,7 @@ def test_an_attempt_that_fails_ends_that_wait_only():
     async def scenario():
         pool, line = Pool(free=1), GPULine(tick=60)
 
-        async def broken() -> str:
+        async def broken(avoid=frozenset()) -> str:
             raise RuntimeError("Docker is away")
 
         first = line.join("first", broken)
@@ -149,5 +158,46 @@ def test_the_line_asks_again_every_tick_for_gpus_that_come_back_unseen():
         pool.free = 1  # a node back: nobody calls released()
         await asyncio.wait_for(wait, 1)
         assert pool.taken == ["ann"]
+
+    asyncio.run(scenario())
+
+
+def test_one_waiting_for_a_kind_holds_back_only_that_kind():
+    """Ann waits for an A100 and Ben for any GPU behind her; a 4090 comes free: Ben takes it, not Ann's A100 when
+    that comes; Cat behind them, waiting for a slice, takes a slice though Ann waits before her."""
+
+    async def scenario():
+        pool, line = Pool(0, A100=0, RTX4090=0, MIG=0), GPULine(tick=60)
+        ann = line.join("ann", pool.taker("ann", kinds=("A100",)), kinds=("A100",))
+        ben = line.join("ben", pool.taker("ben"))
+        cat = line.join("cat", pool.taker("cat", kinds=("MIG",)), kinds=("MIG",))
+        waits = [asyncio.ensure_future(line.wait(w, 60)) for w in (ann, ben, cat)]
+        await settle()
+        pool.by_kind["RTX4090"] = 1
+        line.released()
+        await settle()
+        assert pool.taken == ["ben"] and line.place(ann) == 1 and line.place(cat) == 2
+        pool.by_kind.update(A100=1, MIG=1)
+        line.released()
+        await settle()
+        assert pool.taken == ["ben", "ann:A100", "cat:MIG"] and len(line) == 0
+        await asyncio.gather(*waits)
+
+    asyncio.run(scenario())
+
+
+def test_one_waiting_for_any_gpu_holds_back_every_kind():
+    async def scenario():
+        pool, line = Pool(0, A100=0), GPULine(tick=60)
+        ann = line.join("ann", pool.taker("ann", count=2))
+        ben = line.join("ben", pool.taker("ben", kinds=("A100",)), kinds=("A100",))
+        waits = [asyncio.ensure_future(line.wait(w, 60)) for w in (ann, ben)]
+        await settle()
+        pool.by_kind["A100"] = 1  # too few for Ann's two, and Ben is behind her
+        line.released()
+        await settle()
+        assert pool.taken == [] and line.place(ben) == 2
+        for wait in waits:
+            wait.cancel()
 
     asyncio.run(scenario())

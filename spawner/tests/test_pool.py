@@ -48,3 +48,26 @@ def test_claim_restores_an_assignment_and_refuses_a_taken_gpu():
     assert pool.claim("a", ["1"]) == []
     assert pool.claim("b", ["1", "7"]) == ["1", "7"]
     assert pool.allocate("b", 1) == ["0"]
+
+
+KINDS = {"MIG-a": "A100 MIG 1g.10gb", "MIG-b": "A100 MIG 1g.10gb", "MIG-c": "A100 MIG 3g.40gb", "GPU-d": "RTX 4090",
+         "GPU-e": "RTX 4090"}
+
+
+def test_a_server_gets_units_of_the_kind_it_asked_for_in_order_of_preference():
+    pool = GPUPool(list(KINDS), kinds=KINDS)
+    assert pool.allocate("ann/", 1, kinds=["RTX 4090"]) == ["GPU-d"]
+    assert pool.allocate("bob/", 2, kinds=["A100 MIG 3g.40gb", "A100 MIG 1g.10gb"]) == ["MIG-a", "MIG-b"]  # 1 3g
+    assert pool.allocate("cy/", 1, kinds=["A100 MIG 1g.10gb"]) is None  # never another kind instead
+    assert (pool.free_gpus("RTX 4090"), pool.free_gpus(), pool.count("A100 MIG 1g.10gb")) == (1, 2, 2)
+    # Any kind: the first, in pool order, with enough free; none that a waiter before holds back.
+    assert pool.allocate("dee/", 1, avoid=["A100 MIG 3g.40gb"]) == ["GPU-e"]
+    assert pool.allocate("eve/", 1) == ["MIG-c"]
+    assert pool.allocate("fay/", 1) is None
+
+
+def test_two_units_of_a_server_are_of_one_kind():
+    pool = GPUPool(list(KINDS), kinds=KINDS)
+    assert pool.allocate("ann/", 2) == ["MIG-a", "MIG-b"]
+    assert pool.allocate("bob/", 2) == ["GPU-d", "GPU-e"]  # not the 3g.40gb and a 4090
+    assert pool.allocate("cy/", 2) is None and pool.free_gpus() == 1

@@ -8,6 +8,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from gpudockerspawner.pool import GPUPool, disagreement, rebuild
 
 OWNERS = st.sampled_from([f"user{i}/" for i in range(12)])
+KINDS = st.sampled_from(["A100", "RTX 4090", "A100 MIG 1g.10gb"])
 
 
 class HubLife(RuleBasedStateMachine):
@@ -15,11 +16,13 @@ class HubLife(RuleBasedStateMachine):
     running containers, driven the way GPUDockerSpawner drives them."""
 
     @initialize(gpus=st.integers(1, 6), users_per_gpu=st.integers(1, 3), gpus_per_user=st.integers(1, 2),
-                uuids=st.booleans())
-    def start_hub(self, gpus, users_per_gpu, gpus_per_user, uuids):
+                uuids=st.booleans(), kinds=st.lists(KINDS, min_size=6, max_size=6))
+    def start_hub(self, gpus, users_per_gpu, gpus_per_user, uuids, kinds):
         self.ids = [f"GPU-{i:08d}-0000-0000-0000-000000000000" if uuids else str(i) for i in range(gpus)]
         self.users_per_gpu, self.gpus_per_user = users_per_gpu, gpus_per_user
-        self.pool = GPUPool(self.ids, users_per_gpu)
+        # Units of up to three kinds (whole GPUs of two models, MIG devices of one), in any mix.
+        self.kinds = dict(zip(self.ids, kinds))
+        self.pool = GPUPool(self.ids, users_per_gpu, self.kinds)
         self.database: dict[str, list[str]] = {}
         self.running: dict[str, list[str]] = {}  # container labels
         self.spawning: dict[str, list[str]] = {}  # reserved, container not started yet
@@ -27,17 +30,22 @@ class HubLife(RuleBasedStateMachine):
     def busy(self, owner):
         return owner in self.running or owner in self.spawning
 
-    @rule(owner=OWNERS)
-    def begin_spawn(self, owner):
-        """The synchronous part of start(): several can be in flight before any finishes."""
+    @rule(owner=OWNERS, wanted=st.lists(KINDS, max_size=2, unique=True))
+    def begin_spawn(self, owner, wanted):
+        """The synchronous part of start(): several can be in flight before any finishes. ``wanted``: the kinds the
+        server asks for, in order of preference (none: any)."""
         if self.busy(owner):
             return
-        chosen = self.pool.allocate(owner, self.gpus_per_user)
+        chosen = self.pool.allocate(owner, self.gpus_per_user, kinds=wanted)
         if chosen is None:
-            # Refused only when fewer GPUs than one user needs still have room.
+            # Refused only when no kind asked for has as many GPUs with room as one server needs.
             with_room = [gpu for gpu, owners in self.pool.table().items() if len(owners) < self.users_per_gpu]
-            assert len(with_room) < self.gpus_per_user
+            for kind in wanted or set(self.kinds.values()):
+                assert sum(1 for gpu in with_room if self.kinds[gpu] == kind) < self.gpus_per_user
             return  # refused, or started CPU-only: no GPU either way
+        # One kind per server, and one it asked for.
+        assert len({self.kinds[gpu] for gpu in chosen}) == 1
+        assert not wanted or self.kinds[chosen[0]] in wanted
         self.spawning[owner] = chosen
 
     @precondition(lambda self: self.spawning)
@@ -75,7 +83,7 @@ class HubLife(RuleBasedStateMachine):
             # The hub died after a container started but before its state reached the database.
             last = sorted(self.running)[-1]
             self.database.pop(last, None)
-        self.pool, problems = rebuild(self.ids, self.users_per_gpu, self.running)
+        self.pool, problems = rebuild(self.ids, self.users_per_gpu, self.running, self.kinds)
         assert problems == []
         for owner, recorded in list(self.database.items()):
             message = disagreement(self.pool, owner, recorded)

@@ -154,3 +154,52 @@ def test_gpu_groups_set_by_hand_get_the_deploys_refusals():
     assert listed.gpu_policy is listed.gpu_policy  # made once, not at each question
     listed.gpus_per_user = 2
     assert listed.gpu_policy.rules_for(["staff"])[0].gpus_per_user == 2  # and anew when a setting changes
+
+
+LAB = {  # the lab host of spawner/tests/fixtures/nvidia-smi, as the deploy describes it
+    "MIG-1e099852-3624-56c0-8064-c5db1211e44f": {"kind": "NVIDIA A100-SXM4-80GB MIG 3g.40gb", "share": 0.4286,
+                                                 "label": "MIG 3g.40gb slice of an A100-SXM4-80GB"},
+    "MIG-8243111b-d4c4-587a-a96d-da04583b36e2": {"kind": "NVIDIA A100-SXM4-80GB MIG 1g.10gb", "share": 0.1429,
+                                                 "label": "MIG 1g.10gb slice of an A100-SXM4-80GB"},
+    "MIG-169f1837-b996-59aa-9ed5-b0a3f99e88a6": {"kind": "NVIDIA A100-SXM4-80GB MIG 1g.10gb", "share": 0.1429,
+                                                 "label": "MIG 1g.10gb slice of an A100-SXM4-80GB"},
+    "GPU-feba7e40-d724-01ff-b00f-3a439a28a6c7": {"kind": "NVIDIA GeForce RTX 4090", "share": 1,
+                                                 "label": "GeForce RTX 4090"},
+}
+
+
+def test_the_form_offers_each_kind_with_what_is_free_and_a_start_takes_the_kind_chosen():
+    def person(name, **options):
+        made = GPUDockerSpawner(user=hub_user(name), gpu_ids=list(LAB), gpu_units=LAB)
+        made.user_options = options
+        return made
+
+    first = person("ann", gpu_kind="NVIDIA A100-SXM4-80GB MIG 1g.10gb")
+    asyncio.run(first._take_gpus(wants_gpu=True))
+    assert first.assigned_gpus == ["MIG-8243111b-d4c4-587a-a96d-da04583b36e2"]
+    second = person("bob", gpu_kind="NVIDIA A100-SXM4-80GB MIG 1g.10gb")
+    asyncio.run(second._take_gpus(wants_gpu=True))
+    assert second.assigned_gpus == ["MIG-169f1837-b996-59aa-9ed5-b0a3f99e88a6"]  # two slices of one GPU
+    text = form(person("cy"))
+    assert ('<option value="NVIDIA A100-SXM4-80GB MIG 1g.10gb" disabled>MIG 1g.10gb slice of an A100-SXM4-80GB — 0 of '
+            '2 free</option>') in text
+    assert '<option value="NVIDIA GeForce RTX 4090">GeForce RTX 4090 — 1 of 1 free</option>' in text
+    assert '<option value="" selected>Any kind — 2 of 4 free</option>' in text
+    # A third asking for a slice of that kind is refused (refuse is the default), not given another kind.
+    third = person("cy", gpu_kind="NVIDIA A100-SXM4-80GB MIG 1g.10gb")
+    with pytest.raises(Exception, match="All 4 GPUs are in use"):
+        asyncio.run(third._take_gpus(wants_gpu=True))
+    assert third.assigned_gpus == []
+    with pytest.raises(Exception, match="No GPU of the kind 'NVIDIA H100' is offered"):
+        asyncio.run(person("dee", gpu_kind="NVIDIA H100")._take_gpus(wants_gpu=True))
+
+
+def test_an_image_may_hold_only_the_kinds_it_names_in_order():
+    made = GPUDockerSpawner(user=hub_user("ann"), gpu_ids=list(LAB), gpu_units=LAB,
+                            kinds_by_image={"Big": ["NVIDIA GeForce RTX 4090", "NVIDIA A100-SXM4-80GB MIG 3g.40gb"]})
+    made.user_options = {"image": "Big"}
+    asyncio.run(made._take_gpus(wants_gpu=True))
+    assert made.assigned_gpus == ["GPU-feba7e40-d724-01ff-b00f-3a439a28a6c7"]
+    made.user_options = {"image": "Big", "gpu_kind": "NVIDIA A100-SXM4-80GB MIG 1g.10gb"}
+    with pytest.raises(Exception, match="No GPU of the kind"):
+        made.wanted_kinds()
