@@ -340,7 +340,15 @@ class GPUDockerSpawner(DockerSpawner):
         """The current server's GPUs are reserved for it from now: its hold starts in the usage record."""
         if self.usage() is not None and self.assigned_gpus:
             self._end_reason = STOPPED
-            self.usage().opened(self.owner, self.assigned_gpus, self.gpu_group, node)
+            self.usage().opened(self.owner, self.assigned_gpus, self.gpu_group, node, **self._held_kind())
+
+    def _held_kind(self) -> dict:
+        """The kind of the GPUs the current server holds and each one's share of a whole GPU, for its hold's record
+        (nothing said where no kinds are configured)."""
+        if not self.assigned_gpus or not self.gpu_units:
+            return {}
+        unit = self.gpu_units.get(self.assigned_gpus[0]) or {}
+        return {"kind": self.kind_of(self.assigned_gpus[0]), "share": float(unit.get("share") or 1.0)}
 
     def _group_names(self) -> list[str]:
         """The user's hub groups, and "" (the rule of ``gpu_users``) for one of those."""
@@ -364,11 +372,11 @@ class GPUDockerSpawner(DockerSpawner):
         if usage is None:
             return
         if sorted(self.assigned_gpus) == sorted(recorded):
-            usage.resumed(self.owner, self.assigned_gpus, self.gpu_group, node)
+            usage.resumed(self.owner, self.assigned_gpus, self.gpu_group, node, **self._held_kind())
             return
         usage.closed(self.owner)
         if self.assigned_gpus:
-            usage.opened(self.owner, self.assigned_gpus, self.gpu_group, node)
+            usage.opened(self.owner, self.assigned_gpus, self.gpu_group, node, **self._held_kind())
 
     def get_state(self):
         state = super().get_state()

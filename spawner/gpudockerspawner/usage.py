@@ -33,11 +33,16 @@ CREATE TABLE IF NOT EXISTS holds (
     started REAL NOT NULL,
     seen REAL NOT NULL,
     ended REAL,
-    reason TEXT
+    reason TEXT,
+    kind TEXT NOT NULL DEFAULT '',
+    share REAL NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS holds_open ON holds (user, server) WHERE ended IS NULL;
 CREATE INDEX IF NOT EXISTS holds_time ON holds (started, ended);
 """
+# Columns added since the first release, for files made by it: (name, declaration). Their defaults are what every
+# earlier hold was: whole GPUs of no kind said.
+ADDED_COLUMNS = (("kind", "TEXT NOT NULL DEFAULT ''"), ("share", "REAL NOT NULL DEFAULT 1"))
 # Why a hold ended, where the spawner knows nothing more specific (a culler may have said why first).
 STOPPED = "stopped"
 GONE = "ended while the hub was down"
@@ -53,11 +58,17 @@ class Hold:
     started: float
     ended: float | None
     reason: str | None
+    kind: str = ""  # the kind of its GPUs ("NVIDIA A100-SXM4-80GB MIG 1g.10gb"; "" where none was said)
+    share: float = 1.0  # each GPU's part of a whole GPU (a 1g MIG slice of an A100: 1/7)
 
     def seconds(self, since: float, until: float) -> float:
         """GPU-seconds of this hold within [since, until): its time there times its GPUs."""
         end = until if self.ended is None else min(self.ended, until)
         return max(0.0, end - max(self.started, since)) * len(self.gpus)
+
+    def weighted(self, since: float, until: float) -> float:
+        """Its GPU-seconds weighted by each GPU's share of a whole one: what compares a slice with a whole GPU."""
+        return self.seconds(since, until) * self.share
 
     def gpu_keys(self) -> list[str]:
         return [f"{self.node}/{gpu}" if self.node else gpu for gpu in self.gpus]
@@ -82,6 +93,10 @@ class UsageLog:
         connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         if not self._ready:
             connection.executescript(SCHEMA)
+            have = {row[1] for row in connection.execute("PRAGMA table_info(holds)")}
+            for name, declaration in ADDED_COLUMNS:
+                if name not in have:  # a file of an earlier release: its holds keep every second, now of a kind
+                    connection.execute(f"ALTER TABLE holds ADD COLUMN {name} {declaration}")
             self._ready = True
         return connection
 
@@ -92,17 +107,20 @@ class UsageLog:
         finally:
             connection.close()
 
-    def opened(self, owner: str, gpus: Iterable[str], group: str = "", node: str = "", at: float | None = None) -> None:
-        """``owner`` (user/server) holds ``gpus`` from now; any hold of its own left open is closed first."""
+    def opened(self, owner: str, gpus: Iterable[str], group: str = "", node: str = "", at: float | None = None,
+               kind: str = "", share: float = 1.0) -> None:
+        """``owner`` (user/server) holds ``gpus`` (of ``kind``, each ``share`` of a whole GPU) from now; any hold of
+        its own left open is closed first."""
         at = time.time() if at is None else at
         self.closed(owner, at=at)
         user, server = split_owner(owner)
-        self._write("INSERT INTO holds (user, server, gpu_group, node, gpus, started, seen) VALUES (?, ?, ?, ?, ?, ?, "
-                    "?)",
-                    (user, server, group, node, ",".join(gpus), at, at))
+        self._write("INSERT INTO holds (user, server, gpu_group, node, gpus, started, seen, kind, share) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (user, server, group, node, ",".join(gpus), at, at, kind, share))
         self.alive.add(owner)
 
-    def resumed(self, owner: str, gpus: Iterable[str], group: str = "", node: str = "") -> None:
+    def resumed(self, owner: str, gpus: Iterable[str], group: str = "", node: str = "", kind: str = "",
+                share: float = 1.0) -> None:
         """The hub, starting, found ``owner``'s GPUs in its state: its hold goes on (opened here if the file has no
         open row for it, as after an upgrade from a release that kept none). Not yet known alive: see ``seen``."""
         user, server = split_owner(owner)
@@ -112,9 +130,9 @@ class UsageLog:
                                        (user, server)).fetchone()
             if not found:
                 now = time.time()
-                connection.execute("INSERT INTO holds (user, server, gpu_group, node, gpus, started, seen) "
-                                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                   (user, server, group, node, ",".join(gpus), now, now))
+                connection.execute("INSERT INTO holds (user, server, gpu_group, node, gpus, started, seen, kind, "
+                                   "share) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   (user, server, group, node, ",".join(gpus), now, now, kind, share))
         finally:
             connection.close()
 
@@ -158,12 +176,14 @@ class UsageLog:
             return []
         connection = self._connect()
         try:
-            rows = connection.execute(f"SELECT user, server, gpu_group, node, gpus, started, ended, reason FROM holds "
-                                      f"{rest}", tuple(parameters)).fetchall()
+            rows = connection.execute("SELECT user, server, gpu_group, node, gpus, started, ended, reason, kind, "
+                                      "share "
+                                      f"FROM holds {rest}", tuple(parameters)).fetchall()
         finally:
             connection.close()
-        return [Hold(user, server, group, node, tuple(g for g in gpus.split(",") if g), started, ended, reason)
-                for user, server, group, node, gpus, started, ended, reason in rows]
+        return [Hold(user, server, group, node, tuple(g for g in gpus.split(",") if g), started, ended, reason, kind,
+                     share)
+                for user, server, group, node, gpus, started, ended, reason, kind, share in rows]
 
     def holds(self, since: float = 0.0, until: float | None = None) -> list[Hold]:
         """Holds that overlap [since, until), oldest first."""
@@ -183,16 +203,24 @@ class UsageLog:
 
 
 def totals(holds: Iterable[Hold], since: float, until: float) -> dict:
-    """GPU-seconds by user, by group (the rule that granted them; "" for the default) and by GPU."""
+    """GPU-seconds by user, by group (the rule that granted them; "" for the default) and by GPU; and by user and by
+    group weighted by each GPU's share of a whole one (``weighted``: a MIG slice's hour counts its share)."""
     by_user, by_group, by_gpu = defaultdict(float), defaultdict(float), defaultdict(float)
+    weighted_user, weighted_group = defaultdict(float), defaultdict(float)
     for hold in holds:
-        seconds = hold.seconds(since, until)
+        seconds, weighted = hold.seconds(since, until), hold.weighted(since, until)
         by_user[hold.user] += seconds
         by_group[hold.group] += seconds
+        weighted_user[hold.user] += weighted
+        weighted_group[hold.group] += weighted
         for key in hold.gpu_keys():
             by_gpu[key] += seconds / len(hold.gpus)
-    return {name: {key: round(value, 1) for key, value in sorted(table.items())}
-            for name, table in (("users", by_user), ("groups", by_group), ("gpus", by_gpu))}
+
+    def rounded(table):
+        return {key: round(value, 1) for key, value in sorted(table.items())}
+
+    return {"users": rounded(by_user), "groups": rounded(by_group), "gpus": rounded(by_gpu),
+            "weighted": {"users": rounded(weighted_user), "groups": rounded(weighted_group)}}
 
 
 def report(holds: list[Hold], since: float, until: float) -> dict:
@@ -202,12 +230,14 @@ def report(holds: list[Hold], since: float, until: float) -> dict:
         "until": until,
         "gpu_seconds": totals(holds, since, until),
         "holds": [{"user": h.user, "server": h.server, "group": h.group, "node": h.node, "gpus": list(h.gpus),
-                   "started": h.started, "ended": h.ended, "reason": h.reason,
-                   "gpu_seconds": round(h.seconds(since, until), 1)} for h in holds],
+                   "started": h.started, "ended": h.ended, "reason": h.reason, "kind": h.kind, "share": h.share,
+                   "gpu_seconds": round(h.seconds(since, until), 1),
+                   "weighted_gpu_seconds": round(h.weighted(since, until), 1)} for h in holds],
     }
 
 
-CSV_COLUMNS = ["user", "server", "group", "node", "gpus", "started", "ended", "reason", "gpu_seconds"]
+CSV_COLUMNS = ["user", "server", "group", "node", "gpus", "started", "ended", "reason", "gpu_seconds", "kind", "share",
+               "weighted_gpu_seconds"]
 
 
 # What a spreadsheet takes for the start of a formula (OWASP's list): a cell that begins with one is read as text.
@@ -228,7 +258,8 @@ def report_csv(holds: list[Hold], since: float, until: float) -> str:
     for h in holds:
         writer.writerow([as_text(h.user), as_text(h.server), as_text(h.group), as_text(h.node),
                          as_text(" ".join(h.gpus)), _iso(h.started), _iso(h.ended) if h.ended is not None else "",
-                         as_text(h.reason or ""), f"{h.seconds(since, until):.1f}"])
+                         as_text(h.reason or ""), f"{h.seconds(since, until):.1f}", as_text(h.kind), f"{h.share:g}",
+                         f"{h.weighted(since, until):.1f}"])
     return out.getvalue()
 
 

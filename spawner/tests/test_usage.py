@@ -11,7 +11,7 @@ import pytest
 
 from conftest import hub_user
 from gpudockerspawner import GPUDockerSpawner
-from gpudockerspawner.usage import GONE, STOPPED, UsageLog, report, report_csv, seconds_by_user, totals
+from gpudockerspawner.usage import GONE, STOPPED, Hold, UsageLog, report, report_csv, seconds_by_user, totals
 
 
 def person(name: str, db, groups=(), **config) -> GPUDockerSpawner:
@@ -90,6 +90,8 @@ def test_totals_by_user_group_and_gpu_clip_each_hold_to_the_range(tmp_path):
         "users": {"ann": 3600.0, "bob": 5400.0, "cat": 200.0},  # ann: 1800 s on two GPUs
         "groups": {"": 5600.0, "staff": 3600.0},
         "gpus": {"0": 1800.0, "1": 7200.0, "node-a/0": 200.0},
+        # Whole GPUs of no kind said: weighted as they are.
+        "weighted": {"users": {"ann": 3600.0, "bob": 5400.0, "cat": 200.0}, "groups": {"": 5600.0, "staff": 3600.0}},
     }
     assert log.holds(9500.0, 9600.0)[0].user == "cat"  # still holding
     rows = list(csv.DictReader(io.StringIO(report_csv(holds, 1800.0, 7200.0))))
@@ -145,3 +147,48 @@ def test_a_hub_started_after_its_servers_containers_went_closes_their_holds_at_t
     assert ann.assigned_gpus == []
     (hold,) = ann.usage().holds(0, 3000)
     assert (hold.ended, hold.reason) == (1600.0, GONE)
+
+
+def test_a_slice_counts_its_share_of_a_gpu_beside_the_raw_hours(tmp_path):
+    from test_spawner_config import LAB
+
+    db = tmp_path / "usage.sqlite"
+    ann = person("ann", db, gpu_ids=list(LAB), gpu_units=LAB)
+    ann.user_options = {"gpu_kind": "NVIDIA A100-SXM4-80GB MIG 1g.10gb"}
+    bob = person("bob", db, gpu_ids=list(LAB), gpu_units=LAB)
+    bob.user_options = {"gpu_kind": "NVIDIA GeForce RTX 4090"}
+    for someone in (ann, bob):
+        asyncio.run(someone._take_gpus(wants_gpu=True))
+    log = UsageLog(db)
+    started = {hold.user: hold.started for hold in log.holds()}
+    (slice_hold,) = [hold for hold in log.holds() if hold.user == "ann"]
+    assert (slice_hold.kind, slice_hold.share) == ("NVIDIA A100-SXM4-80GB MIG 1g.10gb", 0.1429)
+    for someone in (ann, bob):
+        someone._release()
+    hour = {user: since + 3600 for user, since in started.items()}
+    sums = totals(log.holds(), min(started.values()), max(hour.values()))
+    assert sums["users"]["ann"] < 60 and sums["weighted"]["users"]["ann"] <= sums["users"]["ann"] * 0.1429 + 0.1
+    # An hour of each, as the record would have them: the slice weighs a seventh of the whole 4090's.
+    an_hour = [Hold(h.user, h.server, h.group, h.node, h.gpus, 0.0, 3600.0, h.reason, h.kind, h.share)
+               for h in log.holds()]
+    assert totals(an_hour, 0, 3600)["weighted"]["users"] == {"ann": 514.4, "bob": 3600.0}
+    assert totals(an_hour, 0, 3600)["users"] == {"ann": 3600.0, "bob": 3600.0}
+    rows = list(csv.DictReader(io.StringIO(report_csv(an_hour, 0, 3600))))
+    assert [(row["kind"], row["share"], row["weighted_gpu_seconds"]) for row in rows] == [
+        ("NVIDIA A100-SXM4-80GB MIG 1g.10gb", "0.1429", "514.4"), ("NVIDIA GeForce RTX 4090", "1", "3600.0")]
+
+
+def test_a_record_of_an_earlier_release_gains_the_kind_columns_and_keeps_every_second(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "usage.sqlite"
+    old = sqlite3.connect(db)
+    old.executescript("""CREATE TABLE holds (id INTEGER PRIMARY KEY, user TEXT NOT NULL, server TEXT NOT NULL,
+        gpu_group TEXT NOT NULL, node TEXT NOT NULL, gpus TEXT NOT NULL, started REAL NOT NULL, seen REAL NOT NULL,
+        ended REAL, reason TEXT);
+        INSERT INTO holds (user, server, gpu_group, node, gpus, started, seen, ended, reason)
+        VALUES ('ann', '', '', '', 'GPU-a', 0, 3600, 3600, 'stopped');""")
+    old.commit()
+    old.close()
+    (hold,) = UsageLog(db).holds(0, 7200)
+    assert (hold.kind, hold.share, hold.seconds(0, 7200), hold.weighted(0, 7200)) == ("", 1.0, 3600.0, 3600.0)
