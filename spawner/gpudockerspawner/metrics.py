@@ -52,7 +52,9 @@ class FiguresCollector:
 
     - ``jupyterhub_gpu_utilization_ratio{gpu,node}``, ``jupyterhub_gpu_memory_used_bytes{gpu,node}``,
       ``jupyterhub_gpu_memory_total_bytes{gpu,node}``;
-    - ``jupyterhub_gpu_seconds_total{user}``: GPU-seconds held, every hold since the record began."""
+    - ``jupyterhub_gpu_seconds_total{user}``: GPU-seconds held, every hold since the record began;
+    - ``jupyterhub_gpu_share_seconds_total{user}``: the same, each GPU's seconds times its share of a whole GPU (a
+      MIG slice's part), which compares a slice with a whole GPU."""
 
     def __init__(self, figures_file: str, usage_db: str):
         self.figures_file, self.usage_db = figures_file, usage_db
@@ -75,10 +77,14 @@ class FiguresCollector:
                     total.add_metric(names, figure["memory_total"])
         seconds = CounterMetricFamily("jupyterhub_gpu_seconds", "GPU-seconds held by each user's servers",
                                       labels=["user"])
+        shares = CounterMetricFamily("jupyterhub_gpu_share_seconds", "GPU-seconds held by each user's servers, "
+                                     "each GPU's times its share of a whole GPU", labels=["user"])
         if self.usage_db:
             for user, value in seconds_by_user(self.usage_db).items():
                 seconds.add_metric([user], value)
-        yield from (utilization, used, total, seconds)
+            for user, value in seconds_by_user(self.usage_db, weighted=True).items():
+                shares.add_metric([user], value)
+        yield from (utilization, used, total, seconds, shares)
 
 
 _figures: FiguresCollector | None = None

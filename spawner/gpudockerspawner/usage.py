@@ -267,16 +267,18 @@ def _iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
-def seconds_by_user(path: str | Path, now: float | None = None) -> dict[str, float]:
-    """Every user's GPU-seconds since the file began (the metrics' counter), summed by SQLite."""
+def seconds_by_user(path: str | Path, now: float | None = None, weighted: bool = False) -> dict[str, float]:
+    """Every user's GPU-seconds since the file began (the metrics' counters), summed by SQLite; ``weighted``: each
+    GPU's seconds times its share of a whole GPU."""
     if not Path(path).exists():
         return {}
     now = time.time() if now is None else now
     connection = UsageLog(path)._connect()
     try:
         rows = connection.execute(
-            "SELECT user, SUM((COALESCE(ended, ?) - started) * (LENGTH(gpus) - LENGTH(REPLACE(gpus, ',', '')) + 1)) "
-            "FROM holds WHERE gpus != '' GROUP BY user ORDER BY user", (now,)).fetchall()
+            "SELECT user, SUM((COALESCE(ended, ?) - started) * (LENGTH(gpus) - LENGTH(REPLACE(gpus, ',', '')) + 1)"
+            f"{' * share' if weighted else ''}) FROM holds WHERE gpus != '' GROUP BY user ORDER BY user",
+            (now,)).fetchall()
     finally:
         connection.close()
     return {user: max(0.0, seconds) for user, seconds in rows}

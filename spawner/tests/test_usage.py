@@ -134,6 +134,10 @@ def test_the_counter_sums_every_hold_since_the_record_began(tmp_path):
     log.closed("ann/", at=200.0)
     log.opened("ann/two", ["0"], at=300.0)
     assert seconds_by_user(db, now=400.0) == {"ann": 300.0}
+    # The share counter: a MIG slice's seconds count its part of a whole GPU.
+    log.opened("bob/", ["MIG-a"], at=0.0, kind="NVIDIA A100-SXM4-80GB MIG 1g.10gb", share=0.25)
+    assert seconds_by_user(db, now=400.0, weighted=True) == {"ann": 300.0, "bob": 100.0}
+    assert seconds_by_user(db, now=400.0)["bob"] == 400.0
 
 
 def test_a_hub_started_after_its_servers_containers_went_closes_their_holds_at_their_last_sign_of_life(tmp_path):
