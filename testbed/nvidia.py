@@ -165,7 +165,8 @@ def fake_nvidia_smi(gpus=FAKE_GPUS) -> str:
     fields asked for, once or every ``-l`` seconds (CSV, figures without units). A GPU in MIG mode is listed with its
     MIG devices and reports no utilisation, as the driver's does."""
     gpus = standin_gpus(gpus)
-    table = "".join(f"{gpu.index} {gpu.uuid} {gpu.memory_mib} {gpu.name.replace(' ', '_')}\n" for gpu in gpus)
+    table = "".join(f"{gpu.index} {gpu.uuid} {gpu.memory_mib} {gpu.name.replace(' ', '_')} {1 if gpu.migs else 0}\n"
+                    for gpu in gpus)
     return r"""#!/bin/sh
 # Test bed stand-in for the NVIDIA driver's nvidia-smi.
 figures=${NVIDIA_STANDIN_FIGURES:-""" + FIGURES_DIR + r"""}
@@ -206,14 +207,15 @@ if [ -z "$query" ]; then
   exit 0
 fi
 report() {
-  printf '%s' "$gpus" | while read -r index uuid memory name; do
+  printf '%s' "$gpus" | while read -r index uuid memory name mig; do
     util=0 used=0
     [ ! -r "$figures/$index" ] || read -r util used < "$figures/$index" || true
     line=""
     for field in $(printf '%s' "$query" | tr ',' ' '); do
       case "$field" in
         index) value=$index ;; uuid|gpu_uuid) value=$uuid ;; name|gpu_name) value=$(echo "$name" | tr _ ' ') ;;
-        memory.total) value=$memory ;; memory.used) value=$used ;; utilization.gpu) value=$util ;;
+        memory.total) value=$memory ;; memory.used) value=$used ;;
+        utilization.gpu) value=$util; [ "$mig" = 0 ] || value="[N/A]" ;;
         *) value="[N/A]" ;;
       esac
       line="${line:+$line, }$value"

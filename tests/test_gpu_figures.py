@@ -251,3 +251,75 @@ def test_page_views_in_one_sampling_round_share_one_question_to_the_hub():
     first, again, next_round = asyncio.run(views())
     assert {table["asked"] for table in first} == {1} and again["asked"] == 1
     assert next_round["asked"] == 2, "a new round asks the hub again"
+
+
+def test_the_sampler_reports_each_mig_device_with_its_memory_under_its_gpu(tmp_path, monkeypatch):
+    from testbed.nvidia import LAB_GPUS
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(fake_nvidia_smi(LAB_GPUS))
+    smi.chmod(0o755)
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    monkeypatch.setenv("NVIDIA_STANDIN_FIGURES", str(figures))
+    (figures / "0:1").write_text("0 5120\n")  # a model loaded in the first 1g.10gb slice
+    (figures / "1").write_text("87 18211\n")
+    sampler = Sampler(interval=1, command=str(smi))
+    for run in (sampler.run, sampler.run_migs):
+        threading.Thread(target=run, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while (len(sampler.gpus) < 3 or len(sampler.migs) < 3) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    report = sampler.report("lab")
+    assert [gpu["index"] for gpu in report["gpus"]] == ["0", "0:0", "0:1", "0:2", "1", "2"]
+    by_index = {gpu["index"]: gpu for gpu in report["gpus"]}
+    assert by_index["0"]["utilization"] is None  # a GPU in MIG mode: the driver says N/A, and so does the sampler
+    assert (by_index["0:1"]["profile"], by_index["0:1"]["parent"], by_index["0:1"]["utilization"]) == (
+        "1g.10gb", "GPU-36c9561a-02ef-5c4d-3733-f0a56c42dc45", None)
+    assert (by_index["0:1"]["memory_used"], by_index["0:1"]["memory_total"]) == (5120 * 2**20, 9728 * 2**20)
+    assert by_index["0:1"]["uuid"] == "MIG-8243111b-d4c4-587a-a96d-da04583b36e2"
+    assert (by_index["1"]["utilization"], by_index["1"]["memory_used"]) == (87.0, 18211 * 2**20)
+
+
+def test_the_gpu_page_shows_slices_under_their_gpu_and_a_slice_is_idle_while_its_memory_is_free(tmp_path):
+    """What the sampler of the lab host reports (a GPU in MIG mode and its three MIG devices, and a whole GPU), as
+    the GPU page shows it, and as GPU-idle culling reads a slice: memory in use, NVIDIA's driver measuring no
+    utilisation per MIG device."""
+    parent = "GPU-36c9561a-02ef-5c4d-3733-f0a56c42dc45"
+
+    def lab_report(at: float, slice_used_mib: int) -> dict:
+        mig = {"name": "NVIDIA A100-SXM4-80GB", "parent": parent, "utilization": None, "at": at}
+        return {"node": "lab", "gpus": [
+            {"index": "0", "uuid": parent, "name": "NVIDIA A100-SXM4-80GB", "utilization": None,
+             "memory_used": 0, "memory_total": 81920 * 2**20, "at": at},
+            {**mig, "index": "0:0", "uuid": "MIG-0", "profile": "3g.40gb", "memory_used": 0,
+             "memory_total": 40192 * 2**20},
+            {**mig, "index": "0:1", "uuid": "MIG-1", "profile": "1g.10gb", "memory_used": slice_used_mib * 2**20,
+             "memory_total": 9728 * 2**20},
+            {**mig, "index": "0:2", "uuid": "MIG-2", "profile": "1g.10gb", "memory_used": 13 * 2**20,
+             "memory_total": 9728 * 2**20},
+            {"index": "1", "uuid": "GPU-rtx", "name": "NVIDIA GeForce RTX 4090", "utilization": 87.0,
+             "memory_used": 0, "memory_total": 24564 * 2**20, "at": at}]}
+
+    figures = Figures([], interval=5, busy_at=5, snapshot_file=tmp_path / "figures.json")
+    figures.add(lab_report(1000.0, 5120), 1000.0)  # a model loaded in slice 0:1
+    figures.add(lab_report(1005.0, 13), 1005.0)  # and let go: the driver's 13 MiB are not work
+    figures.round_at = time.time()
+    figures.write_snapshot()
+    snapshot = read_snapshot(tmp_path / "figures.json")
+    assert quiet_for(snapshot, ["MIG-1"], "", started=900.0, now=1100.0) == 100.0  # in use until 1000
+    assert quiet_for(snapshot, ["MIG-2"], "", started=900.0, now=1100.0) == 100.0  # never: since first seen
+    table = {"servers": [{"user": "ann", "server": "", "gpus": ["MIG-1"], "ready": True, "node": None}]}
+    rows = service.gpu_rows(figures, table, {"ann/": 900.0})
+    assert [(row["index"], row["sliced"], row["holders"]) for row in rows] == [
+        ("0", True, []), ("0:0", False, []), ("0:1", False, ["ann/"]), ("0:2", False, []), ("1", False, [])]
+    jinja = service.make_app(figures).settings["jinja"]
+    page = service.render(
+        jinja, "gpus.html", {"name": "ann"}, True, "/services/gpus/", admin=True, rows=rows,
+        free=service.free_of(rows)[0], total=service.free_of(rows)[1], on_nodes=False, servers=table["servers"],
+        sampled=True,
+        errors=[], sparkline=lambda row: "", when=lambda t: "t", gib=lambda v: f"{v / 2**30:.1f} GiB", busy_at=5,
+        duration=str, held_for=lambda row: "")
+    assert "3 of 4 GPUs free" in page  # the slices and the 4090; the A100 in MIG mode is not handed out whole
+    assert "(in MIG mode: handed out as its slices)" in page and page.count("↳ MIG 1g.10gb slice") == 2
+    assert page.count("not measured (MIG)") == 4 and "87%" in page

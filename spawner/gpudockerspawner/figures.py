@@ -59,8 +59,7 @@ class Figures:
             history = self.history.setdefault(key, deque(maxlen=int(HOUR / self.interval) + 1))
             if not history or history[-1][0] < at:
                 history.append((at, sample.get("utilization")))
-            utilization = sample.get("utilization")
-            if utilization is not None and utilization >= self.busy_at:
+            if is_busy(sample, self.busy_at):
                 self.last_busy[key] = at
         if report.get("error"):
             self.errors.append(f"{node}: {report['error']}")
@@ -144,6 +143,22 @@ def key_for(snapshot: dict, gpu: str, node: str = "") -> str | None:
         if gpu in (figure.get("uuid"), figure.get("index")):
             return key
     return None
+
+
+# A MIG device's memory in use, of its own, above which something is loaded there (an idle slice shows the driver's
+# few MiB): NVIDIA's driver measures no utilisation per MIG device, and this is what can be measured.
+SLICE_IN_USE = 0.01
+
+
+def is_busy(sample: dict, busy_at: float) -> bool:
+    """Whether a sample shows work: utilisation at the busy mark or above; for a MIG device, which has no
+    utilisation figure, memory in use above SLICE_IN_USE of its own."""
+    utilization = sample.get("utilization")
+    if utilization is not None:
+        return utilization >= busy_at
+    if sample.get("profile") and sample.get("memory_total") and sample.get("memory_used") is not None:
+        return sample["memory_used"] > SLICE_IN_USE * sample["memory_total"]
+    return False
 
 
 def quiet_for(snapshot: dict, gpus: list[str], node: str, started: float, now: float | None = None) -> float | None:

@@ -10,8 +10,10 @@ mode (``-l``): the driver is opened once, not at every sample::
 
 ``GET /`` answers ``{"node": ..., "interval": 5, "gpus": [{"index", "uuid", "name", "utilization",
 "memory_used", "memory_total", "at"}, ...]}`` (utilisation in percent, memory in bytes, ``at`` the sample's Unix
-time; a figure the driver does not give, as for a MIG instance, is null). The hub reaches it on the hub's network,
-where no user container may.
+time; a figure the driver does not give is null). A GPU in MIG mode is followed by its MIG devices (``"index":
+"0:1"``, with ``"profile"`` and ``"parent"``, the GPU's UUID): their memory comes from ``nvidia-smi -q -x``, read at
+each interval where a GPU is in MIG mode, and their utilisation is null (NVML measures none per MIG device). The hub
+reaches it on the hub's network, where no user container may.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from gpudockerspawner.nvidia import DriverOutputError, parse_listing, parse_query
 
 QUERY = "index,uuid,name,utilization.gpu,memory.used,memory.total"
 MIB = 1024 * 1024
@@ -65,8 +69,40 @@ class Sampler:
         self.interval = interval
         self.command = command
         self.gpus: dict[str, dict] = {}
+        self.migs: dict[str, dict] = {}
         self.error: str | None = None
         self.lock = threading.Lock()
+
+    def _ask(self, *arguments: str) -> str:
+        return subprocess.run([self.command, *arguments], capture_output=True, text=True, errors="replace",
+                              timeout=max(30, self.interval * 4), check=True).stdout
+
+    def run_migs(self) -> None:
+        """The MIG devices' memory, every interval, where the driver lists any (``-L`` once, then ``-q -x``)."""
+        try:
+            listed = [gpu for gpu in parse_listing(self._ask("-L")) if gpu.migs]
+        except (OSError, subprocess.SubprocessError, DriverOutputError) as error:
+            log.warning("no MIG devices read: %s", error)
+            return
+        while listed:
+            try:
+                self.take_migs(listed, parse_query(self._ask("-q", "-x")), time.time())
+            except (OSError, subprocess.SubprocessError, DriverOutputError) as error:
+                log.warning("MIG devices' memory not read: %s", error)
+            time.sleep(self.interval)
+
+    def take_migs(self, listed, queried: dict, at: float) -> None:
+        samples = {}
+        for gpu in listed:
+            figures = queried.get(gpu.uuid)
+            for mig_index, profile, uuid in gpu.migs:
+                total, used = figures.mig_memory.get(mig_index, (None, None)) if figures else (None, None)
+                samples[uuid] = {"index": f"{gpu.index}:{mig_index}", "uuid": uuid, "name": gpu.model,
+                                 "profile": profile, "parent": gpu.uuid, "utilization": None,
+                                 "memory_used": None if used is None else used * MIB,
+                                 "memory_total": None if total is None else total * MIB, "at": at}
+        with self.lock:
+            self.migs = samples
 
     def run(self) -> None:
         while True:
@@ -93,9 +129,11 @@ class Sampler:
             self.gpus[sample["uuid"]] = sample
 
     def report(self, node: str) -> dict:
+        """Every GPU in the driver's order, a GPU in MIG mode followed by its MIG devices."""
         with self.lock:
+            figures = list(self.gpus.values()) + list(self.migs.values())
             return {"node": node, "interval": self.interval, "error": self.error,
-                    "gpus": sorted(self.gpus.values(), key=lambda gpu: int(gpu["index"]))}
+                    "gpus": sorted(figures, key=lambda gpu: [int(part) for part in gpu["index"].split(":")])}
 
 
 def handler(sampler: Sampler, node: str) -> type[BaseHTTPRequestHandler]:
@@ -126,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     sampler = Sampler(args.interval)
     threading.Thread(target=sampler.run, daemon=True).start()
+    threading.Thread(target=sampler.run_migs, daemon=True).start()
     server = ThreadingHTTPServer(("", args.port), handler(sampler, args.node))
     log.info("sampling the GPUs every %d s, serving on port %d", args.interval, args.port)
     server.serve_forever()

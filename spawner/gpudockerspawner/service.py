@@ -126,7 +126,8 @@ class RoundAssignments:
 
 
 def gpu_rows(figures: Figures | None, table: dict, holds: dict[str, float]) -> list[dict]:
-    """One row per GPU: the samplers' GPUs, and any GPU a server holds that no sampler reports."""
+    """One row per GPU: the samplers' GPUs, and any GPU a server holds that no sampler reports; a GPU in MIG mode
+    followed by its MIG devices, which are what is handed out (``sliced``: the GPU itself is not)."""
     snapshot = figures.snapshot() if figures else {"gpus": {}}
     rows: dict[str, dict] = {key: {"key": key, **figure, "holders": [], "since": None, "hour": figures.hour(key)}
                              for key, figure in snapshot["gpus"].items()}
@@ -138,7 +139,21 @@ def gpu_rows(figures: Figures | None, table: dict, holds: dict[str, float]) -> l
                                         "since": None, "hour": []})
             row["holders"].append(owner)
             row["since"] = min(filter(None, [row["since"], holds.get(owner)]), default=None)
-    return sorted(rows.values(), key=lambda row: (row.get("node") or "", int(row.get("index") or 0), row["key"]))
+    parents = {(row.get("node") or "", row["parent"]) for row in rows.values() if row.get("parent")}
+    for row in rows.values():
+        row["sliced"] = (row.get("node") or "", row.get("uuid")) in parents
+    return sorted(rows.values(), key=lambda row: (row.get("node") or "", _index_order(row.get("index")), row["key"]))
+
+
+def free_of(rows: list[dict]) -> tuple[int, int]:
+    """How many of the rows' GPUs are free, of how many are handed out (a GPU in MIG mode is not: its slices are)."""
+    units = [row for row in rows if not row["sliced"]]
+    return sum(1 for row in units if not row["holders"]), len(units)
+
+
+def _index_order(index: str | None) -> list[int]:
+    """nvidia-smi's "1", or "0:2" for GPU 0's MIG device 2, in the driver's order."""
+    return [int(part) for part in (index or "0").split(":") if part.isdigit()]
 
 
 def sparkline(points: list[tuple[float, float | None]], now: float, width: int = 160, height: int = 28) -> str:
@@ -231,7 +246,7 @@ class GPUPage(GPUHandler):
         now = time.time()
         self.render_page(
             "gpus.html", admin=self.is_admin, rows=rows if self.is_admin else mine,
-            free=sum(1 for row in rows if not row["holders"]), total=len(rows),
+            free=free_of(rows)[0], total=free_of(rows)[1],
             on_nodes=any(row.get("node") for row in rows) and bool(self.figures and self.figures.on_nodes),
             servers=table["servers"] if self.is_admin else [], sampled=bool(self.figures and self.figures.latest),
             errors=self.figures.errors if self.figures and self.is_admin else [],
