@@ -13,6 +13,7 @@ writes for each into /var/lib/nvidia-standin/<index> ("<percent> <MiB>"; 0 and 0
 figures of the GPUs' work, which the host and every container given its nvidia-smi read alike.
 """
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +159,15 @@ def query_xml(gpus) -> str:
                 "\t\t<utilization>", f"\t\t\t<gpu_util>{'N/A' if gpu.migs else f'@util:{gpu.index}@ %'}</gpu_util>",
                 "\t\t</utilization>", "\t</gpu>"]
     return "\n".join(out + ["</nvidia_smi_log>"]) + "\n"
+
+
+def units_of(gpus) -> list:
+    """What the deploy reads from the stand-in driver of ``gpus`` (its -L and -q -x, no work on any GPU): the units
+    the hub hands out, with their kinds."""
+    from gpudockerspawner.nvidia import units
+
+    idle = re.sub(r"@(used|util):[0-9:]+@", "0", query_xml(gpus)).replace("@timestamp@", "Mon Dec  7 09:12:41 2026")
+    return units(listing(gpus), re.sub(r"@free:[^@]*@", "0", idle))
 
 
 def fake_nvidia_smi(gpus=FAKE_GPUS) -> str:

@@ -162,15 +162,19 @@ class GPUPolicy:
         return f"Your group's GPUs are all in use: {said}."
 
     @staticmethod
-    def all_in_use(source, where: str = "") -> str:
-        """The one sentence for "no GPU is free" (``where``: on which nodes, if not all), on the form and in
-        answers alike."""
-        return f"All {source.total()} GPUs are in use{where}{source.sharing()}"
+    def all_in_use(source, where: str = "", kinds: dict[str, str] | None = None) -> str:
+        """The one sentence for "no GPU is free" (``where``: on which nodes, if not all; ``kinds``: the kinds asked
+        for, with their labels, where not any), on the form and in answers alike."""
+        if not kinds:
+            return f"All {source.total()} GPUs are in use{where}{source.sharing()}"
+        count = sum(source.total(kind) for kind in kinds)
+        return (f"All {count} GPU{'s' if count != 1 else ''} of the kind{'s' if len(kinds) > 1 else ''} asked for "
+                f"({'; '.join(kinds.values())}) are in use{where}{source.sharing()}")
 
-    def none_free(self, source, where: str = "") -> str:
+    def none_free(self, source, where: str = "", kinds: dict[str, str] | None = None) -> str:
         """The words for a spawn that finds no GPU free. Raises the refusal under ``refuse``; otherwise returns
         them, and the server waits in line or starts CPU-only."""
-        return self.answer(f"{self.all_in_use(source, where)}; try again later, or start a CPU-only server.")
+        return self.answer(f"{self.all_in_use(source, where, kinds)}; try again later, or start a CPU-only server.")
 
     def answer(self, message: str) -> str:
         """``message`` raised as the refusal under ``refuse``, or returned."""

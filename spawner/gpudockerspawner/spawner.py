@@ -702,7 +702,8 @@ class GPUDockerSpawner(DockerSpawner):
         """The policy's words where no GPU could be taken (raised as the refusal under ``refuse``)."""
         if answer == CAPPED:
             return self.gpu_policy.answer(self.gpu_policy.capped(self._group_names(), self.ledger()))
-        return self.gpu_policy.none_free(self.gpu_source)
+        labels = self.kinds()
+        return self.gpu_policy.none_free(self.gpu_source, kinds={kind: labels[kind] for kind in self.wanted_kinds()})
 
     async def _wait_for_gpu(self, why: str, front: bool = False) -> None:
         """In line until this server's GPUs are taken for it (or gpu_wait_timeout, Cancel, or the page left)."""

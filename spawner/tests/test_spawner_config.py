@@ -187,7 +187,8 @@ def test_the_form_offers_each_kind_with_what_is_free_and_a_start_takes_the_kind_
     assert '<option value="" selected>Any kind — 2 of 4 free</option>' in text
     # A third asking for a slice of that kind is refused (refuse is the default), not given another kind.
     third = person("cy", gpu_kind="NVIDIA A100-SXM4-80GB MIG 1g.10gb")
-    with pytest.raises(Exception, match="All 4 GPUs are in use"):
+    with pytest.raises(Exception, match=r"All 2 GPUs of the kind asked for \(MIG 1g.10gb slice of an A100-SXM4-80GB\) "
+                                        r"are in use"):
         asyncio.run(third._take_gpus(wants_gpu=True))
     assert third.assigned_gpus == []
     with pytest.raises(Exception, match="No GPU of the kind 'NVIDIA H100' is offered"):
