@@ -175,3 +175,54 @@ def test_group_rules_give_each_group_its_gpus_cap_them_and_name_the_rule(make_hu
 def _failed_message(hub: LocalHub, user: str) -> str | None:
     events = hub.api.get(f"/hub/api/users/{user}/server/progress").text
     return events if '"failed": true' in events else None
+
+
+SLICE = "NVIDIA A100-SXM4-80GB MIG 1g.10gb"
+
+
+def test_a_person_chooses_a_slice_on_the_form_gets_it_and_a_third_asking_for_that_kind_is_refused(make_hub, browsers):
+    """The lab host's units (a GPU in MIG mode with a 3g.40gb and two 1g.10gb devices, two RTX 4090s) as the deploy
+    describes them: Ann sees each kind with what is free of it, chooses a 1g.10gb slice and holds a MIG device of
+    that kind, by its UUID in Docker's device request and her container's NVIDIA_VISIBLE_DEVICES; Ben holds the
+    other; Cat sees that kind greyed out, and a start asking for it is refused in words."""
+    from testbed.nvidia import LAB_GPUS, units_of
+
+    found = units_of(LAB_GPUS)
+    hub = make_hub(gpu_ids=[unit.uuid for unit in found],
+                   gpu_units={unit.uuid: {"kind": unit.kind, "label": unit.label, "share": unit.share}
+                              for unit in found})
+    slices = {unit.uuid for unit in found if unit.kind == SLICE}
+    base = f"http://127.0.0.1:{hub.proxy_port}"
+    ann = HubPages(browsers(), base)
+    ann.logged_in("ann", PASSWORD)
+    ann.browser.open(f"{base}/hub/spawn")
+    ann.browser.wait_for("#gpu_kind")
+    options = [o.text for o in ann.browser.driver.find_elements("css selector", "#gpu_kind option")]
+    assert options == ["Any kind — 5 of 5 free", "MIG 3g.40gb slice of an A100-SXM4-80GB — 1 of 1 free",
+                       "MIG 1g.10gb slice of an A100-SXM4-80GB — 2 of 2 free", "GeForce RTX 4090 — 2 of 2 free"]
+    print(f"\nthe spawn form with kinds: {ann.browser.screenshot('gpu-kinds-form')}")
+    ann.browser.select("select[name=image]", GPU)
+    ann.browser.select("#gpu_kind", SLICE)
+    ann.browser.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+    ready(hub, "ann")
+    anns = hub.gpus_of("ann")
+    assert anns["device_requests"] == [anns["visible"]] == [anns["label"]] and anns["visible"] in slices
+
+    hub.api.ensure_user("ben")
+    response = hub.api.api("POST", "/users/ben/server", json={"image": GPU, "gpu_kind": SLICE})
+    assert response.status_code in (201, 202), response.text
+    ready(hub, "ben")
+    assert {hub.gpus_of("ben")["visible"], anns["visible"]} == slices  # two slices of one GPU
+
+    cat = HubPages(browsers(), base)
+    cat.logged_in("cat", PASSWORD)
+    cat.browser.open(f"{base}/hub/spawn")
+    greyed = cat.browser.driver.find_element("css selector", f'#gpu_kind option[value="{SLICE}"]')
+    assert greyed.text == "MIG 1g.10gb slice of an A100-SXM4-80GB — 0 of 2 free" and not greyed.is_enabled()
+    response = hub.api.api("POST", "/users/cat/server", json={"image": GPU, "gpu_kind": SLICE})
+    told = response.text if response.status_code >= 400 else until(
+        lambda: (lambda events: events if '"failed": true' in events else None)(
+            hub.api.get("/hub/api/users/cat/server/progress").text), 60, "Cat's start refused", 0.5)
+    assert ("All 2 GPUs of the kind asked for (MIG 1g.10gb slice of an A100-SXM4-80GB) are in use; try again later"
+            in told), told
+    assert "GPU-36c9561a-02ef-5c4d-3733-f0a56c42dc45" not in str(hub.assignments())  # never the A100 whole

@@ -182,28 +182,3 @@ def test_an_image_made_elsewhere_runs_as_its_own_user_and_one_that_would_run_as_
         assert not engine.containers.list(all=True, filters={"name": f"{hub.prefix}-{person}"})
     assert not engine.containers.list(all=True, filters={"ancestor": alias}), "the passwd reader's container is gone"
 
-
-def test_two_people_hold_two_slices_of_one_gpu_and_a_third_asking_for_that_kind_is_refused(make_hub):
-    """The lab host's units (a GPU in MIG mode with a 3g.40gb and two 1g.10gb devices, two RTX 4090s) as the
-    deploy describes them: each server holds a MIG device of the kind asked for, by its UUID in Docker's device
-    request and in the container's NVIDIA_VISIBLE_DEVICES; none is the GPU in MIG mode whole."""
-    from testbed.nvidia import LAB_GPUS, units_of
-
-    found = units_of(LAB_GPUS)
-    hub = make_hub(gpu_ids=[unit.uuid for unit in found],
-                   gpu_units={unit.uuid: {"kind": unit.kind, "label": unit.label, "share": unit.share}
-                              for unit in found})
-    slice_kind = "NVIDIA A100-SXM4-80GB MIG 1g.10gb"
-    slices = {unit.uuid for unit in found if unit.kind == slice_kind}
-    for user in ("ann", "ben"):
-        spawn(hub, user, gpu_kind=slice_kind)
-    seen = {user: hub.gpus_of(user) for user in ("ann", "ben")}
-    assert {tuple(held["device_requests"]) for held in seen.values()} == {(uuid,) for uuid in slices}
-    for held in seen.values():
-        assert held["visible"] == held["label"] == held["device_requests"][0]
-    message = refused_spawn(hub, "cat", gpu_kind=slice_kind)
-    assert ("All 2 GPUs of the kind asked for (MIG 1g.10gb slice of an A100-SXM4-80GB) are in use; try again later"
-            in message), message
-    spawn(hub, "dan", gpu_kind="NVIDIA GeForce RTX 4090")
-    assert hub.gpus_of("dan")["visible"] == "GPU-feba7e40-d724-01ff-b00f-3a439a28a6c7"
-    assert "GPU-36c9561a-02ef-5c4d-3733-f0a56c42dc45" not in str(hub.assignments())  # never the A100 whole
