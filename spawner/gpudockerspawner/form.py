@@ -37,6 +37,8 @@ class GPUAvailability:
     on_exhausted: str
     # Where there is more than one kind of GPU: each, for a choice (none: one kind, no choice).
     kinds: tuple[KindChoice, ...] = ()
+    # Servers that may share one GPU (users_per_gpu): above 1, nothing divides its memory between them.
+    shared_by: int = 1
 
     def can_start(self) -> bool:
         return not self.why or self.on_exhausted != "refuse"
@@ -54,6 +56,10 @@ class GPUAvailability:
         said = f"{self.free} of {self.total} GPUs free"
         if self.waiting:
             said += f", {self.waiting} waiting for one"
+        if self.shared_by > 1:
+            others = self.shared_by - 1
+            said += (f"; each GPU is shared with up to {others} other server{'s' if others > 1 else ''}, and its "
+                     "memory is not reserved for yours")
         if self.why:
             said += ". " + {"wait": "Start a GPU server to wait in line for the next GPU released.",
                             "cpu": "A GPU server started now starts without a GPU.",

@@ -430,7 +430,8 @@ class GPUDockerSpawner(DockerSpawner):
         kinds = self.kinds()
         choices = tuple([KindChoice(kind, label, await self.gpu_source.free(kind), self.gpu_source.total(kind))
                          for kind, label in kinds.items()]) if len(kinds) > 1 else ()
-        return GPUAvailability(free, total, waiting, count, why, policy.on_exhausted, choices)
+        return GPUAvailability(free, total, waiting, count, why, policy.on_exhausted, choices,
+                               self.users_per_gpu if self.gpu_ids else 1)
 
     @default("options_form")
     def _gpu_options_form(self):

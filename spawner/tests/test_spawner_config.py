@@ -204,3 +204,10 @@ def test_an_image_may_hold_only_the_kinds_it_names_in_order():
     made.user_options = {"image": "Big", "gpu_kind": "NVIDIA A100-SXM4-80GB MIG 1g.10gb"}
     with pytest.raises(Exception, match="No GPU of the kind"):
         made.wanted_kinds()
+
+
+def test_a_shared_gpu_is_said_to_be_shared_and_its_memory_unreserved():
+    text = form(spawner(gpu_ids=["0", "1"], users_per_gpu=3))
+    assert ("2 of 2 GPUs free; each GPU is shared with up to 2 other servers, and its memory is not reserved for "
+            "yours") in text
+    assert "shared" not in form(spawner(gpu_ids=["0", "1"]))
