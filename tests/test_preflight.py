@@ -111,5 +111,8 @@ def test_a_profile_may_ask_only_for_kinds_of_gpu_the_host_has():
     assert ("image_profiles: 'Slice' asks for gpu_kinds 'NVIDIA A100-SXM4-80GB', which the host does not have; it has "
             "'NVIDIA A100-SXM4-80GB MIG 1g.10gb', 'NVIDIA A100-SXM4-80GB MIG 3g.40gb', 'NVIDIA GeForce RTX 4090' (as "
             "nvidia-smi names them)") in str(refused.value)
+    groups = from_host_data("gpubox", {"gpu_groups": {"students": {"gpu_kinds": ["NVIDIA H100 80GB HBM3"]}}})
+    with pytest.raises(InventoryError, match=r"gpu_groups\['students'\] asks for gpu_kinds 'NVIDIA H100 80GB HBM3'"):
+        _check_gpu_kinds("gpubox", groups, lab, None)
     with pytest.raises(InventoryError, match="gpu_kinds .* is for a profile with gpu: true"):
         from_host_data("gpubox", {"image_profiles": [{"name": "Standard", "gpu_kinds": ["NVIDIA GeForce RTX 4090"]}]})

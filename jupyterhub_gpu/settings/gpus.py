@@ -13,7 +13,7 @@ from jupyterhub_gpu.settings.types import AptUrl, GroupName, HttpUrl
 
 # A group's rule: what the spawner reads, with its keys; the spawner parses and checks it (parse_gpu_groups,
 # check_caps), for a hub configured by hand as for this deploy.
-GroupRule = dict[str, int]
+GroupRule = dict[str, int | list[str]]
 
 
 class GpuSettings(Concern):
@@ -53,7 +53,7 @@ class GpuSettings(Concern):
         "{gpus_per_user: 2}}` (each member's GPU server gets `gpus_per_user`; the group's members hold at most "
         "`max_gpus` together); someone in several groups gets the most generous rule with room. Members are "
         "managed as hub groups (the admin page, the REST API), or come from `oauth`'s provider. A rule's keys: "
-        + "; ".join(f"`{key}`, {low} to {high}: {help.rstrip('.')}" for key, (low, high, help) in RULE_KEYS.items()),
+        + "; ".join(spec.describe(key) for key, spec in RULE_KEYS.items()),
         json_schema_extra=trait("GPUDockerSpawner.gpu_groups"),
     )
 

@@ -140,21 +140,24 @@ def _check_tls(host_name: str, target: Target) -> None:
 
 
 def _check_gpu_kinds(host_name: str, settings: HubSettings, gpus: GPUInventory, cluster: Cluster | None) -> None:
-    """Each kind a profile names is one the host has (nvidia-smi's names), or the profile could never start."""
-    named = [(profile, kind) for profile in settings.image_profiles for kind in profile.gpu_kinds]
+    """Each kind a profile or a group's rule names is one the host has (nvidia-smi's names): else its servers could
+    never start."""
+    named = [(f"image_profiles: {profile.name!r}", kind) for profile in settings.image_profiles
+             for kind in profile.gpu_kinds]
+    named += [(f"gpu_groups[{group!r}]", kind) for group, rule in settings.gpu_groups.items()
+              for kind in rule.get("gpu_kinds", [])]
     if not named:
         return
     if cluster:
         raise InventoryError.for_host(
-            host_name, f"image_profiles: {named[0][0].name!r} names gpu_kinds, which a cluster does not offer yet "
-            "(Swarm hands out its nodes' GPUs without their kinds); leave gpu_kinds empty on a cluster")
+            host_name, f"{named[0][0]} names gpu_kinds, which a cluster does not offer yet (Swarm hands out its "
+            "nodes' GPUs without their kinds); leave gpu_kinds empty on a cluster")
     here = sorted({gpu.kind for gpu in gpus.gpus})
-    for profile, kind in named:
+    for where, kind in named:
         if kind not in here:
             raise InventoryError.for_host(
-                host_name, f"image_profiles: {profile.name!r} asks for gpu_kinds {kind!r}, which the host does not "
-                           "have; "
-                f"it has {', '.join(map(repr, here)) or 'no GPU'} (as nvidia-smi names them)")
+                host_name, f"{where} asks for gpu_kinds {kind!r}, which the host does not have; it has "
+                f"{', '.join(map(repr, here)) or 'no GPU'} (as nvidia-smi names them)")
 
 
 def _check_gpus(host_name: str, settings: HubSettings, gpus: GPUInventory) -> None:

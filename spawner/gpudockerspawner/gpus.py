@@ -138,21 +138,30 @@ class GPUPolicy:
     def waits(self) -> bool:
         return self.on_exhausted == "wait"
 
-    def rules_for(self, user_groups: Iterable[str]) -> list[GroupRule]:
-        """The rules a user is under, the most generous first (more GPUs per server, then the larger cap)."""
+    def rules_for(self, user_groups: Iterable[str], kinds: Iterable[str] = ()) -> list[GroupRule]:
+        """The rules a user is under that allow one of ``kinds`` (none: any), the most generous first (more GPUs
+        per server, then the larger cap)."""
         if not self.rules:
             return [GroupRule("", self.gpus_per_user)]
-        names = set(user_groups)
-        return sorted((rule for rule in self.rules if rule.group in names),
+        names, kinds = set(user_groups), list(kinds)
+        return sorted((rule for rule in self.rules if rule.group in names and rule.allows(kinds) is not None),
                       key=lambda rule: (-rule.gpus_per_user, -(rule.max_gpus or math.inf)))
+
+    def kinds_for(self, user_groups: Iterable[str]) -> set[str] | None:
+        """The kinds of GPU a user's rules let them hold; None: any."""
+        rules = self.rules_for(user_groups)
+        if not rules or any(not rule.kinds for rule in rules):
+            return None
+        return {kind for rule in rules for kind in rule.kinds}
 
     def may_have(self, user_groups: Iterable[str], source) -> bool:
         return bool(self.rules_for(user_groups)) and source.total() > 0
 
-    def rule_with_room(self, user_groups: Iterable[str], ledger: Ledger) -> GroupRule | None:
-        """The most generous of the user's rules whose group's cap leaves room for one more server."""
+    def rule_with_room(self, user_groups: Iterable[str], ledger: Ledger, kinds: Iterable[str] = ()) -> GroupRule | None:
+        """The most generous of the user's rules that allow one of ``kinds`` (none: any) and whose group's cap
+        leaves room for one more server."""
         held = ledger.by_group()
-        return next((rule for rule in self.rules_for(user_groups) if rule.has_room(held[rule.group])), None)
+        return next((rule for rule in self.rules_for(user_groups, kinds) if rule.has_room(held[rule.group])), None)
 
     def capped(self, user_groups: Iterable[str], ledger: Ledger) -> str:
         """The words for a spawn whose groups all hold as many GPUs as their rules allow."""

@@ -278,18 +278,25 @@ class GPUDockerSpawner(DockerSpawner):
         return str((self.gpu_units.get(gpu) or {}).get("kind") or "GPU")
 
     def kinds(self) -> dict[str, str]:
-        """The kinds of GPU here, each with its label, in pool order."""
-        return {self.kind_of(gpu): str((self.gpu_units.get(gpu) or {}).get("label") or self.kind_of(gpu))
-                for gpu in self.gpu_ids}
+        """The kinds of GPU here that this user's groups' rules let them hold, each with its label, in pool
+        order."""
+        ruled = self.gpu_policy.kinds_for(self._group_names())
+        return {kind: str((self.gpu_units.get(gpu) or {}).get("label") or kind)
+                for gpu in self.gpu_ids if (kind := self.kind_of(gpu)) and (ruled is None or kind in ruled)}
 
     def wanted_kinds(self) -> list[str]:
         """The kinds this server may hold, in order of preference (none: any): the one chosen on the form, within
-        what its image allows."""
-        allowed = list(self.kinds_by_image.get(self.user_options.get("image") or "", []))
+        what its image and the user's groups' rules allow."""
+        by_image = list(self.kinds_by_image.get(self.user_options.get("image") or "", []))
         chosen = self.user_options.get("gpu_kind") or ""
+        offered = self.kinds()
         if not chosen:
-            return allowed
-        if chosen not in self.kinds() or (allowed and chosen not in allowed):
+            ruled = self.gpu_policy.kinds_for(self._group_names())
+            if by_image and ruled is not None and not set(by_image) & ruled:
+                raise refusal("Your groups may hold no GPU of the kinds this image runs on "
+                              f"({', '.join(by_image)}); choose another image or kind.")
+            return by_image
+        if chosen not in offered or (by_image and chosen not in by_image):
             raise refusal(f"No GPU of the kind {chosen!r} is offered for this server; choose another on the form.")
         return [chosen]
 
@@ -673,7 +680,8 @@ class GPUDockerSpawner(DockerSpawner):
     async def _try_take(self, waiter: Waiter | None = None, avoid: frozenset[str] = frozenset()) -> str:
         """The GPUs taken now, under the most generous of the user's rules with room; or why not. For a
         ``waiter`` of the line, only while it is still in line."""
-        rule = self.gpu_policy.rule_with_room(self._group_names(), self.ledger())
+        wanted = self.wanted_kinds()
+        rule = self.gpu_policy.rule_with_room(self._group_names(), self.ledger(), wanted)
         if rule is None:
             return CAPPED
         # Where spawns wait, a newcomer too asks whether enough are free for it: on a cluster, GPUs promised to
@@ -683,7 +691,7 @@ class GPUDockerSpawner(DockerSpawner):
         if waiter is not None and self.gpu_line().place(waiter) is None:
             return TOO_FEW  # it left while the source was asked
         # No await between the pool's check and the reservation: atomic in the hub's event loop.
-        chosen = self.gpu_source.reserve(self.owner, rule.gpus_per_user, self.wanted_kinds(), avoid)
+        chosen = self.gpu_source.reserve(self.owner, rule.gpus_per_user, rule.allows(wanted), avoid)
         if chosen is None:
             return TOO_FEW
         self.gpu_wanted, self.gpu_count, self.gpu_group = True, rule.gpus_per_user, rule.group

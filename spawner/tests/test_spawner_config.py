@@ -211,3 +211,28 @@ def test_a_shared_gpu_is_said_to_be_shared_and_its_memory_unreserved():
     assert ("2 of 2 GPUs free; each GPU is shared with up to 2 other servers, and its memory is not reserved for "
             "yours") in text
     assert "shared" not in form(spawner(gpu_ids=["0", "1"]))
+
+
+def test_a_groups_rule_may_restrict_the_kinds_its_members_hold():
+    rules = {"students": {"gpu_kinds": ["NVIDIA A100-SXM4-80GB MIG 1g.10gb"]}, "staff": {}}
+
+    def member(name, group, **options):
+        made = GPUDockerSpawner(user=hub_user(name, [group]), gpu_ids=list(LAB), gpu_units=LAB, gpu_groups=rules)
+        made.user_options = options
+        return made
+
+    student = member("ann", "students")
+    assert list(student.kinds()) == ["NVIDIA A100-SXM4-80GB MIG 1g.10gb"]
+    assert "#gpu_kind" not in form(student) and "GeForce" not in form(student)  # one kind for her: no choice
+    asyncio.run(student._take_gpus(wants_gpu=True))
+    assert LAB[student.assigned_gpus[0]]["kind"] == "NVIDIA A100-SXM4-80GB MIG 1g.10gb"
+    with pytest.raises(Exception, match="No GPU of the kind 'NVIDIA GeForce RTX 4090' is offered"):
+        member("bob", "students", gpu_kind="NVIDIA GeForce RTX 4090").wanted_kinds()
+    staff = member("cy", "staff", gpu_kind="NVIDIA GeForce RTX 4090")
+    assert len(staff.kinds()) == 3
+    asyncio.run(staff._take_gpus(wants_gpu=True))
+    assert staff.assigned_gpus == ["GPU-feba7e40-d724-01ff-b00f-3a439a28a6c7"]
+    assert str(staff.gpu_policy.rules_for(["students"])[0]) == (
+        "group students: 1 GPU each, only NVIDIA A100-SXM4-80GB MIG 1g.10gb")
+    with pytest.raises(TraitError, match=r"gpu_kinds = \[\]; allowed: a list of one or more names"):
+        GPUDockerSpawner(user=hub_user("dee"), gpu_groups={"students": {"gpu_kinds": []}})
