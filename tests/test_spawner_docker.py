@@ -181,4 +181,3 @@ def test_an_image_made_elsewhere_runs_as_its_own_user_and_one_that_would_run_as_
         assert f"The image {image} runs its server as root" in told, told
         assert not engine.containers.list(all=True, filters={"name": f"{hub.prefix}-{person}"})
     assert not engine.containers.list(all=True, filters={"ancestor": alias}), "the passwd reader's container is gone"
-
