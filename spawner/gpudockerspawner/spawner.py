@@ -300,6 +300,14 @@ class GPUDockerSpawner(DockerSpawner):
             raise refusal(f"No GPU of the kind {chosen!r} is offered for this server; choose another on the form.")
         return [chosen]
 
+    def _asked_kinds(self) -> list[str]:
+        """The kinds this server waits for or is refused for: those asked for, else those the user's groups' rules
+        allow (none: any)."""
+        wanted = self.wanted_kinds()
+        if wanted or self.gpu_policy.kinds_for(self._group_names()) is None:
+            return wanted
+        return list(self.kinds())
+
     def _rebuild_pool(self) -> GPUPool:
         running = {}
         for container in self.client.containers(filters={"label": [f"{POOL_LABEL}={self.pool_label}", OWNER_LABEL]}):
@@ -712,7 +720,8 @@ class GPUDockerSpawner(DockerSpawner):
         if answer == CAPPED:
             return self.gpu_policy.answer(self.gpu_policy.capped(self._group_names(), self.ledger()))
         labels = self.kinds()
-        return self.gpu_policy.none_free(self.gpu_source, kinds={kind: labels[kind] for kind in self.wanted_kinds()})
+        return self.gpu_policy.none_free(self.gpu_source,
+                                         kinds={kind: labels.get(kind, kind) for kind in self._asked_kinds()})
 
     async def _wait_for_gpu(self, why: str, front: bool = False) -> None:
         """In line until this server's GPUs are taken for it (or gpu_wait_timeout, Cancel, or the page left)."""
@@ -721,7 +730,7 @@ class GPUDockerSpawner(DockerSpawner):
         async def take(avoid: frozenset[str]) -> str:
             return await self._try_take(waiter, avoid)
 
-        waiter = self._waiter = line.join(self.owner, take, front=front, kinds=tuple(self.wanted_kinds()))
+        waiter = self._waiter = line.join(self.owner, take, front=front, kinds=tuple(self._asked_kinds()))
         self.log.info("%s: waiting for a GPU, %s in line (%s)", self.owner, line.place(waiter), why)
         try:
             await line.wait(waiter, self.gpu_wait_timeout)

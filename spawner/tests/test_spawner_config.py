@@ -236,3 +236,14 @@ def test_a_groups_rule_may_restrict_the_kinds_its_members_hold():
         "group students: 1 GPU each, only NVIDIA A100-SXM4-80GB MIG 1g.10gb")
     with pytest.raises(TraitError, match=r"gpu_kinds = \[\]; allowed: a list of one or more names"):
         GPUDockerSpawner(user=hub_user("dee"), gpu_groups={"students": {"gpu_kinds": []}})
+
+
+def test_a_member_restricted_to_slices_is_refused_for_slices_and_waits_for_slices_only():
+    rules = {"students": {"gpu_kinds": ["NVIDIA A100-SXM4-80GB MIG 1g.10gb"]}}
+    people = [GPUDockerSpawner(user=hub_user(name, ["students"]), gpu_ids=list(LAB), gpu_units=LAB, gpu_groups=rules)
+              for name in ("ann", "ben", "cy")]
+    for person in people[:2]:
+        asyncio.run(person._take_gpus(wants_gpu=True))
+    with pytest.raises(Exception, match=r"All 2 GPUs of the kind asked for \(MIG 1g.10gb slice of an A100-SXM4-80GB\)"):
+        asyncio.run(people[2]._take_gpus(wants_gpu=True))
+    assert people[2]._asked_kinds() == ["NVIDIA A100-SXM4-80GB MIG 1g.10gb"]  # what she would wait for in line
