@@ -177,7 +177,13 @@ def test_a_gpu_left_idle_goes_back_to_the_pool_with_a_browser_open_and_a_busy_on
     report = usage(hub)
     assert report["gpu_seconds"]["users"]["training"] == pytest.approx(
         holds["training"]["ended"] - holds["training"]["started"], abs=0.2)
-    assert usage(hub, format="csv").splitlines()[0] == "user,server,group,node,gpus,started,ended,reason,gpu_seconds"
+    rows = usage(hub, format="csv").splitlines()
+    assert rows[0] == ("user,server,group,node,gpus,started,ended,reason,gpu_seconds,kind,share,"
+                       "weighted_gpu_seconds")
+    # Whole stand-in GPUs: of their model's kind, each hour a whole GPU's.
+    training = next(row for row in rows if row.startswith("training,")).split(",")
+    assert training[9:11] == ["Stand-in GPU", "1"] and training[11] == training[8]
+    assert holds["training"]["kind"] == "Stand-in GPU" and holds["training"]["share"] == 1
     # The GPU-hours page: the admin's, nobody else's.
     admin.browser.open(url + "services/gpus/usage")
     assert "training" in admin.browser.wait_for("#usage-users").text
