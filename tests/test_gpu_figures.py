@@ -323,3 +323,34 @@ def test_the_gpu_page_shows_slices_under_their_gpu_and_a_slice_is_idle_while_its
     assert "3 of 4 GPUs free" in page  # the slices and the 4090; the A100 in MIG mode is not handed out whole
     assert "(in MIG mode: handed out as its slices)" in page and page.count("↳ MIG 1g.10gb slice") == 2
     assert page.count("not measured (MIG)") == 4 and "87%" in page
+
+
+def test_the_sampler_runs_as_a_lone_script_as_a_clusters_nodes_run_it(tmp_path, stand_in):
+    """A cluster's GPU nodes get sampler.py alone (a Swarm config) in an image without the spawner package: it
+    imports only the standard library, and samples whole GPUs there."""
+    import runpy
+    import shutil
+    import sys
+
+    from gpudockerspawner import sampler as module
+
+    smi, work = stand_in
+    work(0, 33, 100)
+    lone = tmp_path / "gpu-sampler.py"
+    shutil.copy(module.__file__, lone)
+    saved = {name: sys.modules.get(name) for name in list(sys.modules) if name.startswith("gpudockerspawner")}
+    try:
+        for name in saved:
+            sys.modules[name] = None
+        sys.modules["gpudockerspawner"] = None  # as where the package is not there at all
+        script = runpy.run_path(str(lone), run_name="gpu_sampler")
+        lone_sampler = script["Sampler"](interval=1, command=str(smi))
+        threading.Thread(target=lone_sampler.run, daemon=True).start()
+        lone_sampler.run_migs()  # says it cannot read MIG devices here, and returns
+        deadline = time.monotonic() + 10
+        while len(lone_sampler.gpus) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        for name, loaded in saved.items():
+            sys.modules[name] = loaded
+    assert lone_sampler.report("node")["gpus"][0]["utilization"] == 33.0

@@ -29,8 +29,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from gpudockerspawner.nvidia import DriverOutputError, parse_listing, parse_query
-
 QUERY = "index,uuid,name,utilization.gpu,memory.used,memory.total"
 MIB = 1024 * 1024
 log = logging.getLogger("gpu-sampler")
@@ -79,6 +77,12 @@ class Sampler:
 
     def run_migs(self) -> None:
         """The MIG devices' memory, every interval, where the driver lists any (``-L`` once, then ``-q -x``)."""
+        try:
+            from gpudockerspawner.nvidia import DriverOutputError, parse_listing, parse_query
+        except ImportError:
+            # Run as a lone script (a cluster's GPU nodes get this file alone): whole GPUs' figures only.
+            log.info("MIG devices' memory not read: gpudockerspawner.nvidia is not beside this script")
+            return
         try:
             listed = [gpu for gpu in parse_listing(self._ask("-L")) if gpu.migs]
         except (OSError, subprocess.SubprocessError, DriverOutputError) as error:
