@@ -19,8 +19,8 @@ def secrets_dir() -> Path:
     return Path(os.environ.get("JUPYTERHUB_GPU_SECRETS", "/run/secrets"))
 
 
-# The hub database's volume: only what outlives a container belongs here.
 def data_dir() -> Path:
+    """The hub database's volume: only what outlives a container belongs here."""
     return Path(os.environ.get("JUPYTERHUB_GPU_DATA", "/srv/jupyterhub"))
 
 
