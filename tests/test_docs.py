@@ -194,3 +194,31 @@ def test_the_front_page_and_a_tutorial_as_a_reader_sees_them(site, tmp_path):
         browser.screenshot("docs-tutorial-local")
     finally:
         browser.close()
+
+
+def test_what_the_users_page_quotes_the_hub_as_saying_is_what_the_hub_says():
+    """The page for the hub's users quotes messages (in “ ”); each is in the hub's code or templates as written, or
+    in what the code renders for the lab host of the test bed, <placeholders> aside: the page cannot drift from what
+    people read."""
+    from gpudockerspawner.form import GPUAvailability, KindChoice
+    from gpudockerspawner.gpus import GPUPolicy, HostPool
+    from gpudockerspawner.pool import GPUPool
+    from testbed.nvidia import LAB_GPUS, units_of
+
+    page = (ROOT / "docs" / "tutorials" / "using-the-hub.md").read_text()
+    code = " ".join(" ".join(path.read_text().split()) for path in (ROOT / "spawner").rglob("*")
+                    if path.suffix in (".py", ".html") and "tests" not in path.parts)
+    code = re.sub(r"""["']\s*f?["']""", "", code)  # Python's adjacent literals, joined as Python joins them
+    units = units_of(LAB_GPUS)
+    kinds = {unit.kind: unit.label for unit in units}
+    choices = tuple(KindChoice(kind, label, 2, 2) for kind, label in kinds.items())
+    four = HostPool(["0", "1", "2", "3"], 1, lambda: GPUPool(["0", "1", "2", "3"]))
+    rendered = html.unescape(GPUAvailability(5, 5, 0, 1, "", "refuse", choices).kind_choice()) + " " + \
+        GPUPolicy(on_exhausted="cpu").none_free(four)
+    quoted = re.findall(r"“([^”]+)”", " ".join(page.split()))
+    assert len(quoted) >= 6, quoted
+    for text in quoted:
+        for piece in re.split(r"<[a-z]+>", text):
+            piece = piece.strip(" .;:")
+            if len(piece) >= 8:
+                assert piece in code or piece in rendered, f"{text!r}: {piece!r} is nowhere in what the hub says"
