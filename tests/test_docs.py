@@ -222,3 +222,12 @@ def test_what_the_users_page_quotes_the_hub_as_saying_is_what_the_hub_says():
             piece = piece.strip(" .;:")
             if len(piece) >= 8:
                 assert piece in code or piece in rendered, f"{text!r}: {piece!r} is nowhere in what the hub says"
+
+
+def test_each_known_failure_the_deploy_explains_is_in_the_troubleshooting_page_with_its_cause():
+    from roles.nvidia_toolkit import KNOWN_FAILURES
+
+    page = " ".join((ROOT / "docs" / "how-to" / "troubleshooting.md").read_text().split())
+    for message, meaning in KNOWN_FAILURES.items():
+        assert f"`{message}`" in page, message
+        assert meaning.split(":")[0] in page, meaning
