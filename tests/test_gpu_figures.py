@@ -26,20 +26,26 @@ GPUS = fake_gpus(3)
 UUIDS = [uuid for _, uuid, _, _ in GPUS]
 
 
-@pytest.fixture
-def stand_in(tmp_path, monkeypatch):
-    """The stand-in driver's nvidia-smi for three GPUs, with figures a test sets."""
+def stand_in_driver(tmp_path, monkeypatch, gpus=GPUS):
+    """The stand-in driver's nvidia-smi for ``gpus``, and how a test sets the figures of a GPU or MIG device
+    (``work("0:1", 0, 5120)``)."""
     smi = tmp_path / "nvidia-smi"
-    smi.write_text(fake_nvidia_smi(GPUS))
+    smi.write_text(fake_nvidia_smi(gpus))
     smi.chmod(0o755)
     figures = tmp_path / "figures"
     figures.mkdir()
     monkeypatch.setenv("NVIDIA_STANDIN_FIGURES", str(figures))
 
-    def work(index: int, utilization: int, used_mib: int) -> None:
+    def work(index, utilization: int, used_mib: int) -> None:
         (figures / str(index)).write_text(f"{utilization} {used_mib}\n")
 
     return smi, work
+
+
+@pytest.fixture
+def stand_in(tmp_path, monkeypatch):
+    """The stand-in driver's nvidia-smi for three GPUs, with figures a test sets."""
+    return stand_in_driver(tmp_path, monkeypatch)
 
 
 def test_the_sampler_reads_every_gpu_from_one_nvidia_smi_in_loop_mode_and_serves_json(stand_in):
@@ -256,14 +262,9 @@ def test_page_views_in_one_sampling_round_share_one_question_to_the_hub():
 def test_the_sampler_reports_each_mig_device_with_its_memory_under_its_gpu(tmp_path, monkeypatch):
     from testbed.nvidia import LAB_GPUS
 
-    smi = tmp_path / "nvidia-smi"
-    smi.write_text(fake_nvidia_smi(LAB_GPUS))
-    smi.chmod(0o755)
-    figures = tmp_path / "figures"
-    figures.mkdir()
-    monkeypatch.setenv("NVIDIA_STANDIN_FIGURES", str(figures))
-    (figures / "0:1").write_text("0 5120\n")  # a model loaded in the first 1g.10gb slice
-    (figures / "1").write_text("87 18211\n")
+    smi, work = stand_in_driver(tmp_path, monkeypatch, LAB_GPUS)
+    work("0:1", 0, 5120)  # a model loaded in the first 1g.10gb slice
+    work(1, 87, 18211)
     sampler = Sampler(interval=1, command=str(smi))
     for run in (sampler.run, sampler.run_migs):
         threading.Thread(target=run, daemon=True).start()

@@ -244,9 +244,10 @@ class GPUPage(GPUHandler):
         rows = gpu_rows(self.figures, table, self.open_holds())
         mine = [row for row in rows if any(h.split("/")[0] == self.current_user["name"] for h in row["holders"])]
         now = time.time()
+        free, total = free_of(rows)
         self.render_page(
             "gpus.html", admin=self.is_admin, rows=rows if self.is_admin else mine,
-            free=free_of(rows)[0], total=free_of(rows)[1],
+            free=free, total=total,
             on_nodes=any(row.get("node") for row in rows) and bool(self.figures and self.figures.on_nodes),
             servers=table["servers"] if self.is_admin else [], sampled=bool(self.figures and self.figures.latest),
             errors=self.figures.errors if self.figures and self.is_admin else [],
