@@ -66,7 +66,7 @@ NVIDIA_CTK = textwrap.dedent('''\
 NVIDIA_RUNTIME = textwrap.dedent('''\
     #!/usr/bin/python3
     """Test bed stand-in for nvidia-container-runtime, in the real one's legacy mode: a container created with GPUs
-    asked for in its environment (Swarm's resource variable where config.toml names one, else
+    asked for in its environment (Swarm's resource variables where config.toml names them, else
     NVIDIA_VISIBLE_DEVICES) gets the prestart hook in its OCI spec; runc runs it."""
     import json, os, re, sys
 
@@ -78,8 +78,11 @@ NVIDIA_RUNTIME = textwrap.dedent('''\
         env = dict(item.split("=", 1) for item in spec.get("process", {}).get("env", []) if "=" in item)
         toml = "/etc/nvidia-container-runtime/config.toml"
         config = open(toml).read() if os.path.exists(toml) else ""
-        swarm = re.findall(r'^\\s*swarm-resource\\s*=\\s*"([^"]+)"', config, re.M)
-        devices = next((env[name] for name in swarm + ["NVIDIA_VISIBLE_DEVICES"] if env.get(name)), "")
+        # swarm-resource names variables, comma-separated: where any is set, their devices joined (the real
+        # runtime's DevicesFromEnvvars), else NVIDIA_VISIBLE_DEVICES.
+        named = re.findall(r'^\\s*swarm-resource\\s*=\\s*"([^"]+)"', config, re.M)
+        swarm = [name.strip() for value in named for name in value.split(",") if name.strip() in env]
+        devices = ",".join(env[name] for name in swarm) if swarm else env.get("NVIDIA_VISIBLE_DEVICES", "")
         hooked = any(h.get("path", "").endswith("nvidia-container-runtime-hook")
                      for h in spec.get("hooks", {}).get("prestart", []))
         if devices and devices not in ("void", "none") and not hooked:

@@ -17,7 +17,7 @@ from roles.images import jupyterhub_pin
 from roles.images.recipes import FILES as IMAGE_FILES
 from roles.images.recipes import SINGLEUSER_PATCH, TEMPLATES
 from testbed import machine_lock, wsl
-from testbed.nvidia import FAKE_NVIDIA_SMI
+from testbed.nvidia import FAKE_NVIDIA_SMI, fake_nvidia_smi
 
 BASE = "jupyterhub-gpu-testbed/debian:bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -132,17 +132,18 @@ CMD ["jupyterhub-singleuser"]
 WSL_TARGET_DOCKERFILE = SSH_HOST_DOCKERFILE.replace(SSHD_ONLY, wsl.DOCKERFILE_ADDITIONS)
 
 
-def ensure_target_image(engine: docker.DockerClient, gpus: bool = False, wsl_host: bool = False,
+def ensure_target_image(engine: docker.DockerClient, gpus: bool | list = False, wsl_host: bool = False,
                         systemd_suite: str | None = None) -> str:
-    """A fresh Debian 12 host with sshd; with ``gpus``, a driver's nvidia-smi reporting stand-in GPUs; with
-    ``wsl_host``, a WSL2 distribution (with GPUs) whose Windows and WSL are stand-ins; with ``systemd_suite``, a
-    host of that Debian release booted by systemd."""
+    """A fresh Debian 12 host with sshd; with ``gpus``, a driver's nvidia-smi reporting stand-in GPUs (FAKE_GPUS, or
+    the list given: testbed/nvidia.py's StandinGPU, as LAB_GPUS); with ``wsl_host``, a WSL2 distribution (with GPUs)
+    whose Windows and WSL are stand-ins; with ``systemd_suite``, a host of that Debian release booted by systemd."""
+    driver = fake_nvidia_smi(gpus) if isinstance(gpus, list) else FAKE_NVIDIA_SMI
     if systemd_suite:
         if wsl_host:  # WSL2 with [boot] systemd=true, as Ubuntu's distribution ships: WSL's init starts systemd
             extra, files, kind = wsl.SYSTEMD_DOCKERFILE_ADDITIONS, {"nvidia-smi": FAKE_NVIDIA_SMI,
                                                                     **wsl.SYSTEMD_FILES}, "-wsl"
         elif gpus:
-            extra, files, kind = "COPY nvidia-smi /usr/bin/nvidia-smi\n", {"nvidia-smi": FAKE_NVIDIA_SMI}, "-gpu"
+            extra, files, kind = "COPY nvidia-smi /usr/bin/nvidia-smi\n", {"nvidia-smi": driver}, "-gpu"
         else:
             extra, files, kind = "", None, ""
         dockerfile = SYSTEMD_TARGET_DOCKERFILE.format(base=ensure_base(engine, systemd_suite), password=SUDO_PASSWORD,
@@ -153,7 +154,7 @@ def ensure_target_image(engine: docker.DockerClient, gpus: bool = False, wsl_hos
                       {"nvidia-smi": FAKE_NVIDIA_SMI, **wsl.FILES})
     if gpus:
         return _built(engine, "jupyterhub-gpu-testbed/gpu-target", GPU_TARGET_DOCKERFILE,
-                      {"nvidia-smi": FAKE_NVIDIA_SMI, "testbed-sysv-init": SYSV_INIT})
+                      {"nvidia-smi": driver, "testbed-sysv-init": SYSV_INIT})
     return _built(engine, "jupyterhub-gpu-testbed/target", TARGET_DOCKERFILE, {"testbed-sysv-init": SYSV_INIT})
 
 

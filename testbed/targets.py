@@ -72,11 +72,12 @@ def ssh_key() -> Path:
     return key
 
 
-def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target", gpus: bool = False,
+def start_targets(engine: docker.DockerClient, count: int, prefix: str = "target", gpus: bool | list = False,
                   wsl_host: bool = False, kinds: list[HostKind] | None = None) -> list[TargetHost]:
-    """Start ``count`` fresh hosts that can run their own Docker engine (see testbed/README.md);
-    with ``gpus``, hosts whose driver reports two stand-in GPUs; with ``wsl_host``, WSL2 stand-ins (with GPUs);
-    ``kinds``, one per host, says what each is (default: Debian 12 booted by SysV init, reached as root)."""
+    """Start ``count`` fresh hosts that can run their own Docker engine (see testbed/README.md); with ``gpus``, hosts
+    whose driver reports two stand-in GPUs (or the list given, see ensure_target_image); with ``wsl_host``, WSL2
+    stand-ins (with GPUs); ``kinds``, one per host, says what each is (default: Debian 12 booted by SysV init, reached
+    as root)."""
     kinds = kinds or [SYSV] * count
     if len(kinds) != count:
         raise ValueError(f"{count} targets asked for, {len(kinds)} kinds given")

@@ -89,12 +89,13 @@ def test_a_hub_that_sends_ldap_passwords_in_the_clear_says_so():
                     "on_connect": []}
 
 
-def test_a_profile_may_ask_only_for_kinds_of_gpu_the_host_has():
+def test_a_profile_may_ask_only_for_kinds_of_gpu_the_host_has_or_in_a_cluster_a_node_has(monkeypatch):
     from pathlib import Path
 
     from gpudockerspawner.nvidia import units
     from jupyterhub_gpu.facts import GPUInventory
     from jupyterhub_gpu.settings import InventoryError, from_host_data
+    from roles import preflight
     from roles.preflight import _check_gpu_kinds
 
     fixtures = Path(__file__).resolve().parents[1] / "spawner" / "tests" / "fixtures" / "nvidia-smi"
@@ -116,3 +117,18 @@ def test_a_profile_may_ask_only_for_kinds_of_gpu_the_host_has():
         _check_gpu_kinds("gpubox", groups, lab, None)
     with pytest.raises(InventoryError, match="gpu_kinds .* is for a profile with gpu: true"):
         from_host_data("gpubox", {"image_profiles": [{"name": "Standard", "gpu_kinds": ["NVIDIA GeForce RTX 4090"]}]})
+    # In a cluster the hub host checks them against every GPU node's units; a node, which has only some, does not.
+    from types import SimpleNamespace
+
+    from jupyterhub_gpu.cluster import Cluster
+
+    nodes = {"gpu1": lab, "gpu2": GPUInventory("/usr/bin/nvidia-smi", ())}
+    monkeypatch.setattr(preflight, "state", SimpleNamespace(inventory=SimpleNamespace(
+        get_host=lambda name: SimpleNamespace(get_fact=lambda fact: nodes[name]))))
+    manager = Cluster(manager="hub", nodes=("gpu1", "gpu2"), this_host="hub")
+    _check_gpu_kinds("hub", profiles("NVIDIA GeForce RTX 4090"), GPUInventory(), manager)
+    with pytest.raises(InventoryError, match="'NVIDIA H100 80GB HBM3', which none of the cluster's GPU nodes has; "
+                                             "they have 'NVIDIA A100-SXM4-80GB MIG 1g.10gb'"):
+        _check_gpu_kinds("hub", profiles("NVIDIA H100 80GB HBM3"), GPUInventory(), manager)
+    _check_gpu_kinds("gpu2", profiles("NVIDIA H100 80GB HBM3"), nodes["gpu2"],
+                     Cluster(manager="hub", nodes=("gpu1", "gpu2"), this_host="gpu2"))

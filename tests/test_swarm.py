@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from gpudockerspawner.placement import resource_of, resource_variable
 from testbed import STATE
-from testbed.nvidia import FAKE_GPUS, set_gpu_work
+from testbed.nvidia import FAKE_GPUS, LAB_GPUS, set_gpu_work
 from testbed.probe import PROBE
 from testbed.smoke import DEBIAN_12_IMAGES, Deployment, deploy_twice
 from testbed.targets import SYSTEMD_SUDO, TargetHost, remove_targets, start_targets, write_inventory_file
@@ -25,7 +26,11 @@ from testbed.wait import until
 pytestmark = pytest.mark.slow
 
 PROFILES = [{"name": "Standard"}]
-GPU_VARIABLE = "DOCKER_RESOURCE_NVIDIA-GPU"
+# Where Swarm names a task's stand-in GPUs: the variable of their kind's resource.
+GPU_VARIABLE = resource_variable(resource_of(FAKE_GPUS[0][2]))
+# The third node's units in its pool: one MIG 1g.10gb device of its A100 and one of its RTX 4090s (gpu_ids).
+SLICE, SLICE_KIND = LAB_GPUS[0].migs[1].uuid, f"{LAB_GPUS[0].name} MIG 1g.10gb"
+RTX, RTX_KIND = LAB_GPUS[1].uuid, LAB_GPUS[1].name
 
 
 def cluster_member(target: TargetHost, group: str, repository) -> TargetHost:
@@ -77,14 +82,16 @@ def environments(deployment: Deployment, node: TargetHost, user: str) -> tuple[d
             dict(item.split("=", 1) for item in raw.split("\0") if "=" in item))
 
 
-def start_all(cluster: Deployment, users: list[str]) -> None:
-    """Start ``users``' servers at once; where one does not come up, the hub's log and the services say why."""
+def start_all(cluster: Deployment, users: list[str], options: dict | None = None) -> None:
+    """Start ``users``' servers at once (with each one's spawn ``options``, where given); where one does not come
+    up, the hub's log and the services say why."""
     hub = cluster.hub(cluster.targets[0])
     for user in users:
         hub.ensure_user(user)
     try:
         with ThreadPoolExecutor(len(users)) as pool:
-            list(pool.map(lambda user: hub.start_server(user, timeout=180), users))
+            list(pool.map(lambda user: hub.start_server(user, timeout=180, options=(options or {}).get(user)),
+                          users))
     except (TimeoutError, OSError) as error:
         said = cluster.run(cluster.targets[0],
                            "docker service ls; docker node ls; docker logs --tail 80 jupyterhub 2>&1")
@@ -316,21 +323,30 @@ def test_a_third_worker_joins_and_its_gpus_are_used_without_touching_running_ser
     hub = cluster.hub(manager)
     tasks = cluster.run(manager, "docker service ps --filter desired-state=running --format '{{.ID}}' "
                         "$(docker service ls --quiet --filter name=jupyter-)")
-    (third,) = start_targets(cluster.engine, 1, prefix="gpunodeb", gpus=True, kinds=[SYSTEMD_SUDO])
+    # A node of two kinds (the lab's: an A100 in MIG mode beside two RTX 4090s), of whose units the inventory
+    # names two by hand: one MIG 1g.10gb device and one RTX 4090.
+    (third,) = start_targets(cluster.engine, 1, prefix="gpunodeb", gpus=LAB_GPUS, kinds=[SYSTEMD_SUDO])
     cluster.targets.append(cluster_member(third, "gpu_nodes", nvidia_repository))
+    third.data["gpu_ids"] = [SLICE, RTX]
     write_inventory_file(cluster.targets, cluster.targets_file)
     deploy_twice(cluster)
     assert cluster.run(manager, "docker service ps --filter desired-state=running --format '{{.ID}}' "
                        "$(docker service ls --quiet --filter name=jupyter-)") == tasks
-    start_all(cluster, ["fay", "gus"])
+    # Fay asks for a slice, Gus for an RTX 4090: each lands on the one node that has it, with that unit.
+    start_all(cluster, ["fay", "gus"], {"fay": {"gpu_kind": SLICE_KIND}, "gus": {"gpu_kind": RTX_KIND}})
     table = placed(hub)
-    assert {table["fay"][0], table["gus"][0]} == {hostname(cluster, third)}
+    assert table["fay"] == (hostname(cluster, third), SLICE) and table["gus"] == (hostname(cluster, third), RTX)
     assert len(set(table.values())) == len(table) == 6
-    # The new node's GPUs are sampled too (Swarm started the sampler there), and the GPU-hours name the nodes.
-    until(lambda: len(gpu_figures(hub)) == 6, 60, "the third node's GPUs in the hub's figures")
+    created, server = environments(cluster, third, "fay")
+    assert created[resource_variable(resource_of(SLICE_KIND, "1g.10gb"))] == SLICE == server["CUDA_VISIBLE_DEVICES"]
+    # The new node's GPUs are sampled too (Swarm started the sampler there: the A100 and the two RTX 4090s, whole),
+    # and the GPU-hours name the nodes, with each hold's kind and its share of a whole GPU.
+    until(lambda: len(gpu_figures(hub)) == 7, 60, "the third node's GPUs in the hub's figures")
     holds = hub.get("/services/gpus/api/usage", params={"since": 0}).json()["holds"]
     held = {hold["user"]: (hold["node"], hold["gpus"][0]) for hold in holds if hold["ended"] is None}
     assert {user: held[user] for user in table} == table
+    kinds = {hold["user"]: (hold["kind"], hold["share"]) for hold in holds if hold["ended"] is None}
+    assert kinds["fay"] == (SLICE_KIND, 0.1429) and kinds["gus"] == (RTX_KIND, 1.0)
 
 
 def test_the_line_for_a_gpu_and_the_group_rules_hold_in_the_cluster_too(cluster):

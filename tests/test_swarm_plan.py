@@ -14,16 +14,25 @@ from pyinfra.facts.files import Directory, File, FileContents, Sha1File
 from pyinfra.facts.server import Command, TmpDir
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from gpudockerspawner.placement import assigned_gpus, node_gpus, serving_nodes, task_address, unplaceable
+from gpudockerspawner.placement import (
+    assigned_gpus,
+    node_gpus,
+    node_kinds,
+    resource_of,
+    serving_nodes,
+    task_address,
+    unplaceable,
+)
 from jupyterhub_gpu.apt import PackageManagerState
 from jupyterhub_gpu.cluster import Cluster, cluster_of
-from jupyterhub_gpu.facts import DockerServerVersion, EngineRuntimes, HostProfile, TargetProfile
+from jupyterhub_gpu.facts import DockerServerVersion, EngineRuntimes, GPUInventory, HostProfile, TargetProfile
 from jupyterhub_gpu.settings import HubSettings, InventoryError
 from jupyterhub_gpu.target import Target
 from roles.network import ensure_cluster_firewall, ensure_network, firewall_script
-from roles.nvidia_toolkit import KEYRING, PACKAGES, RUNTIME_CONFIG, ensure_toolkit, with_swarm_resource
+from roles.nvidia_toolkit import KEYRING, PACKAGES, RUNTIME_CONFIG, ensure_toolkit, swarm_resources, with_swarm_resource
 from roles.preflight import _check_cluster
-from roles.swarm import ServiceImage, SwarmNodes, SwarmState, ensure_swarm, hold_network
+from roles.swarm import ServiceImage, SwarmNodes, SwarmState, ensure_swarm, hold_network, node_labels
+from testbed.nvidia import LAB_GPUS, units_of
 from tests.plan import commands_of, plan
 from tests.test_nvidia_toolkit_plan import REPO, SOURCES, TWO_GPUS, UBUNTU_24
 
@@ -33,7 +42,9 @@ NODE = Cluster(manager="hub.lab", nodes=("@local",), this_host="@local")
 ACTIVE_NODE = {"LocalNodeState": "active", "NodeID": "n1", "NodeAddr": "10.0.0.5",
                "RemoteManagers": [{"Addr": "10.0.0.5:2377"}]}
 LABELS = {"jupyterhub-gpu.user-servers": "true", "jupyterhub-gpu.inventory-name": "@local",
-          "jupyterhub-gpu.gpu-count": "2", "jupyterhub-gpu.gpu-model": "RTX A6000"}
+          "jupyterhub-gpu.gpu-count": "2", "jupyterhub-gpu.gpu-model": "RTX A6000",
+          "jupyterhub-gpu.gpu-kinds": '{"NVIDIA-GPU-RTX-A6000":{"kind":"RTX A6000","label":"RTX A6000","share":1.0}}'}
+A6000 = "DOCKER_RESOURCE_NVIDIA-GPU-RTX-A6000"
 
 
 def inventory(**groups):
@@ -85,12 +96,39 @@ def test_the_hub_host_of_a_cluster_offers_gpu_profiles_but_runs_no_gpu_itself():
 def test_swarm_resource_replaces_the_commented_default_or_goes_before_the_first_table():
     default = ['#accept-nvidia-visible-devices-as-volume-mounts = false', '#swarm-resource = "DOCKER_RESOURCE_GPU"',
                '', '[nvidia-container-cli]', 'ldconfig = "@/sbin/ldconfig"']
-    assert with_swarm_resource(default).splitlines() == [
-        default[0], 'swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"', '', *default[3:]]
-    assert with_swarm_resource(with_swarm_resource(default).splitlines()) is None
-    assert with_swarm_resource(["[nvidia-container-cli]", "x = 1"]).splitlines() == [
-        'swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"', "[nvidia-container-cli]", "x = 1"]
-    assert with_swarm_resource(None) == 'swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"\n'
+    assert with_swarm_resource(default, [A6000]).splitlines() == [
+        default[0], f'swarm-resource = "{A6000}"', '', *default[3:]]
+    assert with_swarm_resource(with_swarm_resource(default, [A6000]).splitlines(), [A6000]) is None
+    assert with_swarm_resource(["[nvidia-container-cli]", "x = 1"], [A6000]).splitlines() == [
+        f'swarm-resource = "{A6000}"', "[nvidia-container-cli]", "x = 1"]
+    # A node deployed before kinds named one variable: the line is replaced, not added.
+    assert with_swarm_resource(['swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"'], ["A", "B"]) == (
+        'swarm-resource = "A,B"\n')
+
+
+def test_a_node_of_two_models_and_mig_slices_advertises_one_resource_per_kind_and_says_what_each_is():
+    units = GPUInventory("/usr/bin/nvidia-smi", tuple(units_of(LAB_GPUS)))
+    lab = Target(HubSettings(), HostProfile(**UBUNTU_24), units, cluster=NODE)
+    advertised = swarm_resources(lab)
+    assert sorted({resource for resource, _ in advertised}) == [
+        "NVIDIA-GPU-GeForce-RTX-4090", "NVIDIA-MIG-A100-SXM4-80GB-1g-10gb", "NVIDIA-MIG-A100-SXM4-80GB-3g-40gb"]
+    # Never the GPU in MIG mode whole: its three MIG devices and the two whole GPUs.
+    assert len(advertised) == 5 and all(uuid.startswith(("MIG-", "GPU-")) for _, uuid in advertised)
+    assert not any(uuid == LAB_GPUS[0].uuid for _, uuid in advertised)
+    labels = node_labels(lab, "gpu1.lab")
+    node = {"Spec": {"Labels": labels}, "Description": {"Resources": {"GenericResources": [
+        {"NamedResourceSpec": {"Kind": resource, "Value": uuid}} for resource, uuid in advertised]}}}
+    kinds = node_kinds(node)
+    assert kinds["NVIDIA-MIG-A100-SXM4-80GB-1g-10gb"] == {
+        "kind": "NVIDIA A100-SXM4-80GB MIG 1g.10gb", "label": "MIG 1g.10gb slice of an A100-SXM4-80GB",
+        "share": 0.1429}
+    assert kinds["NVIDIA-GPU-GeForce-RTX-4090"]["kind"] == "NVIDIA GeForce RTX 4090"
+    # Swarm upper-cases the variable it names after a resource; the names hold nothing else a variable cannot.
+    assert resource_of("NVIDIA H100 80GB HBM3 MIG 1g.10gb+me", "1g.10gb+me") == "NVIDIA-MIG-H100-80GB-HBM3-1g-10gb-me"
+    # A resource no label describes (a node deployed before kinds) is a kind of its own.
+    old = {"Spec": {"Labels": {}}, "Description": {"Resources": {"GenericResources": [
+        {"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-a"}}]}}}
+    assert node_kinds(old) == {"NVIDIA-GPU": {"kind": "NVIDIA-GPU", "label": "NVIDIA-GPU", "share": 1.0}}
 
 
 def toolkit_facts(daemon_json: dict | None, config_toml: list[str] | None, engine: dict | None = None):
@@ -122,13 +160,13 @@ def test_a_gpu_node_advertises_its_gpus_with_the_nvidia_runtime_as_default_and_r
          [f"upload {RUNTIME_CONFIG}", f"chmod 644 {RUNTIME_CONFIG}"]),
         ("Restart the Docker engine for the nvidia runtime", ["systemctl restart docker"]),
     ]
-    converged = {**runtime, "node-generic-resources": [f"NVIDIA-GPU={gpu.uuid}" for gpu in TWO_GPUS.gpus],
+    converged = {**runtime, "node-generic-resources": [f"NVIDIA-GPU-RTX-A6000={gpu.uuid}" for gpu in TWO_GPUS.gpus],
                  "default-runtime": "nvidia"}
-    facts = toolkit_facts(converged, ['swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"'],
+    facts = toolkit_facts(converged, [f'swarm-resource = "{A6000}"'],
                           {"runtimes": ["nvidia", "runc"], "default": "nvidia"})
     assert not any(commands for _, commands in plan(monkeypatch, facts, ensure_toolkit, node))
     # The same files, but an engine still running with runc as its default (a deploy stopped before the restart).
-    stale = toolkit_facts(converged, ['swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"'])
+    stale = toolkit_facts(converged, [f'swarm-resource = "{A6000}"'])
     assert [name for name, commands in plan(monkeypatch, stale, ensure_toolkit, node) if commands] == [
         "NVIDIA Container Toolkit | Restart the Docker engine for the nvidia runtime"]
 

@@ -14,7 +14,7 @@ from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files
 from pyinfra.operations.util import any_changed
 
-from gpudockerspawner.placement import GPU_RESOURCE, GPU_RESOURCE_VARIABLE
+from gpudockerspawner.placement import resource_of, resource_variable
 from jupyterhub_gpu.apt import ensure_installed, lists_read_for
 from jupyterhub_gpu.facts import EngineRuntimes
 from jupyterhub_gpu.target import Target
@@ -23,8 +23,6 @@ from roles.docker_engine import DAEMON_JSON, daemon_options, engine_restarted
 KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
 CDI_SPEC = "/etc/cdi/nvidia.yaml"
 RUNTIME_CONFIG = "/etc/nvidia-container-runtime/config.toml"
-# NVIDIA's Swarm set-up: the runtime takes a task's GPUs from the variable Swarm sets, not NVIDIA_VISIBLE_DEVICES.
-SWARM_RESOURCE = f'swarm-resource = "{GPU_RESOURCE_VARIABLE}"'
 # NVIDIA's guide installs these four together, at one version when pinned. No driver: on WSL2 the
 # driver is Windows', on Linux it is the host's own business.
 PACKAGES = ["nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools",
@@ -62,27 +60,35 @@ def docker_runtime_configured(config: str = DAEMON_JSON):
     yield StringCommand("nvidia-ctk", "runtime", "configure", "--runtime=docker", QuoteString(f"--config={config}"))
 
 
-def with_swarm_resource(lines: list[str] | None) -> str | None:
-    """The runtime's config.toml with ``swarm-resource`` set (its commented default replaced, or the key put
-    before the first table, where TOML keeps top-level keys); None where it is set already."""
+def swarm_resource_line(variables: list[str]) -> str:
+    """NVIDIA's Swarm set-up: the runtime takes a task's units from the variables Swarm sets (one per kind of unit
+    the node advertises; it joins their devices), not from NVIDIA_VISIBLE_DEVICES."""
+    return f'swarm-resource = "{",".join(variables)}"'
+
+
+def with_swarm_resource(lines: list[str] | None, variables: list[str]) -> str | None:
+    """The runtime's config.toml with ``swarm-resource`` naming ``variables`` (its commented default or an earlier
+    value replaced, or the key put before the first table, where TOML keeps top-level keys); None where it does
+    already."""
+    wanted = swarm_resource_line(variables)
     lines = list(lines or [])
-    if SWARM_RESOURCE in (line.strip() for line in lines):
+    if wanted in (line.strip() for line in lines):
         return None
     at = next((i for i, line in enumerate(lines) if re.match(r"^\s*#?\s*swarm-resource\s*=", line)), None)
     if at is not None:
-        lines[at] = SWARM_RESOURCE
+        lines[at] = wanted
     else:
         first_table = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
-        lines.insert(first_table, SWARM_RESOURCE)
+        lines.insert(first_table, wanted)
     return "\n".join(lines) + "\n"
 
 
 @operation(is_idempotent=True)
-def swarm_resource_read(config: str = RUNTIME_CONFIG):
-    """NVIDIA's runtime gives a container the GPUs that Swarm assigned its task (``swarm-resource``)."""
-    text = with_swarm_resource(host.get_fact(FileContents, path=config))
+def swarm_resource_read(variables: list[str], config: str = RUNTIME_CONFIG):
+    """NVIDIA's runtime gives a container the units that Swarm assigned its task (``swarm-resource``)."""
+    text = with_swarm_resource(host.get_fact(FileContents, path=config), variables)
     if text is None:
-        host.noop(f"{config} has {SWARM_RESOURCE}")
+        host.noop(f"{config} has {swarm_resource_line(variables)}")
         return
     yield from files.put._inner(src=io.StringIO(text), dest=config, mode="644")
 
@@ -173,14 +179,22 @@ def ensure_toolkit(target: Target) -> None:
         cdi_spec(name="CDI spec for NVIDIA GPUs")
 
 
+def swarm_resources(target: Target) -> list[tuple[str, str]]:
+    """What a Swarm GPU node advertises: (generic resource, UUID) for each unit of its pool, one resource per kind
+    of unit (placement.resource_of)."""
+    return [(resource_of(gpu.kind, gpu.profile), gpu.uuid) for gpu in target.gpus.gpus if gpu.uuid in target.gpu_pool]
+
+
 def _swarm_gpu_node(target: Target) -> list:
-    """NVIDIA's set-up for a Swarm GPU node: the engine advertises the node's GPUs as generic resources and runs
+    """NVIDIA's set-up for a Swarm GPU node: the engine advertises the node's units as generic resources and runs
     every container with the nvidia runtime (a service cannot choose one), which reads Swarm's assignment."""
+    resources = swarm_resources(target)
     advertised = daemon_options(
         name="Docker engine advertises its GPUs to the swarm, with the nvidia runtime as its default",
-        options={"node-generic-resources": [f"{GPU_RESOURCE}={gpu}" for gpu in target.gpu_pool],
+        options={"node-generic-resources": [f"{resource}={uuid}" for resource, uuid in resources],
                  "default-runtime": "nvidia"})
-    read = swarm_resource_read(name="NVIDIA's runtime takes the GPUs that Swarm assigned")
+    variables = sorted({resource_variable(resource) for resource, _ in resources})
+    read = swarm_resource_read(name="NVIDIA's runtime takes the GPUs that Swarm assigned", variables=variables)
     return [advertised, read]
 
 

@@ -140,23 +140,25 @@ def _check_tls(host_name: str, target: Target) -> None:
 
 
 def _check_gpu_kinds(host_name: str, settings: HubSettings, gpus: GPUInventory, cluster: Cluster | None) -> None:
-    """Each kind a profile or a group's rule names is one the host has (nvidia-smi's names): else its servers could
-    never start."""
+    """Each kind a profile or a group's rule names is one the hub can hand out (nvidia-smi's names): else its servers
+    could never start. In a cluster the hub host checks them against every GPU node's units (a node has only some)."""
     named = [(f"image_profiles: {profile.name!r}", kind) for profile in settings.image_profiles
              for kind in profile.gpu_kinds]
     named += [(f"gpu_groups[{group!r}]", kind) for group, rule in settings.gpu_groups.items()
               for kind in rule.get("gpu_kinds", [])]
-    if not named:
+    if not named or (cluster and not cluster.is_manager):
         return
     if cluster:
-        raise InventoryError.for_host(
-            host_name, f"{named[0][0]} names gpu_kinds, which a cluster does not offer yet (Swarm hands out its "
-            "nodes' GPUs without their kinds); leave gpu_kinds empty on a cluster")
-    here = sorted({gpu.kind for gpu in gpus.gpus})
+        here = sorted({gpu.kind for node in cluster.nodes
+                       for gpu in state.inventory.get_host(node).get_fact(NvidiaGPUs).gpus})
+        lacking = "none of the cluster's GPU nodes has; they have"
+    else:
+        here = sorted({gpu.kind for gpu in gpus.gpus})
+        lacking = "the host does not have; it has"
     for where, kind in named:
         if kind not in here:
             raise InventoryError.for_host(
-                host_name, f"{where} asks for gpu_kinds {kind!r}, which the host does not have; it has "
+                host_name, f"{where} asks for gpu_kinds {kind!r}, which {lacking} "
                 f"{', '.join(map(repr, here)) or 'no GPU'} (as nvidia-smi names them)")
 
 

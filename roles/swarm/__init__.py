@@ -10,7 +10,14 @@ import json
 from pyinfra import host, logger
 from pyinfra.api import FactBase, FunctionCommand, OperationError, QuoteString, StringCommand, deploy, operation
 
-from gpudockerspawner.placement import GPU_COUNT_LABEL, GPU_MODEL_LABEL, INVENTORY_LABEL, SERVERS_LABEL
+from gpudockerspawner.placement import (
+    GPU_COUNT_LABEL,
+    GPU_KINDS_LABEL,
+    GPU_MODEL_LABEL,
+    INVENTORY_LABEL,
+    SERVERS_LABEL,
+    resource_of,
+)
 from jupyterhub_gpu import remote
 from jupyterhub_gpu.facts import DockerServerVersion
 from jupyterhub_gpu.target import Target
@@ -242,11 +249,15 @@ def hold_network(target: Target, image: str) -> None:
                               image=image, network=network)
 
 
-def node_labels(target: Target) -> dict:
+def node_labels(target: Target, inventory_name: str) -> dict:
     gpus = [gpu for gpu in target.gpus.gpus if gpu.uuid in target.gpu_pool]
-    labels = {SERVERS_LABEL: "true", INVENTORY_LABEL: host.name, GPU_COUNT_LABEL: str(len(gpus))}
+    labels = {SERVERS_LABEL: "true", INVENTORY_LABEL: inventory_name, GPU_COUNT_LABEL: str(len(gpus))}
     if gpus:
         labels[GPU_MODEL_LABEL] = gpus[0].name
+        # What the hub shows and records of each kind the node advertises (placement.node_kinds reads it).
+        kinds = {resource_of(gpu.kind, gpu.profile): {"kind": gpu.kind, "label": gpu.label, "share": gpu.share}
+                 for gpu in gpus}
+        labels[GPU_KINDS_LABEL] = json.dumps(kinds, sort_keys=True, separators=(",", ":"))
     return labels
 
 
@@ -266,7 +277,7 @@ def ensure_swarm(target: Target) -> None:
         swarm_joined(name="Node in the hub host's swarm", manager_name=cluster.manager)
     if cluster.gpu_node:
         node_labelled(name="Node labelled with its GPUs, taking user servers", manager_name=cluster.manager,
-                      labels=node_labels(target))
+                      labels=node_labels(target, host.name))
     if cluster.is_manager:
         absent_nodes_removed(name="Swarm nodes gone from the inventory", inventory_names=list(cluster.nodes),
                              remove=target.settings.swarm_remove_absent_nodes)

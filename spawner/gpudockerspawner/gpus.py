@@ -67,25 +67,30 @@ class HostPool:
 
 
 class SwarmResources:
-    """The GPU nodes' GPUs, which Swarm hands out as generic resources when it places a task."""
+    """The GPU nodes' units, which Swarm hands out as generic resources when it places a task: counted per kind,
+    and a kind chosen for a server (``choose``), whose resource its service then asks Swarm for."""
 
-    def __init__(self, count: Callable[[], int], free: Callable[[], Awaitable[int]]):
+    def __init__(self, count: Callable[[str | None], int], free: Callable[[str | None], Awaitable[int]],
+                 choose: Callable[[int, list[str]], bool]):
         self._count = count
         self._free = free
+        self._choose = choose
 
     def total(self, kind: str | None = None) -> int:
-        return self._count()
+        return self._count(kind)
 
     async def free(self, kind: str | None = None) -> int:
-        """GPUs that no running server holds, on the nodes a server of this user's may start on."""
-        return await self._free()
+        """Units (of ``kind``, or of any) that no running server holds, on the nodes a server of this user's may
+        start on."""
+        return await self._free(kind)
 
     def sharing(self) -> str:
         return ""
 
     def reserve(self, owner: str, count: int, kinds: Iterable[str] = (), avoid: Iterable[str] = ()) -> list[str] | None:
-        """None (no GPU at all), or none yet: Swarm names them when it places the task."""
-        return [] if self.total() else None
+        """None where no kind of ``kinds`` (none: any) has ``count`` units; otherwise none yet: Swarm names them
+        when it places the task."""
+        return [] if self._choose(count, list(kinds)) else None
 
     def release(self, owner: str) -> list[str]:
         return []  # Swarm takes them back with the task

@@ -35,14 +35,14 @@ class HubProcess:
     (rebuilt at hub start from running containers' labels, by pool label, ids and sharing), the start lines (by
     pool label and size), and by pool label the line for a GPU and the ledger of the groups' GPUs; the usage
     records by file (each knows which holds this process has seen alive); on a cluster where spawns wait, the GPUs
-    of servers that took their turn and that Swarm has not placed yet, by owner."""
+    of servers that took their turn and that Swarm has not placed yet, by owner: (kind, count)."""
 
     pools: dict[tuple, GPUPool] = field(default_factory=dict)
     start_lines: dict[tuple, StartLine] = field(default_factory=dict)
     gpu_lines: dict[str, GPULine] = field(default_factory=dict)
     ledgers: dict[str, Ledger] = field(default_factory=dict)
     usage_logs: dict[str, UsageLog] = field(default_factory=dict)
-    promised: dict[str, int] = field(default_factory=dict)
+    promised: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 class GPUDockerSpawner(DockerSpawner):
@@ -277,12 +277,17 @@ class GPUDockerSpawner(DockerSpawner):
     def kind_of(self, gpu: str) -> str:
         return str((self.gpu_units.get(gpu) or {}).get("kind") or "GPU")
 
+    def _units(self) -> dict[str, dict]:
+        """The units servers here may be given, in pool order, with what the deploy said of each (``gpu_units``:
+        its kind, label and share of a whole GPU; nothing where it said nothing)."""
+        return {gpu: self.gpu_units.get(gpu) or {} for gpu in self.gpu_ids}
+
     def kinds(self) -> dict[str, str]:
         """The kinds of GPU here that this user's groups' rules let them hold, each with its label, in pool
         order."""
         ruled = self.gpu_policy.kinds_for(self._group_names())
-        return {kind: str((self.gpu_units.get(gpu) or {}).get("label") or kind)
-                for gpu in self.gpu_ids if (kind := self.kind_of(gpu)) and (ruled is None or kind in ruled)}
+        return {kind: str(unit.get("label") or kind) for unit in self._units().values()
+                if (kind := str(unit.get("kind") or "GPU")) and (ruled is None or kind in ruled)}
 
     def wanted_kinds(self) -> list[str]:
         """The kinds this server may hold, in order of preference (none: any): the one chosen on the form, within
@@ -360,10 +365,10 @@ class GPUDockerSpawner(DockerSpawner):
     def _held_kind(self) -> dict:
         """The kind of the GPUs the current server holds and each one's share of a whole GPU, for its hold's record
         (nothing said where no kinds are configured)."""
-        if not self.assigned_gpus or not self.gpu_units:
+        unit = self._units().get(self.assigned_gpus[0]) if self.assigned_gpus else None
+        if not unit:
             return {}
-        unit = self.gpu_units.get(self.assigned_gpus[0]) or {}
-        return {"kind": self.kind_of(self.assigned_gpus[0]), "share": float(unit.get("share") or 1.0)}
+        return {"kind": str(unit.get("kind") or "GPU"), "share": float(unit.get("share") or 1.0)}
 
     def _group_names(self) -> list[str]:
         """The user's hub groups, and "" (the rule of ``gpu_users``) for one of those."""
@@ -719,9 +724,12 @@ class GPUDockerSpawner(DockerSpawner):
         """The policy's words where no GPU could be taken (raised as the refusal under ``refuse``)."""
         if answer == CAPPED:
             return self.gpu_policy.answer(self.gpu_policy.capped(self._group_names(), self.ledger()))
+        return self.gpu_policy.none_free(self.gpu_source, kinds=self._asked_labels())
+
+    def _asked_labels(self) -> dict[str, str]:
+        """The kinds this server waits for or is refused for, with their labels (none: any)."""
         labels = self.kinds()
-        return self.gpu_policy.none_free(self.gpu_source,
-                                         kinds={kind: labels.get(kind, kind) for kind in self._asked_kinds()})
+        return {kind: labels.get(kind, kind) for kind in self._asked_kinds()}
 
     async def _wait_for_gpu(self, why: str, front: bool = False) -> None:
         """In line until this server's GPUs are taken for it (or gpu_wait_timeout, Cancel, or the page left)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from urllib.parse import urlparse
 
 from docker.errors import NotFound
@@ -25,11 +26,12 @@ from traitlets import Bool, Float, Unicode
 from gpudockerspawner.gpu_line import TAKEN
 from gpudockerspawner.gpus import SwarmResources, refusal
 from gpudockerspawner.placement import (
-    GPU_RESOURCE,
     NO_RESOURCES,
     SERVERS_LABEL,
     assigned_gpus,
-    node_gpus,
+    assigned_units,
+    node_kinds,
+    node_units,
     serving_nodes,
     task_address,
     unplaceable,
@@ -47,9 +49,10 @@ ENDED = {"complete", "shutdown", "failed", "rejected", "orphaned", "remove"}
 
 
 class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
-    """GPUDockerSpawner's choices (profiles, GPU groups, the start line, the GPU table), each server a Swarm
-    service: a GPU server asks for ``gpus_per_user`` of the nodes' ``NVIDIA-GPU`` generic resources, and
-    Swarm picks the node and the GPUs; the spawner reads back which, and keeps them in its state."""
+    """GPUDockerSpawner's choices (profiles, GPU groups, kinds, the start line, the GPU table), each server a Swarm
+    service: a GPU server asks for ``gpus_per_user`` of the generic resource of the kind it is to have (the nodes
+    advertise one resource per kind of unit, placement.resource_of), and Swarm picks the node and the units; the
+    spawner reads back which, and keeps them in its state."""
 
     home_on_node = Bool(
         True,
@@ -82,6 +85,10 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     home_node = Unicode("", help="The id of the node that holds the user's home volume; persisted in the state.")
 
     _nodes_read: tuple[float, list] = (0.0, [])
+    # The kind this server's service asks Swarm for, with its resource, once chosen (see _choose_kind); and the
+    # units free by kind as last counted.
+    _chosen: tuple[str, str] = ("", "")
+    _free_by_kind: dict[str, int] = {}
     # While a start waits for Swarm to let go of a GPU: until when, and whether the log said so.
     _release_patience = 0.0
     _said_waiting = False
@@ -89,18 +96,58 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
     @property
     def gpu_source(self) -> SwarmResources:
         """Swarm's accounting is the pool: the GPU nodes' generic resources, which it hands out itself."""
-        return SwarmResources(lambda: sum(len(node_gpus(node)) for node in self._nodes()), self._free_gpus)
+        return SwarmResources(self._count_units, self._free_gpus, self._choose_kind)
+
+    def _units(self) -> dict[str, dict]:
+        """The serving nodes' units, each with its kind, label, share and generic resource (placement.node_kinds)."""
+        units = {}
+        for node in self._nodes():
+            kinds = node_kinds(node)
+            for resource, uuid in node_units(node):
+                units[uuid] = {**kinds[resource], "resource": resource}
+        return units
+
+    def kind_of(self, gpu: str) -> str:
+        return str((self._units().get(gpu) or {}).get("kind") or "GPU")
+
+    def _count_units(self, kind: str | None = None) -> int:
+        return sum(1 for unit in self._units().values() if kind is None or unit["kind"] == kind)
+
+    def _promised(self) -> Counter:
+        """Units promised to other servers that took their turn and that Swarm has not placed yet, by kind."""
+        promised = Counter()
+        for owner, (kind, count) in self.shared.promised.items():
+            if owner != self.owner:
+                promised[kind] += count
+        return promised
+
+    def _choose_kind(self, count: int, kinds: list[str]) -> bool:
+        """The kind this server's service asks Swarm for: of ``kinds`` (in order of preference; none: any, the one
+        with the most free first), the first with ``count`` free as last counted, else the first the nodes have
+        that many of (Swarm then says none is free, and the policy answers); False where none has that many."""
+        units = self._units()
+        totals = Counter(unit["kind"] for unit in units.values())
+        promised = self._promised()
+        free = {kind: self._free_by_kind.get(kind, 0) - promised[kind] for kind in totals}
+        candidates = [kind for kind in kinds or sorted(totals, key=lambda kind: -free[kind]) if totals[kind] >= count]
+        if not candidates:
+            return False
+        kind = next((kind for kind in candidates if free[kind] >= count), candidates[0])
+        self._chosen = (kind, next(unit["resource"] for unit in units.values() if unit["kind"] == kind))
+        return True
 
     async def _frees_enough(self, count: int) -> bool:
-        """Whether ``count`` GPUs are free for the first in line: free on the nodes, less those promised to
-        servers that took their turn and that Swarm has not placed yet."""
-        promised = sum(n for owner, n in self.shared.promised.items() if owner != self.owner)
-        return await self._free_gpus() - promised >= count
+        """Whether ``count`` units of a kind this server may have are free for the first in line: free on the
+        nodes, less those promised to servers that took their turn and that Swarm has not placed yet."""
+        promised = self._promised()
+        kinds = self._asked_kinds() or list(self._free_by_kind)
+        return any(self._free_by_kind.get(kind, 0) - promised[kind] >= count for kind in kinds)
 
     async def _try_take(self, waiter=None, avoid: frozenset[str] = frozenset()) -> str:
+        self._free_by_kind = dict(await self._free_counts())
         answer = await super()._try_take(waiter, avoid)
         if answer == TAKEN and self.gpu_policy.waits:
-            self.shared.promised[self.owner] = self.gpu_count
+            self.shared.promised[self.owner] = (self._chosen[0], self.gpu_count)
         return answer
 
     def _release(self) -> None:
@@ -198,7 +245,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             mem_limit=self.mem_limit, mem_reservation=self.mem_guarantee,
             cpu_limit=int(self.cpu_limit * 1e9) if self.cpu_limit else None,
             cpu_reservation=int(self.cpu_guarantee * 1e9) if self.cpu_guarantee else None,
-            generic_resources={GPU_RESOURCE: self.gpu_count} if self.gpu_wanted else None,
+            generic_resources={self._chosen[1]: self.gpu_count} if self.gpu_wanted else None,
             **self.extra_resources_spec,
         )
         if host_config.get("pids_limit"):
@@ -244,7 +291,8 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         """A task that no node can take: where it wants a GPU and one is about to be free, a moment's wait;
         where none is, the policy's answer; where it is not about GPUs, the refusal."""
         if self.gpu_wanted and NO_RESOURCES in reason:
-            if time.monotonic() < self._release_patience and await self._free_gpus() >= self.gpu_count:
+            if (time.monotonic() < self._release_patience
+                    and await self._free_gpus(self._chosen[0]) >= self.gpu_count):
                 # A stopped server's GPU is free for the hub before Swarm has let go of it: a moment after its
                 # service is removed, longer when its node has just come back.
                 if not self._said_waiting:
@@ -281,14 +329,28 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
             self.home_node = node["ID"]
         self.log.info("%s: running on %s with GPUs %s", self.owner, self.node, self.assigned_gpus or "none")
 
-    async def _free_gpus(self) -> int:
-        """GPUs that no running server holds, on the nodes this server may start on."""
-        nodes = {node["ID"]: len(node_gpus(node)) for node in serving_nodes(await self.docker("nodes"))
-                 if not self._on_home_node() or node["ID"] == self.home_node}
+    async def _free_gpus(self, kind: str | None = None) -> int:
+        """Units (of ``kind``, or of any) that no running server holds, on the nodes this server may start on."""
+        free = await self._free_counts()
+        return sum(count for kind_here, count in free.items() if kind is None or kind_here == kind)
+
+    async def _free_counts(self) -> Counter:
+        """Units that no running server holds, on the nodes this server may start on, by kind."""
+        kinds, free = {}, Counter()
+        for node in serving_nodes(await self.docker("nodes")):
+            if not self._on_home_node() or node["ID"] == self.home_node:
+                kinds[node["ID"]] = node_kinds(node)
+                for resource, _ in node_units(node):
+                    free[node["ID"], kinds[node["ID"]][resource]["kind"]] += 1
         for task in await self.docker("tasks", filters={"desired-state": "running"}):
-            if task.get("NodeID") in nodes:
-                nodes[task["NodeID"]] -= len(assigned_gpus(task))
-        return sum(max(0, free) for free in nodes.values())
+            for resource, _ in assigned_units(task) if task.get("NodeID") in kinds else ():
+                about = kinds[task["NodeID"]].get(resource)
+                if about:
+                    free[task["NodeID"], about["kind"]] -= 1
+        by_kind = Counter()
+        for (_, kind), count in free.items():
+            by_kind[kind] += max(0, count)
+        return by_kind
 
     def _on_home_node(self) -> bool:
         return bool(self.home_on_node and self.home_node and not self.volume_driver)
@@ -298,7 +360,8 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         place in line (the service made anew once the GPUs are taken), or the service made anew without one."""
         try:
             message = self.gpu_policy.none_free(
-                self.gpu_source, " on the node that holds your files" if self._on_home_node() else "")
+                self.gpu_source, " on the node that holds your files" if self._on_home_node() else "",
+                kinds=self._asked_labels())
         except HTTPError:
             self.log.info("%s: no GPU free (Swarm: %s)", self.owner, reason)
             await self.remove_object()

@@ -21,10 +21,10 @@ def host_pool(ids=("0", "1"), users_per_gpu=1) -> HostPool:
 
 
 def swarm_resources(count: int) -> SwarmResources:
-    async def free() -> int:
+    async def free(kind=None) -> int:
         return count
 
-    return SwarmResources(lambda: count, free)
+    return SwarmResources(lambda kind=None: count, free, lambda wanted, kinds: count >= wanted)
 
 
 def test_who_may_have_a_gpu_is_decided_once_for_both_sources():

@@ -49,6 +49,7 @@ def spawner(monkeypatch):
 def test_a_gpu_server_asks_for_generic_resources_and_is_fenced_in_on_the_overlay(spawner):
     made, docker = spawner
     made.gpu_wanted, made.gpu_count = True, 1
+    made._chosen = ("NVIDIA GeForce RTX 4090", "NVIDIA-GPU-GeForce-RTX-4090")  # as _try_take chose it
     asyncio.run(made.create_object())
     template = docker.created["task_template"]
     container = template["ContainerSpec"]
@@ -59,7 +60,7 @@ def test_a_gpu_server_asks_for_generic_resources_and_is_fenced_in_on_the_overlay
     assert container["CapabilityDrop"] == ["ALL"]
     assert "NVIDIA_VISIBLE_DEVICES" not in env  # Swarm names the GPUs in its own variable
     assert template["Resources"]["Reservations"]["GenericResources"] == [
-        {"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 1}}]
+        {"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU-GeForce-RTX-4090", "Value": 1}}]
     assert template["RestartPolicy"]["Condition"] == "none"
 
 

@@ -5,6 +5,7 @@ reads back. No engine needed."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from tornado.web import HTTPError
@@ -67,6 +68,7 @@ def spawner(monkeypatch, hub_process_of_this_test):
         monkeypatch.setattr(made, "_new_service", made_anew)
         monkeypatch.setattr(asyncio, "sleep", _no_wait)
         made.gpu_wanted, made.gpu_count = True, 1
+        made._chosen = ("NVIDIA-GPU", "NVIDIA-GPU")  # the node's one kind, as _try_take chose it
         return made, swarm
 
     return make
@@ -161,3 +163,55 @@ def test_a_server_no_node_can_take_for_another_reason_is_refused_with_swarms_rea
     told = refused.value.jupyterhub_message
     assert "No node can take your server now (no suitable node (scheduling constraints" in told
     assert swarm.done == ["removed"]
+
+
+MIG_1G, RTX = "NVIDIA-MIG-A100-SXM4-80GB-1g-10gb", "NVIDIA-GPU-GeForce-RTX-4090"
+LAB_NODE = {"ID": "n2", "Status": {"State": "ready"}, "Spec": {"Availability": "active", "Labels": {
+    "jupyterhub-gpu.user-servers": "true",
+    "jupyterhub-gpu.gpu-kinds": json.dumps({
+        MIG_1G: {"kind": "NVIDIA A100-SXM4-80GB MIG 1g.10gb", "label": "MIG 1g.10gb slice of an A100-SXM4-80GB",
+                 "share": 0.1429},
+        RTX: {"kind": "NVIDIA GeForce RTX 4090", "label": "GeForce RTX 4090", "share": 1.0}})}},
+    "Description": {"Hostname": "lab", "Resources": {"GenericResources": [
+        {"NamedResourceSpec": {"Kind": kind, "Value": uuid}}
+        for kind, uuid in [(MIG_1G, "MIG-1"), (MIG_1G, "MIG-2"), (RTX, "GPU-r1"), (RTX, "GPU-r2")]]}}}
+
+
+def holding(*units: tuple[str, str]) -> dict:
+    return {"NodeID": "n2", "DesiredState": "running", "Status": {"State": "running"},
+            "AssignedGenericResources": [{"NamedResourceSpec": {"Kind": kind, "Value": uuid}} for kind, uuid in units]}
+
+
+def test_on_a_node_of_two_kinds_a_server_asks_swarm_for_the_kind_chosen_and_any_takes_the_freest(monkeypatch):
+    running = [holding((MIG_1G, "MIG-1"))]
+
+    async def docker(method, *args, **kwargs):
+        return {"nodes": [LAB_NODE], "tasks": running}[method]
+
+    def spawner(**options) -> GPUSwarmSpawner:
+        made = GPUSwarmSpawner(user=hub_user("ann"), user_options=options)
+        monkeypatch.setattr(made, "docker", docker)
+        return made
+
+    monkeypatch.setattr(GPUSwarmSpawner, "_nodes", lambda self: [LAB_NODE])
+    slice_ = spawner(gpu_kind="NVIDIA A100-SXM4-80GB MIG 1g.10gb")
+    # The form's choices: each kind with its label and its free units of all the nodes'.
+    assert slice_.kinds() == {"NVIDIA A100-SXM4-80GB MIG 1g.10gb": "MIG 1g.10gb slice of an A100-SXM4-80GB",
+                              "NVIDIA GeForce RTX 4090": "GeForce RTX 4090"}
+    availability = asyncio.run(slice_.gpu_availability())
+    assert [(c.label, c.free, c.total) for c in availability.kinds] == [
+        ("MIG 1g.10gb slice of an A100-SXM4-80GB", 1, 2), ("GeForce RTX 4090", 2, 2)]
+    assert asyncio.run(slice_._try_take()) == "taken" and slice_._chosen[1] == MIG_1G
+    # "Any": the kind with the most free.
+    anyone = spawner()
+    assert asyncio.run(anyone._try_take()) == "taken" and anyone._chosen[1] == RTX
+    # Both GPUs of the kind chosen held: refused in words that name the kind, before Swarm is asked.
+    running[:] = [holding((RTX, "GPU-r1")), holding((RTX, "GPU-r2"))]
+    with pytest.raises(HTTPError) as refused:
+        made = spawner(gpu_kind="NVIDIA GeForce RTX 4090")
+        made._why_not(asyncio.run(made._try_take()))
+    assert refused.value.jupyterhub_message == (
+        "All 2 GPUs of the kind asked for (GeForce RTX 4090) are in use; try again later, or start a CPU-only server.")
+    # What the hold records: the unit's kind and its share of a whole GPU.
+    slice_.assigned_gpus = ["MIG-2"]
+    assert slice_._held_kind() == {"kind": "NVIDIA A100-SXM4-80GB MIG 1g.10gb", "share": 0.1429}

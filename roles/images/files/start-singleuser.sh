@@ -6,11 +6,12 @@
 # also where the engine's own flag cannot be set: Swarm services). root has no password: nobody can become
 # root any other way.
 set -eu
-# On a Swarm GPU node, Swarm names the task's GPUs in DOCKER_RESOURCE_NVIDIA-GPU (comma-separated UUIDs); NVIDIA's
-# runtime reads it through swarm-resource. CUDA is told the same, so that a runtime that shows more GPUs than
-# Swarm gave (reported of some toolkit versions) still has CUDA use only the task's own. (A shell drops a variable
-# whose name has a '-' from what it passes on, so it is read from what this process was started with.)
-swarm_gpus=$(tr '\0' '\n' < /proc/$$/environ | sed -n 's/^DOCKER_RESOURCE_NVIDIA-GPU=//p')
+# On a Swarm GPU node, Swarm names the task's GPUs or MIG devices in DOCKER_RESOURCE_NVIDIA-<KIND> (comma-separated
+# UUIDs; one variable per kind the task asked for); NVIDIA's runtime reads them through swarm-resource. CUDA is
+# told the same, so that a runtime that shows more GPUs than Swarm gave (reported of some toolkit versions) still
+# has CUDA use only the task's own. (A shell drops a variable whose name has a '-' from what it passes on, so they
+# are read from what this process was started with.)
+swarm_gpus=$(tr '\0' '\n' < /proc/$$/environ | sed -n 's/^DOCKER_RESOURCE_NVIDIA-[A-Z0-9-]*=//p' | paste -sd, -)
 if [ -n "$swarm_gpus" ]; then
   export CUDA_VISIBLE_DEVICES="$swarm_gpus"
 fi
