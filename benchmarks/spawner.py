@@ -10,6 +10,9 @@
    in the pool) beside plain DockerSpawner on the same engine; median, p95 and their ratio.
 4. The line for a GPU (``on_exhausted = "wait"``, one GPU): from the holder's stop to the next in line's
    server ready, beside a spawn that finds its GPU free.
+5. Kinds and MIG slices: allocation decisions per second in a pool of 56 MIG slices and 8 whole GPUs, each user
+   asking for a kind (or any), beside the same 64 units of one kind; and spawn-to-ready through a real hub of 10
+   servers given a MIG slice beside 10 given a whole GPU, started together on one hub.
 """
 
 from __future__ import annotations
@@ -60,6 +63,57 @@ def _rate(run, seconds: float = 2.0) -> float:
     while time.perf_counter() - started < seconds:
         done += run()
     return done / (time.perf_counter() - started)
+
+
+# Eight A100s in MIG mode, seven 1g.10gb slices each, beside eight whole RTX 4090s (the stand-in's UUIDs: nothing
+# here reads them from a driver).
+SLICE, WHOLE = "NVIDIA A100-SXM4-80GB MIG 1g.10gb", "NVIDIA GeForce RTX 4090"
+UNITS = {**{f"MIG-{gpu:02d}{mig}": SLICE for gpu in range(8) for mig in range(7)},
+         **{f"GPU-{gpu:02d}": WHOLE for gpu in range(8)}}
+
+
+def allocation_rate_by_kind() -> tuple[float, float]:
+    """Decisions per second where each user asks for a kind (slice, whole, any in turn), and where all 64 units are
+    of one kind; 1,000 users, 16 per unit."""
+    users = [f"user{i}/" for i in range(1000)]
+    asks = [[SLICE], [WHOLE], []]
+
+    def run(kinds: dict[str, str], by_kind: bool) -> int:
+        pool = GPUPool(list(kinds), users_per_gpu=16, kinds=kinds)
+        for i, user in enumerate(users):
+            pool.allocate(user, 1, asks[i % 3] if by_kind else ())
+        for user in users:
+            pool.release(user)
+        return 2 * len(users)
+
+    return _rate(lambda: run(UNITS, True)), _rate(lambda: run(dict.fromkeys(UNITS, "GPU"), False))
+
+
+def slice_and_whole_latencies(engine, image, workdir: Path, each: int = 10) -> dict[str, list[float]]:
+    """Spawn-to-ready of ``each`` servers asking for a slice and ``each`` asking for a whole GPU, all at once."""
+    units = {uuid: {"kind": kind, "label": kind, "share": round(1 / 7, 4) if kind == SLICE else 1.0}
+             for uuid, kind in UNITS.items()}
+    hub = LocalHub(workdir, engine, image, {"gpu_ids": list(UNITS), "gpu_units": units})
+    hub.start()
+    try:
+        asks = {f"slice{i}": SLICE for i in range(each)} | {f"whole{i}": WHOLE for i in range(each)}
+        for name in asks:
+            hub.api.ensure_user(name)
+
+        def spawn(name: str) -> tuple[str, float]:
+            started = time.perf_counter()
+            hub.api.start_server(name, timeout=300, options={"gpu_kind": asks[name]})
+            return asks[name], time.perf_counter() - started
+
+        latencies = {SLICE: [], WHOLE: []}
+        with ThreadPoolExecutor(len(asks)) as pool:
+            for kind, seconds in pool.map(spawn, asks):
+                latencies[kind].append(seconds)
+        held = {server["user"]: server["gpus"][0] for server in hub.api.gpu_table()["servers"]}
+        assert all(UNITS[held[name]] == kind for name, kind in asks.items()), held
+        return latencies
+    finally:
+        hub.cleanup()
 
 
 def reconciliation(engine: docker.DockerClient, count: int = 200) -> tuple[float, float]:
@@ -169,6 +223,15 @@ def main() -> None:
     print(f"the line for a GPU, from the holder's stop to the next in line's server ready: median "
           f"{statistics.median(handovers):.2f} s, max {max(handovers):.2f} s ({len(handovers)} handovers); a spawn "
           f"that finds its GPU free: median {statistics.median(fresh):.2f} s ({len(fresh)})")
+
+    by_kind, one_kind = allocation_rate_by_kind()
+    print(f"allocation with kinds, 56 MIG slices + 8 whole GPUs x 1,000 users asking for a kind: {by_kind:,.0f} "
+          f"decisions/s (the same 64 units of one kind: {one_kind:,.0f}/s)")
+    with tempfile.TemporaryDirectory() as tmp:
+        latencies = slice_and_whole_latencies(engine, image, Path(tmp, "kinds"))
+    for kind, values in latencies.items():
+        print(f"spawn-to-ready, 10 concurrent beside 10 of the other kind, {kind}: median "
+              f"{statistics.median(values):.2f} s, max {max(values):.2f} s")
 
 
 if __name__ == "__main__":

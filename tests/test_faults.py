@@ -2,18 +2,23 @@
 killed at ten points of its first run, the host reboots, its disk fills up during an image's shipping and
 during a backup. Each fault is made from outside, the way it happens (SIGKILL to the whole deploy, the
 host's power cycled, a filesystem that really runs out of space), and each ends with the hub checked over
-verified HTTPS."""
+verified HTTPS. The host runs the previous JupyterHub (5.5) through all of it, and is then upgraded in place
+(the last test)."""
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import time
 
 import pytest
 
+from roles.images import jupyterhub_pin
+from roles.images.recipes import TEMPLATES
 from testbed import smoke
 from testbed.deploy import operation_order, run_deploy
+from testbed.hub import HubClient
 from testbed.targets import remove_targets, write_inventory_file
 from tests.test_crash_recovery import gpu_state, power_cycled, servers_back_with_notes, servers_with_notes
 
@@ -21,15 +26,26 @@ pytestmark = pytest.mark.slow
 
 KILLS = 10
 INSTALL_DIR = smoke.INSTALL_DIR
+PREVIOUS = "5.5.4"
+CURRENT = jupyterhub_pin().removeprefix("jupyterhub==")
+
+
+def previous_pins() -> list[str]:
+    """The hub's pins with the previous JupyterHub."""
+    pins = [line for line in (TEMPLATES / "hub-requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    return [re.sub(r"^jupyterhub==\S+$", f"jupyterhub=={PREVIOUS}", pin) for pin in pins]
 
 
 @pytest.fixture(scope="module")
 def faulty(engine, nvidia_repository):
-    """One fresh GPU host, not deployed yet: the first test deploys it, killed ten times on the way."""
+    """One fresh GPU host, not deployed yet: the first test deploys it (with the previous JupyterHub, which the
+    last test upgrades), killed ten times on the way."""
     # Its certificate names the hub, not the host's address, which a power cycle may change (side by side with
     # other scenarios, another target may take the old one): re-deploys after it change nothing.
     deployment = smoke.start(1, prefix="faults", repository=nvidia_repository,
-                             data={"hub_names": ["faults.lab.test"], "hub_addresses": ["127.0.0.1"]})
+                             data={"hub_names": ["faults.lab.test"], "hub_addresses": ["127.0.0.1"],
+                                   "hub_packages": previous_pins()})
     try:
         yield deployment
     finally:
@@ -148,3 +164,50 @@ def test_a_full_disk_during_a_backup_stops_it_with_a_message_and_the_hub_runs_on
     finally:
         faulty.run(target, f"umount {backups}")
         hub.stop_server("backed-up")
+
+
+def test_a_new_jupyterhub_upgrades_the_hub_in_place_and_keeps_users_tokens_and_servers(faulty):
+    """Last: the hub these faults hit runs the previous JupyterHub (5.5); deployed again with this checkout's
+    pins, its database is copied and upgraded, users, tokens and running servers stay, and the images it no
+    longer uses go once a rollback's worth is kept."""
+    deployment, (target,) = faulty, faulty.targets
+    hub = deployment.hub(target)
+    assert hub.version() == PREVIOUS
+    hub.ensure_user("ursula")
+    token = hub.api("POST", "/users/ursula/tokens", json={"note": "ursula's script"}).json()["token"]
+    hub.start_server("ursula")
+    hub.write_file("ursula", "results.txt", "before the upgrade")
+    container = deployment.output(target, "docker inspect --format '{{.Id}}' jupyter-ursula")
+    old_images = deployment.output(target, "docker inspect --format '{{.Config.Image}}' jupyterhub jupyter-ursula")
+
+    upgraded = deployment.redeploy_with(hub_packages=[])
+    assert upgraded.returncode == 0, upgraded.log[-5000:]
+    assert hub.wait_until_answering() == CURRENT
+    # The server ran through the upgrade: the same container, its file, and the user's token still answers.
+    assert deployment.output(target, "docker inspect --format '{{.Id}}' jupyter-ursula") == container
+    assert hub.servers("ursula")[""]["ready"]
+    assert hub.read_file("ursula", "results.txt") == "before the upgrade"
+    me = HubClient(hub.url, hub.ca_file, token=token).api("GET", "/user")
+    assert me.status_code == 200 and me.json()["name"] == "ursula"
+    # The database as it was is kept beside it, and the hub said what it did.
+    copies = deployment.output(target, "docker exec jupyterhub ls /srv/jupyterhub")
+    assert re.search(rf"jupyterhub\.sqlite\.{re.escape(PREVIOUS)}-to-{re.escape(CURRENT)}\.\d{{8}}T\d{{6}}Z",
+                     copies), copies
+    log = deployment.output(target, "docker logs jupyterhub 2>&1")
+    assert f"JupyterHub {PREVIOUS} -> {CURRENT}: the database was copied" in log
+    again = deployment.deploy()
+    assert again.returncode == 0 and not again.totals.get("success"), again.changed_operations()
+
+    # The previous hub image is kept for a rollback; with none to keep, it goes. The single-user image that
+    # Ursula's running server was made from stays while it runs.
+    old_hub, old_singleuser = old_images.split()
+    images = deployment.output(target, "docker image ls --format '{{.Repository}}:{{.Tag}}'").split()
+    assert old_hub in images and old_singleuser in images
+    pruned = deployment.redeploy_with(keep_previous_images=0)
+    assert pruned.returncode == 0, pruned.log[-5000:]
+    images = deployment.output(target, "docker image ls --format '{{.Repository}}:{{.Tag}}'").split()
+    assert old_hub not in images and old_singleuser in images
+    hub.stop_server("ursula")
+    deployment.deploy()
+    images = deployment.output(target, "docker image ls --format '{{.Repository}}:{{.Tag}}'").split()
+    assert old_singleuser not in images
