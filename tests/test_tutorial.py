@@ -20,7 +20,8 @@ from testbed import STATE, checkout_files
 from testbed.browser import Browser, HubPages, JupyterLab
 from testbed.smoke import GPU_TEST_PROFILES
 from testbed.targets import HostKind, remove_targets, start_targets
-from testbed.wsl import DISTRIBUTION
+from testbed.wsl import DISTRIBUTION, WSL_SYSTEMD_CONF
+from tests.test_wsl import WSL_HOWTO, as_typed, windows_task_created
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +133,20 @@ def test_the_first_deploy_says_where_the_hub_is_and_the_second_changes_nothing(w
     assert f"WSL2: the Windows task jupyterhub-gpu\\{DISTRIBUTION} starts {DISTRIBUTION} with Windows" in first
     _, changed, errors, _ = results_of(again)
     assert (changed, errors) == ("-", "-"), again[-5000:]
+
+
+def test_on_wsl2_with_systemd_systemd_starts_the_engine_and_windows_starts_the_distribution(walked):
+    """What the deploy arranged on a WSL2 host that boots systemd (tests/test_wsl.py has one that does not)."""
+    desktop, typed = walked
+    ((_, first), _) = outputs(typed, "sudo bin/deploy-local")
+    assert ("WSL2 with systemd: the Docker engine is enabled and starts with the distribution") in first
+    # systemd starts the engine: wsl.conf is left as the distribution shipped it.
+    assert desktop.read("/etc/wsl.conf").decode() == WSL_SYSTEMD_CONF
+    code, enabled = desktop.container.exec_run(["systemctl", "is-enabled", "docker.service"])
+    assert enabled.decode().strip() == "enabled", (code, enabled)
+    # The Windows task, made once (the second deploy made none) and the one the WSL page gives to type.
+    created = windows_task_created(desktop.read)
+    assert len(created) == 1 and as_typed(created[0]) in WSL_HOWTO.read_text(), created
 
 
 def test_the_copied_ca_verifies_the_hub_and_the_admin_password_is_read_once(walked):

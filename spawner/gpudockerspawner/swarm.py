@@ -98,20 +98,25 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         """Swarm's accounting is the pool: the GPU nodes' generic resources, which it hands out itself."""
         return SwarmResources(self._count_units, self._free_gpus, self._choose_kind)
 
-    def _units(self) -> dict[str, dict]:
-        """The serving nodes' units, each with its kind, label, share and generic resource (placement.node_kinds)."""
-        units = {}
+    def _node_units(self) -> list[dict]:
+        """Each serving node's units, with its kind, label, share and generic resource (placement.node_kinds)."""
+        units = []
         for node in self._nodes():
             kinds = node_kinds(node)
-            for resource, uuid in node_units(node):
-                units[uuid] = {**kinds[resource], "resource": resource}
+            units += [{**kinds[resource], "resource": resource, "uuid": uuid, "node": node.get("ID", "")}
+                      for resource, uuid in node_units(node)]
         return units
+
+    def _units(self) -> dict[str, dict]:
+        # By UUID, for what a UUID is (two nodes' units may share one only where a stand-in made them up); counts
+        # go by _node_units.
+        return {unit["uuid"]: unit for unit in self._node_units()}
 
     def kind_of(self, gpu: str) -> str:
         return str((self._units().get(gpu) or {}).get("kind") or "GPU")
 
     def _count_units(self, kind: str | None = None) -> int:
-        return sum(1 for unit in self._units().values() if kind is None or unit["kind"] == kind)
+        return sum(1 for unit in self._node_units() if kind is None or unit["kind"] == kind)
 
     def _promised(self) -> Counter:
         """Units promised to other servers that took their turn and that Swarm has not placed yet, by kind."""
@@ -125,15 +130,15 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         """The kind this server's service asks Swarm for: of ``kinds`` (in order of preference; none: any, the one
         with the most free first), the first with ``count`` free as last counted, else the first the nodes have
         that many of (Swarm then says none is free, and the policy answers); False where none has that many."""
-        units = self._units()
-        totals = Counter(unit["kind"] for unit in units.values())
+        units = self._node_units()
+        totals = Counter(unit["kind"] for unit in units)
         promised = self._promised()
         free = {kind: self._free_by_kind.get(kind, 0) - promised[kind] for kind in totals}
         candidates = [kind for kind in kinds or sorted(totals, key=lambda kind: -free[kind]) if totals[kind] >= count]
         if not candidates:
             return False
         kind = next((kind for kind in candidates if free[kind] >= count), candidates[0])
-        self._chosen = (kind, next(unit["resource"] for unit in units.values() if unit["kind"] == kind))
+        self._chosen = (kind, next(unit["resource"] for unit in units if unit["kind"] == kind))
         return True
 
     async def _frees_enough(self, count: int) -> bool:

@@ -215,3 +215,6 @@ def test_on_a_node_of_two_kinds_a_server_asks_swarm_for_the_kind_chosen_and_any_
     # What the hold records: the unit's kind and its share of a whole GPU.
     slice_.assigned_gpus = ["MIG-2"]
     assert slice_._held_kind() == {"kind": "NVIDIA A100-SXM4-80GB MIG 1g.10gb", "share": 0.1429}
+    # Two nodes made from one stand-in (the same UUIDs on each) count as the eight units they are.
+    monkeypatch.setattr(GPUSwarmSpawner, "_nodes", lambda self: [LAB_NODE, {**LAB_NODE, "ID": "n3"}])
+    assert spawner().gpu_source.total() == 8 and spawner().gpu_source.total("NVIDIA GeForce RTX 4090") == 4
