@@ -72,8 +72,10 @@ class GPUAvailability:
         if len(self.kinds) < 2:
             return ""
         options = "".join(kind.option(self.count, self.on_exhausted) for kind in self.kinds)
-        return ('<label for="gpu_kind">GPU:</label><select class="form-control" id="gpu_kind" name="gpu_kind">'
-                f'<option value="" selected>Any kind — {self.free} of {self.total} free</option>{options}</select>')
+        # A list box, not a drop-down: every kind and what is free of it in view at once.
+        return ('<label for="gpu_kind">GPU:</label><select class="form-control" id="gpu_kind" name="gpu_kind" '
+                f'size="{len(self.kinds) + 1}"><option value="" selected>Any kind — {self.free} of {self.total} '
+                f'free</option>{options}</select>')
 
 
 def spawn_form(spawner, gpus: GPUAvailability | None) -> str:
