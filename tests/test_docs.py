@@ -54,6 +54,20 @@ def test_every_setting_is_in_the_reference_with_its_help_text(site):
         assert re.sub(r"`", "", field.description)[:40] in reference, name
 
 
+def test_the_generated_reference_pages_are_kept_as_the_code_makes_them():
+    """The settings and commands pages are kept in git whole (they read right where the repository is read) and
+    made again at each build: a setting or a command changed without the page fails here, naming the page."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generated", DOCS / "_ext" / "generated.py")
+    generated = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generated)
+    for path, make in generated.pages().items():
+        kept = path.read_text()
+        assert generated.with_generated(kept, make()) == kept, (
+            f"{path.relative_to(DOCS.parent)} differs from what the code makes: build the docs (bin/docs), commit it")
+
+
 def test_every_command_is_in_the_reference_as_its_help_says_it(site):
     reference = text_of(site / "reference" / "commands.html")
     for command in COMMANDS:

@@ -1,6 +1,8 @@
 """Reference pages made from the code at each build: the settings (from the settings model) and the bin/
-commands (from each command's own ``--help``). They are written to ``docs/_generated/`` (not kept in git) and
-included by the reference pages, so a setting or a command the code gains appears without anyone writing it."""
+commands (from each command's own ``--help``), written into the part of each page between the markers below, so
+that a setting or a command the code gains appears without anyone writing it. The pages are kept in git as they are
+made, so that they read whole where people read the repository itself (a test fails where one differs from what
+the code makes)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED = ROOT / "docs" / "_generated"
+REFERENCE = ROOT / "docs" / "reference"
+BEGIN = "<!-- Generated from the code at each build (docs/_ext/generated.py): edit the code, not this part. -->"
+END = "<!-- End of the generated part. -->"
 
 
 def commands() -> list[Path]:
@@ -32,12 +36,23 @@ def write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def generate(app) -> None:
+def pages() -> dict[Path, object]:
+    """Each generated page, with what makes its generated part."""
     from jupyterhub_gpu.settings import settings_table
 
-    GENERATED.mkdir(exist_ok=True)
-    write_if_changed(GENERATED / "settings.md", settings_table())
-    write_if_changed(GENERATED / "commands.md", command_reference())
+    return {REFERENCE / "settings.md": settings_table, REFERENCE / "commands.md": command_reference}
+
+
+def with_generated(page: str, generated: str) -> str:
+    """``page`` with ``generated`` between its markers."""
+    head, rest = page.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n\n{generated.strip()}\n\n{END}{tail}"
+
+
+def generate(app) -> None:
+    for path, make in pages().items():
+        write_if_changed(path, with_generated(path.read_text(), make()))
 
 
 def setup(app):
