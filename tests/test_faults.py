@@ -187,7 +187,7 @@ def test_a_new_jupyterhub_upgrades_the_hub_in_place_and_keeps_users_tokens_and_s
     assert deployment.output(target, "docker inspect --format '{{.Id}}' jupyter-ursula") == container
     assert hub.servers("ursula")[""]["ready"]
     assert hub.read_file("ursula", "results.txt") == "before the upgrade"
-    me = HubClient(hub.url, hub.ca_file, token=token).api("GET", "/user")
+    me = HubClient(hub.url, hub.ca_file, token=token, server_hostname=hub.server_hostname).api("GET", "/user")
     assert me.status_code == 200 and me.json()["name"] == "ursula"
     # The database as it was is kept beside it, and the hub said what it did.
     copies = deployment.output(target, "docker exec jupyterhub ls /srv/jupyterhub")
