@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 # for a count of one kind, and Swarm places it on a node that has that many free. Swarm puts the units it gave a task
 # in the variable DOCKER_RESOURCE_<KIND> (upper-cased), which NVIDIA's runtime reads through `swarm-resource` (a
 # comma-separated list of such variables, whose devices it joins). Nodes deployed before kinds advertised every unit
-# as plain "NVIDIA-GPU"; what starts with it is ours.
+# as plain "NVIDIA-GPU": every resource whose name starts with "NVIDIA-" is read as ours.
 GPU_RESOURCE = "NVIDIA-GPU"
 MIG_RESOURCE = "NVIDIA-MIG"
 RESOURCE_PREFIX = "NVIDIA-"
