@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "tutorials" / "local.md"
 PERSON = "ops"  # the user WSL made, who may use sudo
 HOME = f"/home/{PERSON}"
-STEP = re.compile(r"```\{code-block\} bash\n:class: (tutorial-step|tutorial-get-the-code)\n\n(.*?)```", re.S)
+# A step is a bash block marked by the comment before it (invisible on the site and on GitHub alike).
+STEP = re.compile(r"<!-- (tutorial-step|tutorial-get-the-code) -->\n```bash\n(.*?)```", re.S)
 
 
 def steps() -> list[tuple[str, str]]:
