@@ -68,8 +68,7 @@ def say_where_the_hub_is(summary: HostSummary, target, provisioned) -> None:
     if not target.runs_hub:
         gpus = [gpu for gpu in target.gpus.gpus if gpu.uuid in target.gpu_pool]
         summary.say(f"a GPU node of the swarm that {target.cluster.manager} manages: it runs user servers, with "
-                    + (f"{len(gpus)} GPUs for Swarm to hand out: "
-                        + "; ".join(f"{gpu.name} ({gpu.uuid})" for gpu in gpus)
+                    + (f"{len(gpus)} GPUs for Swarm to hand out: " + "; ".join(map(_described, gpus))
                        if gpus else "no GPU (CPU-only servers)"))
         for line in provisioned.uptime.said:
             summary.say(line)
@@ -89,8 +88,7 @@ def say_where_the_hub_is(summary: HostSummary, target, provisioned) -> None:
     if target.gpu_pool:
         pool = [gpu for gpu in target.gpus.gpus if gpu.uuid in target.gpu_pool]
         summary.say(f"it hands out {len(pool)} GPU{'s' if len(pool) > 1 else ''}, {target.settings.gpus_per_user} "
-                    "per server: " + "; ".join(f"{gpu.index} {gpu.name} {gpu.memory_mib // 1024} GiB ({gpu.uuid})"
-                                               for gpu in pool))
+                    "per server: " + "; ".join(map(_described, pool)))
     elif target.cluster:
         summary.say(f"its servers run on the swarm's GPU nodes ({', '.join(target.cluster.nodes)}); Docker Swarm "
                     f"hands out their GPUs, {target.settings.gpus_per_user} per server")
@@ -104,6 +102,12 @@ def say_where_the_hub_is(summary: HostSummary, target, provisioned) -> None:
         summary.say("new users sign up at /hub/signup; admins approve them at /hub/authorize")
     for line in provisioned.uptime.said:
         summary.say(line)
+
+
+def _described(gpu) -> str:
+    """A unit as the closing lines name it: "0 GeForce RTX 4090 23 GiB (GPU-…)", "0:1 MIG 1g.10gb slice of an
+    A100-SXM4-80GB 9 GiB (MIG-…)"."""
+    return f"{gpu.index} {gpu.label} {gpu.memory_mib // 1024} GiB ({gpu.uuid})"
 
 
 def gpu_access(settings) -> str:

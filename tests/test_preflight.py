@@ -132,3 +132,28 @@ def test_a_profile_may_ask_only_for_kinds_of_gpu_the_host_has_or_in_a_cluster_a_
         _check_gpu_kinds("hub", profiles("NVIDIA H100 80GB HBM3"), GPUInventory(), manager)
     _check_gpu_kinds("gpu2", profiles("NVIDIA H100 80GB HBM3"), nodes["gpu2"],
                      Cluster(manager="hub", nodes=("gpu1", "gpu2"), this_host="gpu2"))
+
+
+def test_the_closing_lines_name_each_unit_a_host_hands_out_with_what_it_is():
+    """A lab host's closing lines: where the hub is, and each unit it hands out by index, kind and memory (a MIG
+    device as the slice it is, never its GPU whole)."""
+    from types import SimpleNamespace
+
+    from jupyterhub_gpu.facts import GPUInventory, HostProfile
+    from jupyterhub_gpu.summary import HostSummary, say_where_the_hub_is
+    from testbed.nvidia import LAB_GPUS, units_of
+
+    lab = Target(HubSettings(hub_names=["gpubox"]), HostProfile(hostname="gpubox"),
+                 GPUInventory("/usr/bin/nvidia-smi", tuple(units_of(LAB_GPUS))), one_origin_why="the test's own")
+    provisioned = SimpleNamespace(certificate=SimpleNamespace(ca="/opt/jupyterhub-gpu/ca/ca.crt"),
+                                  secrets=SimpleNamespace(admin_passwords={}), uptime=SimpleNamespace(said=[]))
+    said = []
+    say_where_the_hub_is(HostSummary(said), lab, provisioned)
+    lines = [text for _, text in said]
+    assert lines[0] == "JupyterHub answers at https://gpubox/"
+    assert ("it hands out 5 GPUs, 1 per server: 0:0 MIG 3g.40gb slice of an A100-SXM4-80GB 39 GiB "
+            "(MIG-1e099852-3624-56c0-8064-c5db1211e44f); 0:1 MIG 1g.10gb slice of an A100-SXM4-80GB 9 GiB "
+            "(MIG-8243111b-d4c4-587a-a96d-da04583b36e2); 0:2 MIG 1g.10gb slice of an A100-SXM4-80GB 9 GiB "
+            "(MIG-169f1837-b996-59aa-9ed5-b0a3f99e88a6); 1 GeForce RTX 4090 23 GiB "
+            "(GPU-feba7e40-d724-01ff-b00f-3a439a28a6c7); 2 GeForce RTX 4090 23 GiB "
+            "(GPU-f124aa59-d406-d45b-9481-8fcd694e6c9e)") in lines
