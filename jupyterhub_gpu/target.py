@@ -156,8 +156,13 @@ class Target:
 
     @property
     def addresses(self) -> tuple[str, ...]:
+        """The IP addresses the certificate names: as set; else the host's own, and the loopback address. On WSL2
+        only the loopback address (Windows reaches the distribution at localhost): WSL gives the distribution a new
+        address at each start, and a certificate made again for it is one browsers no longer trust."""
         if self.settings.hub_addresses:
             return tuple(self.settings.hub_addresses)
+        if self.profile.wsl:
+            return ("127.0.0.1",)
         return tuple(dict.fromkeys(self.profile.ipv4 + ("127.0.0.1",)))
 
     @property

@@ -154,3 +154,12 @@ def test_vm_idle_timeout_is_merged_into_the_users_wslconfig(monkeypatch):
 def test_hosts_that_are_not_wsl_get_nothing(monkeypatch):
     operations, said = planned(monkeypatch, target(wsl=False))
     assert operations == {} and said == []
+
+
+def test_on_wsl2_the_certificate_names_the_loopback_address_only_unless_told_otherwise():
+    # WSL gives the distribution a new address at each start: a certificate naming it would be made again, and the
+    # trust a person gave the local CA's first one would not hold for the browser's address.
+    assert target(ipv4=("172.28.5.9",)).addresses == ("127.0.0.1",)
+    assert target(ipv4=("172.28.5.9",), hub_addresses=["10.0.0.7"]).addresses == ("10.0.0.7",)
+    server = Target(HubSettings(), HostProfile(**{**WSL, "wsl": False, "ipv4": ("192.168.1.20",)}))
+    assert server.addresses == ("192.168.1.20", "127.0.0.1")

@@ -33,7 +33,8 @@ class AddressSettings(Concern):
     hub_addresses: list[IpAddress] = Field(
         default_factory=list,
         description="IP addresses put in the certificate besides the names. "
-        "Empty: every IPv4 address of the host except Docker's bridges.",
+        "Empty: every IPv4 address of the host except Docker's bridges, and 127.0.0.1; on WSL2, 127.0.0.1 only "
+        "(WSL gives the distribution a new address at each start).",
     )
     https_port: int = Field(
         default=443, ge=1, le=65535, description="Port on the host where the hub answers over HTTPS."
