@@ -5,6 +5,7 @@ Desktop, files that already hold other settings), comparing exact commands; a co
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from pyinfra.facts.files import Directory, File, FileContents, Sha1File
@@ -17,6 +18,7 @@ from roles.wsl import BOOT_SCRIPT, FILES, WindowsScheduledTask, ensure_uptime, i
 from tests.plan import plan
 
 SYSTEM32 = "/mnt/c/Windows/System32"
+TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "tutorials" / "local.md"
 WSL = dict(os_id="ubuntu", os_version="24.04", os_codename="noble", arch="x86_64", hostname="desktop", wsl=True,
            pid1="init", wsl_distribution="Ubuntu-24.04", windows_system32=SYSTEM32, windows_user="DESKTOP\\ann",
            windows_profile="/mnt/c/Users/ann", windows_elevated=True)
@@ -123,6 +125,9 @@ def test_without_interop_or_elevation_the_deploy_says_what_to_run_in_windows_and
     expected = ELEVATED_PROMPT if profile.get("windows_user") != "" else ELEVATED_PROMPT.replace("DESKTOP\\ann",
                                                                                                  "<DOMAIN>\\<user>")
     assert said[-1].endswith(expected)
+    if reason == "needs an elevated session":
+        # The WSL2 tutorial shows the reader this line as the deploy prints it from an ordinary terminal.
+        assert f"--> @local: {said[-1]}\n" in TUTORIAL.read_text()
 
 
 def test_keeping_it_running_can_be_turned_off(monkeypatch):
