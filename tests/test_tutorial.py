@@ -5,7 +5,7 @@ GPUs, each checked for what the page says it does. A change to the page is a cha
 What a reader's machine has and the test bed's does not is set up first, as such a machine has it: a pip that
 trusts the host's CA store (behind this test bed's TLS-inspecting proxy), and the inventory data that names the
 test bed's stand-ins for NVIDIA's apt repository and a small CUDA profile instead of PyTorch (what the page says to
-put in `inventories/local.py`). The code is put where the page's `git clone` would put it."""
+put in `inventories/local_settings.py`). The code is put where the page's `git clone` would put it."""
 
 from __future__ import annotations
 
@@ -101,9 +101,9 @@ def walked(engine, nvidia_repository):
                 assert re.fullmatch(r"git clone \S.* ~/jupyterhub-gpu\n", block), block
                 desktop.put_checkout(f"{HOME}/jupyterhub-gpu")
                 # The reader's settings, in the file the page names: here the test bed's stand-ins.
-                inventory = f"{HOME}/jupyterhub-gpu/inventories/local.py"
-                desktop.as_root(f"cat > {inventory} <<'EOF'\nlocal = [('@local', {settings!r})]\nEOF\n"
-                                f"chown {PERSON}: {inventory}")
+                mine = f"{HOME}/jupyterhub-gpu/inventories/local_settings.py"
+                desktop.as_root(f"cat > {mine} <<'EOF'\nSETTINGS = {settings!r}\nEOF\n"
+                                f"chown {PERSON}: {mine}")
                 continue
             code, output = desktop.type(block)
             typed.append((block, code, output))
