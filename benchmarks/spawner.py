@@ -68,8 +68,8 @@ def _rate(run, seconds: float = 2.0) -> float:
 # Eight A100s in MIG mode, seven 1g.10gb slices each, beside eight whole RTX 4090s (the stand-in's UUIDs: nothing
 # here reads them from a driver).
 SLICE, WHOLE = "NVIDIA A100-SXM4-80GB MIG 1g.10gb", "NVIDIA GeForce RTX 4090"
-UNITS = {**{f"MIG-{gpu:02d}{mig}": SLICE for gpu in range(8) for mig in range(7)},
-         **{f"GPU-{gpu:02d}": WHOLE for gpu in range(8)}}
+UNITS = {**{f"MIG-{gpu:08x}-0000-4000-8000-{mig:012x}": SLICE for gpu in range(8) for mig in range(7)},
+         **{f"GPU-{gpu:08x}-1111-4111-8111-000000000000": WHOLE for gpu in range(8)}}
 
 
 def allocation_rate_by_kind() -> tuple[float, float]:
