@@ -11,8 +11,8 @@
 4. The line for a GPU (``on_exhausted = "wait"``, one GPU): from the holder's stop to the next in line's
    server ready, beside a spawn that finds its GPU free.
 5. Kinds and MIG slices: allocation decisions per second in a pool of 56 MIG slices and 8 whole GPUs, each user
-   asking for a kind (or any), beside the same 64 units of one kind; and spawn-to-ready through a real hub of 10
-   servers given a MIG slice beside 10 given a whole GPU, started together on one hub.
+   asking for a kind (or any), beside the same 64 units of one kind; and spawn-to-ready through a real hub of 8
+   servers given a MIG slice beside 8 given a whole GPU (all 8 whole GPUs), started together on one hub.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def allocation_rate_by_kind() -> tuple[float, float]:
     return _rate(lambda: run(UNITS, True)), _rate(lambda: run(dict.fromkeys(UNITS, "GPU"), False))
 
 
-def slice_and_whole_latencies(engine, image, workdir: Path, each: int = 10) -> dict[str, list[float]]:
+def slice_and_whole_latencies(engine, image, workdir: Path, each: int = 8) -> dict[str, list[float]]:
     """Spawn-to-ready of ``each`` servers asking for a slice and ``each`` asking for a whole GPU, all at once."""
     units = {uuid: {"kind": kind, "label": kind, "share": round(1 / 7, 4) if kind == SLICE else 1.0}
              for uuid, kind in UNITS.items()}
@@ -230,7 +230,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         latencies = slice_and_whole_latencies(engine, image, Path(tmp, "kinds"))
     for kind, values in latencies.items():
-        print(f"spawn-to-ready, 10 concurrent beside 10 of the other kind, {kind}: median "
+        print(f"spawn-to-ready, 8 concurrent beside 8 of the other kind, {kind}: median "
               f"{statistics.median(values):.2f} s, max {max(values):.2f} s")
 
 
