@@ -128,6 +128,7 @@ def test_forced_renewal_serves_a_new_serial_and_keeps_user_servers(tls_deploymen
     assert hub.read_file("ann", "work.txt") == "before renewal"
 
 
+# Each user's server on an origin of its own, on the provided-certificate host (its certificate covers *.<name>).
 HUB = PROVIDED_NAME
 SECRET = "the admin's own notes"
 # What the other user's server serves (as anyone may, from their own server): it tries to read, with the
