@@ -140,7 +140,7 @@ def ensure_target_image(engine: docker.DockerClient, gpus: bool | list = False, 
     driver = fake_nvidia_smi(gpus) if isinstance(gpus, list) else FAKE_NVIDIA_SMI
     if systemd_suite:
         if wsl_host:  # WSL2 with [boot] systemd=true, as Ubuntu's distribution ships: WSL's init starts systemd
-            extra, files, kind = wsl.SYSTEMD_DOCKERFILE_ADDITIONS, {"nvidia-smi": FAKE_NVIDIA_SMI,
+            extra, files, kind = wsl.SYSTEMD_DOCKERFILE_ADDITIONS, {"nvidia-smi": driver,
                                                                     **wsl.SYSTEMD_FILES}, "-wsl"
         elif gpus:
             extra, files, kind = "COPY nvidia-smi /usr/bin/nvidia-smi\n", {"nvidia-smi": driver}, "-gpu"
@@ -151,7 +151,7 @@ def ensure_target_image(engine: docker.DockerClient, gpus: bool | list = False, 
         return _built(engine, f"jupyterhub-gpu-testbed/{systemd_suite}-systemd{kind}-target", dockerfile, files)
     if wsl_host:
         return _built(engine, "jupyterhub-gpu-testbed/wsl-target", WSL_TARGET_DOCKERFILE,
-                      {"nvidia-smi": FAKE_NVIDIA_SMI, **wsl.FILES})
+                      {"nvidia-smi": driver, **wsl.FILES})
     if gpus:
         return _built(engine, "jupyterhub-gpu-testbed/gpu-target", GPU_TARGET_DOCKERFILE,
                       {"nvidia-smi": driver, "testbed-sysv-init": SYSV_INIT})

@@ -275,7 +275,8 @@ class GPUDockerSpawner(DockerSpawner):
         return pools[key]
 
     def kind_of(self, gpu: str) -> str:
-        return str((self.gpu_units.get(gpu) or {}).get("kind") or "GPU")
+        # One unit's entry of _units(), without making the whole mapping (the pool's key asks for every unit).
+        return unit_kind(self.gpu_units.get(gpu) or {})
 
     def _units(self) -> dict[str, dict]:
         """The units servers here may be given, in pool order, with what the deploy said of each (``gpu_units``:
@@ -287,7 +288,7 @@ class GPUDockerSpawner(DockerSpawner):
         order."""
         ruled = self.gpu_policy.kinds_for(self._group_names())
         return {kind: str(unit.get("label") or kind) for unit in self._units().values()
-                if (kind := str(unit.get("kind") or "GPU")) and (ruled is None or kind in ruled)}
+                if (kind := unit_kind(unit)) and (ruled is None or kind in ruled)}
 
     def wanted_kinds(self) -> list[str]:
         """The kinds this server may hold, in order of preference (none: any): the one chosen on the form, within
@@ -368,7 +369,7 @@ class GPUDockerSpawner(DockerSpawner):
         unit = self._units().get(self.assigned_gpus[0]) if self.assigned_gpus else None
         if not unit:
             return {}
-        return {"kind": str(unit.get("kind") or "GPU"), "share": float(unit.get("share") or 1.0)}
+        return {"kind": unit_kind(unit), "share": float(unit.get("share") or 1.0)}
 
     def _group_names(self) -> list[str]:
         """The user's hub groups, and "" (the rule of ``gpu_users``) for one of those."""
@@ -808,6 +809,11 @@ class GPUDockerSpawner(DockerSpawner):
             self.log.info("%s: removing container created with GPUs %r", self.owner, created_with)
             await self.remove_object()
             self.object_id = ""
+
+
+def unit_kind(unit: dict) -> str:
+    """A unit's kind, as ``gpu_units`` (or a Swarm node's label) says it; "GPU" where nothing does."""
+    return str(unit.get("kind") or "GPU")
 
 
 def _merged(extra, spawner: GPUDockerSpawner, ours: dict) -> dict:

@@ -36,7 +36,7 @@ from gpudockerspawner.placement import (
     task_address,
     unplaceable,
 )
-from gpudockerspawner.spawner import OWNER_LABEL, POOL_LABEL, GPUDockerSpawner
+from gpudockerspawner.spawner import OWNER_LABEL, POOL_LABEL, GPUDockerSpawner, unit_kind
 
 # What Docker before 23.0 says of a task holding a generic resource whenever the task's node changes (its swarmkit's
 # constraint enforcer tests the resource backwards, moby/moby#44378); a node changes when it first runs a task on
@@ -113,7 +113,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         return {unit["uuid"]: unit for unit in self._node_units()}
 
     def kind_of(self, gpu: str) -> str:
-        return str((self._units().get(gpu) or {}).get("kind") or "GPU")
+        return unit_kind(self._units().get(gpu) or {})
 
     def _count_units(self, kind: str | None = None) -> int:
         return sum(1 for unit in self._node_units() if kind is None or unit["kind"] == kind)
