@@ -84,8 +84,10 @@ class Browser:
                     f"{text!r} appearing")
         return self.text()
 
-    def wait_for_url(self, fragment: str, timeout: float = 120) -> None:
-        self._until(lambda driver: fragment in driver.current_url, timeout, f"reaching {fragment!r}")
+    def wait_for_url(self, *fragments: str, timeout: float = 120) -> None:
+        """Wait until the address holds one of ``fragments``."""
+        self._until(lambda driver: any(fragment in driver.current_url for fragment in fragments), timeout,
+                    f"reaching {' or '.join(map(repr, fragments))}")
 
     def fill(self, css: str, text: str) -> None:
         field = self.wait_for(css)
@@ -150,8 +152,11 @@ class HubPages:
         self.browser.click("#login_submit")
 
     def logged_in(self, username: str, password: str) -> None:
+        """Log in and wait until the hub sends the browser on: to the spawn form, or, where the hub offers nothing
+        to choose and the server it started at once answered within the hub's first second, past it to the server
+        (so fast that a poll of the address may never see /hub/spawn)."""
         self.login(username, password)
-        self.browser.wait_for_url("/hub/spawn", timeout=60)
+        self.browser.wait_for_url("/hub/spawn", f"/user/{username}/", timeout=60)
 
     def signup(self, username: str, password: str) -> str:
         self.browser.open(f"{self.base}/hub/signup")

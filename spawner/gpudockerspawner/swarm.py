@@ -347,8 +347,12 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
                 kinds[node["ID"]] = node_kinds(node)
                 for resource, _ in node_units(node):
                     free[node["ID"], kinds[node["ID"]][resource]["kind"]] += 1
+        # A removed service's tasks are told to stop a moment later (swarmkit's orchestrator does it on the
+        # service's deletion): until then they still look running, but no server holds their GPUs any more.
+        services = {service["ID"] for service in await self.docker("services")}
         for task in await self.docker("tasks", filters={"desired-state": "running"}):
-            for resource, _ in assigned_units(task) if task.get("NodeID") in kinds else ():
+            held = task.get("NodeID") in kinds and task.get("ServiceID") in services
+            for resource, _ in assigned_units(task) if held else ():
                 about = kinds[task["NodeID"]].get(resource)
                 if about:
                     free[task["NodeID"], about["kind"]] -= 1

@@ -22,7 +22,8 @@ GPU_NODE = {"ID": "n1", "Status": {"State": "ready"}, "Spec": {"Availability": "
 
 
 def task(state: str, err: str = "", gpus=()) -> dict:
-    return {"ID": "t", "NodeID": "n1", "DesiredState": "running", "Status": {"State": state, "Err": err},
+    return {"ID": "t", "ServiceID": "s", "NodeID": "n1", "DesiredState": "running",
+            "Status": {"State": state, "Err": err},
             "AssignedGenericResources": [{"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": gpu}} for gpu in gpus]}
 
 
@@ -30,8 +31,10 @@ class ScriptedSwarm:
     """Answers get_task with the next of ``tasks`` (the last one again once they run out), and records what the
     spawner did to the service."""
 
-    def __init__(self, tasks, running_elsewhere=()):
+    def __init__(self, tasks, running_elsewhere=(), services=None):
         self.tasks, self.running_elsewhere, self.done = list(tasks), list(running_elsewhere), []
+        # The services there are; by default, those of the tasks running elsewhere.
+        self.services = services
 
     async def get_task(self):
         return self.tasks.pop(0) if len(self.tasks) > 1 else self.tasks[0]
@@ -43,15 +46,18 @@ class ScriptedSwarm:
             return [GPU_NODE]
         if method == "tasks":
             return self.running_elsewhere
+        if method == "services":
+            services = self.services if self.services is not None else {t["ServiceID"] for t in self.running_elsewhere}
+            return [{"ID": service} for service in services]
         raise AssertionError(f"unexpected Docker call {method}")
 
 
 @pytest.fixture
 def spawner(monkeypatch, hub_process_of_this_test):
-    def make(tasks, on_exhausted="refuse", running_elsewhere=(), release_wait=60):
+    def make(tasks, on_exhausted="refuse", running_elsewhere=(), release_wait=60, services=None):
         user = hub_user("ann")
         made = GPUSwarmSpawner(user=user, on_exhausted=on_exhausted, release_wait=release_wait)
-        swarm = ScriptedSwarm(tasks, running_elsewhere)
+        swarm = ScriptedSwarm(tasks, running_elsewhere, services)
         monkeypatch.setattr(made, "get_task", swarm.get_task)
         monkeypatch.setattr(made, "docker", swarm.docker)
         monkeypatch.setattr(GPUSwarmSpawner, "_nodes", lambda self: [GPU_NODE])
@@ -140,8 +146,10 @@ def test_under_wait_it_waits_in_line_until_the_gpu_is_released_and_then_asks_swa
 
 
 def test_a_gpu_that_no_server_holds_is_waited_for_until_swarm_lets_go(spawner):
-    # The stopped server's service is gone, but Swarm still counts its GPU for a moment.
-    made, swarm = spawner([task("pending", NO_GPU), task("pending", NO_GPU), task("running", gpus=["GPU-a"])])
+    # The stopped server's service is gone, but Swarm still counts its GPU for a moment, and has not yet told its
+    # task to stop: the task still looks running.
+    made, swarm = spawner([task("pending", NO_GPU), task("pending", NO_GPU), task("running", gpus=["GPU-a"])],
+                          running_elsewhere=[task("running", gpus=["GPU-a"])], services=[])
     asyncio.run(made.start_object())
     assert made.assigned_gpus == ["GPU-a"] and swarm.done == []
 
@@ -178,7 +186,7 @@ LAB_NODE = {"ID": "n2", "Status": {"State": "ready"}, "Spec": {"Availability": "
 
 
 def holding(*units: tuple[str, str]) -> dict:
-    return {"NodeID": "n2", "DesiredState": "running", "Status": {"State": "running"},
+    return {"ServiceID": "s", "NodeID": "n2", "DesiredState": "running", "Status": {"State": "running"},
             "AssignedGenericResources": [{"NamedResourceSpec": {"Kind": kind, "Value": uuid}} for kind, uuid in units]}
 
 
@@ -186,7 +194,7 @@ def test_on_a_node_of_two_kinds_a_server_asks_swarm_for_the_kind_chosen_and_any_
     running = [holding((MIG_1G, "MIG-1"))]
 
     async def docker(method, *args, **kwargs):
-        return {"nodes": [LAB_NODE], "tasks": running}[method]
+        return {"nodes": [LAB_NODE], "tasks": running, "services": [{"ID": "s"}]}[method]
 
     def spawner(**options) -> GPUSwarmSpawner:
         made = GPUSwarmSpawner(user=hub_user("ann"), user_options=options)
