@@ -44,6 +44,13 @@ README = Path(__file__).resolve().parents[1] / "README.md"
          "nvidia_key_url = 'http://nvidia.github.io/libnvidia-container/gpgkey': plain http:// lets anyone on the "
          "way change what it answers; use https://, or set allow_plain_http: true"),
         ({"acme_server": "http://acme.example.org/dir"}, "acme_server = 'http://acme.example.org/dir': plain http://"),
+        ({"budget_period": "fortnight"}, "budget_period = 'fortnight': allowed: day, week (from Monday), month"),
+        ({"budget_timezone": "Mars/Olympus"}, "budget_timezone = 'Mars/Olympus': not a time zone this host knows"),
+        ({"gpu_hours": 0}, "gpu_hours = 0: Input should be greater than 0"),
+        ({"gpu_groups": {"students": {"budget_period": "week"}}},
+         "gpu_groups['students']: budget_period = 'week' but no budget; allowed: budget_period beside gpu_hours"),
+        ({"gpu_groups": {"course": {"gpu_hours": 5, "budget_period": {"start": "2027-02-01", "end": "2026-09-01"}}}},
+         "the term ends (2026-09-02 00:00) before it starts (2027-02-01 00:00)"),
     ],
 )
 def test_bad_value_is_refused_with_its_key(data, expected):

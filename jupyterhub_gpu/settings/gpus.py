@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from gpudockerspawner.budgets import parse_period, zone
 from gpudockerspawner.gpu_rules import RULE_KEYS, check_caps, parse_gpu_groups
 from gpudockerspawner.pool import PoolError, parse_gpu_ids
 from jupyterhub_gpu.settings.concern import Concern, trait
@@ -13,7 +14,7 @@ from jupyterhub_gpu.settings.types import AptUrl, GroupName, HttpUrl
 
 # A group's rule: what the spawner reads, with its keys; the spawner parses and checks it (parse_gpu_groups,
 # check_caps), for a hub configured by hand as for this deploy.
-GroupRule = dict[str, int | list[str]]
+GroupRule = dict[str, int | float | str | list[str] | dict[str, str]]
 
 
 class GpuSettings(Concern):
@@ -56,6 +57,44 @@ class GpuSettings(Concern):
         + "; ".join(spec.describe(key) for key, spec in RULE_KEYS.items()),
         json_schema_extra=trait("GPUDockerSpawner.gpu_groups"),
     )
+
+    gpu_hours: float | None = Field(
+        default=None, gt=0, le=100_000,
+        description="GPU-hours per `budget_period` for each person whom no group's rule covers (everyone where "
+        "`gpu_groups` is empty); a MIG slice's hour counts its share of the GPU. Groups set their own in their "
+        "rules (`gpu_hours` each, `gpu_hours_together` for the group). Empty: no budget. Shown on the spawn form, "
+        "warned of on the home page and in the hub's log at 80 % and 15 minutes before the end, and enforced: a "
+        "server still running at the end is stopped (after `budget_grace`), its files kept.",
+        json_schema_extra=trait("GPUDockerSpawner.gpu_hours"),
+    )
+    budget_period: str | dict[str, str] = Field(
+        default="week",
+        description="How GPU budgets renew where a group's rule does not say: `day`, `week` (from Monday), "
+        "`month`, a repeating span like `6 hours`, or a term `{start: \"2026-09-01\", end: \"2026-12-20\"}` "
+        "(the end day included; outside the term no GPU-hours are given), in `budget_timezone`.",
+        json_schema_extra=trait("GPUDockerSpawner.budget_period"),
+    )
+    budget_timezone: str = Field(
+        default="UTC", description="The time zone budget periods begin and end in (an IANA name, like "
+        "`Europe/Berlin`).", json_schema_extra=trait("GPUDockerSpawner.budget_timezone"),
+    )
+    budget_grace: int = Field(
+        default=0, ge=0, le=24 * 60,
+        description="Minutes a running GPU server may go on past the end of its user's budget before it is "
+        "stopped.", json_schema_extra=trait("GPUDockerSpawner.budget_grace"),
+    )
+
+    @field_validator("budget_period")
+    @classmethod
+    def _budget_period(cls, value):
+        parse_period(value, where="")  # the error's key and value are said by the settings' own message
+        return value
+
+    @field_validator("budget_timezone")
+    @classmethod
+    def _budget_timezone(cls, value):
+        zone(value)
+        return value
 
     @field_validator("gpu_groups", mode="before")
     @classmethod

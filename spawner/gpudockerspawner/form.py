@@ -39,6 +39,8 @@ class GPUAvailability:
     kinds: tuple[KindChoice, ...] = ()
     # Servers that may share one GPU (users_per_gpu): above 1, nothing divides its memory between them.
     shared_by: int = 1
+    # What is left of the user's GPU budget and when it renews ("" where they have none).
+    budget: str = ""
 
     def can_start(self) -> bool:
         return not self.why or self.on_exhausted != "refuse"
@@ -65,7 +67,8 @@ class GPUAvailability:
                             "cpu": "A GPU server started now starts without a GPU.",
                             "refuse": "A GPU server cannot start now."}[self.on_exhausted]
             said += f" ({self.why.rstrip('.')}.)"
-        return f'<p class="gpu-availability" id="gpu-availability">{html.escape(said)}</p>'
+        budget = f'<p class="gpu-budget" id="gpu-budget">{html.escape(self.budget)}.</p>' if self.budget else ""
+        return f'<p class="gpu-availability" id="gpu-availability">{html.escape(said)}</p>{budget}'
 
     def kind_choice(self) -> str:
         """The GPU kinds to choose from, with what is free of each ("" where there is one kind)."""

@@ -18,8 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-# What a waiter's attempt to take its GPUs found.
-TAKEN, CAPPED, TOO_FEW = "taken", "capped", "too few"
+# What a waiter's attempt to take its GPUs found (SPENT: the user's GPU budget has no hours left).
+TAKEN, CAPPED, TOO_FEW, SPENT = "taken", "capped", "too few", "spent"
 
 
 @dataclass(eq=False)

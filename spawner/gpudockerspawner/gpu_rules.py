@@ -7,29 +7,42 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from gpudockerspawner.budgets import Budget, Period, parse_period
+
 
 @dataclass(frozen=True)
 class RuleKey:
-    """One key a group's rule may have: a whole number within bounds, or (``names``) a list of names."""
+    """One key a group's rule may have: a whole number within bounds, a number of hours (``hours``), a list of
+    names (``names``) or a budget's period (``period``)."""
 
     help: str
     low: int = 0
     high: int = 0
     names: bool = False
+    hours: bool = False
+    period: bool = False
 
     def read(self, group: str, key: str, value):
+        where = f"gpu_groups[{group!r}]: {key}"
+        if self.period:
+            parse_period(value, where)
+            return value  # as written: the rule stays data (the hub's settings file is JSON); budget_of reads it
         if self.names:
             if (not isinstance(value, (list, tuple)) or not value
                     or not all(isinstance(name, str) and name.strip() for name in value)):
-                raise ValueError(f"gpu_groups[{group!r}]: {key} = {value!r}; allowed: a list of one or more names")
+                raise ValueError(f"{where} = {value!r}; allowed: a list of one or more names")
             return list(value)
+        if self.hours:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= self.high:
+                raise ValueError(f"{where} = {value!r}; allowed: a number of hours above 0, at most {self.high}")
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
-            raise ValueError(f"gpu_groups[{group!r}]: {key} = {value!r}; allowed: a whole number from {self.low} to "
-                             f"{self.high}")
+            raise ValueError(f"{where} = {value!r}; allowed: a whole number from {self.low} to {self.high}")
         return value
 
     def describe(self, key: str) -> str:
-        allowed = "a list of kinds" if self.names else f"{self.low} to {self.high}"
+        allowed = ("a list of kinds" if self.names else "day, week, month, a span like `6 hours`, or a term"
+                   if self.period else f"hours, at most {self.high}" if self.hours else f"{self.low} to {self.high}")
         return f"`{key}`, {allowed}: {self.help.rstrip('.')}"
 
 
@@ -40,7 +53,13 @@ RULE_KEYS = {
     "max_gpus": RuleKey("GPUs the group's members hold together at most. Empty: no cap.", 1, 4096),
     "gpu_kinds": RuleKey("The kinds of GPU its members may hold, as nvidia-smi names them (a model, or a MIG profile "
                          "of one: see image profiles' `gpu_kinds`). Empty: any kind.", names=True),
+    "gpu_hours": RuleKey("GPU-hours each member may use per `budget_period` (a MIG slice's hour counts its share of "
+                         "the GPU). Empty: no budget per person.", high=100_000, hours=True),
+    "gpu_hours_together": RuleKey("GPU-hours the group's members may use together per `budget_period`. Empty: no "
+                                  "budget for the group.", high=1_000_000, hours=True),
+    "budget_period": RuleKey("How the group's budget renews. Empty: the setting `budget_period`.", period=True),
 }
+BUDGET_KEYS = ("gpu_hours", "gpu_hours_together")
 
 
 def parse_gpu_groups(groups) -> dict[str, dict]:
@@ -70,6 +89,9 @@ def parse_gpu_groups(groups) -> dict[str, dict]:
             if value is None:
                 continue
             parsed[key] = RULE_KEYS[key].read(name, key, value)
+        if "budget_period" in parsed and not any(key in parsed for key in BUDGET_KEYS):
+            raise ValueError(f"gpu_groups[{name!r}]: budget_period = {rule['budget_period']!r} but no budget; "
+                             "allowed: budget_period beside gpu_hours or gpu_hours_together")
         rules[name] = parsed
     return rules
 
@@ -88,12 +110,14 @@ def check_caps(rules: dict[str, dict[str, int]], gpus_per_user: int) -> None:
 @dataclass(frozen=True)
 class GroupRule:
     """What members of ``group`` get: ``gpus_per_user`` GPUs for each GPU server and, with ``max_gpus``, no more
-    than that many held by the group's members together. The rule of group "" is everyone's (no groups set)."""
+    than that many held by the group's members together; with a ``budget``, no more GPU-hours per period. The
+    rule of group "" is everyone's (no groups set)."""
 
     group: str
     gpus_per_user: int
     max_gpus: int | None = None
     kinds: tuple[str, ...] = ()  # the kinds of GPU its members may hold (none: any)
+    budget: Budget | None = None
 
     def has_room(self, held: int) -> bool:
         return self.max_gpus is None or held + self.gpus_per_user <= self.max_gpus
@@ -111,14 +135,27 @@ class GroupRule:
     def __str__(self) -> str:
         each = f"{self.gpus_per_user} GPU{'s' if self.gpus_per_user > 1 else ''} each"
         return (f"group {self.group}: {each}" + (f", at most {self.max_gpus} together" if self.max_gpus else "")
-                + (f", only {' or '.join(self.kinds)}" if self.kinds else ""))
+                + (f", only {' or '.join(self.kinds)}" if self.kinds else "")
+                + (f", {self.budget}" if self.budget else ""))
 
 
-def group_rules(groups, gpus_per_user: int) -> tuple[GroupRule, ...]:
+def budget_of(rule: dict, period: Period) -> Budget | None:
+    """A parsed rule's budget (its own period, else ``period``); None where it has none."""
+    if not any(key in rule for key in BUDGET_KEYS):
+        return None
+    own = rule.get("budget_period")
+    return Budget(rule.get("gpu_hours"), rule.get("gpu_hours_together"), parse_period(own) if own else period)
+
+
+WEEKLY = Period("week")
+
+
+def group_rules(groups, gpus_per_user: int, period: Period = WEEKLY) -> tuple[GroupRule, ...]:
     """The rules of ``gpu_groups`` as configured (see parse_gpu_groups), each member getting ``gpus_per_user`` where
-    the group's rule does not say; a ValueError where a rule cannot be met."""
+    the group's rule does not say and ``period`` for a budget without its own; a ValueError where a rule cannot
+    be met."""
     parsed = parse_gpu_groups(groups)
     check_caps(parsed, gpus_per_user)
     return tuple(GroupRule(name, rule.get("gpus_per_user") or gpus_per_user, rule.get("max_gpus"),
-                           tuple(rule.get("gpu_kinds") or ()))
+                           tuple(rule.get("gpu_kinds") or ()), budget_of(rule, period))
                  for name, rule in parsed.items())

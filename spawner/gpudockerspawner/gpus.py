@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from tornado.web import HTTPError
 
+from gpudockerspawner.budgets import Budget, parse_period
 from gpudockerspawner.gpu_rules import GroupRule, group_rules
 from gpudockerspawner.pool import GPUPool, disagreement
 
@@ -130,14 +131,21 @@ class GPUPolicy:
     rules: tuple[GroupRule, ...] = ()
     gpus_per_user: int = 1
     on_exhausted: str = "refuse"
+    # The budget of those whom no group's rule covers (everyone where there are no groups).
+    budget: Budget | None = None
 
     @classmethod
-    def from_groups(cls, groups, gpus_per_user: int = 1, on_exhausted: str = "refuse") -> GPUPolicy:
+    def from_groups(cls, groups, gpus_per_user: int = 1, on_exhausted: str = "refuse", gpu_hours: float | None = None,
+                    budget_period="week") -> GPUPolicy:
         """From ``gpu_groups`` as configured (see parse_gpu_groups; each member gets ``gpus_per_user`` where
-        the group's rule does not say). Where there are groups, the rule of group "" is for the users who may have
-        a GPU whatever their groups (``gpu_users``). A ValueError where a rule cannot be met."""
-        rules = group_rules(groups, gpus_per_user)
-        return cls(rules + ((GroupRule("", gpus_per_user),) if rules else ()), gpus_per_user, on_exhausted)
+        the group's rule does not say, and ``budget_period`` for a budget without a period of its own). Where there
+        are groups, the rule of group "" is for the users who may have a GPU whatever their groups
+        (``gpu_users``); ``gpu_hours`` is its budget. A ValueError where a rule cannot be met."""
+        period = parse_period(budget_period)
+        rules = group_rules(groups, gpus_per_user, period)
+        budget = Budget(gpu_hours, None, period) if gpu_hours is not None else None
+        return cls(rules + ((GroupRule("", gpus_per_user, budget=budget),) if rules else ()), gpus_per_user,
+                   on_exhausted, budget)
 
     @property
     def waits(self) -> bool:
@@ -147,7 +155,7 @@ class GPUPolicy:
         """The rules a user is under that allow one of ``kinds`` (none: any), the most generous first (more GPUs
         per server, then the larger cap)."""
         if not self.rules:
-            return [GroupRule("", self.gpus_per_user)]
+            return [GroupRule("", self.gpus_per_user, budget=self.budget)]
         names, kinds = set(user_groups), list(kinds)
         return sorted((rule for rule in self.rules if rule.group in names and rule.allows(kinds) is not None),
                       key=lambda rule: (-rule.gpus_per_user, -(rule.max_gpus or math.inf)))
@@ -162,11 +170,13 @@ class GPUPolicy:
     def may_have(self, user_groups: Iterable[str], source) -> bool:
         return bool(self.rules_for(user_groups)) and source.total() > 0
 
-    def rule_with_room(self, user_groups: Iterable[str], ledger: Ledger, kinds: Iterable[str] = ()) -> GroupRule | None:
-        """The most generous of the user's rules that allow one of ``kinds`` (none: any) and whose group's cap
-        leaves room for one more server."""
+    def rule_with_room(self, user_groups: Iterable[str], ledger: Ledger, kinds: Iterable[str] = (),
+                       spendable: Callable[[GroupRule], bool] | None = None) -> GroupRule | None:
+        """The most generous of the user's rules that allow one of ``kinds`` (none: any), whose group's cap
+        leaves room for one more server and (where ``spendable`` says) whose budget has hours left."""
         held = ledger.by_group()
-        return next((rule for rule in self.rules_for(user_groups, kinds) if rule.has_room(held[rule.group])), None)
+        return next((rule for rule in self.rules_for(user_groups, kinds)
+                     if rule.has_room(held[rule.group]) and (spendable is None or spendable(rule))), None)
 
     def capped(self, user_groups: Iterable[str], ledger: Ledger) -> str:
         """The words for a spawn whose groups all hold as many GPUs as their rules allow."""

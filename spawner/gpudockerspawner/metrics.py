@@ -3,6 +3,7 @@ figures and the usage record), so they cannot drift from what the spawner hands 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from prometheus_client import REGISTRY
@@ -10,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from gpudockerspawner.figures import read_snapshot
 from gpudockerspawner.pool import GPUPool
-from gpudockerspawner.usage import seconds_by_user
+from gpudockerspawner.usage import UsageLog, seconds_by_user
 
 
 class PoolCollector:
@@ -96,3 +97,33 @@ def register_figures(figures_file: str, usage_db: str) -> None:
     if _figures is None:
         _figures = FiguresCollector(figures_file, usage_db)
         REGISTRY.register(_figures)
+
+
+class BudgetCollector:
+    """``jupyterhub_gpu_budget_remaining_hours{user,group}``: GPU-hours left in the current period, of each person
+    who held a GPU in the last 31 days (``group``: the rule of their latest hold) and, with ``user=""``, of each
+    group's budget together; negative where a grace let a server run past the end."""
+
+    def __init__(self, usage_db: str, budgets):
+        self.usage, self.budgets = UsageLog(usage_db), budgets
+
+    def collect(self):
+        left = GaugeMetricFamily("jupyterhub_gpu_budget_remaining_hours", "GPU-hours left in the current budget "
+                                 "period (user=\"\": a group's budget together)", labels=["user", "group"])
+        people, groups = self.budgets.gauges(self.usage, time.time())
+        for user, (group, hours) in people.items():
+            left.add_metric([user, group], hours)
+        for group, hours in groups.items():
+            left.add_metric(["", group], hours)
+        yield left
+
+
+_budgets: BudgetCollector | None = None
+
+
+def register_budgets(usage_db: str, budgets) -> None:
+    """Add the budget gauges to the hub's registry, once per process (where there are budgets)."""
+    global _budgets
+    if _budgets is None and usage_db and budgets.any:
+        _budgets = BudgetCollector(usage_db, budgets)
+        REGISTRY.register(_budgets)

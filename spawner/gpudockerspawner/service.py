@@ -33,7 +33,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 from jupyterhub._data import DATA_FILES_PATH
@@ -43,6 +43,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import IOLoop
 
+from gpudockerspawner.budget_standings import Budgets
 from gpudockerspawner.figures import Figures, key_for
 from gpudockerspawner.usage import UsageLog, report, report_csv, totals
 from gpudockerspawner.words import duration
@@ -58,7 +59,12 @@ ENV = {
     "busy_at": "GPUDOCKERSPAWNER_GPU_BUSY_AT",  # percent utilisation from which a GPU counts as busy
     "figures": "GPUDOCKERSPAWNER_FIGURES",  # where each round's snapshot goes (for the gauges and the cullers)
     "usage": "GPUDOCKERSPAWNER_USAGE_DB",  # the spawners' usage record
+    # JSON: the GPU budgets' settings, as the spawner has them (gpu_groups, gpu_hours, budget_period,
+    # budget_timezone); see Budgets.
+    "budgets": "GPUDOCKERSPAWNER_BUDGETS",
 }
+# What an admin may grant at once, and say of it.
+MOST_HOURS_GRANTED, LONGEST_NOTE = 10_000, 500
 
 
 def hub_service(name: str = NAME, port: int = PORT, host: str = "127.0.0.1", environment: dict | None = None) -> dict:
@@ -104,6 +110,14 @@ async def assignments() -> dict:
                 key = f"{state['node']}/{gpu}" if state.get("node") else gpu
                 gpus.setdefault(key, []).append(f"{user['name']}/{server_name}")
     return {"gpus": dict(sorted(gpus.items())), "servers": sorted(servers, key=lambda s: (s["user"], s["server"]))}
+
+
+async def people() -> list[dict]:
+    """Every user of the hub, with their groups (a budget depends on them)."""
+    request = HTTPRequest(url_path_join(os.environ["JUPYTERHUB_API_URL"], "users"),
+                          headers={"Authorization": f"token {os.environ['JUPYTERHUB_API_TOKEN']}"})
+    response = await AsyncHTTPClient().fetch(request)
+    return [{"name": user["name"], "groups": user.get("groups") or []} for user in json.loads(response.body)]
 
 
 class RoundAssignments:
@@ -221,10 +235,15 @@ class GPUHandler(HubOAuthenticated, web.RequestHandler):
 
     def render_page(self, name: str, **values) -> None:
         self.write(render(self.settings["jinja"], name, self.current_user, self.is_admin, self.settings["prefix"],
-                          **values))
+                          self.xsrf_token.decode(), **values))
+
+    @property
+    def budgets(self) -> Budgets | None:
+        return self.settings.get("budgets")
 
 
-def render(jinja: jinja2.Environment, name: str, user: dict, is_admin: bool, service_prefix: str, **values) -> str:
+def render(jinja: jinja2.Environment, name: str, user: dict, is_admin: bool, service_prefix: str,
+           xsrf_token: str = "", **values) -> str:
     """One of the service's pages, in the hub's page template with what that template reads."""
     base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")
     hub = url_path_join(base_url, "hub/")
@@ -234,7 +253,7 @@ def render(jinja: jinja2.Environment, name: str, user: dict, is_admin: bool, ser
         version_hash="", admin_access=is_admin, parsed_scopes={"admin-ui"} if is_admin else set(),
         services=[{"name": NAME, "href": service_prefix}],
         no_spawner_check=True, logout_url=url_path_join(hub, "logout"), login_url=url_path_join(hub, "login"),
-        xsrf_token="", service_prefix=service_prefix, **values)
+        xsrf_token=xsrf_token, service_prefix=service_prefix, **values)
 
 
 class GPUPage(GPUHandler):
@@ -291,13 +310,17 @@ def week_start(now: float) -> float:
 
 class UsagePage(GPUHandler):
     @web.authenticated
-    def get(self):
+    async def get(self):
         self.admin_only()
         now = time.time()
         since, until = _range(self.get_argument("since", None), self.get_argument("until", None))
         holds = self.usage.holds(since, until) if self.usage else []
+        budgets = (self.budgets.rows(self.usage, await people(), now) if self.budgets and self.budgets.any
+                   and self.usage else None)
         self.render_page(
-            "usage.html", since=since, until=until, totals=totals(holds, since, until), holds=holds,
+            "usage.html", since=since, until=until, totals=totals(holds, since, until), holds=holds, budgets=budgets,
+            grants=self.usage.grants(month_start(now), now + 1) if self.usage else [], granted=self.get_argument(
+                "granted", ""),
             week=week_start(now), month=month_start(now), when=_when, hours=lambda seconds: f"{seconds / 3600:.2f}",
             day=lambda t: time.strftime("%Y-%m-%d", time.gmtime(t)), recorded=self.usage is not None)
 
@@ -317,6 +340,71 @@ class UsageAPI(GPUHandler):
             return
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps(report(holds, since, until)))
+
+
+def read_grant(fields: dict) -> dict:
+    """A grant as asked for (``user`` or ``group``, ``hours``, ``note``), checked; a 400 says what is wrong."""
+    whom = {key: str(fields.get(key) or "").strip() for key in ("user", "group")}
+    if bool(whom["user"]) == bool(whom["group"]):
+        raise web.HTTPError(400, "name either a user or a group to grant GPU-hours to")
+    try:
+        hours = float(fields.get("hours"))
+    except (TypeError, ValueError):
+        hours = float("nan")
+    if not 0 < hours <= MOST_HOURS_GRANTED:
+        raise web.HTTPError(400, f"hours = {fields.get('hours')!r}; allowed: a number above 0, at most "
+                                 f"{MOST_HOURS_GRANTED}")
+    note = str(fields.get("note") or "")
+    if len(note) > LONGEST_NOTE:
+        raise web.HTTPError(400, f"the note is {len(note)} characters long; allowed: at most {LONGEST_NOTE}")
+    return {**whom, "hours": hours, "note": note}
+
+
+class GrantHandler(GPUHandler):
+    def grant(self, fields: dict) -> dict:
+        """Record extra GPU-hours for this period, by an admin; what was granted."""
+        self.admin_only()
+        if self.usage is None:
+            raise web.HTTPError(409, "No usage record is kept on this hub: there is no budget to grant hours to")
+        grant = read_grant(fields)
+        self.usage.grant(grant["hours"], grant["note"], self.current_user["name"], user=grant["user"],
+                         group=grant["group"])
+        return grant
+
+
+class GrantForm(GrantHandler):
+    """The GPU-hours page's grant form (the hub's XSRF token guards it, as the hub's own forms)."""
+
+    @web.authenticated
+    def post(self):
+        fields = {key: self.get_body_argument(key, "") for key in ("whom", "name", "hours", "note")}
+        grant = self.grant({"user" if fields["whom"] == "user" else "group": fields["name"], "hours": fields["hours"],
+                            "note": fields["note"]})
+        self.redirect(url_path_join(self.settings["prefix"], "usage") + "?" + urlencode(
+            {"granted": f"{grant['hours']:g} GPU-hours to {grant['user'] or 'group ' + grant['group']}"}))
+
+
+class GrantsAPI(GrantHandler):
+    json_errors = True
+
+    @web.authenticated
+    def get(self):
+        self.admin_only()
+        since, until = _range(self.get_argument("since", None), self.get_argument("until", None))
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps({"grants": self.usage.grants(since, until) if self.usage else []}))
+
+    @web.authenticated
+    def post(self):
+        try:
+            fields = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "send the grant as JSON: {\"user\": ..., \"hours\": ..., \"note\": ...}") from None
+        if not isinstance(fields, dict):
+            raise web.HTTPError(400, "send the grant as a JSON object")
+        self.set_status(201)
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps(self.grant(fields)))
 
 
 class AssignmentsAPI(GPUHandler):
@@ -341,7 +429,8 @@ class FiguresAPI(GPUHandler):
                                "errors": self.figures.errors if self.figures else [], "gpus": rows}))
 
 
-def make_app(figures: Figures | None = None, usage: UsageLog | None = None) -> web.Application:
+def make_app(figures: Figures | None = None, usage: UsageLog | None = None,
+             budgets: Budgets | None = None) -> web.Application:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{NAME}/")
     jinja = jinja2.Environment(loader=jinja2.FileSystemLoader([str(TEMPLATES),
                                                                str(Path(DATA_FILES_PATH) / "templates")]),
@@ -353,9 +442,11 @@ def make_app(figures: Figures | None = None, usage: UsageLog | None = None) -> w
             (url_path_join(prefix, "api/assignments"), AssignmentsAPI),
             (url_path_join(prefix, "api/gpus"), FiguresAPI),
             (url_path_join(prefix, "api/usage"), UsageAPI),
+            (url_path_join(prefix, "usage/grant"), GrantForm),
+            (url_path_join(prefix, "api/grants"), GrantsAPI),
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         ],
-        cookie_secret=os.urandom(32), jinja=jinja, figures=figures, usage=usage, prefix=prefix,
+        cookie_secret=os.urandom(32), jinja=jinja, figures=figures, usage=usage, prefix=prefix, budgets=budgets,
         round_assignments=RoundAssignments(max_age=figures.interval if figures else 5.0),
     )
 
@@ -374,7 +465,8 @@ def main() -> None:
     address = url.hostname if url.hostname in ("127.0.0.1", "localhost") else ""
     figures = figures_from_environment()
     usage_db = os.environ.get(ENV["usage"])
-    make_app(figures, UsageLog(usage_db) if usage_db else None).listen(url.port or PORT, address=address)
+    budgets = Budgets(json.loads(os.environ[ENV["budgets"]])) if os.environ.get(ENV["budgets"]) else None
+    make_app(figures, UsageLog(usage_db) if usage_db else None, budgets).listen(url.port or PORT, address=address)
     # The hub stops its services with SIGINT, then SIGTERM: both end this one at once, also where whoever
     # started the hub left SIGINT ignored (as a shell does for a job it runs in the background).
     signal.signal(signal.SIGINT, signal.SIG_DFL)

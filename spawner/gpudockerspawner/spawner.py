@@ -14,8 +14,18 @@ from tornado.web import HTTPError
 from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, Union, default, observe, validate
 
 from gpudockerspawner import metrics
+from gpudockerspawner.budgets import (
+    WARN_BEFORE,
+    WARN_USED,
+    Standing,
+    outside_term,
+    parse_period,
+    person_standing,
+    zone,
+)
+from gpudockerspawner.culling import CULLED
 from gpudockerspawner.form import GPUAvailability, KindChoice, spawn_form
-from gpudockerspawner.gpu_line import CAPPED, TAKEN, TOO_FEW, GPULine, Waiter
+from gpudockerspawner.gpu_line import CAPPED, SPENT, TAKEN, TOO_FEW, GPULine, Waiter
 from gpudockerspawner.gpu_rules import parse_gpu_groups
 from gpudockerspawner.gpus import GPUPolicy, HostPool, Ledger, refusal
 from gpudockerspawner.image_user import passwd_of, resolved_uid
@@ -115,6 +125,29 @@ class GPUDockerSpawner(DockerSpawner):
         left out), and the group's members hold at most ``max_gpus`` together (no cap where left out). A user in
         several groups gets the most generous rule that has room.""",
     )
+    gpu_hours = Float(
+        None,
+        allow_none=True,
+        config=True,
+        help="""GPU-hours per ``budget_period`` for each user whom no group's rule covers (everyone where
+        ``gpu_groups`` is empty, else ``gpu_users``); a MIG slice's hour counts its share of a whole GPU. None (the
+        default): no budget. Groups set theirs in their rules (``gpu_hours``, ``gpu_hours_together``).""",
+    )
+    budget_period = Union(
+        [Unicode(), Dict()],
+        default_value="week",
+        config=True,
+        help="""How GPU budgets renew where a rule does not say: "day", "week" (from Monday), "month", a repeating
+        span like "6 hours", or a term ``{"start": "2026-09-01", "end": "2026-12-20"}``, in ``budget_timezone``.""",
+    )
+    budget_timezone = Unicode("UTC", config=True, help="The IANA time zone budget periods begin and end in.")
+    budget_grace = Float(
+        0,
+        min=0,
+        config=True,
+        help="""Minutes a running GPU server may go on past the end of its user's GPU budget before it is stopped
+        (its files kept, the reason on the home page). Checked at each poll (``poll_interval``).""",
+    )
     gpu_units = Dict(
         value_trait=Dict(),
         config=True,
@@ -213,6 +246,8 @@ class GPUDockerSpawner(DockerSpawner):
     _policy: GPUPolicy | None = None
     # Why the current server ended, where the spawner learns it (its container exited on its own).
     _end_reason = STOPPED
+    # The last warning logged that the GPU budget nears its end: (period, 80 % used, within 15 minutes).
+    _budget_warned: tuple | None = None
     _turn: asyncio.Future | None = None
     # cpu_limit and mem_limit as configured, before any pick's limits replaced them.
     _configured_limits: dict | None = None
@@ -231,9 +266,25 @@ class GPUDockerSpawner(DockerSpawner):
         except ValueError as error:
             raise TraitError(f"GPUDockerSpawner.gpu_groups: {error}") from None
 
-    @observe("gpu_groups", "gpus_per_user", "on_exhausted")
+    @observe("gpu_groups", "gpus_per_user", "on_exhausted", "gpu_hours", "budget_period")
     def _policy_changed(self, change):
         self._policy = None
+
+    @validate("budget_period")
+    def _valid_budget_period(self, proposal):
+        try:
+            parse_period(proposal.value)
+        except ValueError as error:
+            raise TraitError(f"GPUDockerSpawner.{error}") from None
+        return proposal.value
+
+    @validate("budget_timezone")
+    def _valid_budget_timezone(self, proposal):
+        try:
+            zone(proposal.value)
+        except ValueError as error:
+            raise TraitError(f"GPUDockerSpawner.{error}") from None
+        return proposal.value
 
     @validate("gpus_per_user", "users_per_gpu")
     def _at_least_one(self, proposal):
@@ -341,7 +392,8 @@ class GPUDockerSpawner(DockerSpawner):
     def gpu_policy(self) -> GPUPolicy:
         if self._policy is None:
             try:
-                self._policy = GPUPolicy.from_groups(self.gpu_groups, self.gpus_per_user, self.on_exhausted)
+                self._policy = GPUPolicy.from_groups(self.gpu_groups, self.gpus_per_user, self.on_exhausted,
+                                                     self.gpu_hours, self.budget_period)
             except ValueError as error:
                 raise TraitError(f"GPUDockerSpawner.gpu_groups: {error}") from None
         return self._policy
@@ -374,6 +426,78 @@ class GPUDockerSpawner(DockerSpawner):
     def _group_names(self) -> list[str]:
         """The user's hub groups, and "" (the rule of ``gpu_users``) for one of those."""
         return [group.name for group in self.user.groups] + ([""] if self.user.name in self.gpu_users else [])
+
+    def standing(self, rule, now: float | None = None) -> Standing | None:
+        """Where this user stands in ``rule``'s GPU budget now (None: it has none, or it is outside its term, or
+        no usage record is kept to count it by)."""
+        usage = self.usage()
+        if rule is None or rule.budget is None or usage is None:
+            return None
+        return person_standing(usage, rule.budget, rule.group, self.user.name, time.time() if now is None else now,
+                               zone(self.budget_timezone))
+
+    def _spendable(self, rule) -> bool:
+        """Whether ``rule``'s budget (if any) has GPU-hours left for this user now."""
+        if rule.budget is None or self.usage() is None:
+            return True
+        found = self.standing(rule)
+        return found is not None and found.left > 0
+
+    def budget_spent(self, kinds=()) -> str:
+        """Why this user's GPU budgets leave them no GPU now, in words (the first of their rules with room)."""
+        held = self.ledger().by_group()
+        for rule in self.gpu_policy.rules_for(self._group_names(), kinds):
+            if rule.has_room(held[rule.group]) and rule.budget is not None:
+                found = self.standing(rule)
+                if found is None:
+                    return (f"The GPU budget's {outside_term(rule.budget, time.time(), zone(self.budget_timezone))}:"
+                            " no GPU-hours outside it")
+                return found.spent()
+        return "Your GPU budget is used up"
+
+    def _rule_held(self):
+        """The rule the current server's GPUs were granted under."""
+        policy = self.gpu_policy
+        return next((rule for rule in policy.rules or policy.rules_for([]) if rule.group == self.gpu_group), None)
+
+    def budget_now(self) -> tuple[Standing | None, float]:
+        """The current GPU server's budget as it stands, and when (Unix seconds) what is left runs out at the pace
+        of the GPUs held (0 where there is no budget)."""
+        rule = self._rule_held()
+        if not self.assigned_gpus or rule is None or rule.budget is None:
+            return None, 0.0
+        now = time.time()
+        found = self.standing(rule, now)
+        if found is None:
+            return None, now  # outside its term: nothing left
+        return found, found.runs_out(now, len(self.assigned_gpus) * float(self._held_kind().get("share", 1.0)))
+
+    def _budget_ended(self) -> str | None:
+        """Why the running server is stopped now for its GPU budget (None: it runs on); warns once in the log as
+        the end nears."""
+        if not self.assigned_gpus or self.usage() is None:
+            return None
+        rule = self._rule_held()
+        if rule is None or rule.budget is None:
+            return None
+        found, runs_out = self.budget_now()
+        now = time.time()
+        if found is None:
+            reason = f"its GPU budget's {outside_term(rule.budget, now, zone(self.budget_timezone))}"
+        elif found.left > 0 or now - runs_out < self.budget_grace * 60:
+            if found.used >= WARN_USED * found.limit or runs_out - now <= WARN_BEFORE:
+                warning = (found.start, found.used >= WARN_USED * found.limit, runs_out - now <= WARN_BEFORE)
+                if warning != self._budget_warned:
+                    self._budget_warned = warning
+                    self.log.warning("%s: %s; at this pace the GPU budget runs out at %s", self.owner,
+                                     found.sentence(), time.strftime("%H:%M UTC", time.gmtime(runs_out)))
+            return None
+        else:
+            reason = f"its GPU budget {found.period.name()} ran out ({found.used:.1f} of {found.limit:g} GPU-hours)"
+            reason += f"; it {found.period.renewal(found.end, found.tz)}" if found.period.every != "term" else ""
+        self.log.info("%s: stopping the server: %s", self.owner, reason)
+        self.usage().note_reason(self.owner, CULLED + reason)
+        return reason
 
     def load_state(self, state):
         super().load_state(state)
@@ -437,11 +561,18 @@ class GPUDockerSpawner(DockerSpawner):
         """What the spawn form says beside each GPU choice: the pool's own figures (those of the GPU table) and
         what pressing Start would do now."""
         groups, policy, ledger = self._group_names(), self.gpu_policy, self.ledger()
-        rule = policy.rule_with_room(groups, ledger)
-        count = (rule or policy.rules_for(groups)[0]).gpus_per_user
+        roomy = policy.rule_with_room(groups, ledger)
+        rule = policy.rule_with_room(groups, ledger, spendable=self._spendable)
+        count = (rule or roomy or policy.rules_for(groups)[0]).gpus_per_user
         free, total, waiting = await self.gpu_source.free(), self.gpu_source.total(), len(self.gpu_line())
-        if rule is None:
+        on_exhausted = policy.on_exhausted
+        budget = self.standing(rule or roomy)
+        if roomy is None:
             why = policy.capped(groups, ledger)
+        elif rule is None:
+            why = self.budget_spent()
+            if policy.waits:
+                on_exhausted = "refuse"  # no GPU released brings hours back: no line to join
         elif waiting:
             why = f"{waiting} {'people wait' if waiting > 1 else 'person waits'} for a GPU"
         elif free < count:
@@ -451,8 +582,8 @@ class GPUDockerSpawner(DockerSpawner):
         kinds = self.kinds()
         choices = tuple([KindChoice(kind, label, await self.gpu_source.free(kind), self.gpu_source.total(kind))
                          for kind, label in kinds.items()]) if len(kinds) > 1 else ()
-        return GPUAvailability(free, total, waiting, count, why, policy.on_exhausted, choices,
-                               self.users_per_gpu if self.gpu_ids else 1)
+        return GPUAvailability(free, total, waiting, count, why, on_exhausted, choices,
+                               self.users_per_gpu if self.gpu_ids else 1, budget.sentence() if budget else "")
 
     @default("options_form")
     def _gpu_options_form(self):
@@ -621,14 +752,22 @@ class GPUDockerSpawner(DockerSpawner):
         if status is not None:
             self._end_reason = "its container was gone" if status == 0 else f"ended on its own ({status})"
             self._release()
-        else:
-            self._alive()
-        return status
+            return status
+        return await self._running_on()
 
     def _alive(self) -> None:
         """A poll found the server running: its hold's last sign of life (the hub polls every poll_interval)."""
         if self.assigned_gpus and self.usage() is not None:
             self.usage().seen([self.owner])
+
+    async def _running_on(self) -> str | None:
+        """A poll's answer for a server found running: None, or, where its GPU budget has ended, why, once it is
+        stopped (the hub stops no server that a poll found stopped: it only clears it, which releases its GPUs)."""
+        self._alive()
+        ended = self._budget_ended()
+        if ended:
+            await self.stop()
+        return ended
 
     async def get_url(self):
         """Where the server is now, asked of Docker, not remembered: when the engine or the host restarts,
@@ -695,9 +834,10 @@ class GPUDockerSpawner(DockerSpawner):
         """The GPUs taken now, under the most generous of the user's rules with room; or why not. For a
         ``waiter`` of the line, only while it is still in line."""
         wanted = self.wanted_kinds()
-        rule = self.gpu_policy.rule_with_room(self._group_names(), self.ledger(), wanted)
+        groups, ledger = self._group_names(), self.ledger()
+        rule = self.gpu_policy.rule_with_room(groups, ledger, wanted, self._spendable)
         if rule is None:
-            return CAPPED
+            return CAPPED if self.gpu_policy.rule_with_room(groups, ledger, wanted) is None else SPENT
         # Where spawns wait, a newcomer too asks whether enough are free for it: on a cluster, GPUs promised to
         # the line's last served are not yet placed, and are theirs.
         if (waiter is not None or self.gpu_policy.waits) and not await self._frees_enough(rule.gpus_per_user):
@@ -725,6 +865,11 @@ class GPUDockerSpawner(DockerSpawner):
         """The policy's words where no GPU could be taken (raised as the refusal under ``refuse``)."""
         if answer == CAPPED:
             return self.gpu_policy.answer(self.gpu_policy.capped(self._group_names(), self.ledger()))
+        if answer == SPENT:
+            spent = self.budget_spent(self.wanted_kinds()) + "."
+            if self.gpu_policy.waits:  # no GPU released brings hours back: refused, not in line
+                raise refusal(spent + " Waiting in line would not help; start a CPU-only server meanwhile.")
+            return self.gpu_policy.answer(spent)
         return self.gpu_policy.none_free(self.gpu_source, kinds=self._asked_labels())
 
     def _asked_labels(self) -> dict[str, str]:
@@ -737,7 +882,10 @@ class GPUDockerSpawner(DockerSpawner):
         line = self.gpu_line()
 
         async def take(avoid: frozenset[str]) -> str:
-            return await self._try_take(waiter, avoid)
+            answer = await self._try_take(waiter, avoid)
+            if answer == SPENT:  # its hours ran out (a server of its own) while it waited: out of the line
+                self._why_not(answer)
+            return answer
 
         waiter = self._waiter = line.join(self.owner, take, front=front, kinds=tuple(self._asked_kinds()))
         self.log.info("%s: waiting for a GPU, %s in line (%s)", self.owner, line.place(waiter), why)

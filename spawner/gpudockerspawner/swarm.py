@@ -402,7 +402,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         if status is not None and self.object_id:
             await self.remove_object()
         if status is None:
-            self._alive()
+            return await self._running_on()
         return status
 
     async def _ended_while_starting(self):

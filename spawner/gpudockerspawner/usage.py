@@ -39,7 +39,22 @@ CREATE TABLE IF NOT EXISTS holds (
 );
 CREATE INDEX IF NOT EXISTS holds_open ON holds (user, server) WHERE ended IS NULL;
 CREATE INDEX IF NOT EXISTS holds_time ON holds (started, ended);
+CREATE INDEX IF NOT EXISTS holds_user_end ON holds (user, ended);
+CREATE INDEX IF NOT EXISTS holds_group_end ON holds (gpu_group, ended);
+CREATE TABLE IF NOT EXISTS grants (
+    id INTEGER PRIMARY KEY,
+    user TEXT NOT NULL DEFAULT '',
+    gpu_group TEXT NOT NULL DEFAULT '',
+    hours REAL NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    granted_by TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS grants_at ON grants (at);
 """
+# A hold's GPU-seconds within [:since, :until), weighted by each GPU's share of a whole GPU (budgets.py).
+WEIGHTED_SECONDS = ("(MIN(COALESCE(ended, :until), :until) - MAX(started, :since)) "
+                    "* (LENGTH(gpus) - LENGTH(REPLACE(gpus, ',', '')) + 1) * share")
 # Columns added since the first release, for files made by it: (name, declaration). Their defaults are what every
 # earlier hold was: whole GPUs of no kind said.
 ADDED_COLUMNS = (("kind", "TEXT NOT NULL DEFAULT ''"), ("share", "REAL NOT NULL DEFAULT 1"))
@@ -194,6 +209,56 @@ class UsageLog:
         """The holds not ended yet, oldest first: read through the partial index of open rows, so that the years
         of closed holds a lab keeps cost nothing here."""
         return self._select("INDEXED BY holds_open WHERE ended IS NULL ORDER BY started, id")
+
+    def gpu_hours(self, since: float, until: float, user: str | None = None, group: str | None = None) -> float:
+        """Weighted GPU-hours within [since, until) of ``user``'s holds (any group's), or of the holds granted
+        under ``group``'s rule (all its members'); summed by SQLite over the holds of that user or group only."""
+        if not self.path.exists():
+            return 0.0
+        column, value = ("user", user) if user is not None else ("gpu_group", group)
+        connection = self._connect()
+        try:
+            (seconds,) = connection.execute(
+                f"SELECT COALESCE(SUM({WEIGHTED_SECONDS}), 0) FROM holds WHERE {column} = :value AND gpus != '' "
+                "AND (ended IS NULL OR ended > :since) AND started < :until",
+                {"value": value, "since": since, "until": until}).fetchone()
+        finally:
+            connection.close()
+        return max(0.0, seconds) / 3600
+
+    def grant(self, hours: float, note: str, by: str, user: str = "", group: str = "",
+              at: float | None = None) -> None:
+        """Extra GPU-hours for ``user``, or for ``group`` (each member, or the members together, as the group's
+        budget counts), in the periods that ``at`` (now) falls in."""
+        self._write("INSERT INTO grants (user, gpu_group, hours, note, granted_by, at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (user, group, hours, note, by, time.time() if at is None else at))
+
+    def granted(self, since: float, until: float, user: str | None = None, group: str | None = None) -> float:
+        """Hours granted within [since, until) to ``user`` (to them alone), or to ``group``."""
+        if not self.path.exists():
+            return 0.0
+        connection = self._connect()
+        try:
+            (hours,) = connection.execute(
+                "SELECT COALESCE(SUM(hours), 0) FROM grants WHERE at >= ? AND at < ? AND "
+                + ("user = ?" if user is not None else "user = '' AND gpu_group = ?"),
+                (since, until, user if user is not None else group)).fetchone()
+        finally:
+            connection.close()
+        return hours
+
+    def grants(self, since: float, until: float) -> list[dict]:
+        """The grants made within [since, until), oldest first."""
+        if not self.path.exists():
+            return []
+        connection = self._connect()
+        try:
+            rows = connection.execute("SELECT user, gpu_group, hours, note, granted_by, at FROM grants "
+                                      "WHERE at >= ? AND at < ? ORDER BY at, id", (since, until)).fetchall()
+        finally:
+            connection.close()
+        return [{"user": user, "group": group, "hours": hours, "note": note, "by": by, "at": at}
+                for user, group, hours, note, by, at in rows]
 
     def last_ended(self, user: str, server: str = "") -> Hold | None:
         """The most recent closed hold of one server."""

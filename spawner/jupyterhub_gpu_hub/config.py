@@ -40,29 +40,57 @@ def secret(name: str) -> str:
     return (secrets_dir() / name).read_text().strip()
 
 
-def gpu_service_environment(figures: GpuFigures) -> dict:
-    """Where the GPU service finds the samplers and the usage record, and where it leaves its figures."""
+# The spawner's settings the GPU service reads the budgets by (for the admins' GPU-hours page).
+BUDGET_TRAITS = ("gpu_groups", "gpu_hours", "budget_period", "budget_timezone")
+
+
+def budget_settings(spawner_config) -> dict:
+    """The budgets' traits as set in ``spawner_config`` (c.GPUDockerSpawner; none where it is None)."""
+    return {name: spawner_config[name] for name in BUDGET_TRAITS if spawner_config and name in spawner_config}
+
+
+def gpu_service_environment(figures: GpuFigures, spawner_config=None) -> dict:
+    """Where the GPU service finds the samplers and the usage record, and where it leaves its figures; the GPU
+    budgets as the spawner's configuration (``spawner_config``, c.GPUDockerSpawner) has them."""
     from gpudockerspawner.service import ENV
 
+    budgets = budget_settings(spawner_config)
     return {ENV["samplers"]: json.dumps(figures.samplers), ENV["on_nodes"]: "1" if figures.on_nodes else "",
             ENV["interval"]: str(figures.interval), ENV["busy_at"]: str(figures.busy_at),
-            ENV["figures"]: figures.figures_file, ENV["usage"]: figures.usage_db}
+            ENV["figures"]: figures.figures_file, ENV["usage"]: figures.usage_db,
+            ENV["budgets"]: json.dumps(budgets)}
 
 
 def configure_gpu_figures(c, figures: GpuFigures) -> None:
     """Who held which GPUs when (the spawner's usage record), the GPUs' figures on /hub/metrics, and a person told
     on the home page and the spawn page why their last server was culled."""
     from gpudockerspawner import metrics
+    from gpudockerspawner.budget_standings import Budgets
+    from gpudockerspawner.budgets import WARN_BEFORE, WARN_USED
     from gpudockerspawner.culling import CULLED
     from gpudockerspawner.usage import UsageLog
 
     c.GPUDockerSpawner.usage_db = figures.usage_db
     metrics.register_figures(figures.figures_file, figures.usage_db)
+    metrics.register_budgets(figures.usage_db, Budgets(budget_settings(c.GPUDockerSpawner)))
     usage = UsageLog(figures.usage_db)
 
-    def culled_notice(user) -> str:
-        if user is None or user.spawner.active:
+    def budget_notice(spawner) -> str:
+        """A running GPU server's budget: what is left, and, as its end nears, when the server stops."""
+        found, runs_out = spawner.budget_now()
+        if found is None:
             return ""
+        said = found.sentence() + "."
+        if found.used >= WARN_USED * found.limit or runs_out - time.time() <= WARN_BEFORE:
+            stops = time.gmtime(runs_out + spawner.budget_grace * 60)
+            said += f" At this pace your GPU server stops at about {time.strftime('%H:%M UTC', stops)}: save your work."
+        return f'<span id="gpu-budget-notice">{html.escape(said)}</span>'
+
+    def culled_notice(user) -> str:
+        if user is None:
+            return ""
+        if user.spawner.active:
+            return budget_notice(user.spawner) if hasattr(user.spawner, "budget_now") else ""
         last = usage.last_ended(user.name, "")
         if last is None or not (last.reason or "").startswith(CULLED) or time.time() - last.ended > NOTICE_FOR:
             return ""
@@ -111,7 +139,8 @@ def configure_hub(c, hub: Hub, figures: GpuFigures) -> None:
     from gpudockerspawner import service as gpu_service
 
     # The proxy, in its own container, reaches the service by the hub container's name.
-    services = [gpu_service.hub_service(host="jupyterhub", environment=gpu_service_environment(figures))]
+    services = [gpu_service.hub_service(host="jupyterhub",
+                                        environment=gpu_service_environment(figures, c.GPUDockerSpawner))]
     roles = gpu_service.hub_roles()
     if hub.ops_token:
         services.append({"name": "jupyterhub-gpu-ops", "api_token": secret("ops_api_token")})
