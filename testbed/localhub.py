@@ -152,6 +152,12 @@ class LocalHub:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
 
+    def kill(self) -> None:
+        """SIGKILL the hub and its proxy from outside, as a crash does; user containers keep running."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
     def log(self) -> str:
         return (self.workdir / "jupyterhub.log").read_text(errors="replace")
 

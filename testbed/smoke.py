@@ -74,12 +74,20 @@ class Deployment:
         return output.decode().strip()
 
     def exec(self, target: TargetHost, *argv: str, check: bool = True) -> str:
-        """Run a program on ``target`` as root with these arguments, each as it is (no shell); what it printed,
-        which must be a success unless ``check`` is off."""
-        code, output = self.engine.containers.get(target.container_id).exec_run(list(argv))
-        if check:
-            assert code == 0, f"{target.name}: {argv}: {output.decode(errors='replace')}"
-        return output.decode().strip()
+        """Run a program on ``target`` as root with these arguments, each as it is (a shell passes them on as its
+        positional parameters, never reading them); what it printed, which must be a success unless ``check`` is
+        off. As ``output``, a lost read (docker/docker-py#2042) is made again: give it only commands that may run
+        twice."""
+        container = self.engine.containers.get(target.container_id)
+        for _ in range(3):
+            code, output = container.exec_run(["sh", "-c", '"$@"; status=$?; echo end-of-output; exit $status', "sh",
+                                               *argv])
+            text = output.decode(errors="replace").strip()
+            if text.endswith("end-of-output"):
+                if check:
+                    assert code == 0, f"{target.name}: {argv}: {text}"
+                return text.removesuffix("end-of-output").strip()
+        raise AssertionError(f"{target.name}: {argv}: no complete output in three reads")
 
     def output(self, target: TargetHost, command: str) -> str:
         """What a command that only reads prints on ``target``. The test bed's engine now and then loses a quick

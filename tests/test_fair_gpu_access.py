@@ -4,11 +4,13 @@ line over a hub restart, and the groups' rules."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 
 import pytest
 
+from gpudockerspawner.usage import UsageLog
 from testbed.browser import HubPages
 from testbed.localhub import LocalHub
 from testbed.wait import until
@@ -27,11 +29,21 @@ c.JupyterHub.tornado_settings = {{'slow_spawn_timeout': 0}}
 """
 
 
+# The deploy's home-page notices and usage record (jupyterhub_gpu_hub.config), with the record in ``db``.
+NOTICES = """
+from jupyterhub_gpu_hub.config import configure_gpu_figures
+from jupyterhub_gpu_hub.contract import GpuFigures
+configure_gpu_figures(c, GpuFigures(samplers=[], on_nodes=False, interval=5, busy_at=5.0, figures_file="",
+                                    usage_db={db!r}))
+"""
+
+
 @pytest.fixture
 def make_hub(local_hubs):
-    """Hubs with a GPU profile and a Standard one (the same small image), people logging in through the form."""
+    """Hubs with a GPU profile and a Standard one (the same small image), people logging in through the form;
+    ``extra``: more of the hub's configuration."""
     profiles = {"allowed_images": {GPU: local_hubs.image, STANDARD: local_hubs.image}, "gpu_images": [GPU]}
-    return lambda **spawner: local_hubs(LOGIN, **profiles, **spawner)
+    return lambda extra="", **spawner: local_hubs(LOGIN + extra, **profiles, **spawner)
 
 
 def request_gpu_server(hub: LocalHub, user: str) -> None:
@@ -46,6 +58,15 @@ def ready(hub: LocalHub, user: str, timeout: float = 120) -> None:
 
 def pending(hub: LocalHub, user: str) -> bool:
     return (hub.api.servers(user).get("") or {}).get("pending") == "spawn"
+
+
+def refused_start(hub: LocalHub, user: str, options: dict) -> str:
+    """What a start through the REST API is told where the hub refuses it (at once, or in its progress events)."""
+    response = hub.api.api("POST", f"/users/{user}/server", json=options)
+    if response.status_code >= 400:
+        return response.text
+    return until(lambda: (lambda events: events if '"failed": true' in events else None)(
+        hub.api.get(f"/hub/api/users/{user}/server/progress").text), 60, f"{user}'s start refused", 0.5)
 
 
 def availability(pages: HubPages) -> str:
@@ -219,10 +240,71 @@ def test_a_person_chooses_a_slice_on_the_form_gets_it_and_a_third_asking_for_tha
     cat.browser.open(f"{base}/hub/spawn")
     greyed = cat.browser.driver.find_element("css selector", f'#gpu_kind option[value="{SLICE}"]')
     assert greyed.text == "MIG 1g.10gb slice of an A100-SXM4-80GB — 0 of 2 free" and not greyed.is_enabled()
-    response = hub.api.api("POST", "/users/cat/server", json={"image": GPU, "gpu_kind": SLICE})
-    told = response.text if response.status_code >= 400 else until(
-        lambda: (lambda events: events if '"failed": true' in events else None)(
-            hub.api.get("/hub/api/users/cat/server/progress").text), 60, "Cat's start refused", 0.5)
+    told = refused_start(hub, "cat", {"image": GPU, "gpu_kind": SLICE})
     assert ("All 2 GPUs of the kind asked for (MIG 1g.10gb slice of an A100-SXM4-80GB) are in use; try again later"
             in told), told
     assert "GPU-36c9561a-02ef-5c4d-3733-f0a56c42dc45" not in str(hub.assignments())  # never the A100 whole
+
+
+def test_a_gpu_budget_is_shown_warned_of_enforced_granted_and_renewed(make_hub, browsers, tmp_path):
+    """Ann may use 0.004 GPU-hours (14.4 s of a GPU) in each 1-minute period, in the hub's own zone (UTC): the form
+    says so; her home page warns her while her server runs; at the end the hub stops it, says why on her home page
+    and with her hold, greys out the GPU profile and refuses a start; a grant lets her start at once; the next
+    period gives her hours again. The hub polls every second, so that the stop comes within one."""
+    db = tmp_path / "usage.sqlite"
+    hub = make_hub(NOTICES.format(db=str(db)), gpu_ids=["0"], gpu_hours=0.004, budget_period="1 minute",
+                   poll_interval=1)
+    base = f"http://127.0.0.1:{hub.proxy_port}"
+    ann = HubPages(browsers(), base)
+    ann.logged_in("ann", PASSWORD)
+    # Her run, its stop and the grant within one period: a renewal meanwhile would give back what they spend.
+    until(lambda: time.time() % 60 < 10, 60, "the start of a minute", 0.2)
+    boundary = time.time() // 60 * 60 + 60
+    renews = time.strftime("%H:%M UTC", time.gmtime(boundary))
+    ann.browser.open(f"{base}/hub/spawn")
+    assert ann.browser.wait_for("#gpu-budget").text == (
+        f"0.004 of 0.004 GPU-hours left in this 1-minute period; renews at {renews}.")
+    pressed = time.time()
+    press_start(ann)
+    ready(hub, "ann")
+    # The hub is killed and started again while her server runs: the server runs on, and so does her hold.
+    hub.kill()
+    hub.start()
+    ann.browser.open(f"{base}/hub/home")
+    warned = ann.browser.wait_for("#gpu-budget-notice").text
+    assert re.fullmatch(r"0\.00\d+ of 0\.004 GPU-hours left in this 1-minute period; renews at \d\d:\d\d UTC\. At "
+                        r"this pace your GPU server stops at about \d\d:\d\d UTC: save your work\.", warned), warned
+
+    until(lambda: not hub.api.servers("ann"), 45, "Ann's server stopped at the end of her budget", 0.5)
+    assert re.search(r"ann/: 0\.00\d+ of 0\.004 GPU-hours left .*; at this pace the GPU budget runs out at", hub.log())
+    ann.browser.open(f"{base}/hub/home")
+    notice = ann.browser.wait_for("#gpu-cull-notice").text
+    assert re.fullmatch(r"Your server was stopped at \d\d:\d\d UTC: its GPU budget in this 1-minute period ran out "
+                        rf"\(0\.00\d+ of 0\.004 GPU-hours\); it renews at {renews}\. Your files are kept; start it "
+                        r"again when you need it\.", notice), notice
+    # One hold, from her start to the stop: the crash lost no second of it and counted none twice (the stop comes
+    # at the first poll past 14.4 s of holding, 1 s apart, and takes a moment to stop the container).
+    (hold,) = UsageLog(db).holds(pressed, time.time())
+    assert hold.reason.startswith("culled: its GPU budget in this 1-minute period ran out")
+    assert pressed <= hold.started and 14.4 <= hold.ended - hold.started <= 14.4 + 4, hold
+    # The form greys out the GPU profile and says why; a start through the REST API is refused in the same words.
+    ann.browser.open(f"{base}/hub/spawn")
+    said = ann.browser.wait_for("#gpu-availability").text
+    assert "A GPU server cannot start now. (Your GPU budget in this 1-minute period is used up" in said, said
+    assert not ann.browser.driver.find_element("css selector", f'option[value="{GPU}"]').is_enabled()
+    print(f"\nthe spawn form with a spent budget: {ann.browser.screenshot('gpu-budget-form')}")
+    told = refused_start(hub, "ann", {"image": GPU})
+    assert f"GPU-hours); it renews at {renews}." in told, told
+
+    # An admin grants her 0.002 GPU-hours more for this period: she starts at once.
+    UsageLog(db).grant(0.002, "a deadline", "admin", user="ann")
+    request_gpu_server(hub, "ann")
+    ready(hub, "ann")
+    assert time.time() < boundary, "the grant came after the period renewed: the test proves nothing of it"
+    hub.api.stop_server("ann")
+
+    # The next period: hours again, without a grant.
+    until(lambda: time.time() >= boundary, 70, "the next period", 0.5)
+    request_gpu_server(hub, "ann")
+    ready(hub, "ann")
+    hub.api.stop_server("ann")

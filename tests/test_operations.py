@@ -64,7 +64,10 @@ done"""
 # The hub's name, not the host's address, is in its certificate: the reprovisioned host has another address,
 # and browsers that trusted the local CA keep trusting the hub.
 NAME = "jupyter.lab.test"
-DATA = {**LIMITS, "metrics_token": True, "hub_names": [NAME], "hub_addresses": ["127.0.0.1"]}
+# A GPU budget for everyone, which no test here reaches (its running out is fair access's test): the admins' page
+# shows it, grants are kept through a backup, and the gauges say what is left.
+BUDGET = {"gpu_hours": 1, "budget_period": "week"}
+DATA = {**LIMITS, **BUDGET, "metrics_token": True, "hub_names": [NAME], "hub_addresses": ["127.0.0.1"]}
 SUDO_WITH_PASSWORD = HostKind("bookworm", "systemd", "opspw")
 
 
@@ -139,6 +142,21 @@ def test_a_gpu_left_idle_goes_back_to_the_pool_with_a_browser_open_and_a_busy_on
         admin.browser.screenshot("gpu-page-light")
         admin.browser.click("#dark-theme-toggle")
         admin.browser.screenshot("gpu-page-dark")
+
+        # The GPU-hours page: each person's budget, used and left this week; the admin grants Ann half an hour.
+        admin.browser.open(url + "services/gpus/usage")
+        row = admin.browser.wait_for('#budget-people tr[data-name="training"]').text
+        assert re.fullmatch(r"training \(default rule\) 1 GPU-hours each per week 0\.\d\d of 1 0\.\d\d renews Monday "
+                            r"00:00 UTC", row), row
+        admin.browser.select("#grant-whom", "user")
+        admin.browser.fill("#grant-name", "ann")
+        admin.browser.fill("#grant-hours", "0.5")
+        admin.browser.fill("#grant-note", "thesis deadline")
+        admin.browser.click("#grant-submit")
+        assert admin.browser.wait_for("#grant-done").text == "Granted 0.5 GPU-hours to ann."
+        assert re.search(r"ann 0\.5 thesis deadline admin", admin.browser.wait_for("#budget-grants").text)
+        assert " of 1.5 " in admin.browser.wait_for('#budget-people tr[data-name="ann"]').text
+        print(f"\nthe admins' budgets: {admin.browser.screenshot('gpu-budgets-admin')}")
 
         # Ann's GPU stayed under 5 % for gpu_idle_timeout (20 s): culled, her kernel's activity notwithstanding.
         until(lambda: not hub.servers("ann"), 90, "the server with an idle GPU culled")
@@ -215,6 +233,8 @@ def test_a_scraper_reads_metrics_with_its_own_token_and_sees_the_gpu_pool_and_th
         assert re.search(r'jupyterhub_gpu_memory_total_bytes\{gpu="GPU-[^"]+",node="[^"]+"\} 1\.7179869184e\+10',
                          metrics), [line for line in metrics.splitlines() if "total_bytes" in line]
         assert re.search(r'jupyterhub_gpu_seconds_total\{user="metricsgpu"\} [0-9.]+', metrics)
+        # What is left of the week's GPU-hour: a server just started has used only seconds of it.
+        assert re.search(r'jupyterhub_gpu_budget_remaining_hours\{group="",user="metricsgpu"\} 0\.9\d*', metrics)
         assert 'jupyterhub_gpu_pool_gpus{pool="jupyterhub-gpu"} 2.0' in metrics
         assert 'jupyterhub_gpu_pool_gpus_in_use{pool="jupyterhub-gpu"} 1.0' in metrics
         holders = [line for line in metrics.splitlines() if line.startswith("jupyterhub_gpu_holders{")]
@@ -321,6 +341,9 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
     hub.stop_server("carol")
     # The GPU-hours so far: every hold that ended (the culling test's), and Dave's, still open.
     closed_before = [hold for hold in usage(hub)["holds"] if hold["ended"]]
+    # An admin's script grants Dave two GPU-hours this week, with the GPU service's API.
+    granted = hub.request("POST", "/services/gpus/api/grants", json={"user": "dave", "hours": 2, "note": "paper"})
+    assert granted.status_code == 201, granted.text
     (dave_hold,) = [hold for hold in usage(hub)["holds"] if hold["user"] == "dave" and hold["ended"] is None]
 
     # Meanwhile Erin swaps a file of her home for a link to the hub's cookie secret, as fast as she can (a link
@@ -418,6 +441,9 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
         assert dave_after["started"] == dave_hold["started"] and dave_after["reason"] == "ended while the hub was down"
         # (The database is copied during the backup: a poll then may still have seen the server alive.)
         assert dave_hold["started"] <= dave_after["ended"] <= backed_up_at
+        # And the grant with them.
+        grants = new_hub.get("/services/gpus/api/grants", params={"since": 0}).json()["grants"]
+        assert [(g["user"], g["hours"], g["note"]) for g in grants if g["user"] == "dave"] == [("dave", 2.0, "paper")]
         # Everyone logs in and finds their files.
         carol_again = HubPages(browsers([ca], {NAME: fresh.address}), url)
         carol_again.logged_in("carol", carol_password)

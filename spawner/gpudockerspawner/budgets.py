@@ -75,7 +75,8 @@ class Period:
     def name(self) -> str:
         """"this week", as a sentence says it."""
         if self.every == "span":
-            return f"in this {_span_words(self.seconds)}"
+            count, unit = _span(self.seconds)
+            return f"in this {count}-{unit} period"
         return {"day": "today", "week": "this week", "month": "this month", "term": "this term"}[self.every]
 
     def renewal(self, end: float, tz: tzinfo) -> str:
@@ -96,12 +97,22 @@ class Period:
         return _span_words(self.seconds) if self.every == "span" else self.every
 
 
+def _span(seconds: int) -> tuple[int, str]:
+    """A span as a count of its largest whole unit: (6, "hour")."""
+    unit = next(unit for unit in ("day", "hour", "minute") if seconds % SPAN_SECONDS[unit] == 0)
+    return seconds // SPAN_SECONDS[unit], unit
+
+
 def _span_words(seconds: int) -> str:
-    for unit in ("day", "hour", "minute"):
-        if seconds % SPAN_SECONDS[unit] == 0:
-            count = seconds // SPAN_SECONDS[unit]
-            return f"{count} {unit}{'s' if count != 1 else ''}" if count != 1 else unit
-    return f"{seconds} seconds"
+    count, unit = _span(seconds)
+    return f"{count} {unit}{'s' if count != 1 else ''}"
+
+
+def hours(value: float) -> str:
+    """GPU-hours as a sentence says them: "6.5", "10", and a test's or a slice's small ones to two figures."""
+    if abs(value) >= 0.1:
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    return f"{value:.2g}"
 
 
 def parse_period(value, where: str = "budget_period") -> Period:
@@ -161,8 +172,8 @@ class Budget:
     period: Period
 
     def __str__(self) -> str:
-        parts = ([f"{self.hours:g} GPU-hours each"] if self.hours is not None else []) + (
-            [f"{self.together:g} GPU-hours together"] if self.together is not None else [])
+        parts = ([f"{hours(self.hours)} GPU-hours each"] if self.hours is not None else []) + (
+            [f"{hours(self.together)} GPU-hours together"] if self.together is not None else [])
         return f"{' and '.join(parts)} per {self.period}"
 
 
@@ -187,7 +198,7 @@ class Standing:
     def sentence(self) -> str:
         """"6.5 of 10 GPU-hours left this week; renews Monday 00:00 UTC"."""
         whose = f" for group {self.group} together" if self.together else ""
-        return (f"{max(0.0, self.left):.1f} of {self.limit:g} GPU-hours left{whose} {self.period.name()}; "
+        return (f"{hours(max(0.0, self.left))} of {hours(self.limit)} GPU-hours left{whose} {self.period.name()}; "
                 f"{self.period.renewal(self.end, self.tz)}")
 
     def spent(self) -> str:
@@ -195,7 +206,7 @@ class Standing:
         GPU-hours); it renews Monday 00:00 UTC"."""
         whose = f"Group {self.group}'s GPU budget" if self.together else "Your GPU budget"
         renewal = self.period.renewal(self.end, self.tz)
-        return (f"{whose} {self.period.name()} is used up ({self.used:.1f} of {self.limit:g} GPU-hours); "
+        return (f"{whose} {self.period.name()} is used up ({hours(self.used)} of {hours(self.limit)} GPU-hours); "
                 f"{renewal if self.period.every == 'term' else 'it ' + renewal}")
 
     def runs_out(self, now: float, weight: float) -> float:

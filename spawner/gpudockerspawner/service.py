@@ -234,8 +234,10 @@ class GPUHandler(HubOAuthenticated, web.RequestHandler):
                            self.settings["prefix"], status_code=status_code, reason=self._reason, message=message))
 
     def render_page(self, name: str, **values) -> None:
+        # The hub's XSRF token for the service's own forms (HubAuthenticated makes and checks it).
+        token = self.xsrf_token
         self.write(render(self.settings["jinja"], name, self.current_user, self.is_admin, self.settings["prefix"],
-                          self.xsrf_token.decode(), **values))
+                          token.decode() if isinstance(token, bytes) else token, **values))
 
     @property
     def budgets(self) -> Budgets | None:

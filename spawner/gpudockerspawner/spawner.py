@@ -18,6 +18,7 @@ from gpudockerspawner.budgets import (
     WARN_BEFORE,
     WARN_USED,
     Standing,
+    hours,
     outside_term,
     parse_period,
     person_standing,
@@ -493,7 +494,8 @@ class GPUDockerSpawner(DockerSpawner):
                                      found.sentence(), time.strftime("%H:%M UTC", time.gmtime(runs_out)))
             return None
         else:
-            reason = f"its GPU budget {found.period.name()} ran out ({found.used:.1f} of {found.limit:g} GPU-hours)"
+            reason = (f"its GPU budget {found.period.name()} ran out ({hours(found.used)} of {hours(found.limit)} "
+                      "GPU-hours)")
             reason += f"; it {found.period.renewal(found.end, found.tz)}" if found.period.every != "term" else ""
         self.log.info("%s: stopping the server: %s", self.owner, reason)
         self.usage().note_reason(self.owner, CULLED + reason)

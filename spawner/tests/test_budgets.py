@@ -105,7 +105,7 @@ def test_a_groups_budget_together_is_shared_by_its_members_and_a_grant_adds_to_t
 
     found = standing(budget, "phd", used_by, WEDNESDAY, UTC)
     assert (found.used, found.limit, found.left) == (pytest.approx(7.0), 15.0, pytest.approx(8.0))
-    assert found.sentence() == "8.0 of 15 GPU-hours left for group phd together this week; renews Monday 00:00 UTC"
+    assert found.sentence() == "8 of 15 GPU-hours left for group phd together this week; renews Monday 00:00 UTC"
     # Last week's grant is not this week's.
     assert log.granted(MONDAY, WEDNESDAY, user="ann") == 0
     assert [g["note"] for g in log.grants(MONDAY - 7 * 86400, WEDNESDAY)] == ["last week's", "deadline"]
@@ -135,7 +135,7 @@ def test_someone_in_several_groups_uses_the_most_generous_rule_that_still_has_ho
         with pytest.raises(HTTPError) as refused:
             await ann._take_gpus(True)
         assert refused.value.jupyterhub_message.startswith(
-            "Your GPU budget this term is used up (3.0 of 3 GPU-hours); the term ends ")
+            "Your GPU budget this term is used up (3 of 3 GPU-hours); the term ends ")
         # A grant of 2 hours to Ann: staff's rule (the more generous) has them, students' rule not.
         ann.usage().grant(2, "paper deadline", "admin", user="ann")
         await ann._take_gpus(True)
@@ -154,7 +154,7 @@ def test_a_spent_budget_refuses_starts_cpu_only_or_says_waiting_would_not_help(t
     async def scenario():
         ann = person("ann", db, gpu_hours=0.0002, on_exhausted=on_exhausted)
         form = await ann.gpu_availability()
-        assert form.budget == "0.0 of 0.0002 GPU-hours left this week; renews Monday 00:00 UTC"
+        assert form.budget == "0 of 0.0002 GPU-hours left this week; renews Monday 00:00 UTC"
         assert form.why.startswith("Your GPU budget this week is used up (")
         assert form.can_start() == (on_exhausted == "cpu")
         await ann._take_gpus(True)
@@ -167,7 +167,7 @@ def test_a_spent_budget_refuses_starts_cpu_only_or_says_waiting_would_not_help(t
     with pytest.raises(HTTPError) as refused:
         asyncio.run(scenario())
     said = refused.value.jupyterhub_message
-    assert re.match(r"Your GPU budget this week is used up \(\d\.\d of 0\.0002 GPU-hours\); "
+    assert re.match(r"Your GPU budget this week is used up \([0-9.e-]+ of 0\.0002 GPU-hours\); "
                     r"it renews Monday 00:00 UTC\.", said), said
     assert ("Waiting in line would not help" in said) == (on_exhausted == "wait")
 
@@ -178,7 +178,7 @@ def test_a_running_server_is_stopped_at_its_budgets_end_after_the_grace_with_the
     ann.assigned_gpus = ["0"]
     ann.usage().opened("ann/", ["0"], at=time.time() - 3600 + 600)  # 50 minutes so far: 10 minutes left
     assert ann._budget_ended() is None
-    assert "ann/: 0.2 of 1 GPU-hours left this term" in caplog.text  # warned: 80 % used
+    assert "ann/: 0.17 of 1 GPU-hours left this term" in caplog.text  # warned: 80 % used
     found, runs_out = ann.budget_now()
     assert runs_out == pytest.approx(time.time() + 600, abs=2)
     # 5 minutes past the end: within the grace of 10.
@@ -186,7 +186,7 @@ def test_a_running_server_is_stopped_at_its_budgets_end_after_the_grace_with_the
     assert ann._budget_ended() is None
     ann.usage().opened("ann/", ["0"], at=time.time() - 3600 - 660)
     reason = ann._budget_ended()
-    assert reason == "its GPU budget this term ran out (1.2 of 1 GPU-hours)"
+    assert reason == "its GPU budget this term ran out (1.18 of 1 GPU-hours)"
     ann.usage().closed("ann/")
     assert ann.usage().last_ended("ann").reason == CULLED + reason
 
