@@ -44,6 +44,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import IOLoop
 
 from gpudockerspawner.budget_standings import Budgets
+from gpudockerspawner.budgets import hours
 from gpudockerspawner.figures import Figures, key_for
 from gpudockerspawner.usage import UsageLog, report, report_csv, totals
 from gpudockerspawner.words import duration
@@ -322,7 +323,7 @@ class UsagePage(GPUHandler):
         self.render_page(
             "usage.html", since=since, until=until, totals=totals(holds, since, until), holds=holds, budgets=budgets,
             grants=self.usage.grants(month_start(now), now + 1) if self.usage else [], granted=self.get_argument(
-                "granted", ""),
+                "granted", ""), gpu_hours=hours,
             week=week_start(now), month=month_start(now), when=_when, hours=lambda seconds: f"{seconds / 3600:.2f}",
             day=lambda t: time.strftime("%Y-%m-%d", time.gmtime(t)), recorded=self.usage is not None)
 
@@ -350,16 +351,16 @@ def read_grant(fields: dict) -> dict:
     if bool(whom["user"]) == bool(whom["group"]):
         raise web.HTTPError(400, "name either a user or a group to grant GPU-hours to")
     try:
-        hours = float(fields.get("hours"))
+        amount = float(fields.get("hours"))
     except (TypeError, ValueError):
-        hours = float("nan")
-    if not 0 < hours <= MOST_HOURS_GRANTED:
+        amount = float("nan")
+    if not 0 < amount <= MOST_HOURS_GRANTED:
         raise web.HTTPError(400, f"hours = {fields.get('hours')!r}; allowed: a number above 0, at most "
                                  f"{MOST_HOURS_GRANTED}")
     note = str(fields.get("note") or "")
     if len(note) > LONGEST_NOTE:
         raise web.HTTPError(400, f"the note is {len(note)} characters long; allowed: at most {LONGEST_NOTE}")
-    return {**whom, "hours": hours, "note": note}
+    return {**whom, "hours": amount, "note": note}
 
 
 class GrantHandler(GPUHandler):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from datetime import date
 
 import pytest
 from tornado.web import HTTPError
@@ -226,3 +228,25 @@ def test_on_a_node_of_two_kinds_a_server_asks_swarm_for_the_kind_chosen_and_any_
     # Two nodes made from one stand-in (the same UUIDs on each) count as the eight units they are.
     monkeypatch.setattr(GPUSwarmSpawner, "_nodes", lambda self: [LAB_NODE, {**LAB_NODE, "ID": "n3"}])
     assert spawner().gpu_source.total() == 8 and spawner().gpu_source.total("NVIDIA GeForce RTX 4090") == 4
+
+
+def test_on_a_cluster_too_a_poll_past_the_end_of_the_gpu_budget_stops_the_service_and_says_why(spawner, tmp_path,
+                                                                                               monkeypatch):
+    from gpudockerspawner.usage import UsageLog
+
+    made, swarm = spawner([task("running", gpus=["GPU-a"])])
+    today = date.today().toordinal()  # a term from yesterday to tomorrow: an hour ago is in it at any time of day
+    made.usage_db, made.gpu_hours = str(tmp_path / "usage.sqlite"), 0.5
+    made.budget_period = {"start": date.fromordinal(today - 1).isoformat(),
+                          "end": date.fromordinal(today + 1).isoformat()}
+    asyncio.run(made.start_object())
+    assert asyncio.run(made.poll()) is None  # within its half hour
+    made.usage().opened("ann/", ["GPU-a"], node="gpu1", at=time.time() - 3600)  # an hour held: past the end
+
+    async def stopped():
+        swarm.done.append("stopped")
+
+    monkeypatch.setattr(made, "stop", stopped)
+    said = asyncio.run(made.poll())
+    assert said == "its GPU budget this term ran out (1 of 0.5 GPU-hours)" and swarm.done == ["stopped"]
+    assert UsageLog(made.usage_db).open_holds()[0].reason == "culled: " + said
