@@ -14,17 +14,8 @@ from tornado.web import HTTPError
 from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, Union, default, observe, validate
 
 from gpudockerspawner import metrics
-from gpudockerspawner.budgets import (
-    WARN_BEFORE,
-    WARN_USED,
-    Standing,
-    hours,
-    outside_term,
-    parse_period,
-    person_standing,
-    zone,
-)
-from gpudockerspawner.culling import CULLED
+from gpudockerspawner.budget_keeping import BudgetKeeping
+from gpudockerspawner.budgets import parse_period, zone
 from gpudockerspawner.form import GPUAvailability, KindChoice, spawn_form
 from gpudockerspawner.gpu_line import CAPPED, SPENT, TAKEN, TOO_FEW, GPULine, Waiter
 from gpudockerspawner.gpu_rules import parse_gpu_groups
@@ -56,7 +47,7 @@ class HubProcess:
     promised: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
-class GPUDockerSpawner(DockerSpawner):
+class GPUDockerSpawner(BudgetKeeping, DockerSpawner):
     """Give each user container ``gpus_per_user`` GPUs from ``gpu_ids``, or none."""
 
     gpu_ids = Union(
@@ -247,8 +238,6 @@ class GPUDockerSpawner(DockerSpawner):
     _policy: GPUPolicy | None = None
     # Why the current server ended, where the spawner learns it (its container exited on its own).
     _end_reason = STOPPED
-    # The last warning logged that the GPU budget nears its end: (period, 80 % used, within 15 minutes).
-    _budget_warned: tuple | None = None
     _turn: asyncio.Future | None = None
     # cpu_limit and mem_limit as configured, before any pick's limits replaced them.
     _configured_limits: dict | None = None
@@ -427,79 +416,6 @@ class GPUDockerSpawner(DockerSpawner):
     def _group_names(self) -> list[str]:
         """The user's hub groups, and "" (the rule of ``gpu_users``) for one of those."""
         return [group.name for group in self.user.groups] + ([""] if self.user.name in self.gpu_users else [])
-
-    def standing(self, rule, now: float | None = None) -> Standing | None:
-        """Where this user stands in ``rule``'s GPU budget now (None: it has none, or it is outside its term, or
-        no usage record is kept to count it by)."""
-        usage = self.usage()
-        if rule is None or rule.budget is None or usage is None:
-            return None
-        return person_standing(usage, rule.budget, rule.group, self.user.name, time.time() if now is None else now,
-                               zone(self.budget_timezone))
-
-    def _spendable(self, rule) -> bool:
-        """Whether ``rule``'s budget (if any) has GPU-hours left for this user now."""
-        if rule.budget is None or self.usage() is None:
-            return True
-        found = self.standing(rule)
-        return found is not None and found.left > 0
-
-    def budget_spent(self, kinds=()) -> str:
-        """Why this user's GPU budgets leave them no GPU now, in words (the first of their rules with room)."""
-        held = self.ledger().by_group()
-        for rule in self.gpu_policy.rules_for(self._group_names(), kinds):
-            if rule.has_room(held[rule.group]) and rule.budget is not None:
-                found = self.standing(rule)
-                if found is None:
-                    return (f"The GPU budget's {outside_term(rule.budget, time.time(), zone(self.budget_timezone))}:"
-                            " no GPU-hours outside it")
-                return found.spent()
-        return "Your GPU budget is used up"
-
-    def _rule_held(self):
-        """The rule the current server's GPUs were granted under."""
-        policy = self.gpu_policy
-        return next((rule for rule in policy.rules or policy.rules_for([]) if rule.group == self.gpu_group), None)
-
-    def budget_now(self) -> tuple[Standing | None, float]:
-        """The current GPU server's budget as it stands, and when (Unix seconds) what is left runs out at the pace
-        of the GPUs held (0 where there is no budget)."""
-        rule = self._rule_held()
-        if not self.assigned_gpus or rule is None or rule.budget is None:
-            return None, 0.0
-        now = time.time()
-        found = self.standing(rule, now)
-        if found is None:
-            return None, now  # outside its term: nothing left
-        return found, found.runs_out(now, len(self.assigned_gpus) * float(self._held_kind().get("share", 1.0)))
-
-    def _budget_ended(self) -> str | None:
-        """Why the running server is stopped now for its GPU budget (None: it runs on); warns once in the log as
-        the end nears."""
-        if not self.assigned_gpus or self.usage() is None:
-            return None
-        rule = self._rule_held()
-        if rule is None or rule.budget is None:
-            return None
-        found, runs_out = self.budget_now()
-        now = time.time()
-        if found is None:
-            reason = f"its GPU budget's {outside_term(rule.budget, now, zone(self.budget_timezone))}"
-        elif found.left > 0 or now - runs_out < self.budget_grace * 60:
-            if found.used >= WARN_USED * found.limit or runs_out - now <= WARN_BEFORE:
-                warning = (found.start, found.used >= WARN_USED * found.limit, runs_out - now <= WARN_BEFORE)
-                if warning != self._budget_warned:
-                    self._budget_warned = warning
-                    self.log.warning("%s: %s; at this pace the GPU budget runs out at %s", self.owner,
-                                     found.sentence(), time.strftime("%H:%M UTC", time.gmtime(runs_out)))
-            return None
-        else:
-            reason = (f"its GPU budget {found.period.name()} ran out ({hours(found.used)} of {hours(found.limit)} "
-                      "GPU-hours)")
-            reason += f"; it {found.period.renewal(found.end, found.tz)}" if found.period.every != "term" else ""
-        self.log.info("%s: stopping the server: %s", self.owner, reason)
-        self.usage().note_reason(self.owner, CULLED + reason)
-        return reason
 
     def load_state(self, state):
         super().load_state(state)
