@@ -43,9 +43,8 @@ class Budgets:
         if found is None:  # outside its term
             return {"name": name, "group": rule.group, "budget": str(rule.budget), "limit": 0.0, "used": 0.0,
                     "left": 0.0, "renews": outside_term(rule.budget, now, self.tz)}
-        return {"name": name, "group": rule.group, "budget": str(rule.budget), "limit": round(found.limit, 2),
-                "used": round(found.used, 2), "left": round(found.left, 2),
-                "renews": found.period.renewal(found.end, self.tz)}
+        return {"name": name, "group": rule.group, "budget": str(rule.budget), "limit": found.limit,
+                "used": found.used, "left": found.left, "renews": found.period.renewal(found.end, self.tz)}
 
     def gauges(self, usage: UsageLog, now: float) -> tuple[dict[str, tuple[str, float]], dict[str, float]]:
         """GPU-hours left, {user: (group, hours)} of each person who held a GPU in the last 31 days (under the rule
