@@ -109,10 +109,11 @@ def _span_words(seconds: int) -> str:
 
 
 def hours(value: float) -> str:
-    """GPU-hours as a sentence says them: "6.5", "10", and a test's or a slice's small ones to two figures."""
-    if abs(value) >= 0.1:
-        return f"{value:.2f}".rstrip("0").rstrip(".")
-    return f"{value:.2g}"
+    """GPU-hours as a sentence says them, to three figures below ten ("6.5", "0.999", "12.3", "10"), and a test's
+    or a slice's small ones to two ("0.0043")."""
+    if abs(value) >= 10:
+        return f"{value:.1f}".removesuffix(".0")
+    return f"{value:.3g}" if abs(value) >= 0.1 else f"{value:.2g}"
 
 
 def parse_period(value, where: str = "budget_period") -> Period:

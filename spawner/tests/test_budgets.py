@@ -178,7 +178,7 @@ def test_a_running_server_is_stopped_at_its_budgets_end_after_the_grace_with_the
     ann.assigned_gpus = ["0"]
     ann.usage().opened("ann/", ["0"], at=time.time() - 3600 + 600)  # 50 minutes so far: 10 minutes left
     assert ann._budget_ended() is None
-    assert "ann/: 0.17 of 1 GPU-hours left this term" in caplog.text  # warned: 80 % used
+    assert "ann/: 0.167 of 1 GPU-hours left this term" in caplog.text  # warned: 80 % used
     found, runs_out = ann.budget_now()
     assert runs_out == pytest.approx(time.time() + 600, abs=2)
     # 5 minutes past the end: within the grace of 10.
