@@ -56,6 +56,13 @@ class ImageSettings(Concern):
         default_factory=lambda: ["jupyterlab==4.6.6"],
         description="Pinned pip packages of the built single-user image, besides `jupyterhub` itself.",
     )
+    jupyterlab_news: bool = Field(
+        default=False,
+        description="In the single-user images the deploy builds: JupyterLab's question \"Would you like to get "
+        "notified about official Jupyter news?\" and its check for new JupyterLab releases. Off: people on a managed "
+        "hub neither read Jupyter's news feed from their server nor update JupyterLab themselves. On: JupyterLab's "
+        "own default (it asks each person).",
+    )
     image_profiles: list[ImageProfile] = Field(
         default_factory=lambda: list(DEFAULT_PROFILES),
         description="The spawn form's choices, in order: each a `name`, `gpu` (its servers hold a GPU), extra "

@@ -4,6 +4,7 @@ build contexts, each tagged by a hash of everything that went into it."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,14 @@ def _recipe(name: str, target: Target, builder_ca: str, files: dict[str, bytes],
                        title or name)
 
 
+def lab_overrides(settings) -> bytes:
+    """JupyterLab's settings overrides for the built single-user image (its ``settings/overrides.json``): the news
+    question and the check for releases, off unless ``jupyterlab_news`` (then JupyterLab's own defaults)."""
+    notification = ({"fetchNews": "none", "checkForUpdates": True} if settings.jupyterlab_news
+                    else {"fetchNews": "false", "checkForUpdates": False})
+    return (json.dumps({"@jupyterlab/apputils-extension:notification": notification}, indent=2) + "\n").encode()
+
+
 def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
     """The images the host needs built; ``builder_ca_sha256`` is the builder's CA bundle (empty: none)."""
     settings = target.settings
@@ -100,6 +109,7 @@ def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
         contexts["singleuser"] = {
             "requirements.txt": ("\n".join([jupyterhub_pin(settings), *settings.singleuser_packages]) + "\n").encode(),
             "start-singleuser.sh": (FILES / "start-singleuser.sh").read_bytes(),
+            "overrides.json": lab_overrides(settings),
         }
         if patched:
             contexts["singleuser"][SINGLEUSER_PATCH] = (FILES / SINGLEUSER_PATCH).read_bytes()
