@@ -146,7 +146,7 @@ def test_a_gpu_left_idle_goes_back_to_the_pool_with_a_browser_open_and_a_busy_on
         # The GPU-hours page: each person's budget, used and left this week; the admin grants Ann half an hour.
         admin.browser.open(url + "services/gpus/usage")
         row = admin.browser.wait_for('#budget-people tr[data-name="training"]').text
-        assert re.fullmatch(r"training \(default rule\) 1 GPU-hours each per week 0\.0\d+ of 1 (0\.9\d+|1) renews "
+        assert re.fullmatch(r"training \(default rule\) 1 GPU-hour each per week 0\.0\d+ of 1 (0\.9\d+|1) renews "
                             r"Monday 00:00 UTC", row), row
         admin.browser.select("#grant-whom", "user")
         admin.browser.fill("#grant-name", "ann")

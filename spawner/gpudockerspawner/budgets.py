@@ -173,8 +173,11 @@ class Budget:
     period: Period
 
     def __str__(self) -> str:
-        parts = ([f"{hours(self.hours)} GPU-hours each"] if self.hours is not None else []) + (
-            [f"{hours(self.together)} GPU-hours together"] if self.together is not None else [])
+        def said(value: float) -> str:
+            return f"{hours(value)} GPU-hour{'' if value == 1 else 's'}"
+
+        parts = ([f"{said(self.hours)} each"] if self.hours is not None else []) + (
+            [f"{said(self.together)} together"] if self.together is not None else [])
         return f"{' and '.join(parts)} per {self.period}"
 
 
