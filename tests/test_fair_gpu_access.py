@@ -267,13 +267,13 @@ def test_a_gpu_budget_is_shown_warned_of_enforced_granted_and_renewed(make_hub, 
     pressed = time.time()
     press_start(ann)
     ready(hub, "ann")
-    # The hub is killed and started again while her server runs: the server runs on, and so does her hold.
-    hub.kill()
-    hub.start()
     ann.browser.open(f"{base}/hub/home")
     warned = ann.browser.wait_for("#gpu-budget-notice").text
     assert re.fullmatch(r"0\.00\d+ of 0\.004 GPU-hours left in this 1-minute period; renews at \d\d:\d\d UTC\. At "
                         r"this pace your GPU server stops at about \d\d:\d\d UTC: save your work\.", warned), warned
+    # The hub is killed and started again while her server runs: the server runs on, and so does her hold.
+    hub.kill()
+    hub.start()
 
     until(lambda: not hub.api.servers("ann"), 45, "Ann's server stopped at the end of her budget", 0.5)
     assert re.search(r"ann/: 0\.00\d+ of 0\.004 GPU-hours left .*; at this pace the GPU budget runs out at", hub.log())
@@ -286,7 +286,7 @@ def test_a_gpu_budget_is_shown_warned_of_enforced_granted_and_renewed(make_hub, 
     # at the first poll past 14.4 s of holding, 1 s apart, and takes a moment to stop the container).
     (hold,) = UsageLog(db).holds(pressed, time.time())
     assert hold.reason.startswith("culled: its GPU budget in this 1-minute period ran out")
-    assert pressed <= hold.started and 14.4 <= hold.ended - hold.started <= 14.4 + 4, hold
+    assert pressed <= hold.started and 14.4 <= hold.ended - hold.started <= 14.4 + 5, hold
     # The form greys out the GPU profile and says why; a start through the REST API is refused in the same words.
     ann.browser.open(f"{base}/hub/spawn")
     said = ann.browser.wait_for("#gpu-availability").text

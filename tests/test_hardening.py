@@ -208,7 +208,9 @@ def test_the_proxy_runs_apart_unprivileged_with_only_its_certificate(deployment)
                            "/run/proxy") == "tmpfs"
     assert deployment.exec(target, "docker", "exec", "jupyterhub-proxy", "stat", "-c", "%a %u",
                            "/run/proxy", "/run/proxy/server.key") == "700 990\n600 990"
-    for container, process in (("jupyterhub-proxy", "node"), ("jupyterhub", "jupyterhub")):
+    # (The proxy by its own name: Docker's health probe, a `node -e` that only opens a connection, runs now and then
+    # beside it, as the container's starting user.)
+    for container, process in (("jupyterhub-proxy", "configurable-http-proxy"), ("jupyterhub", "jupyterhub")):
         owners = deployment.exec(target, "docker", "top", container, "-eo", "pid,uid,args")
         lines = [line.split(None, 2) for line in owners.splitlines()[1:] if process in line]
         assert lines and all(uid != "0" for _, uid, _ in lines), owners

@@ -87,10 +87,10 @@ def test_ldap_member_logs_in_and_gets_a_server_and_a_non_member_is_refused(idp_d
     lab.wait_until_loaded()
     assert pages.browser.url.startswith(f"{url}user/ada/lab")
     # A managed hub's JupyterLab asks nobody about Jupyter's news feed, nor looks for releases (jupyterlab_news):
-    # the image's settings say so, and Ada's JupyterLab took them.
+    # the image's settings say so, and Ada's JupyterLab took them as its defaults (JupyterLab puts overrides there).
     pages.browser.open(f"{url}user/ada/lab/api/settings/@jupyterlab/apputils-extension:notification")
-    settings = json.loads(pages.browser.text())["composite"]
-    assert (settings["fetchNews"], settings["checkForUpdates"]) == ("false", False), settings
+    defaults = json.loads(pages.browser.text())["schema"]["properties"]
+    assert (defaults["fetchNews"]["default"], defaults["checkForUpdates"]["default"]) == ("false", False), defaults
 
 
 def test_oidc_login_goes_to_the_provider_and_back_and_a_server_starts(idp_deployment, providers, browsers):

@@ -22,5 +22,5 @@ def test_the_news_question_and_the_release_check_are_off_unless_the_admin_turns_
 def test_the_image_puts_them_where_its_jupyterlab_reads_overrides():
     # The image's Python is the venv of prelude.Dockerfile.j2: JupyterLab's application directory is under it.
     assert "python3 -m venv /opt/venv" in (TEMPLATES / "prelude.Dockerfile.j2").read_text()
-    assert ("COPY overrides.json /opt/venv/share/jupyter/lab/settings/overrides.json"
+    assert ("COPY overrides.json /opt/venv/share/jupyter/lab/settings/overrides.d/jupyterhub-gpu.json"
             in (TEMPLATES / "singleuser.Dockerfile.j2").read_text())

@@ -12,6 +12,7 @@ Standard library only: the deploy's settings check periods with it, without the 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -113,7 +114,13 @@ def hours(value: float) -> str:
     or a slice's small ones to two ("0.0043")."""
     if abs(value) >= 10:
         return f"{value:.1f}".removesuffix(".0")
-    return f"{value:.3g}" if abs(value) >= 0.1 else f"{value:.2g}"
+    if abs(value) >= 0.1:
+        return f"{value:.3g}"
+    if value == 0:
+        return "0"
+    # Two figures, never in exponent form ("0.00008", not "8e-05").
+    decimals = 1 - math.floor(math.log10(abs(value)))
+    return f"{value:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 def parse_period(value, where: str = "budget_period") -> Period:
