@@ -33,7 +33,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import jinja2
 from jupyterhub._data import DATA_FILES_PATH
@@ -320,10 +320,14 @@ class UsagePage(GPUHandler):
         holds = self.usage.holds(since, until) if self.usage else []
         budgets = (self.budgets.rows(self.usage, await people(), now) if self.budgets and self.budgets.any
                    and self.usage else None)
+        grants = self.usage.grants(month_start(now), now + 1) if self.usage else []
+        # Just after this admin's grant (the form's redirect): what it was.
+        mine = [g for g in grants if g["by"] == self.current_user["name"] and now - g["at"] < 60]
+        granted = (f"{hours(mine[-1]['hours'])} GPU-hours to {mine[-1]['user'] or 'group ' + mine[-1]['group']}"
+                   if self.get_argument("granted", "") and mine else "")
         self.render_page(
             "usage.html", since=since, until=until, totals=totals(holds, since, until), holds=holds, budgets=budgets,
-            grants=self.usage.grants(month_start(now), now + 1) if self.usage else [], granted=self.get_argument(
-                "granted", ""), gpu_hours=hours,
+            grants=grants, granted=granted, gpu_hours=hours,
             week=week_start(now), month=month_start(now), when=_when, hours=lambda seconds: f"{seconds / 3600:.2f}",
             day=lambda t: time.strftime("%Y-%m-%d", time.gmtime(t)), recorded=self.usage is not None)
 
@@ -381,10 +385,10 @@ class GrantForm(GrantHandler):
     @web.authenticated
     def post(self):
         fields = {key: self.get_body_argument(key, "") for key in ("whom", "name", "hours", "note")}
-        grant = self.grant({"user" if fields["whom"] == "user" else "group": fields["name"], "hours": fields["hours"],
-                            "note": fields["note"]})
-        self.redirect(url_path_join(self.settings["prefix"], "usage") + "?" + urlencode(
-            {"granted": f"{grant['hours']:g} GPU-hours to {grant['user'] or 'group ' + grant['group']}"}))
+        self.grant({"user" if fields["whom"] == "user" else "group": fields["name"], "hours": fields["hours"],
+                    "note": fields["note"]})
+        # The page says what was granted from the record, not from the address (which anyone could write).
+        self.redirect(url_path_join(self.settings["prefix"], "usage") + "?granted=1")
 
 
 class GrantsAPI(GrantHandler):
