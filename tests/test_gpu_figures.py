@@ -42,6 +42,23 @@ def stand_in_driver(tmp_path, monkeypatch, gpus=GPUS):
     return smi, work
 
 
+@pytest.fixture(autouse=True)
+def samplers_stopped(monkeypatch):
+    """Every sampler a test starts is stopped after it, and with it its ``nvidia-smi -l``, which would otherwise
+    run on after the test (and after the test run)."""
+    made = []
+    make = Sampler.__init__
+
+    def init(self, *args, **kwargs):
+        make(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(Sampler, "__init__", init)
+    yield
+    for sampler in made:
+        sampler.stop()
+
+
 @pytest.fixture
 def stand_in(tmp_path, monkeypatch):
     """The stand-in driver's nvidia-smi for three GPUs, with figures a test sets."""
@@ -354,4 +371,6 @@ def test_the_sampler_runs_as_a_lone_script_as_a_clusters_nodes_run_it(tmp_path, 
     finally:
         for name, loaded in saved.items():
             sys.modules[name] = loaded
-    assert lone_sampler.report("node")["gpus"][0]["utilization"] == 33.0
+    report = lone_sampler.report("node")
+    lone_sampler.stop()  # its own class (the script's): the fixture does not see it
+    assert report["gpus"][0]["utilization"] == 33.0

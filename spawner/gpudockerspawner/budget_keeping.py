@@ -4,9 +4,19 @@ budget_period, budget_timezone and budget_grace say what the budgets are (see GP
 
 from __future__ import annotations
 
+import math
 import time
 
-from gpudockerspawner.budgets import WARN_BEFORE, WARN_USED, Standing, hours, outside_term, person_standing, zone
+from gpudockerspawner.budgets import (
+    WARN_BEFORE,
+    WARN_USED,
+    Standing,
+    clock,
+    hours,
+    outside_term,
+    person_standing,
+    zone,
+)
 from gpudockerspawner.culling import CULLED
 
 
@@ -52,7 +62,7 @@ class BudgetKeeping:
 
     def budget_now(self) -> tuple[Standing | None, float]:
         """The current GPU server's budget as it stands, and when (Unix seconds) what is left runs out at the pace
-        of the GPUs held (0 where there is no budget)."""
+        of the GPUs held (infinity where it lasts to the period's end; 0 where there is no budget)."""
         rule = self._rule_held()
         if not self.assigned_gpus or rule is None or rule.budget is None:
             return None, 0.0
@@ -79,8 +89,9 @@ class BudgetKeeping:
                 warning = (found.start, found.used >= WARN_USED * found.limit, runs_out - now <= WARN_BEFORE)
                 if warning != self._budget_warned:
                     self._budget_warned = warning
-                    self.log.warning("%s: %s; at this pace the GPU budget runs out at %s", self.owner,
-                                     found.sentence(), time.strftime("%H:%M UTC", time.gmtime(runs_out)))
+                    self.log.warning("%s: %s; %s", self.owner, found.sentence(),
+                                     f"at this pace the GPU budget runs out at {clock(runs_out)}"
+                                     if runs_out < math.inf else "at this pace it lasts until then")
             return None
         else:
             reason = (f"its GPU budget {found.period.name()} ran out ({hours(found.used)} of {hours(found.limit)} "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
@@ -123,6 +124,11 @@ def hours(value: float) -> str:
     return f"{value:.{decimals}f}".rstrip("0").rstrip(".")
 
 
+def clock(at: float) -> str:
+    """A moment as the hub's pages and log say it: "14:32 UTC"."""
+    return time.strftime("%H:%M UTC", time.gmtime(at))
+
+
 def parse_period(value, where: str = "budget_period") -> Period:
     """A period as a setting says it (see ALLOWED); a ValueError names ``where`` (left out where empty: the
     caller names it), the value and what is allowed."""
@@ -222,10 +228,9 @@ class Standing:
 
     def runs_out(self, now: float, weight: float) -> float:
         """When what is left runs out (ran out, where it is overspent), at ``weight`` whole GPUs held around
-        ``now``; the period's end, if sooner: a new period brings new hours."""
-        if weight <= 0:
-            return self.end
-        return min(self.end, now + self.left * 3600 / weight)
+        ``now``; infinity where it lasts to the period's end (a new period brings new hours)."""
+        at = now + self.left * 3600 / weight if weight > 0 else math.inf
+        return at if at < self.end else math.inf
 
 
 def standing(budget: Budget, group: str, used_by, now: float, tz: tzinfo) -> Standing | None:

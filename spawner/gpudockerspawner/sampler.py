@@ -70,6 +70,8 @@ class Sampler:
         self.migs: dict[str, dict] = {}
         self.error: str | None = None
         self.lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._process: subprocess.Popen | None = None
 
     def _ask(self, *arguments: str) -> str:
         return subprocess.run([self.command, *arguments], capture_output=True, text=True, errors="replace",
@@ -109,9 +111,10 @@ class Sampler:
             self.migs = samples
 
     def run(self) -> None:
-        while True:
+        """Sample until ``stop``."""
+        while not self._stopped.is_set():
             try:
-                process = subprocess.Popen(
+                process = self._process = subprocess.Popen(
                     [self.command, f"--query-gpu={QUERY}", "--format=csv,noheader,nounits", "-l", str(self.interval)],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
             except OSError as error:
@@ -119,9 +122,19 @@ class Sampler:
             else:
                 for raw in process.stdout:
                     self.take(raw.strip())
+                if self._stopped.is_set():
+                    break
                 self.error = self.error or f"{self.command} ended (exit status {process.wait()})"
             log.warning("no samples: %s; trying again in %d s", self.error, self.interval * 2)
-            time.sleep(self.interval * 2)
+            self._stopped.wait(self.interval * 2)
+
+    def stop(self) -> None:
+        """End ``run``, and the ``nvidia-smi -l`` it reads, which would otherwise outlive it."""
+        self._stopped.set()
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)
 
     def take(self, line: str) -> None:
         sample = parse_line(line, time.time())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -66,7 +67,7 @@ def configure_gpu_figures(c, figures: GpuFigures) -> None:
     on the home page and the spawn page why their last server was culled."""
     from gpudockerspawner import metrics
     from gpudockerspawner.budget_standings import Budgets
-    from gpudockerspawner.budgets import WARN_BEFORE, WARN_USED
+    from gpudockerspawner.budgets import WARN_BEFORE, WARN_USED, clock
     from gpudockerspawner.culling import CULLED
     from gpudockerspawner.usage import UsageLog
 
@@ -81,9 +82,11 @@ def configure_gpu_figures(c, figures: GpuFigures) -> None:
         if found is None:
             return ""
         said = found.sentence() + "."
-        if found.used >= WARN_USED * found.limit or runs_out - time.time() <= WARN_BEFORE:
-            stops = time.gmtime(runs_out + spawner.budget_grace * 60)
-            said += f" At this pace your GPU server stops at about {time.strftime('%H:%M UTC', stops)}: save your work."
+        # As the end nears (80 % used, or its running out within 15 minutes), and only where it runs out before the
+        # period renews: when the server stops.
+        if runs_out < math.inf and (found.used >= WARN_USED * found.limit or runs_out - time.time() <= WARN_BEFORE):
+            said += (f" At this pace your GPU server stops at about {clock(runs_out + spawner.budget_grace * 60)}: "
+                     "save your work.")
         return f'<span id="gpu-budget-notice">{html.escape(said)}</span>'
 
     def culled_notice(user) -> str:

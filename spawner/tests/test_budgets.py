@@ -5,6 +5,7 @@ do at the end, and the form's sentence."""
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from datetime import date, datetime, timezone
@@ -16,7 +17,7 @@ from traitlets import TraitError
 from conftest import hub_user
 from gpudockerspawner import GPUDockerSpawner
 from gpudockerspawner.budget_standings import Budgets
-from gpudockerspawner.budgets import Budget, Period, parse_period, standing, zone
+from gpudockerspawner.budgets import Budget, Period, Standing, parse_period, standing, zone
 from gpudockerspawner.culling import CULLED
 from gpudockerspawner.gpu_rules import parse_gpu_groups
 from gpudockerspawner.service import read_grant
@@ -234,3 +235,13 @@ def test_a_grant_that_says_too_little_or_too_much_is_refused_with_what_is_allowe
     assert refused.value.status_code == 400 and said in refused.value.log_message
     assert read_grant({"group": "phd", "hours": "2.5", "note": "deadline"}) == {
         "user": "", "group": "phd", "hours": 2.5, "note": "deadline"}
+
+
+def test_a_budget_that_lasts_until_its_period_renews_never_runs_out_and_stops_nothing():
+    start, end = Period("week").bounds(WEDNESDAY, UTC)
+    found = Standing("", False, 10, 9.9, start, end, Period("week"), UTC)  # 0.1 GPU-hours (6 minutes) left
+    # An hour before the week ends, at one GPU: out in 6 minutes. A minute before: the new week comes first.
+    assert found.runs_out(end - 3600, 1) == end - 3600 + 360
+    assert found.runs_out(end - 60, 1) == math.inf
+    # At two whole GPUs' pace, twice as fast; holding nothing, never.
+    assert found.runs_out(end - 3600, 2) == end - 3600 + 180 and found.runs_out(end - 3600, 0) == math.inf
