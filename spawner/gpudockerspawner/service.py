@@ -25,13 +25,12 @@ in agreement (database, container label, in-process pool). The figures come from
 from __future__ import annotations
 
 import asyncio
-import calendar
 import json
 import os
 import signal
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -44,7 +43,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import IOLoop
 
 from gpudockerspawner.budget_standings import Budgets
-from gpudockerspawner.budgets import hours
+from gpudockerspawner.budgets import Period, hours
 from gpudockerspawner.figures import Figures, key_for
 from gpudockerspawner.usage import UsageLog, report, report_csv, totals
 from gpudockerspawner.words import duration
@@ -302,13 +301,13 @@ def _range(since: str | None, until: str | None) -> tuple[float, float]:
 
 
 def month_start(now: float) -> float:
-    today = datetime.fromtimestamp(now, timezone.utc)
-    return calendar.timegm((today.year, today.month, 1, 0, 0, 0))
+    """The start of this month (UTC), as a monthly budget counts it."""
+    return Period("month").bounds(now, timezone.utc)[0]
 
 
 def week_start(now: float) -> float:
-    today = datetime.fromtimestamp(now, timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (today - timedelta(days=today.weekday())).timestamp()
+    """The start of this week, Monday 00:00 UTC, as a weekly budget counts it."""
+    return Period("week").bounds(now, timezone.utc)[0]
 
 
 class UsagePage(GPUHandler):

@@ -260,19 +260,12 @@ class GPUDockerSpawner(BudgetKeeping, DockerSpawner):
     def _policy_changed(self, change):
         self._policy = None
 
-    @validate("budget_period")
-    def _valid_budget_period(self, proposal):
+    @validate("budget_period", "budget_timezone")
+    def _valid_budget(self, proposal):
+        check = parse_period if proposal.trait.name == "budget_period" else zone
         try:
-            parse_period(proposal.value)
-        except ValueError as error:
-            raise TraitError(f"GPUDockerSpawner.{error}") from None
-        return proposal.value
-
-    @validate("budget_timezone")
-    def _valid_budget_timezone(self, proposal):
-        try:
-            zone(proposal.value)
-        except ValueError as error:
+            check(proposal.value)
+        except ValueError as error:  # its words name the setting and the value
             raise TraitError(f"GPUDockerSpawner.{error}") from None
         return proposal.value
 
