@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from gpudockerspawner import culling, service
 from gpudockerspawner.figures import Figures, key_for, quiet_for, read_snapshot
 from gpudockerspawner.metrics import FiguresCollector
+from gpudockerspawner.plot import polyline
 from gpudockerspawner.sampler import Sampler, handler, parse_line
 from gpudockerspawner.usage import UsageLog
 from testbed.nvidia import fake_gpus, fake_nvidia_smi
@@ -229,7 +230,7 @@ def test_the_gpu_page_and_the_usage_page_render_in_the_hubs_page_template(tmp_pa
     table = {"servers": [{"user": "ann", "server": "", "gpus": [UUIDS[0]], "ready": True, "node": None}]}
     rows = service.gpu_rows(figures, table, {"ann/": now - 3700})
     assert [row["holders"] for row in rows] == [["ann/"], []]
-    assert service.sparkline(rows[0]["hour"], now) == "80.0,5.6 160.0,11.2"
+    assert polyline(rows[0]["hour"], now) == "80.0,5.6 160.0,11.2"
     jinja = service.make_app(figures).settings["jinja"]
     page = service.render(
         jinja, "gpus.html", {"name": "ann"}, True, "/services/gpus/", admin=True, rows=rows, free=1, total=2,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -147,6 +147,13 @@ class CullingSettings(Concern):
     )
     cull_every: int = Field(
         default=60, ge=5, le=3600, description="Seconds between the idle cullers' looks at the servers."
+    )
+    cull_warnings: list[Annotated[float, Field(gt=0, le=1440)]] = Field(
+        default_factory=lambda: [15, 5],
+        max_length=5,
+        description="Minutes before a server is stopped (for GPU idleness, at its maximum age, or at the end of its "
+        "GPU budget) at which its JupyterLab warns its user, each warning once, in JupyterLab's notifications. "
+        "Empty: no warnings (the GPU panel still says when).",
     )
     activity_interval: int = Field(
         default=300,

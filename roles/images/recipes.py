@@ -14,6 +14,10 @@ from jupyterhub_gpu.templates import render
 from roles.images.wheel import built_wheel
 
 TEMPLATES = Path(__file__).parent / "templates"
+# JupyterLab's GPU view, built into the single-user image (its build context's lab/).
+LAB_EXTENSION = Path(__file__).resolve().parents[2] / "spawner" / "lab"
+# What the extension's build makes or fetches there, never part of its source.
+LAB_BUILT = {"node_modules", "lib", "labextension", "__pycache__", "tsconfig.tsbuildinfo", ".gitignore"}
 FILES = Path(__file__).parent / "files"
 # JupyterHub's single-user code without the hub's database layer (see the patch's header).
 SINGLEUSER_PATCH = "jupyterhub-singleuser-no-db.patch"
@@ -89,6 +93,17 @@ def lab_overrides(settings) -> bytes:
     return (json.dumps({"@jupyterlab/apputils-extension:notification": notification}, indent=2) + "\n").encode()
 
 
+def lab_extension_files() -> dict[str, bytes]:
+    """The GPU view's source (spawner/lab) for the single-user image's build, as ``lab/<path>``: what git keeps of
+    it, not what a local build left beside it."""
+    files = {}
+    for path in sorted(LAB_EXTENSION.rglob("*")):
+        relative = path.relative_to(LAB_EXTENSION)
+        if path.is_file() and not LAB_BUILT & set(relative.parts) and path.suffix != ".pyc":
+            files[f"lab/{relative.as_posix()}"] = path.read_bytes()
+    return files
+
+
 def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
     """The images the host needs built; ``builder_ca_sha256`` is the builder's CA bundle (empty: none)."""
     settings = target.settings
@@ -110,6 +125,7 @@ def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
             "requirements.txt": ("\n".join([jupyterhub_pin(settings), *settings.singleuser_packages]) + "\n").encode(),
             "start-singleuser.sh": (FILES / "start-singleuser.sh").read_bytes(),
             "overrides.json": lab_overrides(settings),
+            **lab_extension_files(),
         }
         if patched:
             contexts["singleuser"][SINGLEUSER_PATCH] = (FILES / SINGLEUSER_PATCH).read_bytes()
@@ -117,7 +133,7 @@ def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
     for name, files in contexts.items():
         dockerfile = render(TEMPLATES, f"{name}.Dockerfile.j2", base=target.base_tag,
                             trust_ca=bool(builder_ca or extra_ca), wheel=wheel.name, service_uid=settings.service_uid,
-                            patch=SINGLEUSER_PATCH if patched else "")
+                            patch=SINGLEUSER_PATCH if patched else "", lab_extension=True)
         files = {"Dockerfile": dockerfile.encode(), **files}
         if extra_ca:
             files["ca/extra.pem"] = extra_ca

@@ -27,6 +27,9 @@ FIREWALL_BRIDGE = "/var/lib/jupyterhub-gpu/firewall-bridge"
 HUB_MAC = "02:6a:75:70:68:01"
 PROXY_MAC = "02:6a:75:70:68:02"
 HUB_API_PORT = 81
+# The GPU service's port for user servers (api/me, their JupyterLab's GPU view), in the hub's container: below 1024
+# as well, and the only other port the servers may reach.
+GPU_VIEW_PORT = 82
 
 
 @operation(is_idempotent=True)
@@ -67,7 +70,8 @@ def network_settled(network: str, encrypted: bool | None = None):
 def firewall_script(target: Target, mode: str, nodes: list[str]) -> str:
     """The firewall script for one host ("bridge") or a node of a cluster ("cluster", with its nodes' addresses)."""
     return render(TEMPLATES, "jupyterhub-gpu-firewall.sh.j2", mode=mode, network=target.settings.network_name,
-                  hub_mac=HUB_MAC, proxy_mac=PROXY_MAC, api_port=HUB_API_PORT, bridge_file=FIREWALL_BRIDGE, nodes=nodes)
+                  hub_mac=HUB_MAC, proxy_mac=PROXY_MAC, api_ports=[HUB_API_PORT, GPU_VIEW_PORT],
+                  bridge_file=FIREWALL_BRIDGE, nodes=nodes)
 
 
 def _firewall(target: Target, mode: str, nodes: list[str]) -> None:

@@ -19,7 +19,7 @@ from jupyterhub_gpu.target import Target
 from jupyterhub_gpu_hub import contract
 from roles import gpu_check, gpu_sampler
 from roles.images import Images
-from roles.network import HUB_API_PORT, HUB_MAC, PROXY_MAC
+from roles.network import GPU_VIEW_PORT, HUB_API_PORT, HUB_MAC, PROXY_MAC
 from roles.secrets import HubSecrets
 from roles.tls import Certificate
 
@@ -59,6 +59,7 @@ def hub_settings(target: Target, images: Images) -> contract.HubContract:
         traits=hub_traits(s),
         hub=contract.Hub(
             api_port=HUB_API_PORT,
+            view_port=GPU_VIEW_PORT,
             public_url=target.hub_url,
             subdomain_host=target.subdomain_host,
             hsts_max_age=target.hsts_max_age,
@@ -79,6 +80,7 @@ def hub_settings(target: Target, images: Images) -> contract.HubContract:
             gpu_idle=bool(s.gpu_idle_utilization) and target.hands_out_gpus,
             busy_keeps=s.gpu_busy_is_activity and target.hands_out_gpus,
             busy_at=gpu_busy_at(target),
+            warnings=list(s.cull_warnings),
         ),
         gpu_figures=contract.GpuFigures(
             samplers=gpu_sampler.sampler_urls(target),

@@ -4,7 +4,9 @@ budget gauges on the hub's metrics. One person's own standing, for their spawns,
 
 from __future__ import annotations
 
-from gpudockerspawner.budgets import Budget, outside_term, person_standing, zone
+import math
+
+from gpudockerspawner.budgets import Budget, Standing, outside_term, person_standing, zone
 from gpudockerspawner.gpus import GPUPolicy
 from gpudockerspawner.usage import UsageLog
 
@@ -18,6 +20,8 @@ class Budgets:
         self.policy = GPUPolicy.from_groups(settings.get("gpu_groups") or {}, 1, "refuse", settings.get("gpu_hours"),
                                             settings.get("budget_period") or "week")
         self.tz = zone(settings.get("budget_timezone") or "UTC")
+        # Minutes a running server goes on after its budget ran out (the spawner's budget_grace).
+        self.grace = float(settings.get("budget_grace") or 0)
 
     @property
     def any(self) -> bool:
@@ -38,6 +42,18 @@ class Budgets:
                                         "", now, self.tz)
                 groups.append(self._row(rule.group, rule, found, now))
         return {"people": people, "groups": groups}
+
+    def held(self, usage: UsageLog, name: str, group: str, weight: float, now: float) -> tuple[Standing | None, float]:
+        """Where ``name`` stands in the budget of the rule their running server's GPUs were granted under (``group``,
+        as the hold says), and when what is left runs out at ``weight`` whole GPUs held (infinity: it lasts; ``now``:
+        outside its term) -- as the spawner's ``budget_now`` has it."""
+        rule = next((rule for rule in self.policy.rules or self.policy.rules_for([]) if rule.group == group), None)
+        if rule is None or rule.budget is None:
+            return None, math.inf
+        found = person_standing(usage, rule.budget, rule.group, name, now, self.tz)
+        if found is None:
+            return None, now
+        return found, found.runs_out(now, weight)
 
     def _row(self, name: str, rule, found, now: float) -> dict:
         if found is None:  # outside its term

@@ -58,7 +58,7 @@ class Figures:
             self.first_seen.setdefault(key, at)
             history = self.history.setdefault(key, deque(maxlen=int(HOUR / self.interval) + 1))
             if not history or history[-1][0] < at:
-                history.append((at, sample.get("utilization")))
+                history.append((at, sample.get("utilization"), memory_percent(sample)))
             if is_busy(sample, self.busy_at):
                 self.last_busy[key] = at
         if report.get("error"):
@@ -120,7 +120,17 @@ class Figures:
         os.replace(partial, self.snapshot_file)
 
     def hour(self, key: str) -> list[tuple[float, float | None]]:
-        return list(self.history.get(key, ()))
+        """The last hour's utilisation samples, (time, percent)."""
+        return [(at, utilization) for at, utilization, _ in self.history.get(key, ())]
+
+    def memory_hour(self, key: str) -> list[tuple[float, float | None]]:
+        """The last hour's memory in use, (time, percent of the GPU's or the MIG device's own)."""
+        return [(at, memory) for at, _, memory in self.history.get(key, ())]
+
+
+def memory_percent(sample: dict) -> float | None:
+    used, total = sample.get("memory_used"), sample.get("memory_total")
+    return None if used is None or not total else 100.0 * used / total
 
 
 def read_snapshot(path: str | Path) -> dict | None:
@@ -161,11 +171,10 @@ def is_busy(sample: dict, busy_at: float) -> bool:
     return False
 
 
-def quiet_for(snapshot: dict, gpus: list[str], node: str, started: float, now: float | None = None) -> float | None:
-    """Seconds for which all of a server's ``gpus`` have been below the busy mark: since the last busy sample of
-    any of them, or since the server (or the sampling) started where none was busy since. None where a GPU has no
-    figures (no sampler answers for it): nothing can be said of its idleness."""
-    now = time.time() if now is None else now
+def idle_since(snapshot: dict, gpus: list[str], node: str, started: float) -> float | None:
+    """Since when all of a server's ``gpus`` have been below the busy mark: their last busy sample, or when the
+    server (or the sampling) started where none was busy since. None where a GPU has no figures (no sampler answers
+    for it): nothing can be said of its idleness."""
     latest_busy = 0.0
     for gpu in gpus:
         key = key_for(snapshot, gpu, node)
@@ -173,4 +182,12 @@ def quiet_for(snapshot: dict, gpus: list[str], node: str, started: float, now: f
             return None
         figure = snapshot["gpus"][key]
         latest_busy = max(latest_busy, figure.get("last_busy") or 0.0, figure.get("first_seen") or 0.0)
-    return max(0.0, now - max(latest_busy, started))
+    return max(latest_busy, started)
+
+
+def quiet_for(snapshot: dict, gpus: list[str], node: str, started: float, now: float | None = None) -> float | None:
+    """Seconds for which all of a server's ``gpus`` have been below the busy mark (see ``idle_since``)."""
+    since = idle_since(snapshot, gpus, node, started)
+    if since is None:
+        return None
+    return max(0.0, (time.time() if now is None else now) - since)

@@ -44,7 +44,9 @@ from tornado.ioloop import IOLoop
 
 from gpudockerspawner.budget_standings import Budgets
 from gpudockerspawner.budgets import Period, hours
-from gpudockerspawner.figures import Figures, key_for
+from gpudockerspawner.figures import Figures, idle_since, key_for
+from gpudockerspawner.plot import polyline
+from gpudockerspawner.server_view import Stops, gpu_figures, view
 from gpudockerspawner.usage import UsageLog, report, report_csv, totals
 from gpudockerspawner.words import duration
 
@@ -62,7 +64,15 @@ ENV = {
     # JSON: the GPU budgets' settings, as the spawner has them (gpu_groups, gpu_hours, budget_period,
     # budget_timezone); see Budgets.
     "budgets": "GPUDOCKERSPAWNER_BUDGETS",
+    # JSON: what the cullers go by (server_view.Stops), for each server's view of its own coming stop.
+    "stops": "GPUDOCKERSPAWNER_STOPS",
+    # The port on which the service answers user servers (api/me only): below 1024, as the hub's API port, so that
+    # no user container can listen there, and the host firewall lets servers reach it (none where empty).
+    "servers_port": "GPUDOCKERSPAWNER_SERVERS_PORT",
 }
+# Where a user server finds its own view (``api/me`` on the servers' port), set in its environment; the lab
+# extension's server part reads it.
+VIEW_URL_ENV = "JUPYTERHUB_GPU_VIEW_URL"
 # What an admin may grant at once, and say of it.
 MOST_HOURS_GRANTED, LONGEST_NOTE = 10_000, 500
 
@@ -170,18 +180,6 @@ def _index_order(index: str | None) -> list[int]:
     return [int(part) for part in (index or "0").split(":") if part.isdigit()]
 
 
-def sparkline(points: list[tuple[float, float | None]], now: float, width: int = 160, height: int = 28) -> str:
-    """The last hour's utilisation as an SVG polyline's points ("x,y ..."), 0 % at the bottom."""
-    coords = []
-    for at, value in points:
-        if value is None or at < now - 3600:
-            continue
-        x = width * (1 - (now - at) / 3600)
-        y = height - height * min(100.0, max(0.0, value)) / 100
-        coords.append(f"{x:.1f},{y:.1f}")
-    return " ".join(coords)
-
-
 def _when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp)) if timestamp else ""
 
@@ -272,7 +270,7 @@ class GPUPage(GPUHandler):
             on_nodes=any(row.get("node") for row in rows) and bool(self.figures and self.figures.on_nodes),
             servers=table["servers"] if self.is_admin else [], sampled=bool(self.figures and self.figures.latest),
             errors=self.figures.errors if self.figures and self.is_admin else [],
-            sparkline=lambda row: sparkline(row["hour"], now), when=_when, gib=_gib,
+            sparkline=lambda row: polyline(row["hour"], now), when=_when, gib=_gib,
             busy_at=self.figures.busy_at if self.figures else None, duration=duration,
             held_for=lambda row: duration(now - row["since"]) if row["since"] else "")
 
@@ -435,9 +433,59 @@ class FiguresAPI(GPUHandler):
                                "errors": self.figures.errors if self.figures else [], "gpus": rows}))
 
 
+class MeAPI(GPUHandler):
+    """``api/me``: the token owner's own server as JupyterLab shows it (server_view.py); ``?server=`` names a named
+    server. ``api/users/<name>`` is the same for ``name``, which must be the token's owner: a server's token (given
+    ``access:services!service=gpus`` and no more, see config.py) reads its own person's view, nobody else's."""
+
+    json_errors = True
+
+    @web.authenticated
+    async def get(self, name: str | None = None):
+        owner = self.current_user["name"]
+        if name is not None and name != owner:
+            raise web.HTTPError(403, "A token reads its own owner's GPU view only.")
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.write(json.dumps(await self.answer(owner, self.get_argument("server", ""))))
+
+    async def answer(self, user: str, server: str) -> dict:
+        now = time.time()
+        table = await self.settings["round_assignments"].get()
+        entry = next((s for s in table["servers"] if s["user"] == user and s["server"] == server), None)
+        hold = next((h for h in self.usage.open_holds() if h.user == user and h.server == server),
+                    None) if self.usage else None
+        figures, held = self.figures, entry["gpus"] if entry else []
+        snapshot = figures.snapshot() if figures else {"gpus": {}}
+        node = (entry or {}).get("node") or ""
+        gpus = []
+        for gpu in held:
+            key = key_for(snapshot, gpu, node)
+            figure = snapshot["gpus"].get(key) if key else None
+            gpus.append(gpu_figures(figure or {"uuid": gpu}, figures.hour(key) if key else [],
+                                    figures.memory_hour(key) if key else [], now))
+        since = hold.started if hold else None
+        budget, budget_end = None, float("inf")
+        budgets = self.budgets
+        if hold and budgets is not None and budgets.any:
+            budget, runs_out = budgets.held(self.usage, user, hold.group, len(held) * hold.share, now)
+            budget_end = runs_out + 60 * float(budgets.grace)
+        group = hold.group if hold else ""
+        return view(user=user, server=server, gpus=gpus, since=since, kind=hold.kind if hold else "",
+                    rule=(f"granted under group {group}'s rule" if group else "granted under the rule for everyone")
+                    if held else "",
+                    stops=self.settings["stops"],
+                    idle_from=idle_since(snapshot, held, node, since or now) if held and figures else None,
+                    budget=budget, budget_end=budget_end, now=now,
+                    sample_interval=figures.interval if figures else 5.0)
+
+
 def make_app(figures: Figures | None = None, usage: UsageLog | None = None,
-             budgets: Budgets | None = None) -> web.Application:
+             budgets: Budgets | None = None, stops: Stops | None = None, for_servers: bool = False,
+             round_assignments: RoundAssignments | None = None) -> web.Application:
+    """The service's pages and APIs; ``for_servers``: the user servers' own listener, ``api/me`` alone."""
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{NAME}/")
+    mine = [(url_path_join(prefix, "api/me"), MeAPI), (url_path_join(prefix, r"api/users/([^/]+)"), MeAPI)]
     jinja = jinja2.Environment(loader=jinja2.FileSystemLoader([str(TEMPLATES),
                                                                str(Path(DATA_FILES_PATH) / "templates")]),
                                autoescape=True)
@@ -450,10 +498,12 @@ def make_app(figures: Figures | None = None, usage: UsageLog | None = None,
             (url_path_join(prefix, "api/usage"), UsageAPI),
             (url_path_join(prefix, "usage/grant"), GrantForm),
             (url_path_join(prefix, "api/grants"), GrantsAPI),
+            *mine,
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
-        ],
+        ] if not for_servers else mine,
         cookie_secret=os.urandom(32), jinja=jinja, figures=figures, usage=usage, prefix=prefix, budgets=budgets,
-        round_assignments=RoundAssignments(max_age=figures.interval if figures else 5.0),
+        stops=stops or Stops(),
+        round_assignments=round_assignments or RoundAssignments(max_age=figures.interval if figures else 5.0),
     )
 
 
@@ -472,7 +522,14 @@ def main() -> None:
     figures = figures_from_environment()
     usage_db = os.environ.get(ENV["usage"])
     budgets = Budgets(json.loads(os.environ[ENV["budgets"]])) if os.environ.get(ENV["budgets"]) else None
-    make_app(figures, UsageLog(usage_db) if usage_db else None, budgets).listen(url.port or PORT, address=address)
+    usage = UsageLog(usage_db) if usage_db else None
+    stops = Stops.from_json(os.environ.get(ENV["stops"]))
+    shared = RoundAssignments(max_age=figures.interval if figures else 5.0)
+    make_app(figures, usage, budgets, stops, round_assignments=shared).listen(url.port or PORT, address=address)
+    if os.environ.get(ENV["servers_port"]):
+        # One question to the hub per round, for the pages and the servers' views alike.
+        make_app(figures, usage, budgets, stops, for_servers=True, round_assignments=shared).listen(
+            int(os.environ[ENV["servers_port"]]), address="")
     # The hub stops its services with SIGINT, then SIGTERM: both end this one at once, also where whoever
     # started the hub left SIGINT ignored (as a shell does for a job it runs in the background).
     signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -21,7 +21,7 @@ from docker.types import (
 )
 from dockerspawner import SwarmSpawner
 from tornado.web import HTTPError
-from traitlets import Bool, Float, Unicode
+from traitlets import Bool, Float, Int, List, Unicode
 
 from gpudockerspawner.gpu_line import TAKEN
 from gpudockerspawner.gpus import SwarmResources, refusal
@@ -77,8 +77,14 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         containers on an overlay network, so the rules go into each container's own network namespace, set by
         the image's entry point (which needs ``iptables``, the capabilities NET_ADMIN and SETPCAP that it drops
         before the server starts, and JUPYTERHUB_GPU_FENCE, the network's subnets, with
-        JUPYTERHUB_GPU_FENCE_PORT, the hub's API port). The jupyterhub-gpu single-user image has such an entry
-        point.""",
+        JUPYTERHUB_GPU_FENCE_PORT, the hub's API port and ``fence_ports``). The jupyterhub-gpu single-user image
+        has such an entry point.""",
+    )
+    fence_ports = List(
+        Int(),
+        config=True,
+        help="""Ports of the hub's container besides its API port that a fenced-in server may connect to (the GPU
+        service's port for servers). Each below 1024, where no user container may listen.""",
     )
 
     node = Unicode("", help="The node the current server runs on (its hostname); persisted in the state.")
@@ -227,7 +233,7 @@ class GPUSwarmSpawner(GPUDockerSpawner, SwarmSpawner):
         if not subnets:
             raise RuntimeError(f"Network {self.network_name} names no subnet: the server cannot be fenced in on it")
         return {"JUPYTERHUB_GPU_FENCE": " ".join(subnets),
-                "JUPYTERHUB_GPU_FENCE_PORT": str(urlparse(self.hub.api_url).port)}
+                "JUPYTERHUB_GPU_FENCE_PORT": " ".join(map(str, [urlparse(self.hub.api_url).port, *self.fence_ports]))}
 
     async def create_object(self):
         host_config = self._eval_if_callable(self.extra_host_config) or {}

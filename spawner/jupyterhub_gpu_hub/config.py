@@ -42,7 +42,7 @@ def secret(name: str) -> str:
 
 
 # The spawner's settings the GPU service reads the budgets by (for the admins' GPU-hours page).
-BUDGET_TRAITS = ("gpu_groups", "gpu_hours", "budget_period", "budget_timezone")
+BUDGET_TRAITS = ("gpu_groups", "gpu_hours", "budget_period", "budget_timezone", "budget_grace")
 
 
 def budget_settings(spawner_config) -> dict:
@@ -142,8 +142,9 @@ def configure_hub(c, hub: Hub, figures: GpuFigures) -> None:
     from gpudockerspawner import service as gpu_service
 
     # The proxy, in its own container, reaches the service by the hub container's name.
-    services = [gpu_service.hub_service(host="jupyterhub",
-                                        environment=gpu_service_environment(figures, c.GPUDockerSpawner))]
+    environment = {**gpu_service_environment(figures, c.GPUDockerSpawner),
+                   gpu_service.ENV["servers_port"]: str(hub.view_port)}
+    services = [gpu_service.hub_service(host="jupyterhub", environment=environment)]
     roles = gpu_service.hub_roles()
     if hub.ops_token:
         services.append({"name": "jupyterhub-gpu-ops", "api_token": secret("ops_api_token")})
@@ -182,6 +183,15 @@ def configure_culler(c, culler: Culler, figures: GpuFigures) -> None:
     limits = {key: getattr(culler, key) for key in ("idle_timeout", "max_age", "gpu_idle_timeout", "gpu_max_age",
                                                     "cull_every")}
     services = culling.hub_services(**limits, rules=rules)
+    # The GPU service tells each server when it will be stopped, as these cullers will act.
+    from gpudockerspawner import service as gpu_service
+    from gpudockerspawner.server_view import Stops
+
+    stops = Stops(gpu_idle_timeout=culler.gpu_idle_timeout, gpu_idle=culler.gpu_idle, gpu_max_age=culler.gpu_max_age,
+                  max_age=culler.max_age, cull_every=culler.cull_every, warnings=tuple(culler.warnings))
+    for service in c.JupyterHub.services:
+        if service["name"] == gpu_service.NAME:
+            service["environment"][gpu_service.ENV["stops"]] = stops.to_json()
     c.JupyterHub.services = list(c.JupyterHub.services) + services
     c.JupyterHub.load_roles = list(c.JupyterHub.load_roles) + culling.hub_roles(services)
 
@@ -387,6 +397,19 @@ def _dummy(c, auth: Authenticator) -> None:
     c.DummyAuthenticator.password = secret("shared_password")
 
 
+def configure_gpu_view(c, hub: Hub) -> None:
+    """Each server's JupyterLab shows its GPU (the lab extension in the built images): its server asks the GPU
+    service, at the service's port for servers, with its own API token, which may use that service and nothing a
+    server's token could not do before (JupyterHub's ``server`` role)."""
+    from gpudockerspawner import service as gpu_service
+
+    c.GPUDockerSpawner.server_token_scopes = ["users:activity!user", "access:servers!server",
+                                              f"access:services!service={gpu_service.NAME}"]
+    view_url = f"http://jupyterhub:{hub.view_port}/services/{gpu_service.NAME}/api/me"
+    c.GPUDockerSpawner.environment = {**c.GPUDockerSpawner.environment, gpu_service.VIEW_URL_ENV: view_url}
+    c.GPUSwarmSpawner.fence_ports = [hub.view_port]
+
+
 def set_traits(c, traits: dict) -> None:
     """The settings that map one to one onto a trait (``{"Class.trait": value}``, see hub_traits in the deploy's
     settings): set as they are."""
@@ -400,5 +423,6 @@ def apply(c, settings: HubContract) -> None:
     configure_hub(c, settings.hub, settings.gpu_figures)
     configure_authenticator(c, settings.authenticator)
     configure_spawner(c, settings.spawner)
+    configure_gpu_view(c, settings.hub)
     configure_gpu_figures(c, settings.gpu_figures)
     configure_culler(c, settings.culler, settings.gpu_figures)

@@ -27,6 +27,7 @@ class GpuCheck:
 @dataclass(frozen=True)
 class Hub:
     api_port: int
+    view_port: int  # the GPU service's port for user servers (their JupyterLab's GPU view), below 1024 too
     public_url: str
     subdomain_host: str | None  # each user's server on a subdomain of its own; None: all on the hub's origin
     hsts_max_age: int
@@ -48,6 +49,7 @@ class Culler:
     gpu_idle: bool
     busy_keeps: bool
     busy_at: float
+    warnings: list[float]  # minutes before a stop at which JupyterLab warns
 
 
 @dataclass(frozen=True)

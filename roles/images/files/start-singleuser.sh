@@ -22,8 +22,11 @@ fi
 # user container can listen on, being below 1024), and none to the cloud metadata address. The rules live in
 # the container's own network namespace; the capability to change them (NET_ADMIN) leaves with this script.
 fence() {
-  port=$JUPYTERHUB_GPU_FENCE_PORT
-  case "$port" in ""|*[!0-9]*) echo "fence: the hub's API port '$port' is not a number" >&2; return 1 ;; esac
+  ports=$JUPYTERHUB_GPU_FENCE_PORT
+  [ -n "$ports" ] || { echo "fence: no port of the hub given" >&2; return 1; }
+  for port in $ports; do
+    case "$port" in *[!0-9]*) echo "fence: the hub's port '$port' is not a number" >&2; return 1 ;; esac
+  done
   {
     echo "*filter"
     echo "-A OUTPUT -o lo -j ACCEPT"
@@ -33,7 +36,9 @@ fence() {
       case "$subnet" in
         *[!0-9./]*|"") echo "fence: '$subnet' is not an IPv4 subnet" >&2; return 1 ;;
       esac
-      echo "-A OUTPUT -d $subnet -p tcp -m tcp --dport $port -j ACCEPT"
+      for port in $ports; do
+        echo "-A OUTPUT -d $subnet -p tcp -m tcp --dport $port -j ACCEPT"
+      done
       echo "-A OUTPUT -d $subnet -j DROP"
     done
     echo "COMMIT"
