@@ -8,6 +8,7 @@ targets through Chromium's host resolver rules, so certificates are checked for 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -298,6 +299,33 @@ class JupyterLab:
                 return
             time.sleep(0.5)
         raise AssertionError(f"the notebook was not saved as {name}")
+
+    # The GPU view (spawner/lab): its status bar item, panel and notifications.
+    GPU_STATUS = ".jp-gpu-status"
+
+    def gpu_status(self, matching: str = r".", timeout: float = 90) -> str:
+        """The GPU status bar item's words, once they match the regular expression ``matching``."""
+        found = self.browser._until(
+            lambda driver: next((item.text for item in driver.find_elements(By.CSS_SELECTOR, self.GPU_STATUS)
+                                 if re.search(matching, item.text)), False),
+            timeout, f"the GPU status item saying {matching!r}")
+        return found
+
+    def gpu_status_warns(self) -> bool:
+        item = self.browser.driver.find_element(By.CSS_SELECTOR, self.GPU_STATUS)
+        return "jp-gpu-status-warning" in item.get_attribute("class")
+
+    def open_gpu_panel(self):
+        """The GPU panel, opened as a person does: a click on the status item."""
+        self.browser.click(self.GPU_STATUS)
+        return self.browser.wait_for("#jupyterhub-gpu-panel .jp-gpu-status-line")
+
+    def notification(self, matching: str, timeout: float = 90) -> str:
+        """The text of a JupyterLab notification (a toast) that matches ``matching``, once it shows."""
+        return self.browser._until(
+            lambda driver: next((toast.text for toast in driver.find_elements(By.CSS_SELECTOR, ".Toastify__toast")
+                                 if re.search(matching, toast.text)), False),
+            timeout, f"a notification saying {matching!r}")
 
 
 def _ensure(directory: Path) -> Path:

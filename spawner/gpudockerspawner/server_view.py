@@ -59,6 +59,17 @@ class Stop:
     key: int
     sentence: str
 
+    # What a warning says of each stop, short enough for a notification (JupyterLab cuts a toast at 140 characters).
+    WARNED = {"gpu-idle": "its GPU is idle. Give it work or save your work.",
+              "gpu-max-age": "a GPU server's maximum age. Save your work.",
+              "max-age": "a server's maximum age. Save your work.",
+              "budget": "your GPU budget runs out. Save your work."}
+
+    def warning(self, now: float) -> str:
+        left = self.at - now
+        when = "in less than a minute" if left < 60 else f"in about {duration(math.ceil(left / 60) * 60)}"
+        return f"This server stops {when} ({clock(self.at)}): {self.WARNED[self.why]}"
+
 
 def next_stop(stops: Stops, started: float, idle_from: float | None, budget_end: float, now: float,
               sample_interval: float) -> tuple[Stop | None, str]:
@@ -108,9 +119,7 @@ def warnings_due(stop: Stop | None, stops: Stops, now: float) -> list[dict]:
     if not crossed:
         return []
     minutes = min(crossed)
-    when = "in less than a minute" if left < 60 else f"in about {duration(math.ceil(left / 60) * 60)}"
-    return [{"id": f"stop-{stop.why}-{stop.key}-{minutes:g}", "level": "warning",
-             "message": f"This server stops {when}. {stop.sentence}"}]
+    return [{"id": f"stop-{stop.why}-{stop.key}-{minutes:g}", "level": "warning", "message": stop.warning(now)}]
 
 
 def budget_warnings(found: Standing | None) -> list[dict]:
@@ -119,7 +128,7 @@ def budget_warnings(found: Standing | None) -> list[dict]:
         return []
     return [{"id": f"budget-{WARN_USED:g}-{int(found.start)}", "level": "warning",
              "message": f"You have used {100 * found.used / found.limit:.0f} % of your GPU budget "
-                        f"{found.period.name()}: {found.sentence()}."}]
+                        f"{found.period.name()}: {hours(max(0.0, found.left))} GPU-hours left."}]
 
 
 def short_model(name: str) -> str:

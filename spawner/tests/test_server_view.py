@@ -61,7 +61,9 @@ def test_a_gpu_holder_a_slice_and_a_cpu_server_each_get_their_own_view():
         " UTC unless the GPU gets work. Keep it busy or save your work.")
     # 8 minutes ahead: within the 15-minute warning, not yet the 5-minute one.
     assert [n["id"] for n in held["notices"]] == [f"stop-gpu-idle-{int(now - 22 * 60)}-15"]
-    assert held["notices"][0]["message"].startswith("This server stops in about 8 minutes. Your GPU has been idle")
+    stops_at = time.strftime("%H:%M UTC", time.gmtime(now + 480))
+    assert held["notices"][0]["message"] == (f"This server stops in about 8 minutes ({stops_at}): its GPU is idle. "
+                                             "Give it work or save your work.")
 
     sliced = view(user="ben", server="", gpus=[gpu_figures(SLICE, [], [(now, 41.8)], now)], since=now - 60,
                   kind="NVIDIA A100-SXM4-80GB MIG 1g.10gb", rule="granted under the rule for everyone", stops=stops,
@@ -116,8 +118,8 @@ def test_each_warning_is_due_once_per_stop_and_the_tightest_one_first():
     at_4 = warnings_due(stop, stops, 3600 - 4 * 60)
     # The same warning at 14 and at 10 minutes (JupyterLab shows it once), another at 4.
     assert at_14[0]["id"] == at_10[0]["id"] == "stop-gpu-max-age-0-15" and at_4[0]["id"] == "stop-gpu-max-age-0-5"
-    assert at_4[0]["message"].startswith("This server stops in about 4 minutes. This server stops at 01:00 UTC, at "
-                                         "the maximum age of a GPU server (60 minutes).")
+    assert at_4[0]["message"] == ("This server stops in about 4 minutes (01:00 UTC): a GPU server's maximum age. Save "
+                                  "your work.")
     # None set: no warnings, though the panel still says when.
     assert warnings_due(stop, Stops(gpu_max_age=3600, warnings=()), 3600 - 60) == []
 
@@ -134,8 +136,7 @@ def test_a_budget_is_warned_of_at_80_percent_and_its_end_is_a_stop():
     assert found["stop"]["why"] == "budget" and found["stop"]["at"] == now + 600
     assert [notice["id"] for notice in found["notices"]] == [f"stop-budget-{int(now - 600)}-15",
                                                              f"budget-0.8-{int(monday)}"]
-    assert found["notices"][1]["message"] == ("You have used 85 % of your GPU budget this week: 1.5 of 10 GPU-hours "
-                                              "left this week; renews Monday 00:00 UTC.")
+    assert found["notices"][1]["message"] == "You have used 85 % of your GPU budget this week: 1.5 GPU-hours left."
 
 
 class StandIn(RequestHandler):

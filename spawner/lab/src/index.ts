@@ -82,7 +82,8 @@ function clockTime(unixSeconds: number): string {
   return new Date(unixSeconds * 1000).toLocaleTimeString([], {
     hour: '2-digit',
     minute: '2-digit',
-    second: '2-digit'
+    second: '2-digit',
+    hourCycle: 'h23'
   });
 }
 
