@@ -83,7 +83,7 @@ function clockTime(unixSeconds: number): string {
     hour: '2-digit',
     minute: '2-digit',
     second: '2-digit',
-    hourCycle: 'h23'
+    hour12: false
   });
 }
 
