@@ -320,12 +320,21 @@ class JupyterLab:
         self.browser.click(self.GPU_STATUS)
         return self.browser.wait_for("#jupyterhub-gpu-panel .jp-gpu-status-line")
 
+    def notifications(self, matching: str) -> list[str]:
+        """The JupyterLab notifications (toasts) showing now whose text matches ``matching``."""
+        found = []
+        for toast in self.browser.driver.find_elements(By.CSS_SELECTOR, ".Toastify__toast"):
+            try:
+                if re.search(matching, toast.text):
+                    found.append(toast.text)
+            except StaleElementReferenceException:  # closed meanwhile
+                continue
+        return found
+
     def notification(self, matching: str, timeout: float = 90) -> str:
-        """The text of a JupyterLab notification (a toast) that matches ``matching``, once it shows."""
-        return self.browser._until(
-            lambda driver: next((toast.text for toast in driver.find_elements(By.CSS_SELECTOR, ".Toastify__toast")
-                                 if re.search(matching, toast.text)), False),
-            timeout, f"a notification saying {matching!r}")
+        """The text of a JupyterLab notification that matches ``matching``, once it shows."""
+        return self.browser._until(lambda driver: next(iter(self.notifications(matching)), False), timeout,
+                                   f"a notification saying {matching!r}")
 
 
 def _ensure(directory: Path) -> Path:

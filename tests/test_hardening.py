@@ -43,10 +43,14 @@ def test_a_user_container_reaches_the_hub_api_and_nothing_else_on_its_network(de
     target, hub = two_servers
     address_b = deployment.exec(target, "docker", "inspect", "--format",
                                 "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "jupyter-isob")
-    # The probe can see an open port: the hub's API, which every server needs.
+    # The probe can see an open port: the hub's API, which every server needs, and the GPU service's port for servers
+    # (their JupyterLab's GPU view).
     assert _probe(deployment, target, "jupyter-isoa", "jupyterhub", 81) == "open"
-    # Another user's server, by address and by name; the proxy's API; the host's sshd through the gateway.
-    for host, port in ((address_b, 8888), ("jupyter-isob", 8888), ("jupyterhub-proxy", 8001), ("gateway", 22)):
+    assert _probe(deployment, target, "jupyter-isoa", "jupyterhub", 82) == "open"
+    # Another user's server, by address and by name; the proxy's API; the GPU service's own port (the pages, for the
+    # proxy); the host's sshd through the gateway.
+    for host, port in ((address_b, 8888), ("jupyter-isob", 8888), ("jupyterhub-proxy", 8001), ("jupyterhub", 10101),
+                       ("gateway", 22)):
         assert _probe(deployment, target, "jupyter-isoa", host, port) == "timeout", (host, port)
     # The proxy still reaches both servers: each user's own server works through it.
     for user in ("isoa", "isob"):

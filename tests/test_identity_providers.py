@@ -86,6 +86,9 @@ def test_ldap_member_logs_in_and_gets_a_server_and_a_non_member_is_refused(idp_d
     lab = JupyterLab(pages.browser)
     lab.wait_until_loaded()
     assert pages.browser.url.startswith(f"{url}user/ada/lab")
+    # This host has no GPU: JupyterLab's GPU view says so in the status bar, and asks nothing about Jupyter's news.
+    assert lab.gpu_status() == "CPU only"
+    assert not lab.notifications("Jupyter news")
     # A managed hub's JupyterLab asks nobody about Jupyter's news feed, nor looks for releases (jupyterlab_news):
     # the image's settings say so, and Ada's JupyterLab took them as its defaults (JupyterLab puts overrides there).
     pages.browser.open(f"{url}user/ada/lab/api/settings/@jupyterlab/apputils-extension:notification")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from testbed import smoke
-from testbed.browser import HubPages
+from testbed.browser import HubPages, JupyterLab
 from testbed.deploy import run_deploy
 from testbed.hub import HubClient
 from testbed.nvidia import set_gpu_work
@@ -35,8 +35,10 @@ from testbed.wait import until
 pytestmark = pytest.mark.slow
 
 INSTALL_DIR = smoke.INSTALL_DIR
+# JupyterLab warns 15 and 6 seconds before a stop: the 15- and 5-minute warnings, scaled to a 20-second limit.
 LIMITS = {"gpu_idle_timeout": 20, "gpu_max_age": 90, "cull_every": 5, "activity_interval": 5,
-          "gpu_idle_utilization": 5, "gpu_busy_is_activity": True, "gpu_sample_interval": 2}
+          "gpu_idle_utilization": 5, "gpu_busy_is_activity": True, "gpu_sample_interval": 2,
+          "cull_warnings": [0.25, 0.1]}
 # Kernel output every two seconds, from a thread: the kernel is busy, and its server says so to the hub.
 TICKER = """
 import threading, time
@@ -92,6 +94,23 @@ def signed_up_and_approved(operated, target, browsers, name: str) -> tuple[HubPa
     return person, admin, password
 
 
+# A server's own question to the GPU service, as its JupyterLab's server extension asks it: from inside the server's
+# container, with its own API token, at the service's port for servers.
+VIEW_PROBE = """
+import json, os, sys, urllib.error, urllib.request
+request = urllib.request.Request("http://jupyterhub:82/services/gpus/" + sys.argv[1],
+                                 headers={"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]})
+try:
+    print(urllib.request.urlopen(request, timeout=10).read().decode())
+except urllib.error.HTTPError as error:
+    print(error.read().decode())
+"""
+
+
+def view_asked(operated, target, user: str, path: str) -> dict:
+    return json.loads(operated.exec(target, "docker", "exec", f"jupyter-{user}", "python3", "-c", VIEW_PROBE, path))
+
+
 def usage(hub, **query) -> dict:
     """The GPU-hours API, as an admin's script reads it."""
     response = hub.get("/services/gpus/api/usage", params={"since": 0, **query})
@@ -110,20 +129,61 @@ def test_a_gpu_left_idle_goes_back_to_the_pool_with_a_browser_open_and_a_busy_on
     for user in ("training", "cpuonly", "nextgpu"):
         hub.ensure_user(user)
 
-    # Ann's kernel writes every two seconds (Jupyter sees her active), but her GPU does nothing.
+    # Ann's kernel writes every two seconds (Jupyter sees her active); her GPU works until she opens JupyterLab.
     held = {}
     hub.start_server("ann")
+    ann_gpu = hub.gpu_table()["servers"][0]["gpus"][0]
+    set_gpu_work(container, ann_gpu, 60, 4096)
     kernel = hub.kernel("ann")
     try:
         assert kernel.evaluate(TICKER) == "'ticking'"
+        # Ann opens JupyterLab: the status bar names her GPU with the stand-in's figures, and follows them.
+        ann.browser.open(url + "user/ann/lab")
+        lab = JupyterLab(ann.browser)
+        lab.wait_until_loaded()
+        lab.gpu_status(r"^GPU: Stand-in GPU · 60 % · 4\.0 / 16\.0 GiB$")
+        assert not lab.gpu_status_warns()
+        assert not lab.notifications("Jupyter news")  # a managed hub's JupyterLab asks nobody (jupyterlab_news)
+        lab.open_gpu_panel()
         # A training run: its GPU at 90 %, nobody's browser or kernel output anywhere near it.
         hub.start_server("training")
         held = {server["user"]: server["gpus"] for server in hub.gpu_table()["servers"]}
         set_gpu_work(container, held["training"][0], 90, 12288)
         training_since = time.monotonic()
         hub.start_server("cpuonly", options={"gpu": "cpu"})
-        assert len(held["ann"]) == 1 and held["ann"] != held["training"]
-        ann_gpu = held["ann"][0]
+        assert held["ann"] == [ann_gpu] and held["ann"] != held["training"]
+        # Each server reads its own GPU view with its own token, at the GPU service's port for servers: the training
+        # run's server its own, and nobody else's.
+        asked = until(lambda: (lambda view: view["status"]["text"].endswith("90 % · 12.0 / 16.0 GiB") and view)(
+            view_asked(operated, target, "training", "api/me")), 30, "the training run's view of its work")
+        assert asked["status"] == {"text": "GPU: Stand-in GPU · 90 % · 12.0 / 16.0 GiB", "level": "ok"}, asked
+        assert asked["user"] == "training" and asked["stop"]["why"] == "gpu-max-age"
+        assert view_asked(operated, target, "training", "api/users/ann") == {
+            "status": 403, "message": "A token reads its own owner's GPU view only."}
+        assert view_asked(operated, target, "cpuonly", "api/me")["status"]["text"] == "CPU only"
+
+        # Ann's GPU goes idle while she looks at her JupyterLab.
+        set_gpu_work(container, ann_gpu, 0, 2048)
+        lab.gpu_status(r"^GPU: Stand-in GPU · 0 % · 2\.0 / 16\.0 GiB$")
+        # Her GPU now idle, the panel says when the GPU culler will stop her server, and why.
+        stop = ann.browser.wait_for('#jupyterhub-gpu-panel .jp-gpu-stop[data-why="gpu-idle"]', timeout=30)
+        stop_at = float(stop.get_attribute("data-at"))
+        assert re.match(r"Your GPU has been idle for [\d.]+ seconds: this server stops at \d\d:\d\d UTC unless the "
+                        r"GPU gets work\. Keep it busy or save your work\.", stop.text), stop.text
+        assert ann.browser.wait_for("#jupyterhub-gpu-panel polyline.jp-gpu-plot-utilization").get_attribute("points")
+        print(f"\nthe GPU panel: {ann.browser.screenshot('jupyterlab-gpu-panel')}")
+        # Two warnings before the stop (15 and 6 seconds ahead), each once, in JupyterLab's notifications; the
+        # status item in the warning colour.
+        lab.notification(r"^This server stops in less than a minute \(\d\d:\d\d UTC\): its GPU is idle\. Give it work "
+                         r"or save your work\.", timeout=30)
+        assert lab.gpu_status_warns()
+        until(lambda: len(lab.notifications(r"its GPU is idle")) == 2, 30, "the second warning", interval=0.5)
+        print(f"the GPU warning: {ann.browser.screenshot('jupyterlab-gpu-warning')}")
+        # Ann's GPU stayed under 5 % for gpu_idle_timeout (20 s): culled, her kernel's activity notwithstanding, at
+        # the time the panel said (the culler looks every 5 s; the stop takes a moment).
+        until(lambda: not hub.servers("ann"), 90, "the server with an idle GPU culled", interval=0.5)
+        assert -1 <= time.time() - stop_at <= 5 + 8, time.time() - stop_at
+        assert hub.servers("training") and hub.servers("cpuonly")
 
         # The GPU page, in the hub's look: the stand-in's figures for the training run's GPU, who holds each.
         row = f'#gpu-table tr[data-gpu="{held["training"][0]}"]'
@@ -158,9 +218,6 @@ def test_a_gpu_left_idle_goes_back_to_the_pool_with_a_browser_open_and_a_busy_on
         assert " of 1.5 " in admin.browser.wait_for('#budget-people tr[data-name="ann"]').text
         print(f"\nthe admins' budgets: {admin.browser.screenshot('gpu-budgets-admin')}")
 
-        # Ann's GPU stayed under 5 % for gpu_idle_timeout (20 s): culled, her kernel's activity notwithstanding.
-        until(lambda: not hub.servers("ann"), 90, "the server with an idle GPU culled")
-        assert hub.servers("training") and hub.servers("cpuonly")
         table = hub.gpu_table()
         assert ann_gpu not in table["gpus"], table
         # The freed GPU is the one the next user gets.
@@ -281,6 +338,12 @@ def test_each_image_profile_holds_a_gpu_or_not_with_its_own_limits(operated, eng
              "glob.glob(p + '/nvidia/cuda_runtime/lib/libcudart.so*')][0]); v = ctypes.c_int(); "
              "lib.cudaRuntimeGetVersion(ctypes.byref(v)); print(v.value)"])
         assert code == 0 and output.decode().strip() == "12090", output
+        # JupyterLab's GPU view is in the CUDA profile's image as in the standard one, enabled, both parts.
+        for user in ("profstd", "profgpu"):
+            listed = operated.exec(target, "docker", "exec", "-u", "jovyan", f"jupyter-{user}", "sh", "-c",
+                                   "jupyter labextension list 2>&1; jupyter server extension list 2>&1")
+            assert re.search(r"jupyterhub-gpu-lab v0\.1\.0 \S*enabled\S* \S*OK", listed), listed
+            assert re.search(r"jupyterhub_gpu_lab \S*enabled", listed), listed
     finally:
         for user in ("profstd", "profgpu"):
             hub.stop_server(user)
