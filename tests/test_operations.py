@@ -178,6 +178,7 @@ def test_a_gpu_left_idle_goes_back_to_the_pool_with_a_browser_open_and_a_busy_on
                          r"or save your work\.", timeout=30)
         assert lab.gpu_status_warns()
         until(lambda: len(lab.notifications(r"its GPU is idle")) == 2, 30, "the second warning", interval=0.5)
+        time.sleep(0.5)  # the toast slides in: the picture shows it whole
         print(f"the GPU warning: {ann.browser.screenshot('jupyterlab-gpu-warning')}")
         # Ann's GPU stayed under 5 % for gpu_idle_timeout (20 s): culled, her kernel's activity notwithstanding, at
         # the time the panel said (the culler looks every 5 s; the stop takes a moment).
