@@ -22,7 +22,8 @@ class ImageSettings(Concern):
         default="controller",
         description="Where the hub and single-user images are built: once on the controller's Docker engine and "
         "shipped to each host that lacks them (`docker save | zstd` over the deploy's connection), or on each host "
-        "(`target`). A controller without a Docker engine makes each host build its own.",
+        "(`target`). A controller without a Docker engine, or whose engine builds for another architecture than a "
+        "host's (an Apple-silicon laptop's arm64 for an x86_64 server), makes that host build its own.",
     )
     base_image: ImageRef | None = Field(
         default=None,

@@ -113,10 +113,11 @@ def ensure_images(target: Target, for_servers_only: bool = False) -> Images:
     base = base_recipe(target)
     needed = _runs_here(for_servers_only)
     where = settings.image_build
-    if where == "controller" and controller.engine_version() is None:
-        host.log("the controller has no Docker engine that answers: each host builds its own images",
-                 log_func=logger.warning)
-        where = "target"
+    if where == "controller":
+        where, why = build_where(where, controller.engine_version(), controller.engine_architecture(),
+                                 target.profile.arch)
+        if why:
+            host.log(why, log_func=logger.warning)
 
     if where == "controller":
         recipes = image_recipes(target, controller.ca_bundle_sha256())
@@ -142,6 +143,20 @@ def ensure_images(target: Target, for_servers_only: bool = False) -> Images:
             pulled(name=f"{profile.name} profile image {profile.image}", image=profile.image)
         profiles[profile.name] = profile.image or tags.get(f"profile-{profile.slug}", tags["singleuser"])
     return Images(hub=tags["hub"], proxy=tags["proxy"], singleuser=tags["singleuser"], profiles=profiles)
+
+
+def build_where(image_build: str, engine: str | None, engine_arch: str, host_arch: str) -> tuple[str, str]:
+    """Where this host's images are built, and why not where ``image_build`` says (empty where they are): an image
+    built on the controller runs only on hosts of its architecture (an Apple-silicon laptop's are arm64), so a host of
+    another builds its own, as a host does where the controller has no engine."""
+    if image_build != "controller":
+        return image_build, ""
+    if engine is None:
+        return "target", "the controller has no Docker engine that answers: each host builds its own images"
+    if engine_arch and host_arch and controller.machine(engine_arch) != controller.machine(host_arch):
+        return "target", (f"the controller's Docker engine builds {engine_arch} images and this host is {host_arch}: "
+                          "it builds its own images")
+    return "controller", ""
 
 
 def _say_if_large(recipe: ImageRecipe) -> None:

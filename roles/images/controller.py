@@ -43,6 +43,22 @@ def engine_version() -> str | None:
 
 
 @functools.cache
+def engine_architecture() -> str:
+    """The architecture the controller's engine builds for, as ``uname -m`` says it ("x86_64", "aarch64")."""
+    try:
+        result = subprocess.run(["docker", "info", "--format", "{{.Architecture}}"], capture_output=True, text=True,
+                                timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return machine(result.stdout.strip()) if result.returncode == 0 else ""
+
+
+def machine(arch: str) -> str:
+    """Docker's and Debian's names of an architecture as ``uname -m`` says it."""
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+
+
+@functools.cache
 def ca_bundle_sha256() -> str:
     path = Path(HOST_CA_BUNDLE)
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
