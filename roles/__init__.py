@@ -14,6 +14,7 @@ from roles import (
     restore,
     secrets,
     services,
+    shared_folders,
     swarm,
     tls,
     wsl,
@@ -52,6 +53,7 @@ def provision(target: Target, restore_from: restore.Archive | None = None) -> Pr
     nvidia_toolkit.verify_gpus(target, built.singleuser)
     if restore_from is not None:
         restore.ensure_restored(target, built, restore_from)
+    shared_folders.ensure_shared_folders(target, built.singleuser)
     hub_secrets = secrets.ensure_secrets(target)
     certificate = tls.ensure_certificate(target)
     services.ensure_services(target, built, certificate, hub_secrets)

@@ -181,8 +181,11 @@ def test_gpu_idleness_and_work_reach_both_cullers_and_the_gpu_service_samples_th
     assert (gpu_service[ENV["interval"]], gpu_service[ENV["busy_at"]], gpu_service[ENV["usage"]]) == ("3", "10",
                                                                                                       USAGE_DB)
     assert config.GPUDockerSpawner.usage_db == USAGE_DB
-    # Everyone may open the GPU page (it shows them their own GPUs).
-    assert {"name": "user", "scopes": ["self", "access:services!service=gpus"]} in config.JupyterHub.load_roles
+    # Everyone may open the GPU page (it shows them their own GPUs), and share their own server (server_sharing, on
+    # by default): naming whom to, as JupyterHub's shares API asks.
+    assert {"name": "user", "scopes": ["self", "access:services!service=gpus", "shares!user", "read:users:name",
+                                       "read:groups:name"]} in config.JupyterHub.load_roles
+    assert services["gpus"]["oauth_client_allowed_scopes"] == ["shares!user", "read:users:name", "read:groups:name"]
     assert set(config.JupyterHub.template_vars) == {"announcement_home", "announcement_spawn"}
     # The sampler: the driver's utilities only, as nobody, nothing of the host.
     settings = from_host_data("host1", data)
@@ -535,3 +538,21 @@ def test_a_name_nobody_has_costs_the_same_password_check_as_one_that_exists(load
         assert asyncio.run(hub.authenticate(request_from("192.0.2.1"), {"username": name, "password": "guess"})) is None
     admin_hash = hub.get_user("admin").password
     assert checked == [admin_hash[:7]] * 2, "the same bcrypt cost for both"
+
+
+def test_working_together_reaches_the_hub_and_sharing_off_gives_nobody_the_scope(load):
+    course = {"course-101": {"mount": "/home/jovyan/shared/course-101", "read": ["students"], "write": ["staff"]}}
+    config = load({"shared_folders": course})
+    assert config.GPUDockerSpawner.shared_folders == course
+    assert config.GPUDockerSpawner.shared_volume_prefix == "jupyterhub-gpu-shared-"
+    # Each server's token: JupyterHub's server role, and the GPU view's service.
+    assert config.GPUDockerSpawner.server_token_scopes == ["users:activity!user", "access:servers!server",
+                                                           "access:services!service=gpus"]
+    services = {service["name"]: service for service in config.JupyterHub.services}
+    assert services["gpus"]["environment"]["GPUDOCKERSPAWNER_SHARING"] == "1"
+    off = load({"server_sharing": False})
+    roles = {role["name"]: role for role in off.JupyterHub.load_roles}
+    assert not [scope for role in roles.values() for scope in role["scopes"] if scope.startswith("shares")]
+    services = {service["name"]: service for service in off.JupyterHub.services}
+    assert services["gpus"]["environment"]["GPUDOCKERSPAWNER_SHARING"] == ""
+    assert "oauth_client_allowed_scopes" not in services["gpus"]

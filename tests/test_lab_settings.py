@@ -24,3 +24,22 @@ def test_the_image_puts_them_where_its_jupyterlab_reads_overrides():
     assert "python3 -m venv /opt/venv" in (TEMPLATES / "prelude.Dockerfile.j2").read_text()
     assert ("COPY overrides.json /opt/venv/share/jupyter/lab/settings/overrides.d/jupyterhub-gpu.json"
             in (TEMPLATES / "singleuser.Dockerfile.j2").read_text())
+
+
+def test_real_time_collaboration_is_in_the_built_image_unless_turned_off():
+    from jupyterhub_gpu.target import Target
+    from roles.images.recipes import COLLABORATION, image_recipes
+    from tests.test_hub_config import PROFILE
+
+    def requirements(**data) -> str:
+        target = Target(settings=from_host_data("h", data), profile=PROFILE)
+        (singleuser,) = [recipe for recipe in image_recipes(target, "") if recipe.name == "singleuser"]
+        return singleuser.files["requirements.txt"].decode()
+
+    assert COLLABORATION in requirements().splitlines()
+    assert COLLABORATION not in requirements(collaboration=False)
+    # And the GPU view's source, built in the image's own stage.
+    target = Target(settings=from_host_data("h", {}), profile=PROFILE)
+    (singleuser,) = [recipe for recipe in image_recipes(target, "") if recipe.name == "singleuser"]
+    assert {"lab/package-lock.json", "lab/src/index.ts", "lab/jupyterhub_gpu_lab/view.py"} <= set(singleuser.files)
+    assert "COPY --from=lab-extension /wheels/ /tmp/lab-wheels/" in singleuser.files["Dockerfile"].decode()

@@ -69,7 +69,11 @@ NAME = "jupyter.lab.test"
 # A GPU budget for everyone, which no test here reaches (its running out is fair access's test): the admins' page
 # shows it, grants are kept through a backup, and the gauges say what is left.
 BUDGET = {"gpu_hours": 1, "budget_period": "week"}
-DATA = {**LIMITS, **BUDGET, "metrics_token": True, "hub_names": [NAME], "hub_addresses": ["127.0.0.1"]}
+# A course's folder: staff write it, students read it; backed up and restored with the homes.
+COURSE = "shared/course-101"
+SHARED = {"shared_folders": {"course-101": {"mount": f"/home/jovyan/{COURSE}", "read": ["students"],
+                                            "write": ["staff"]}}}
+DATA = {**LIMITS, **BUDGET, **SHARED, "metrics_token": True, "hub_names": [NAME], "hub_addresses": ["127.0.0.1"]}
 SUDO_WITH_PASSWORD = HostKind("bookworm", "systemd", "opspw")
 
 
@@ -272,6 +276,79 @@ def test_a_gpu_left_idle_goes_back_to_the_pool_with_a_browser_open_and_a_busy_on
     assert ann.browser.wait_for("#gpu-none-held").text == "You hold no GPU now."
 
 
+def test_gina_shares_her_gpu_server_with_hal_who_edits_her_notebook_with_her_until_she_revokes(
+        operated, engine, browsers):
+    """Sharing a running server (JupyterHub's shares) from the sharing page, with real-time collaboration in it: the
+    guest opens it from his home page, holds no server and no GPU of his own, and is refused once it is revoked."""
+    target = operated.targets[0]
+    container = engine.containers.get(target.container_id)
+    hub = operated.hub(target, server_hostname=NAME)
+    url = f"https://{NAME}/"
+    gina, _, _ = signed_up_and_approved(operated, target, browsers, "gina")
+    hal, _, _ = signed_up_and_approved(operated, target, browsers, "hal")
+    hub.start_server("gina")
+    (gpu,) = hub.gpu_table()["servers"][0]["gpus"]
+    set_gpu_work(container, gpu, 70, 1024)  # at work: the GPU culler leaves her server be
+    try:
+        # Gina writes a notebook in her JupyterLab.
+        gina.browser.open(url + "user/gina/lab")
+        gina_lab = JupyterLab(gina.browser)
+        gina_lab.wait_until_loaded()
+        gina_lab.new_notebook()
+        gina_lab.run_cell("x = 6 * 7; x", expect="42")
+        gina_lab.save("together.ipynb")
+
+        # She shares her server with Hal on the sharing page, reached from her home page.
+        gina.browser.open(url + "hub/home")
+        gina.browser.click("#gpu-share-link")
+        assert "Your server is running" in gina.browser.wait_for("#share-server").text
+        gina.browser.select("#share-whom", "user")
+        gina.browser.fill("#share-name", "hal")
+        gina.browser.click("#share-submit")
+        assert gina.browser.wait_for("#share-said").text == "Your server is shared with user hal."
+        assert gina.browser.wait_for('#share-list tr[data-user="hal"]')
+        print(f"\nthe sharing page: {gina.browser.screenshot('share-page')}")
+
+        # Hal opens it from his home page, logs in to it as himself (JupyterHub asks him once), and runs a cell of
+        # Gina's notebook.
+        hal.browser.open(url + "hub/home")
+        assert hal.browser.wait_for("#gpu-shared-with-me").text == "Shared with you: gina's server."
+        hal.browser.click("#gpu-shared-with-me a.gpu-shared-server")
+        hal.browser._until(lambda driver: "/oauth2/authorize" in driver.current_url or "/user/gina/lab" in
+                           driver.current_url, 90, "the share's authorization or Gina's JupyterLab")
+        if "/oauth2/authorize" in hal.browser.url:
+            hal.browser.click("form button[type=submit]")
+        hal_lab = JupyterLab(hal.browser)
+        hal_lab.open_notebook(url, "gina", "together.ipynb")
+        hal_lab.wait_for_kernel()
+        hal_lab.run_cell("print('hello from hal', x)", expect="hello from hal 42")
+        # Gina sees his cell and its output appear in her notebook, without a reload: one document, edited together.
+        gina.browser.wait_for_text("hello from hal 42", timeout=60, css=".jp-Notebook")
+        assert any("print('hello from hal', x)" in source for source in gina_lab.cell_sources())
+        print(f"the notebook edited together: {gina.browser.screenshot('collaboration-owner')} "
+              f"{hal.browser.screenshot('collaboration-guest')}")
+        # Hal holds no server and no GPU of his own; the GPU page counts Gina's hold only.
+        assert hub.servers("hal") == {}
+        assert [server["user"] for server in hub.gpu_table()["servers"]] == ["gina"]
+
+        # Gina revokes; Hal's next requests are refused (within the half minute a server trusts what it was told).
+        gina.browser.click('#share-list tr[data-user="hal"] .share-revoke')
+        assert gina.browser.wait_for("#share-said").text == "User hal no longer has access to your server."
+        assert gina.browser.wait_for("#share-none").text == "Nobody but you."
+
+        def refused() -> bool:
+            hal.browser.open(url + "user/gina/api/contents/together.ipynb")
+            said = hal.browser.text()
+            return '"together.ipynb"' not in said and ("403" in said or "permission" in said.lower())
+
+        until(refused, 45, "Hal refused at Gina's server", interval=2)
+        hal.browser.open(url + "hub/home")
+        assert not hal.browser.driver.find_elements("css selector", "#gpu-shared-with-me")
+    finally:
+        set_gpu_work(container, gpu, 0, 0)
+        hub.stop_server("gina")
+
+
 def test_a_scraper_reads_metrics_with_its_own_token_and_sees_the_gpu_pool_and_the_gpus_work(operated, engine):
     target = operated.targets[0]
     hub = operated.hub(target, server_hostname=NAME)
@@ -389,11 +466,16 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
     ca = operated.ca_file(source)
     url = f"https://{NAME}/"
 
-    # Carol signs up and is approved in the browser, keeps a file and stays logged in.
+    # Carol signs up and is approved in the browser, keeps a file and stays logged in. She teaches the course (staff);
+    # Erin takes it (students); Dave is in neither group.
     carol, _, carol_password = signed_up_and_approved(operated, source, browsers, "carol")
     carol_cookies = {cookie["name"]: cookie["value"] for cookie in carol.browser.driver.get_cookies()}
+    hub.ensure_user("erin")
+    for group, member in (("staff", "carol"), ("students", "erin")):
+        assert hub.api("POST", f"/groups/{group}", json={"users": [member]}).status_code in (201, 409)
     hub.start_server("carol", options={"gpu": "cpu"})
     hub.write_file("carol", "thesis.txt", "chapter one")
+    hub.write_file("carol", f"{COURSE}/handout.txt", "week one: tensors")
     # Dave has an API token and a GPU server running when the backup is taken.
     hub.ensure_user("dave")
     token = hub.api("POST", "/users/dave/tokens", json={"note": "dave's script", "expires_in": 86400}).json()["token"]
@@ -415,8 +497,14 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
     # host's other accounts could look at whatever the backup leaves readable on its way out.
     cookie_secret = operated.read(source, f"{INSTALL_DIR}/secrets/cookie_secret").strip()
     admin_password = operated.read(source, f"{INSTALL_DIR}/secrets/admin-password-admin").strip()
-    hub.ensure_user("erin")
     hub.start_server("erin", options={"gpu": "cpu"})
+    # The course's folder: Erin reads what Carol wrote and may not write there; Dave has no such folder.
+    assert hub.read_file("erin", f"{COURSE}/handout.txt") == "week one: tensors"
+    refused = hub.request("PUT", f"/user/erin/api/contents/{COURSE}/mine.txt",
+                          json={"type": "file", "format": "text", "content": "answers"})
+    assert refused.status_code == 403 and "Permission denied" in refused.text, (refused.status_code, refused.text)
+    assert operated.output(source, "docker exec jupyter-dave sh -c 'test -e /home/jovyan/shared && echo present "
+                                   "|| echo absent'") == "absent"
     operated.run(source, "docker exec -d -u 1000 -w /home/jovyan jupyter-erin sh -c " + shlex.quote(SWAPPER))
     watch = TransferWatch(operated, source)
     watch.start()
@@ -448,7 +536,8 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
     assert pyinfra_staging(f"{INSTALL_DIR}/backups/{archive.name}") not in seen.paths()
     assert left == "", f"left behind on the host: {left}"
     assert manifest["versions"]["jupyterhub"] == "6.1.1" and manifest["source"] == source.address
-    assert {"jupyterhub-gpu-user-carol", "jupyterhub-gpu-user-dave"} <= set(manifest["volumes"])
+    assert {"jupyterhub-gpu-user-carol", "jupyterhub-gpu-user-dave", "jupyterhub-gpu-shared-course-101"} <= set(
+        manifest["volumes"])
     assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
     assert {"hub/jupyterhub.sqlite", "hub/gpu-usage.sqlite", "host/install.tar.gz"} <= set(manifest["files"])
     # The archive on the host was removed once it was safe on the controller; the hub ran on.
@@ -513,6 +602,9 @@ def test_a_wiped_host_is_reprovisioned_from_its_backup_and_everyone_finds_their_
         carol_again.logged_in("carol", carol_password)
         new_hub.start_server("carol", options={"gpu": "cpu"})
         assert new_hub.read_file("carol", "thesis.txt") == "chapter one"
+        # The course's folder came back, and Carol may still write it (her group came with the hub's database).
+        assert new_hub.read_file("carol", f"{COURSE}/handout.txt") == "week one: tensors"
+        new_hub.write_file("carol", f"{COURSE}/handout.txt", "week two: gradients")
         new_hub.start_server("dave")
         assert new_hub.read_file("dave", "model.txt") == "weights"
         assert len(new_hub.gpu_table()["gpus"]) == 1

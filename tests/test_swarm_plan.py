@@ -75,6 +75,15 @@ def test_live_restore_asked_for_in_a_cluster_is_refused_before_any_change():
     assert not Target(HubSettings(), HostProfile(**UBUNTU_24), cluster=MANAGER).live_restore
 
 
+def test_a_shared_folder_in_a_cluster_needs_storage_every_node_reaches():
+    course = {"mount": "/home/jovyan/shared/course", "read": ["students"]}
+    _check_cluster("h", HubSettings(shared_folders={"course": course}), None)  # one host: a volume of its own
+    _check_cluster("h", HubSettings(shared_folders={"course": {**course, "path": "/mnt/nfs/course"}}), MANAGER)
+    with pytest.raises(InventoryError, match=r"shared_folders\['course'\] has no path: in a cluster a server may start "
+                                             "on any GPU node"):
+        _check_cluster("h", HubSettings(shared_folders={"course": course}), MANAGER)
+
+
 def test_images_made_elsewhere_are_refused_in_a_cluster_whose_servers_their_entry_point_must_fence_in():
     pulled = HubSettings(image_profiles=[{"name": "Standard"}, {"name": "CUDA", "gpu": True,
                                                                 "image": "nvcr.io/nvidia/pytorch:24.05-py3"}])

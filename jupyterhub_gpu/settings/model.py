@@ -13,12 +13,13 @@ from jupyterhub_gpu.settings.gpus import GpuSettings
 from jupyterhub_gpu.settings.host import ClusterSettings, HostSettings, WslSettings
 from jupyterhub_gpu.settings.images import ImageSettings
 from jupyterhub_gpu.settings.servers import CullingSettings, LimitSettings, SpawnSettings
+from jupyterhub_gpu.settings.sharing import SharingSettings
 from jupyterhub_gpu.settings.types import TRUST_URLS
 
 # The concerns in this order make the settings reference (docs): one section each.
 CONCERNS = (AddressSettings, TlsSettings, HostSettings, ImageSettings, AccountSettings, NativeSettings,
             LdapSettings, OAuthSettings, GpuSettings, LimitSettings, SpawnSettings, CullingSettings,
-            WslSettings, ClusterSettings)
+            SharingSettings, WslSettings, ClusterSettings)
 
 
 class HubSettings(*CONCERNS):

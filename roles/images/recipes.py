@@ -22,6 +22,8 @@ FILES = Path(__file__).parent / "files"
 # JupyterHub's single-user code without the hub's database layer (see the patch's header).
 SINGLEUSER_PATCH = "jupyterhub-singleuser-no-db.patch"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# Real-time collaboration in the built single-user image (the `collaboration` setting), for JupyterLab 4.6.
+COLLABORATION = "jupyter-collaboration==5.0.4"
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
     patched = jupyterhub_pin(settings) == jupyterhub_pin()
     if not settings.singleuser_image:
         contexts["singleuser"] = {
-            "requirements.txt": ("\n".join([jupyterhub_pin(settings), *settings.singleuser_packages]) + "\n").encode(),
+            "requirements.txt": ("\n".join([jupyterhub_pin(settings), *settings.singleuser_packages,
+                                            *([COLLABORATION] if settings.collaboration else [])]) + "\n").encode(),
             "start-singleuser.sh": (FILES / "start-singleuser.sh").read_bytes(),
             "overrides.json": lab_overrides(settings),
             **lab_extension_files(),

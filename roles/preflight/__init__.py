@@ -71,6 +71,12 @@ def _check_cluster(host_name: str, settings: HubSettings, cluster: Cluster | Non
             host_name, f"{'; '.join(made_elsewhere)}: in a cluster each server is fenced in on the overlay network by "
             "the entry point of the image the deploy builds, which an image made elsewhere lacks; give the profile "
             "`packages` (built on the standard image) instead, or leave the image out")
+    node_local = [name for name, folder in settings.shared_folders.items() if not folder.get("path")]
+    if cluster and node_local:
+        raise InventoryError.for_host(
+            host_name, f"shared_folders[{node_local[0]!r}] has no path: in a cluster a server may start on any GPU "
+            "node, and a volume of its own would be a different, node-local folder on each; give it a `path` that "
+            "every GPU node mounts (an NFS export mounted at the same place on each)")
     if cluster and settings.engine_live_restore and "engine_live_restore" in settings.model_fields_set:
         raise InventoryError.for_host(
             host_name, "engine_live_restore = True: Docker refuses swarm mode with live-restore, and this host is in a "

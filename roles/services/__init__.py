@@ -17,7 +17,7 @@ from jupyterhub_gpu.facts import AccountIds, ComposeServices
 from jupyterhub_gpu.settings import GPU_CHECK_USER, SERVICE_ACCOUNT, hub_traits
 from jupyterhub_gpu.target import Target
 from jupyterhub_gpu_hub import contract
-from roles import gpu_check, gpu_sampler
+from roles import gpu_check, gpu_sampler, shared_folders
 from roles.images import Images
 from roles.network import GPU_VIEW_PORT, HUB_API_PORT, HUB_MAC, PROXY_MAC
 from roles.secrets import HubSecrets
@@ -60,6 +60,7 @@ def hub_settings(target: Target, images: Images) -> contract.HubContract:
         hub=contract.Hub(
             api_port=HUB_API_PORT,
             view_port=GPU_VIEW_PORT,
+            sharing=s.server_sharing,
             public_url=target.hub_url,
             subdomain_host=target.subdomain_host,
             hsts_max_age=target.hsts_max_age,
@@ -119,6 +120,7 @@ def hub_settings(target: Target, images: Images) -> contract.HubContract:
             own_user_images=sorted({images.profiles.get(profile.name, images.singleuser)
                                     for profile in target.offered_profiles if profile.image or s.singleuser_image}),
             home_volume_prefix=f"{s.compose_project}-user-",
+            shared_volume_prefix=shared_folders.volume_prefix(target),
             gpu_ids=list(target.gpu_pool),
             gpu_units={gpu.uuid: {"kind": gpu.kind, "label": gpu.label, "share": gpu.share}
                        for gpu in target.gpus.gpus if gpu.uuid in target.gpu_pool},

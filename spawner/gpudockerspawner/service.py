@@ -14,7 +14,9 @@ Pages, in the hub's own look (its page template, navigation bar and light or dar
 
 APIs (JSON; admins, and tokens with ``access:services!service=gpus`` of an admin):
 ``api/assignments`` (who holds which GPU), ``api/gpus`` (the figures and the last hour), and
-``api/usage?since=&until=&format=json|csv`` (every hold in the range, with the totals).
+``api/usage?since=&until=&format=json|csv`` (every hold in the range, with the totals). And for anyone, their own:
+``api/me`` (their server as its JupyterLab shows it, server_view.py), which user servers ask with their own token
+at a port of the service's own for them (``ENV["servers_port"]``), where it is all that is served.
 
 Assignments come from each server's state in the hub database, one of the three records that GPUDockerSpawner keeps
 in agreement (database, container label, in-process pool). The figures come from the GPU samplers
@@ -484,6 +486,8 @@ def make_app(figures: Figures | None = None, usage: UsageLog | None = None,
              budgets: Budgets | None = None, stops: Stops | None = None, for_servers: bool = False,
              round_assignments: RoundAssignments | None = None) -> web.Application:
     """The service's pages and APIs; ``for_servers``: the user servers' own listener, ``api/me`` alone."""
+    from gpudockerspawner.sharing import SharePage  # it builds on this module's handlers
+
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{NAME}/")
     mine = [(url_path_join(prefix, "api/me"), MeAPI), (url_path_join(prefix, r"api/users/([^/]+)"), MeAPI)]
     jinja = jinja2.Environment(loader=jinja2.FileSystemLoader([str(TEMPLATES),
@@ -498,6 +502,7 @@ def make_app(figures: Figures | None = None, usage: UsageLog | None = None,
             (url_path_join(prefix, "api/usage"), UsageAPI),
             (url_path_join(prefix, "usage/grant"), GrantForm),
             (url_path_join(prefix, "api/grants"), GrantsAPI),
+            (url_path_join(prefix, "share"), SharePage),
             *mine,
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         ] if not for_servers else mine,

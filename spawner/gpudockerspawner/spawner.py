@@ -22,6 +22,7 @@ from gpudockerspawner.gpu_rules import parse_gpu_groups
 from gpudockerspawner.gpus import GPUPolicy, HostPool, Ledger, refusal
 from gpudockerspawner.image_user import passwd_of, resolved_uid
 from gpudockerspawner.pool import GPUPool, PoolError, parse_gpu_ids, rebuild
+from gpudockerspawner.shared_folders import mounts_for, parse_shared_folders
 from gpudockerspawner.start_line import StartLine
 from gpudockerspawner.usage import STOPPED, UsageLog
 from gpudockerspawner.words import duration, ordinal
@@ -117,6 +118,15 @@ class GPUDockerSpawner(BudgetKeeping, DockerSpawner):
         left out), and the group's members hold at most ``max_gpus`` together (no cap where left out). A user in
         several groups gets the most generous rule that has room.""",
     )
+    shared_folders = Dict(
+        config=True,
+        help="""Folders hub groups share, each mounted into a member's server at its start: read-only for the groups in
+        its ``read``, read-write for those in its ``write``; nobody else gets it. ``{name: {"mount":
+        "/home/jovyan/shared/<name>", "read": [groups], "write": [groups], "path": optional host path}}``; without
+        ``path`` each is a Docker volume of its own, ``shared_volume_prefix`` + name (see shared_folders.py).""",
+    )
+    shared_volume_prefix = Unicode(
+        "jupyterhub-shared-", config=True, help="Prefix of the shared folders' volume names.")
     gpu_hours = Float(
         None,
         allow_none=True,
@@ -248,6 +258,22 @@ class GPUDockerSpawner(BudgetKeeping, DockerSpawner):
             return parse_gpu_ids(proposal.value)
         except PoolError as error:
             raise TraitError(f"GPUDockerSpawner.gpu_ids: {error}") from None
+
+    @validate("shared_folders")
+    def _valid_shared_folders(self, proposal):
+        try:
+            parse_shared_folders(proposal.value)
+        except ValueError as error:
+            raise TraitError(f"GPUDockerSpawner.{error}") from None
+        return proposal.value
+
+    @property
+    def volume_binds(self):
+        """DockerSpawner's binds (the home), and the shared folders of the user's hub groups as they are now."""
+        binds = super().volume_binds
+        folders = parse_shared_folders(self.shared_folders)
+        binds.update(mounts_for(folders, [group.name for group in self.user.groups], self.shared_volume_prefix))
+        return binds
 
     @validate("gpu_groups")
     def _valid_gpu_groups(self, proposal):

@@ -11,6 +11,7 @@ import math
 import os
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from jupyterhub_gpu_hub.contract import Authenticator, Culler, GpuFigures, Hub, HubContract, Profile, Spawner
 
@@ -242,6 +243,7 @@ def configure_spawner(c, spawner: Spawner) -> None:
     c.GPUDockerSpawner.extra_host_config = host_config
     c.GPUDockerSpawner.notebook_dir = HOME
     c.GPUDockerSpawner.volumes = {spawner.home_volume_prefix + "{username}": HOME}
+    c.GPUDockerSpawner.shared_volume_prefix = spawner.shared_volume_prefix
     c.GPUDockerSpawner.gpu_ids = spawner.gpu_ids
     c.GPUDockerSpawner.gpu_units = spawner.gpu_units
     # WSL2's GPU driver shows every container every GPU: there the assignment is advisory.
@@ -410,6 +412,55 @@ def configure_gpu_view(c, hub: Hub) -> None:
     c.GPUSwarmSpawner.fence_ports = [hub.view_port]
 
 
+# What sharing needs of a person's permissions (JupyterHub's sharing documentation): sharing their own servers, and
+# naming the user or group to share with. The GPU service's sharing page asks the hub with the person's own token,
+# which may carry these and nothing more.
+SHARE_SCOPES = ["shares!user", "read:users:name", "read:groups:name"]
+REVOKED_WITHIN = 30
+
+
+def configure_sharing(c, hub: Hub) -> None:
+    """People share their running servers with a person, a group or by a link, on the GPU service's sharing page
+    (``hub.sharing``); off, nobody has the scope to share."""
+    from gpudockerspawner import service as gpu_service
+    from gpudockerspawner.sharing import SHARING_ENV
+
+    for service in c.JupyterHub.services:
+        if service["name"] == gpu_service.NAME:
+            service["environment"][SHARING_ENV] = "1" if hub.sharing else ""
+            if hub.sharing:
+                service["oauth_client_allowed_scopes"] = SHARE_SCOPES
+    if not hub.sharing:
+        return
+    for role in c.JupyterHub.load_roles:
+        if role["name"] == "user":
+            role["scopes"] = [*role["scopes"], *SHARE_SCOPES]
+    # A server asks the hub again who a browser's token is and what it may do after this many seconds (JupyterHub's
+    # default is 5 minutes): a share its owner revoked stops letting its guest in within half a minute.
+    c.GPUDockerSpawner.args = [*c.GPUDockerSpawner.args, f"--HubOAuth.cache_max_age={REVOKED_WITHIN}"]
+    share_page = f"/services/{gpu_service.NAME}/share"
+    home = c.JupyterHub.template_vars.get("announcement_home") or (lambda user: "")
+
+    def shares_notice(user) -> str:
+        """The home page: the servers shared with this person (to open without a server of their own), and where
+        to share theirs."""
+        said = home(user)
+        if user is None:
+            return said
+        servers = sorted({(share.owner.name, share.spawner.name) for share in user.orm_user.all_shared_with_me
+                          if share.spawner is not None and share.owner is not None})
+        links = ", ".join(f'<a class="gpu-shared-server" href="/user/{quote(owner)}/{quote(server)}">'
+                          f'{html.escape(owner)}'
+                          f'{"/" + html.escape(server) if server else ""}\'s server</a>' for owner, server in servers)
+        shared = f'<span id="gpu-shared-with-me">Shared with you: {links}.</span> ' if links else ""
+        # Where to share one's own server, while it runs (what there is to share).
+        share = (f'<a id="gpu-share-link" href="{share_page}">Share your server</a>' if user.spawner.active
+                 else "")
+        return f"{said} {shared}{share}".strip()
+
+    c.JupyterHub.template_vars = {**c.JupyterHub.template_vars, "announcement_home": shares_notice}
+
+
 def set_traits(c, traits: dict) -> None:
     """The settings that map one to one onto a trait (``{"Class.trait": value}``, see hub_traits in the deploy's
     settings): set as they are."""
@@ -426,3 +477,4 @@ def apply(c, settings: HubContract) -> None:
     configure_gpu_view(c, settings.hub)
     configure_gpu_figures(c, settings.gpu_figures)
     configure_culler(c, settings.culler, settings.gpu_figures)
+    configure_sharing(c, settings.hub)

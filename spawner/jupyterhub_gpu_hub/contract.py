@@ -28,6 +28,7 @@ class GpuCheck:
 class Hub:
     api_port: int
     view_port: int  # the GPU service's port for user servers (their JupyterLab's GPU view), below 1024 too
+    sharing: bool  # people may share their running servers (JupyterHub's shares)
     public_url: str
     subdomain_host: str | None  # each user's server on a subdomain of its own; None: all on the hub's origin
     hsts_max_age: int
@@ -115,6 +116,7 @@ class Spawner:
     profiles: list[Profile]
     own_user_images: list[str]  # images made elsewhere: they run as their own USER
     home_volume_prefix: str
+    shared_volume_prefix: str  # each shared folder's volume is this and its name
     gpu_ids: list[str]
     gpu_units: dict[str, dict]  # what each of gpu_ids is: {"kind", "label", "share"}
     devices_filtered: bool

@@ -14,6 +14,8 @@ directory=$(dirname "$archive")
 name=$(basename "$archive")
 hub_volume="$project-hub-data"
 user_prefix="$project-user-"
+# The shared folders' volumes (shared_folders), backed up and restored as the homes are.
+shared_prefix="$project-shared-"
 
 run() {
   image=$1
@@ -37,7 +39,7 @@ backup)
   mkdir "$work/volumes"
   # Docker's volume names are [a-zA-Z0-9][a-zA-Z0-9_.-]*: nothing in them the shell would split or expand.
   for volume in $(docker volume ls -q); do
-    case "$volume" in "$user_prefix"*) ;; *) continue ;; esac
+    case "$volume" in "$user_prefix"*|"$shared_prefix"*) ;; *) continue ;; esac
     # Its own empty directory to write into: another home's archive is never where this container can read it. Root
     # with one capability, reading whatever mode a person gave their files, and nothing else.
     mkdir "$work/pack"
@@ -56,7 +58,7 @@ restore)
   docker volume inspect "$hub_volume" >/dev/null 2>&1 || docker volume create \
     --label "com.docker.compose.project=$project" --label com.docker.compose.volume=hub-data "$hub_volume" >/dev/null
   for volume in $(run "$image" volumes "/backup/archives/$name"); do
-    case "$volume" in "$user_prefix"*) ;; *) echo "archive holds volume $volume, not of project $project" >&2; exit 2 ;; esac
+    case "$volume" in "$user_prefix"*|"$shared_prefix"*) ;; *) echo "archive holds volume $volume, not of project $project" >&2; exit 2 ;; esac
     docker volume create "$volume" >/dev/null
     volume_mounts="$volume_mounts -v $volume:/backup/volumes/$volume"
   done
