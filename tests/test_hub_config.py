@@ -107,7 +107,9 @@ def test_hsts_when_asked_and_every_cookie_secure_on_hub_and_servers(load):
     config = load({"hsts_max_age": 600})
     assert config.JupyterHub.tornado_settings == {"headers": {"Strict-Transport-Security": "max-age=600"},
                                                   "cookie_options": {"secure": True}}
-    (argument,) = config.GPUDockerSpawner.args
+    argument, cache = config.GPUDockerSpawner.args
+    # (And a browser's access to a server is asked of the hub again after 30 s: a revoked share ends within that.)
+    assert cache == "--HubOAuth.cache_max_age=30"
     name, value = argument.split("=", 1)
     # The single-user server reads it as traitlets reads a Dict from its command line.
     assert name == "--ServerApp.tornado_settings"

@@ -309,8 +309,9 @@ def test_gina_shares_her_gpu_server_with_hal_who_edits_her_notebook_with_her_unt
         assert gina.browser.wait_for('#share-list tr[data-user="hal"]')
         print(f"\nthe sharing page: {gina.browser.screenshot('share-page')}")
 
-        # Hal opens it from his home page, logs in to it as himself (JupyterHub asks him once), and runs a cell of
-        # Gina's notebook.
+        # Gina goes back to her notebook; Hal opens her server from his home page, logs in to it as himself (JupyterHub
+        # asks him once), and runs a cell of her notebook.
+        gina_lab.open_notebook(url, "gina", "together.ipynb")
         hal.browser.open(url + "hub/home")
         assert hal.browser.wait_for("#gpu-shared-with-me").text == "Shared with you: gina's server."
         hal.browser.click("#gpu-shared-with-me a.gpu-shared-server")
@@ -332,16 +333,25 @@ def test_gina_shares_her_gpu_server_with_hal_who_edits_her_notebook_with_her_unt
         assert [server["user"] for server in hub.gpu_table()["servers"]] == ["gina"]
 
         # Gina revokes; Hal's next requests are refused (within the half minute a server trusts what it was told).
+        notebook = url + "user/gina/api/contents/together.ipynb"
+
+        def refused() -> bool:
+            hal.browser.open(notebook)
+            said = hal.browser.text()
+            return '"together.ipynb"' not in said and ("Forbidden" in said or "403" in said)
+
+        assert not refused(), f"Hal reads Gina's notebook before she revokes: {hal.browser.text()[:300]}"
+        gina.browser.open(url + "services/gpus/share")
         gina.browser.click('#share-list tr[data-user="hal"] .share-revoke')
         assert gina.browser.wait_for("#share-said").text == "User hal no longer has access to your server."
         assert gina.browser.wait_for("#share-none").text == "Nobody but you."
 
-        def refused() -> bool:
-            hal.browser.open(url + "user/gina/api/contents/together.ipynb")
-            said = hal.browser.text()
-            return '"together.ipynb"' not in said and ("403" in said or "permission" in said.lower())
-
         until(refused, 45, "Hal refused at Gina's server", interval=2)
+        # A share link instead: shown once, to be given to whoever should have access; revoked with one click.
+        gina.browser.click("#share-make-link")
+        assert "/hub/accept-share?code=" in gina.browser.wait_for("#share-link").text
+        gina.browser.click("#share-revoke-links")
+        assert gina.browser.wait_for("#share-said").text == "Every share link of your server is revoked."
         hal.browser.open(url + "hub/home")
         assert not hal.browser.driver.find_elements("css selector", "#gpu-shared-with-me")
     finally:

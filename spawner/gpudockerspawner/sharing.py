@@ -55,6 +55,8 @@ class SharePage(GPUHandler):
         if sharing_on():
             status, answer = await self.hub("GET", f"shares/{name}/")
             shares = answer.get("items", []) if status == 200 else []
+            for share in shares:  # the hub's ISO 8601 time as the hub's pages say a time
+                share["since"] = (share.get("created_at") or "")[:16].replace("T", " ") + " UTC"
             status, answer = await self.hub("GET", f"share-codes/{name}/")
             codes = answer.get("items", []) if status == 200 else []
         self.render_page("share.html", sharing=sharing_on(), running=running, shares=shares, codes=codes,
