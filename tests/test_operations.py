@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from roles.network import GPU_VIEW_PORT
 from testbed import smoke
 from testbed.browser import HubPages, JupyterLab
 from testbed.deploy import run_deploy
@@ -102,7 +103,7 @@ def signed_up_and_approved(operated, target, browsers, name: str) -> tuple[HubPa
 # container, with its own API token, at the service's port for servers.
 VIEW_PROBE = """
 import json, os, sys, urllib.error, urllib.request
-request = urllib.request.Request("http://jupyterhub:82/services/gpus/" + sys.argv[1],
+request = urllib.request.Request(sys.argv[2] + sys.argv[1],
                                  headers={"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]})
 try:
     print(urllib.request.urlopen(request, timeout=10).read().decode())
@@ -112,7 +113,8 @@ except urllib.error.HTTPError as error:
 
 
 def view_asked(operated, target, user: str, path: str) -> dict:
-    return json.loads(operated.exec(target, "docker", "exec", f"jupyter-{user}", "python3", "-c", VIEW_PROBE, path))
+    return json.loads(operated.exec(target, "docker", "exec", f"jupyter-{user}", "python3", "-c", VIEW_PROBE, path,
+                                    f"http://jupyterhub:{GPU_VIEW_PORT}/services/gpus/"))
 
 
 def usage(hub, **query) -> dict:

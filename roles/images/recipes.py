@@ -136,7 +136,7 @@ def image_recipes(target: Target, builder_ca_sha256: str) -> list[ImageRecipe]:
     for name, files in contexts.items():
         dockerfile = render(TEMPLATES, f"{name}.Dockerfile.j2", base=target.base_tag,
                             trust_ca=bool(builder_ca or extra_ca), wheel=wheel.name, service_uid=settings.service_uid,
-                            patch=SINGLEUSER_PATCH if patched else "", lab_extension=True)
+                            patch=SINGLEUSER_PATCH if patched else "")
         files = {"Dockerfile": dockerfile.encode(), **files}
         if extra_ca:
             files["ca/extra.pem"] = extra_ca

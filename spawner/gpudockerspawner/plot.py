@@ -5,7 +5,8 @@ right edge), the page in its template, the panel in the lab extension."""
 
 from __future__ import annotations
 
-HOUR = 3600
+from gpudockerspawner.figures import HOUR
+
 WIDTH, HEIGHT = 160, 28
 
 

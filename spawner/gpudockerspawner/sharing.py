@@ -22,7 +22,7 @@ from gpudockerspawner.service import GPUHandler
 
 # "1" where the hub lets people share their servers (the deploy's server_sharing).
 SHARING_ENV = "GPUDOCKERSPAWNER_SHARING"
-# What the form may ask, and what each does with the hub's shares API (method, path under /shares or /share-codes).
+# What the form may ask: share with a user or a group, make a link, revoke a user's, a group's, or every link.
 ACTIONS = {"user", "group", "link", "revoke-user", "revoke-group", "revoke-links"}
 # A share link lasts this long (JupyterHub's default for a share code is a day).
 LINK_LIFETIME = 7 * 86400
@@ -65,7 +65,7 @@ class SharePage(GPUHandler):
 
     @web.authenticated
     async def get(self):
-        await self.show(said=self.get_argument("said", "") and "Done.")
+        await self.show()
 
     @web.authenticated
     async def post(self):
