@@ -26,7 +26,10 @@ gpu_servers = [
             # "_sudo_password": "...",  # only where sudo asks for one
             # The hub's settings: the name people type, which its certificate covers.
             "hub_names": ["gpu1.example.org"],
-            # With a DNS name that resolves to this server from the internet, a certificate browsers trust:
+            # http:// redirects to https://.
+            "http_port": 80,
+            # With a DNS name that resolves to this server from the internet, a certificate browsers trust (then
+            # take out http_port: certbot answers Let's Encrypt's HTTP-01 check on port 80):
             # "tls_mode": "letsencrypt",
             # "acme_email": "you@example.org",
         },

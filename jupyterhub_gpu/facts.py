@@ -351,15 +351,45 @@ class NvidiaGPUs(FactBase):
             return GPUInventory(smi, (), str(error))
 
 
-class PortListening(FactBase):
-    """Whether something listens on a TCP port of the host (read from /proc, no tools needed)."""
+@dataclass(frozen=True)
+class PortHolding:
+    """Who listens on a TCP port of the host: nobody (``listening`` false), a process (its name and pid), and the
+    containers Docker publishes the port for, where Docker's own proxy is that process."""
+
+    listening: bool = False
+    process: str = ""
+    containers: tuple[str, ...] = ()
+
+    def held_by(self) -> str:
+        """The holder in words, for an error message."""
+        if self.containers:
+            return f"Docker publishes it for the container {', '.join(map(repr, self.containers))}"
+        return f"{self.process} holds it" if self.process else "something holds it"
+
+
+class PortHolder(FactBase):
+    """Who listens on a TCP port of the host, read from /proc (the socket's inode, then the process with that
+    socket open) and from Docker's list of published ports, with the tools every Debian and Ubuntu has."""
 
     def command(self, port: int) -> str:
         hex_port = f"{port:04X}"
         return (
-            f"if grep -qE '^ *[0-9]+: [0-9A-F]+:{hex_port} [0-9A-F]+:[0-9A-F]+ 0A ' /proc/net/tcp /proc/net/tcp6 "
-            "2>/dev/null; then echo yes; else echo no; fi"
+            f"inode=$(awk '$2 ~ /:{hex_port}$/ && $4 == \"0A\" {{ print $10; exit }}' /proc/net/tcp /proc/net/tcp6 "
+            '2>/dev/null); [ -n "$inode" ] || exit 0; echo listening; '
+            'fd=$(find /proc/[0-9]*/fd -maxdepth 1 -lname "socket:\\[$inode\\]" 2>/dev/null | head -n 1); '
+            'if [ -n "$fd" ]; then pid=${fd#/proc/}; pid=${pid%%/*}; echo "process=$(cat /proc/$pid/comm) (pid $pid)"; '
+            "fi; if command -v docker >/dev/null; then "
+            f"docker ps --filter publish={port} --format 'container={{{{.Names}}}}' 2>/dev/null; fi; true"
         )
 
-    def process(self, output) -> bool:
-        return "".join(output).strip() == "yes"
+    @staticmethod
+    def default() -> PortHolding:
+        return PortHolding()
+
+    def process(self, output) -> PortHolding:
+        lines = list(output)
+        if "listening" not in lines:
+            return PortHolding()
+        process = next((line.partition("=")[2] for line in lines if line.startswith("process=")), "")
+        containers = tuple(line.partition("=")[2] for line in lines if line.startswith("container="))
+        return PortHolding(True, process, containers)

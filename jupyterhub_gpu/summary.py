@@ -83,8 +83,13 @@ def say_where_the_hub_is(summary: HostSummary, target, provisioned) -> None:
     else:
         summary.say(f"every user's server shares the hub's origin ({target.one_origin_why}): a page one user serves "
                     "can act with another's login in their browser; see user_subdomains")
-    if provisioned.certificate.ca:
-        summary.say(f"browsers trust it once they import the local CA {provisioned.certificate.ca}")
+    certificate = provisioned.certificate
+    if certificate.ca_remade_for:
+        summary.warn(f"the local CA was made anew, for {certificate.ca_remade_for} (the hub's names or addresses "
+                     "changed, and a CA vouches only for those it was made for): browsers that trusted the one before "
+                     f"refuse the hub until they import {certificate.ca} again")
+    elif certificate.ca:
+        summary.say(f"browsers trust it once they import the local CA {certificate.ca}")
     if target.gpu_pool:
         pool = [gpu for gpu in target.gpus.gpus if gpu.uuid in target.gpu_pool]
         summary.say(f"it hands out {len(pool)} GPU{'s' if len(pool) > 1 else ''}, {target.settings.gpus_per_user} "

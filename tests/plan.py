@@ -88,7 +88,7 @@ def fresh_host_facts() -> dict:
         DockerServerVersion,
         EngineRuntimes,
         ImagesInUse,
-        PortListening,
+        PortHolder,
     )
     from roles.nvidia_toolkit import GPUContainerCheck
     from roles.tls import CertificateState
@@ -101,8 +101,8 @@ def fresh_host_facts() -> dict:
             FindInFile: lambda **kwargs: [],
         Sha1File: lambda **kwargs: None, Sha256File: lambda **kwargs: None, Command: lambda **kwargs: "stopped",
         TmpDir: "/tmp", Which: lambda **kwargs: None, SystemdEnabled: {}, SystemdStatus: {},
-        ComposeServices: lambda **kwargs: {}, DockerServerVersion: None, PortListening: lambda **kwargs: False,
-        ImagesInUse: lambda **kwargs: ImagesInUse.default(),
+        ComposeServices: lambda **kwargs: {}, DockerServerVersion: None,
+        PortHolder: lambda **kwargs: PortHolder.default(), ImagesInUse: lambda **kwargs: ImagesInUse.default(),
         GPUContainerCheck: lambda **kwargs: {"ok": True, "output": ""}, CertificateState: lambda **kwargs: None,
         WindowsScheduledTask: lambda **kwargs: None,
         PackageManagerState: {"busy": [], "interrupted": False},

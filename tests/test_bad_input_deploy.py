@@ -105,13 +105,21 @@ def test_pool_id_the_host_does_not_have_fails_before_any_change(engine, fresh_gp
     assert _untouched(engine, fresh_gpu_target) == []
 
 
-def test_http01_with_port_80_taken_fails_before_any_change(engine, fresh_target, tmp_path):
+@pytest.mark.parametrize("port, settings, expected", [
+    (443, {}, "https_port = 443: port 443 of the host is already taken (sshd (pid "),
+    (80, {"tls_mode": "letsencrypt", "hub_names": ["hub.example.test"], "acme_email": "a@example.test"},
+     "acme_challenge = 'http-01': port 80 of the host is already taken (sshd (pid "),
+], ids=["https_port", "http-01"])
+def test_a_port_another_process_holds_fails_before_any_change(engine, fresh_target, tmp_path, port, settings,
+                                                               expected):
+    """Something else already answers on a port the hub needs: refused with who holds it, before any change (the
+    hub's own proxy holding it on a redeploy is what every deploy test's second run checks)."""
     container = engine.containers.get(fresh_target.container_id)
-    container.exec_run(["/usr/sbin/sshd", "-p", "80"])  # something else already answers on port 80
-    fresh_target.data.update(tls_mode="letsencrypt", hub_names=["hub.example.test"], acme_email="a@example.test")
+    container.exec_run(["/usr/sbin/sshd", "-p", str(port)])
+    fresh_target.data.update(settings)
     run = run_deploy(write_inventory_file([fresh_target], tmp_path / "targets.json"))
     assert run.returncode != 0
-    assert "acme_challenge = 'http-01': port 80 of the host is already taken" in run.log
+    assert expected in run.log, run.log[-3000:]
     assert _untouched(engine, fresh_target) == []
 
 

@@ -69,3 +69,10 @@ def test_the_cluster_example_gives_every_host_its_shared_data_and_the_hub_its_na
     assert set(hosts) == {"hub.example.org", "gpu1.example.org", "gpu2.example.org"}
     assert all(data["ssh_user"] == "ubuntu" and data["_sudo"] is True for data in hosts.values())
     assert hosts["hub.example.org"]["hub_names"] == ["hub.example.org"]
+
+
+def test_the_remote_server_tutorial_shows_the_example_file_it_tells_readers_to_copy():
+    from tests.test_docs import inventory_examples
+
+    shown = [data for label, data in inventory_examples() if label.startswith("docs/tutorials/remote-server.md")]
+    assert shown == list(hosts_of(INVENTORIES / "gpu-server.py").values())

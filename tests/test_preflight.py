@@ -146,7 +146,7 @@ def test_the_closing_lines_name_each_unit_a_host_hands_out_with_what_it_is():
 
     lab = Target(HubSettings(hub_names=["gpubox"]), HostProfile(hostname="gpubox"),
                  GPUInventory("/usr/bin/nvidia-smi", tuple(units_of(LAB_GPUS))), one_origin_why="the test's own")
-    provisioned = SimpleNamespace(certificate=SimpleNamespace(ca="/opt/jupyterhub-gpu/ca/ca.crt"),
+    provisioned = SimpleNamespace(certificate=SimpleNamespace(ca="/opt/jupyterhub-gpu/ca/ca.crt", ca_remade_for=""),
                                   secrets=SimpleNamespace(admin_passwords={}), uptime=SimpleNamespace(said=[]))
     said = []
     say_where_the_hub_is(HostSummary(said), lab, provisioned)
@@ -158,3 +158,13 @@ def test_the_closing_lines_name_each_unit_a_host_hands_out_with_what_it_is():
             "(MIG-169f1837-b996-59aa-9ed5-b0a3f99e88a6); 1 GeForce RTX 4090 23 GiB "
             "(GPU-feba7e40-d724-01ff-b00f-3a439a28a6c7); 2 GeForce RTX 4090 23 GiB "
             "(GPU-f124aa59-d406-d45b-9481-8fcd694e6c9e)") in lines
+    assert "browsers trust it once they import the local CA /opt/jupyterhub-gpu/ca/ca.crt" in lines
+
+    # A CA made anew (the hub's names or addresses changed) is said as a warning: the trust given the old one is gone.
+    provisioned.certificate.ca_remade_for = "DNS:gpubox,DNS:gpubox.lab.example.org,IP:127.0.0.1"
+    said.clear()
+    say_where_the_hub_is(HostSummary(said), lab, provisioned)
+    assert (True, "the local CA was made anew, for DNS:gpubox,DNS:gpubox.lab.example.org,IP:127.0.0.1 (the hub's "
+            "names or addresses changed, and a CA vouches only for those it was made for): browsers that trusted the "
+            "one before refuse the hub until they import /opt/jupyterhub-gpu/ca/ca.crt again") in said
+    assert not any("once they import" in text for _, text in said)

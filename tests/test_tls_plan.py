@@ -73,3 +73,32 @@ def test_a_covering_certificate_is_not_requested_again(monkeypatch, tmp_path):
     commands = commands_of(plan(monkeypatch, facts(covering), ensure_certificate, renamed))
     (certbot,) = [c for c in commands if c.startswith("certbot certonly")]
     assert certbot.endswith(" -d hub.example.org -d jupyter.example.org")
+
+
+def test_a_local_ca_made_anew_for_new_names_is_said_and_one_that_stays_is_not(monkeypatch):
+    """Names or addresses that change make the local CA anew (it may vouch only for those it was made for), so the
+    trust people gave the old one is gone: the deploy says so, where a CA was there before, and only then."""
+    from pyinfra.api import deploy
+    from pyinfra.facts.files import FileContents
+
+    from roles.tls import subject_alt_names
+
+    target = Target(HubSettings(hub_names=["gpubox", "gpubox.lab.example.org"], hub_addresses=["127.0.0.1"]),
+                    HostProfile(**UBUNTU_24))
+    ca_sans = subject_alt_names(list(target.names), list(target.addresses))
+    assert ca_sans == "DNS:gpubox,DNS:gpubox.lab.example.org,IP:127.0.0.1"
+    made = []
+
+    @deploy("The hub's certificate")
+    def certificate():
+        made.append(ensure_certificate(target))
+
+    for ca_names_before, issued, remade_for in (
+        (None, True, ""),  # the first deploy: nobody trusted a CA yet
+        ([ca_sans], False, ""),  # unchanged: the CA and the certificate stay
+        (["DNS:gpubox,IP:127.0.0.1"], True, ca_sans),  # a name added to hub_names
+    ):
+        before = {f"{target.layout.ca}/names": ca_names_before, f"{target.layout.tls}/names": ca_names_before}
+        planned = plan(monkeypatch, facts() | {FileContents: lambda path: before.get(path)}, certificate)
+        assert any(name.endswith("| Self-signed certificate") and commands for name, commands in planned) is issued
+        assert made.pop().ca_remade_for == remade_for

@@ -25,6 +25,7 @@ FIREWALL_BRIDGE = "/var/lib/jupyterhub-gpu/firewall-bridge"
 # The hub's network identity, which the firewall trusts: its container's MAC address (locally administered),
 # and its API port, below 1024 so that no user container can listen on it.
 HUB_MAC = "02:6a:75:70:68:01"
+PROXY_CONTAINER = "jupyterhub-proxy"
 PROXY_MAC = "02:6a:75:70:68:02"
 HUB_API_PORT = 81
 # The GPU service's port for user servers (api/me, their JupyterLab's GPU view), in the hub's container: below 1024

@@ -17,11 +17,13 @@ from jupyterhub_gpu.facts import (
     Login,
     LoginUser,
     NvidiaGPUs,
+    PortHolder,
     TargetProfile,
 )
 from jupyterhub_gpu.settings import SERVICE_ACCOUNT, HubSettings, InventoryError, from_host_data
 from jupyterhub_gpu.target import Target
 from roles import tls
+from roles.network import PROXY_CONTAINER
 from roles.preflight import oidc, subdomains
 
 SUPPORTED = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
@@ -57,6 +59,7 @@ def check() -> Target:
                     oauth_endpoints=_oauth_endpoints(host.name, settings),
                     cluster=cluster, user_domain=domain, one_origin_why=one_origin_why)
     if target.runs_hub:  # a cluster's GPU nodes serve no TLS and run no hub
+        _check_ports(host.name, settings)
         _check_tls(host.name, target)
         _check_service_uid(host.name, settings)
     return target
@@ -81,6 +84,20 @@ def _check_cluster(host_name: str, settings: HubSettings, cluster: Cluster | Non
         raise InventoryError.for_host(
             host_name, "engine_live_restore = True: Docker refuses swarm mode with live-restore, and this host is in a "
             "cluster (the inventory has a gpu_nodes group); remove the key, or set it false")
+
+
+def _check_ports(host_name: str, settings: HubSettings) -> None:
+    """The ports the hub publishes are free, or its own proxy's already (a redeploy): else Docker would refuse to
+    start the proxy at the deploy's end, after the engine, the images and the secrets were changed."""
+    for key, answers in (("https_port", "the hub answers"), ("http_port", "the redirect to HTTPS answers")):
+        port = getattr(settings, key)
+        if port is None:
+            continue
+        holding = host.get_fact(PortHolder, port=port)
+        if holding.listening and PROXY_CONTAINER not in holding.containers:
+            raise InventoryError.for_host(
+                host_name, f"{key} = {port}: port {port} of the host is already taken ({holding.held_by()}), and "
+                f"{answers} there; free it, or choose another {key}")
 
 
 def _check_service_uid(host_name: str, settings: HubSettings) -> None:

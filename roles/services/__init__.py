@@ -19,7 +19,7 @@ from jupyterhub_gpu.target import Target
 from jupyterhub_gpu_hub import contract
 from roles import gpu_check, gpu_sampler, shared_folders
 from roles.images import Images
-from roles.network import GPU_VIEW_PORT, HUB_API_PORT, HUB_MAC, PROXY_MAC
+from roles.network import GPU_VIEW_PORT, HUB_API_PORT, HUB_MAC, PROXY_CONTAINER, PROXY_MAC
 from roles.secrets import HubSecrets
 from roles.tls import Certificate
 
@@ -225,7 +225,7 @@ def compose_project(target: Target, images: Images, certificate: Certificate, se
         ports.append(f"{s.http_port}:8080")
     proxy = {
         "image": images.proxy,
-        "container_name": "jupyterhub-proxy",
+        "container_name": PROXY_CONTAINER,
         # The internet-facing process: no Docker socket, no database, no CA; its certificate, key and token only.
         **_network_endpoint(target, PROXY_MAC),
         "restart": "always",

@@ -16,7 +16,7 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from jupyterhub_gpu.apt import ensure_installed
-from jupyterhub_gpu.facts import PortListening
+from jupyterhub_gpu.facts import PortHolder
 from jupyterhub_gpu.remote import private_file
 from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.templates import render
@@ -33,6 +33,9 @@ class Certificate:
     directory: str
     ca: str | None = None
     operations: list[OperationMeta] = field(default_factory=list)
+    # What a CA made anew by this deploy covers, where one was there before: the trust browsers gave the old one
+    # is gone (a CA may vouch only for the names and addresses it was made for).
+    ca_remade_for: str = ""
 
     def changed(self) -> bool:
         return any(op.did_change() for op in self.operations)
@@ -174,9 +177,10 @@ def problems_before_change(target: Target) -> list[str]:
         return provided.problems(settings.tls_cert_file, settings.tls_key_file, target.certificate_names,
                                  tuple(settings.hub_addresses))
     if settings.tls_mode == "letsencrypt" and settings.acme_challenge == "http-01":
-        if host.get_fact(PortListening, port=80):
-            return ["acme_challenge = 'http-01': port 80 of the host is already taken, and certbot must answer "
-                    "there; free it, or use acme_challenge: dns-01"]
+        holding = host.get_fact(PortHolder, port=80)
+        if holding.listening:
+            return [f"acme_challenge = 'http-01': port 80 of the host is already taken ({holding.held_by()}), and "
+                    "certbot must answer there; free it, or use acme_challenge: dns-01"]
     return []
 
 
@@ -188,11 +192,14 @@ def ensure_certificate(target: Target) -> Certificate:
     settings = target.settings
     if settings.tls_mode == "selfsigned":
         ca_directory = target.layout.ca
+        ca_sans = subject_alt_names(list(target.names), list(target.addresses))
+        before = host.get_fact(FileContents, path=f"{ca_directory}/names")
         issued = selfsigned_certificate(
             name="Self-signed certificate", directory=directory, ca_directory=ca_directory,
             names=list(target.names), addresses=list(target.addresses), wildcards=list(target.wildcard_names),
         )
-        return Certificate(directory, ca=f"{ca_directory}/ca.crt", operations=[issued])
+        return Certificate(directory, ca=f"{ca_directory}/ca.crt", operations=[issued],
+                           ca_remade_for=ca_sans if before not in (None, [ca_sans]) else "")
     # Another mode writes server.crt now: forget what a self-signed one covered, so that going back
     # to selfsigned issues a fresh certificate.
     files.file(name="No self-signed certificate in use", path=f"{directory}/names", present=False)
