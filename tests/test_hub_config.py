@@ -156,6 +156,13 @@ def test_idle_servers_are_culled_and_gpu_servers_sooner(load):
     assert "gpu-idle-culler" not in {service["name"] for service in load({}).JupyterHub.services}
     off = load({"idle_timeout": 0, "gpu_idle_timeout": 0}, gpus=gpus)
     assert {service["name"] for service in off.JupyterHub.services} == {"gpus", "jupyterhub-gpu-check"}
+    # The GPU service tells each server when the cullers will stop it, and warns at the deploy's minutes; by
+    # default those the spawner package warns at on its own.
+    from gpudockerspawner.server_view import WARNINGS, Stops
+    from gpudockerspawner.service import ENV
+
+    told = Stops.from_json(services["gpus"]["environment"][ENV["stops"]])
+    assert (told.gpu_idle_timeout, told.gpu_max_age, told.cull_every, told.warnings) == (600, 7200, 30, WARNINGS)
 
 
 def test_gpu_idleness_and_work_reach_both_cullers_and_the_gpu_service_samples_this_hosts_gpus(load):

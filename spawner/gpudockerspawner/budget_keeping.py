@@ -57,8 +57,7 @@ class BudgetKeeping:
 
     def _rule_held(self):
         """The rule the current server's GPUs were granted under."""
-        policy = self.gpu_policy
-        return next((rule for rule in policy.rules or policy.rules_for([]) if rule.group == self.gpu_group), None)
+        return self.gpu_policy.rule_named(self.gpu_group)
 
     def budget_now(self) -> tuple[Standing | None, float]:
         """The current GPU server's budget as it stands, and when (Unix seconds) what is left runs out at the pace

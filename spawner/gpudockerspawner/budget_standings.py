@@ -47,7 +47,7 @@ class Budgets:
         """Where ``name`` stands in the budget of the rule their running server's GPUs were granted under (``group``,
         as the hold says), and when what is left runs out at ``weight`` whole GPUs held (infinity: it lasts; ``now``:
         outside its term) -- as the spawner's ``budget_now`` has it."""
-        rule = next((rule for rule in self.policy.rules or self.policy.rules_for([]) if rule.group == group), None)
+        rule = self.policy.rule_named(group)
         if rule is None or rule.budget is None:
             return None, math.inf
         found = person_standing(usage, rule.budget, rule.group, name, now, self.tz)
@@ -68,7 +68,7 @@ class Budgets:
         latest: dict[str, str] = {}
         for hold in usage.holds(now - 31 * 86400, now):
             latest[hold.user] = hold.group
-        rules = {rule.group: rule for rule in self.policy.rules or self.policy.rules_for([])}
+        rules = {rule.group: rule for rule in self.policy.every_rule()}
         people = {}
         for name, group in sorted(latest.items()):
             rule = rules.get(group)

@@ -151,6 +151,15 @@ class GPUPolicy:
     def waits(self) -> bool:
         return self.on_exhausted == "wait"
 
+    def every_rule(self) -> tuple[GroupRule, ...]:
+        """Every rule a hold can be granted under: the groups' (with the "" rule of ``gpu_users``), or, where there
+        are no groups, everyone's."""
+        return self.rules or tuple(self.rules_for([]))
+
+    def rule_named(self, group: str) -> GroupRule | None:
+        """The rule a hold was granted under, by the group its record names (None: a rule since removed)."""
+        return next((rule for rule in self.every_rule() if rule.group == group), None)
+
     def rules_for(self, user_groups: Iterable[str], kinds: Iterable[str] = ()) -> list[GroupRule]:
         """The rules a user is under that allow one of ``kinds`` (none: any), the most generous first (more GPUs
         per server, then the larger cap)."""

@@ -150,6 +150,15 @@ class StandIn(RequestHandler):
         self.finish(json.dumps(body))
 
 
+def test_the_server_extension_reads_the_address_from_the_variable_the_hub_sets():
+    """Two packages (the hub's and the lab extension's, which must not need the hub's) name one variable."""
+    from jupyterhub_gpu_lab import hub_view
+
+    from gpudockerspawner import service
+
+    assert hub_view.VIEW_URL_ENV == service.VIEW_URL_ENV
+
+
 def test_the_server_extension_asks_once_per_interval_with_its_token_and_keeps_the_last_answer_when_one_fails():
     async def scenario():
         settings = {"asked": [], "answer": (200, {"interval": 0.3, "status": {"text": "CPU only", "level": "ok"}})}
