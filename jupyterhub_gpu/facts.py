@@ -353,8 +353,8 @@ class NvidiaGPUs(FactBase):
 
 @dataclass(frozen=True)
 class PortHolding:
-    """Who listens on a TCP port of the host: nobody (``listening`` false), a process (its name and pid), and the
-    containers Docker publishes the port for, where Docker's own proxy is that process."""
+    """Who holds a TCP port of the host: nobody (``listening`` false), a process listening (its name and pid), and
+    the containers Docker publishes the port for (its own proxy is then that process, where it has one)."""
 
     listening: bool = False
     process: str = ""
@@ -375,10 +375,12 @@ class PortHolder(FactBase):
         hex_port = f"{port:04X}"
         return (
             f"inode=$(awk '$2 ~ /:{hex_port}$/ && $4 == \"0A\" {{ print $10; exit }}' /proc/net/tcp /proc/net/tcp6 "
-            '2>/dev/null); [ -n "$inode" ] || exit 0; echo listening; '
+            '2>/dev/null); if [ -n "$inode" ]; then echo listening; '
             'fd=$(find /proc/[0-9]*/fd -maxdepth 1 -lname "socket:\\[$inode\\]" 2>/dev/null | head -n 1); '
             'if [ -n "$fd" ]; then pid=${fd#/proc/}; pid=${pid%%/*}; echo "process=$(cat /proc/$pid/comm) (pid $pid)"; '
-            "fi; if command -v docker >/dev/null; then "
+            "fi; fi; "
+            # An engine without its userland proxy publishes a port with no process listening on it.
+            "if command -v docker >/dev/null; then "
             f"docker ps --filter publish={port} --format 'container={{{{.Names}}}}' 2>/dev/null; fi; true"
         )
 
@@ -388,8 +390,6 @@ class PortHolder(FactBase):
 
     def process(self, output) -> PortHolding:
         lines = list(output)
-        if "listening" not in lines:
-            return PortHolding()
         process = next((line.partition("=")[2] for line in lines if line.startswith("process=")), "")
         containers = tuple(line.partition("=")[2] for line in lines if line.startswith("container="))
-        return PortHolding(True, process, containers)
+        return PortHolding("listening" in lines or bool(containers), process, containers)

@@ -281,7 +281,8 @@ def test_a_gpu_left_idle_goes_back_to_the_pool_with_a_browser_open_and_a_busy_on
 def test_gina_shares_her_gpu_server_with_hal_who_edits_her_notebook_with_her_until_she_revokes(
         operated, engine, browsers):
     """Sharing a running server (JupyterHub's shares) from the sharing page, with real-time collaboration in it: the
-    guest opens it from his home page, holds no server and no GPU of his own, and is refused once it is revoked."""
+    guest opens it from his home page, holds no server and no GPU of his own, and is refused once it is revoked; then
+    shared with a group he is in, and revoked; then by a link."""
     target = operated.targets[0]
     container = engine.containers.get(target.container_id)
     hub = operated.hub(target, server_hostname=NAME)
@@ -349,6 +350,18 @@ def test_gina_shares_her_gpu_server_with_hal_who_edits_her_notebook_with_her_unt
         assert gina.browser.wait_for("#share-none").text == "Nobody but you."
 
         until(refused, 45, "Hal refused at Gina's server", interval=2)
+        # Shared with a group Hal is in instead: his home page offers her server again, until she revokes the group's.
+        assert hub.api("POST", "/groups/reviewers", json={"users": ["hal"]}).status_code == 201
+        gina.browser.select("#share-whom", "group")
+        gina.browser.fill("#share-name", "reviewers")
+        gina.browser.click("#share-submit")
+        assert gina.browser.wait_for("#share-said").text == "Your server is shared with group reviewers."
+        assert gina.browser.wait_for('#share-list tr[data-group="reviewers"]')
+        hal.browser.open(url + "hub/home")
+        assert hal.browser.wait_for("#gpu-shared-with-me").text == "Shared with you: gina's server."
+        gina.browser.click('#share-list tr[data-group="reviewers"] .share-revoke')
+        assert gina.browser.wait_for("#share-said").text == "Group reviewers no longer has access to your server."
+        assert gina.browser.wait_for("#share-none").text == "Nobody but you."
         # A share link instead: shown once, to be given to whoever should have access; revoked with one click.
         gina.browser.click("#share-make-link")
         assert "/hub/accept-share?code=" in gina.browser.wait_for("#share-link").text

@@ -168,3 +168,18 @@ def test_the_closing_lines_name_each_unit_a_host_hands_out_with_what_it_is():
             "names or addresses changed, and a CA vouches only for those it was made for): browsers that trusted the "
             "one before refuse the hub until they import /opt/jupyterhub-gpu/ca/ca.crt again") in said
     assert not any("once they import" in text for _, text in said)
+
+
+def test_a_port_is_held_by_a_listener_or_by_a_container_docker_publishes_it_for():
+    """What the port check reads: a process listening (named with its pid), Docker's proxy for a published container,
+    or, on an engine without its userland proxy, a container Docker publishes the port for with nobody listening."""
+    from jupyterhub_gpu.facts import PortHolder, PortHolding
+
+    fact = PortHolder()
+    assert fact.process([]) == PortHolding()
+    assert fact.process(["listening", "process=nginx (pid 812)"]).held_by() == "nginx (pid 812) holds it"
+    proxy = fact.process(["listening", "process=docker-proxy (pid 90)", "container=jupyterhub-proxy"])
+    assert proxy.containers == ("jupyterhub-proxy",)
+    no_userland_proxy = fact.process(["container=web"])
+    assert no_userland_proxy.listening
+    assert no_userland_proxy.held_by() == "Docker publishes it for the container 'web'"
