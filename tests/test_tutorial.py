@@ -134,6 +134,10 @@ def test_the_first_deploy_says_where_the_hub_is_and_the_second_changes_nothing(w
     assert f"WSL2: the Windows task jupyterhub-gpu\\{DISTRIBUTION} starts {DISTRIBUTION} with Windows" in first
     _, changed, errors, _ = results_of(again)
     assert (changed, errors) == ("-", "-"), again[-5000:]
+    # The CA the page has the reader import is the one both runs point to; neither says it was made anew.
+    for output in (first, again):
+        assert "browsers trust it once they import the local CA /opt/jupyterhub-gpu/ca/ca.crt" in output
+        assert "the local CA was made anew" not in output
 
 
 def test_on_wsl2_with_systemd_systemd_starts_the_engine_and_windows_starts_the_distribution(walked):
