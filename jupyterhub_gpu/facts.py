@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand
+from pyinfra.facts.server import Port
 
 from gpudockerspawner.nvidia import DriverOutputError, Unit, units
 
@@ -367,29 +369,26 @@ class PortHolding:
         return f"{self.process} holds it" if self.process else "something holds it"
 
 
-class PortHolder(FactBase):
-    """Who listens on a TCP port of the host, read from /proc (the socket's inode, then the process with that
-    socket open) and from Docker's list of published ports, with the tools every Debian and Ubuntu has."""
+class PublishedFor(FactBase):
+    """The containers Docker publishes a host port for. An engine without its userland proxy publishes a port with
+    no process listening on it, which pyinfra's ``Port`` fact cannot see."""
 
     def command(self, port: int) -> str:
-        hex_port = f"{port:04X}"
-        return (
-            f"inode=$(awk '$2 ~ /:{hex_port}$/ && $4 == \"0A\" {{ print $10; exit }}' /proc/net/tcp /proc/net/tcp6 "
-            '2>/dev/null); if [ -n "$inode" ]; then echo listening; '
-            'fd=$(find /proc/[0-9]*/fd -maxdepth 1 -lname "socket:\\[$inode\\]" 2>/dev/null | head -n 1); '
-            'if [ -n "$fd" ]; then pid=${fd#/proc/}; pid=${pid%%/*}; echo "process=$(cat /proc/$pid/comm) (pid $pid)"; '
-            "fi; fi; "
-            # An engine without its userland proxy publishes a port with no process listening on it.
-            "if command -v docker >/dev/null; then "
-            f"docker ps --filter publish={port} --format 'container={{{{.Names}}}}' 2>/dev/null; fi; true"
-        )
+        return (f"if command -v docker >/dev/null; then docker ps --filter publish={int(port)} "
+                "--format '{{.Names}}' 2>/dev/null; fi; true")
 
     @staticmethod
-    def default() -> PortHolding:
-        return PortHolding()
+    def default() -> tuple[str, ...]:
+        return ()
 
-    def process(self, output) -> PortHolding:
-        lines = list(output)
-        process = next((line.partition("=")[2] for line in lines if line.startswith("process=")), "")
-        containers = tuple(line.partition("=")[2] for line in lines if line.startswith("container="))
-        return PortHolding("listening" in lines or bool(containers), process, containers)
+    def process(self, output) -> tuple[str, ...]:
+        return tuple(line for line in output if line)
+
+
+def port_holding(port: int) -> PortHolding:
+    """Who holds ``port`` of the current host: the process pyinfra's ``Port`` fact finds listening (``ss``), and the
+    containers Docker publishes it for."""
+    process, pid = host.get_fact(Port, port=port)
+    containers = host.get_fact(PublishedFor, port=port)
+    return PortHolding(process is not None or bool(containers), f"{process} (pid {pid})" if process else "",
+                       containers)

@@ -78,7 +78,7 @@ def fresh_host_facts() -> dict:
     from pyinfra.facts.deb import DebPackages
     from pyinfra.facts.docker import DockerImage, DockerNetwork
     from pyinfra.facts.files import Directory, File, FileContents, FindInFile, Link, Sha1File, Sha256File
-    from pyinfra.facts.server import Command, TmpDir, Which
+    from pyinfra.facts.server import Command, Port, TmpDir, Which
     from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
     from jupyterhub_gpu.apt import PackageManagerState
@@ -88,7 +88,7 @@ def fresh_host_facts() -> dict:
         DockerServerVersion,
         EngineRuntimes,
         ImagesInUse,
-        PortHolder,
+        PublishedFor,
     )
     from roles.nvidia_toolkit import GPUContainerCheck
     from roles.tls import CertificateState
@@ -102,7 +102,8 @@ def fresh_host_facts() -> dict:
         Sha1File: lambda **kwargs: None, Sha256File: lambda **kwargs: None, Command: lambda **kwargs: "stopped",
         TmpDir: "/tmp", Which: lambda **kwargs: None, SystemdEnabled: {}, SystemdStatus: {},
         ComposeServices: lambda **kwargs: {}, DockerServerVersion: None,
-        PortHolder: lambda **kwargs: PortHolder.default(), ImagesInUse: lambda **kwargs: ImagesInUse.default(),
+        Port: lambda **kwargs: (None, None), PublishedFor: lambda **kwargs: (),
+        ImagesInUse: lambda **kwargs: ImagesInUse.default(),
         GPUContainerCheck: lambda **kwargs: {"ok": True, "output": ""}, CertificateState: lambda **kwargs: None,
         WindowsScheduledTask: lambda **kwargs: None,
         PackageManagerState: {"busy": [], "interrupted": False},

@@ -170,16 +170,28 @@ def test_the_closing_lines_name_each_unit_a_host_hands_out_with_what_it_is():
     assert not any("once they import" in text for _, text in said)
 
 
-def test_a_port_is_held_by_a_listener_or_by_a_container_docker_publishes_it_for():
-    """What the port check reads: a process listening (named with its pid), Docker's proxy for a published container,
-    or, on an engine without its userland proxy, a container Docker publishes the port for with nobody listening."""
-    from jupyterhub_gpu.facts import PortHolder, PortHolding
+def test_a_port_is_held_by_a_listener_or_by_a_container_docker_publishes_it_for(monkeypatch):
+    """What the port check reads: a process listening (named with its pid, by pyinfra's Port fact), Docker's proxy
+    for a published container, or, on an engine without its userland proxy, a container Docker publishes the port
+    for with nobody listening."""
+    from types import SimpleNamespace
 
-    fact = PortHolder()
-    assert fact.process([]) == PortHolding()
-    assert fact.process(["listening", "process=nginx (pid 812)"]).held_by() == "nginx (pid 812) holds it"
-    proxy = fact.process(["listening", "process=docker-proxy (pid 90)", "container=jupyterhub-proxy"])
+    from pyinfra.facts.server import Port
+
+    from jupyterhub_gpu import facts
+    from jupyterhub_gpu.facts import PortHolding, PublishedFor, port_holding
+
+    assert PublishedFor().process(["jupyterhub-proxy", ""]) == ("jupyterhub-proxy",)
+
+    def held(listener, containers):
+        answers = {Port: listener, PublishedFor: containers}
+        monkeypatch.setattr(facts, "host", SimpleNamespace(get_fact=lambda fact, port: answers[fact]))
+        return port_holding(443)
+
+    assert held((None, None), ()) == PortHolding()
+    assert held(("nginx", 812), ()).held_by() == "nginx (pid 812) holds it"
+    proxy = held(("docker-proxy", 90), ("jupyterhub-proxy",))
     assert proxy.containers == ("jupyterhub-proxy",)
-    no_userland_proxy = fact.process(["container=web"])
+    no_userland_proxy = held((None, None), ("web",))
     assert no_userland_proxy.listening
     assert no_userland_proxy.held_by() == "Docker publishes it for the container 'web'"

@@ -17,8 +17,8 @@ from jupyterhub_gpu.facts import (
     Login,
     LoginUser,
     NvidiaGPUs,
-    PortHolder,
     TargetProfile,
+    port_holding,
 )
 from jupyterhub_gpu.settings import SERVICE_ACCOUNT, HubSettings, InventoryError, from_host_data
 from jupyterhub_gpu.target import Target
@@ -93,7 +93,7 @@ def _check_ports(host_name: str, settings: HubSettings) -> None:
         port = getattr(settings, key)
         if port is None:
             continue
-        holding = host.get_fact(PortHolder, port=port)
+        holding = port_holding(port)
         if holding.listening and PROXY_CONTAINER not in holding.containers:
             raise InventoryError.for_host(
                 host_name, f"{key} = {port}: port {port} of the host is already taken ({holding.held_by()}), and "

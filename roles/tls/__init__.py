@@ -16,7 +16,7 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from jupyterhub_gpu.apt import ensure_installed
-from jupyterhub_gpu.facts import PortHolder
+from jupyterhub_gpu.facts import port_holding
 from jupyterhub_gpu.remote import private_file
 from jupyterhub_gpu.target import Target
 from jupyterhub_gpu.templates import render
@@ -177,7 +177,7 @@ def problems_before_change(target: Target) -> list[str]:
         return provided.problems(settings.tls_cert_file, settings.tls_key_file, target.certificate_names,
                                  tuple(settings.hub_addresses))
     if settings.tls_mode == "letsencrypt" and settings.acme_challenge == "http-01":
-        holding = host.get_fact(PortHolder, port=80)
+        holding = port_holding(80)
         if holding.listening:
             return [f"acme_challenge = 'http-01': port 80 of the host is already taken ({holding.held_by()}), and "
                     "certbot must answer there; free it, or use acme_challenge: dns-01"]
