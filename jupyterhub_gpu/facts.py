@@ -373,9 +373,10 @@ class PublishedFor(FactBase):
     """The containers Docker publishes a host port for. An engine without its userland proxy publishes a port with
     no process listening on it, which pyinfra's ``Port`` fact cannot see."""
 
+    requires_command = "docker"  # no engine yet: nothing published
+
     def command(self, port: int) -> str:
-        return (f"if command -v docker >/dev/null; then docker ps --filter publish={int(port)} "
-                "--format '{{.Names}}' 2>/dev/null; fi; true")
+        return f"docker ps --filter publish={int(port)} --format '{{{{.Names}}}}' 2>/dev/null || true"
 
     @staticmethod
     def default() -> tuple[str, ...]:
@@ -388,7 +389,8 @@ class PublishedFor(FactBase):
 def port_holding(port: int) -> PortHolding:
     """Who holds ``port`` of the current host: the process pyinfra's ``Port`` fact finds listening (``ss``), and the
     containers Docker publishes it for."""
-    process, pid = host.get_fact(Port, port=port)
+    # pyinfra answers a fact whose command printed nothing (nobody listens) with None.
+    process, pid = host.get_fact(Port, port=port) or (None, None)
     containers = host.get_fact(PublishedFor, port=port)
     return PortHolding(process is not None or bool(containers), f"{process} (pid {pid})" if process else "",
                        containers)

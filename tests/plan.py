@@ -102,7 +102,7 @@ def fresh_host_facts() -> dict:
         Sha1File: lambda **kwargs: None, Sha256File: lambda **kwargs: None, Command: lambda **kwargs: "stopped",
         TmpDir: "/tmp", Which: lambda **kwargs: None, SystemdEnabled: {}, SystemdStatus: {},
         ComposeServices: lambda **kwargs: {}, DockerServerVersion: None,
-        Port: lambda **kwargs: (None, None), PublishedFor: lambda **kwargs: (),
+        Port: lambda **kwargs: None, PublishedFor: lambda **kwargs: (),
         ImagesInUse: lambda **kwargs: ImagesInUse.default(),
         GPUContainerCheck: lambda **kwargs: {"ok": True, "output": ""}, CertificateState: lambda **kwargs: None,
         WindowsScheduledTask: lambda **kwargs: None,
